@@ -1,0 +1,3 @@
+from hagate.cli import main
+
+raise SystemExit(main())

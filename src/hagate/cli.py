@@ -1,0 +1,66 @@
+"""The `hagate` command: one entry point, each subcommand a thin call into one package.
+
+Every package that offers subcommands has a ``cli`` module with ``register(subparsers)``;
+each subcommand sets ``func`` (taking the parsed namespace, returning an exit code) with
+``set_defaults``. A package that is not installed or importable simply adds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hagate import __version__
+
+# Order is the order in `hagate --help`.
+_SUBCOMMAND_MODULES = (
+    "hagate.daemon.cli",  # hagate vrrp
+    "hagate.config.cli",  # hagate check
+    "hagate.simulate.cli",  # hagate simulate
+    "hagate.gateway.cli",  # hagate gateway
+    "hagate.agent.cli",  # hagate agent, hagate connect
+    "hagate.pki.cli",  # hagate pki
+    "hagate.lab.cli",  # hagate lab
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hagate",
+        description=(
+            "Active-standby HA for an IoT remote-access gateway. A VRRP daemon that reads "
+            "keepalived.conf and forms one cluster with keepalived, a tunnel gateway for "
+            "device agents, and a network-namespace lab that shows it all failing over."
+        ),
+        epilog="Run 'hagate COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"hagate {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
