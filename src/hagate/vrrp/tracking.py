@@ -1,0 +1,86 @@
+"""Tracked items (scripts, interfaces) and how they change the effective priority.
+
+keepalived semantics (vrrp_track.c): a positive weight is added while the item is OK, a
+negative weight is added (subtracted) while it has failed, ``reverse`` swaps the sense of
+OK/failed, and a weight of 0 puts the instance in FAULT while the item has failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRIORITY_OWNER = 255  # RFC 9568 §6.1: the address owner
+PRIORITY_STOP = 0  # RFC 9568 §5.2.4: the master stops participating
+MAX_WEIGHT = 254
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedItem:
+    """One tracked script or interface as configured on the instance."""
+
+    name: str
+    weight: int = 0
+    reverse: bool = False
+    initially_ok: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("tracked item needs a name")
+        if not -MAX_WEIGHT <= self.weight <= MAX_WEIGHT:
+            raise ValueError(f"tracked item {self.name!r}: weight {self.weight} outside -254..254")
+
+    def adjustment(self, ok: bool) -> int:
+        """Priority change contributed while the item is ``ok`` (weight != 0)."""
+        up = ok != self.reverse
+        if self.weight > 0:
+            return self.weight if up else 0
+        return 0 if up else self.weight
+
+    def faults(self, ok: bool) -> bool:
+        """True when this item holds the instance in FAULT."""
+        return self.weight == 0 and ok == self.reverse
+
+
+class Tracker:
+    """Current status of an instance's tracked items."""
+
+    __slots__ = ("_items", "_ok")
+
+    def __init__(self, items: tuple[TrackedItem, ...]) -> None:
+        self._items = {item.name: item for item in items}
+        if len(self._items) != len(items):
+            raise ValueError("tracked item names must be unique")
+        self._ok = {item.name: item.initially_ok for item in items}
+
+    def set(self, name: str, ok: bool) -> bool:
+        """Record a status; returns True when it changed. Unknown names are an error."""
+        if name not in self._items:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise ValueError(f"unknown tracked item {name!r} (tracked: {known})")
+        changed = self._ok[name] != ok
+        self._ok[name] = ok
+        return changed
+
+    def is_ok(self, name: str) -> bool:
+        return self._ok[name]
+
+    def item(self, name: str) -> TrackedItem:
+        return self._items[name]
+
+    def adjustment(self) -> int:
+        """Sum of the weights currently in force."""
+        return sum(item.adjustment(self._ok[name]) for name, item in self._items.items())
+
+    def faulted(self) -> tuple[str, ...]:
+        """Names of the weight-0 items that currently hold the instance in FAULT."""
+        return tuple(name for name, item in self._items.items() if item.faults(self._ok[name]))
+
+
+def effective_priority(base_priority: int, adjustment: int) -> int:
+    """keepalived vrrp_set_effective_priority: base + weights, clamped to 1..254.
+
+    The address owner (base 255) ignores weights.
+    """
+    if base_priority == PRIORITY_OWNER:
+        return PRIORITY_OWNER
+    return max(1, min(PRIORITY_OWNER - 1, base_priority + adjustment))
