@@ -1,0 +1,266 @@
+"""The typed model of a keepalived.conf, every keepalived default filled in.
+
+Produced by :func:`hagate.config.load`; consumed by the daemon and ``hagate simulate``.
+It does not depend on the VRRP core. Times are float seconds, addresses ``ipaddress`` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
+from pathlib import Path
+
+from hagate.config import defaults as D
+
+IPAddress = IPv4Address | IPv6Address
+
+
+class State(Enum):
+    """Initial state of a vrrp_instance (keepalived ``state``)."""
+
+    MASTER = "MASTER"
+    BACKUP = "BACKUP"
+
+
+class AuthType(Enum):
+    """VRRPv2 authentication (RFC 2338 §5.3.6; removed by RFC 3768, kept by keepalived)."""
+
+    NONE = "NONE"
+    PASS = "PASS"
+    AH = "AH"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+NOWHERE = Location("", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualIp:
+    """One virtual_ipaddress entry: ``ADDR[/PREFIX] [dev X] [label Y] [brd Z] [scope S]``."""
+
+    address: IPAddress
+    prefixlen: int
+    dev: str | None = None
+    label: str | None = None
+    brd: IPv4Address | None = None
+    scope: str | None = None
+    where: Location = NOWHERE
+
+    @property
+    def interface(self) -> IPv4Interface | IPv6Interface:
+        return ip_interface(f"{self.address}/{self.prefixlen}")
+
+    def __str__(self) -> str:
+        text = f"{self.address}/{self.prefixlen}"
+        for name in ("dev", "label", "brd", "scope"):
+            value = getattr(self, name)
+            if value is not None:
+                text += f" {name} {value}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class UnicastPeer:
+    address: IPAddress
+    min_ttl: int | None = None
+    max_ttl: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackScript:
+    """A track_script reference; ``weight`` None means the vrrp_script's own weight."""
+
+    name: str
+    weight: int | None = None
+    reverse: bool = False
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInterface:
+    """A track_interface entry; weight 0 means the instance goes to FAULT when it is down."""
+
+    name: str
+    weight: int = 0
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyScript:
+    """notify_master/backup/fault/stop or notify: command line and optional user/group."""
+
+    command: str
+    user: str | None = None
+    group: str | None = None
+    where: Location = NOWHERE
+
+    @property
+    def path(self) -> str:
+        return self.command.split()[0] if self.command.split() else ""
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpScript:
+    name: str
+    script: str
+    interval: float = D.SCRIPT_INTERVAL
+    timeout: float = D.SCRIPT_INTERVAL  # keepalived: defaults to interval
+    weight: int = D.SCRIPT_WEIGHT
+    reverse: bool = False
+    rise: int = D.SCRIPT_RISE
+    fall: int = D.SCRIPT_FALL
+    user: str | None = None
+    group: str | None = None
+    init_fail: bool = False
+    where: Location = NOWHERE
+
+    @property
+    def path(self) -> str:
+        return self.script.split()[0] if self.script.split() else ""
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalDefs:
+    router_id: str | None = None
+    script_user: str | None = None
+    script_group: str | None = None
+    enable_script_security: bool = False
+    vrrp_version: int = D.VERSION
+    vrrp_garp_master_delay: float = D.GARP_MASTER_DELAY
+    vrrp_garp_master_repeat: int = D.GARP_MASTER_REPEAT
+    vrrp_garp_master_refresh: float = D.GARP_MASTER_REFRESH
+    vrrp_garp_master_refresh_repeat: int = D.GARP_MASTER_REFRESH_REPEAT
+    vrrp_garp_lower_prio_delay: float = D.GARP_MASTER_DELAY  # default: master delay
+    vrrp_garp_lower_prio_repeat: int = D.GARP_MASTER_REPEAT  # default: master repeat
+    vrrp_garp_interval: float = D.GARP_INTERVAL
+    vrrp_gna_interval: float = D.GNA_INTERVAL
+    vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = D.DOWN_TIMER_ADVERTS
+    vrrp_v3_checksum_as_v2: bool = False
+    vrrp_strict: bool = False
+    vrrp_mcast_group4: IPv4Address = D.MCAST_GROUP4
+    vrrp_mcast_group6: IPv6Address = D.MCAST_GROUP6
+    notification_email: tuple[str, ...] = ()
+    notification_email_from: str | None = None
+    smtp_server: str | None = None
+    smtp_connect_timeout: int = D.SMTP_CONNECT_TIMEOUT
+    smtp_alert: bool = False
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpInstance:
+    name: str
+    virtual_router_id: int
+    state: State = State.BACKUP
+    interface: str | None = None
+    priority: int = D.PRIORITY
+    advert_int: float = D.ADVERT_INT
+    version: int = D.VERSION
+    mcast_src_ip: IPAddress | None = None
+    unicast_src_ip: IPAddress | None = None
+    unicast_peers: tuple[UnicastPeer, ...] = ()
+    check_unicast_src: bool = False
+    auth_type: AuthType = AuthType.NONE
+    auth_pass: str = ""
+    virtual_ipaddresses: tuple[VirtualIp, ...] = ()
+    virtual_ipaddresses_excluded: tuple[VirtualIp, ...] = ()
+    nopreempt: bool = False
+    preempt_delay: float = 0.0
+    track_scripts: tuple[TrackScript, ...] = ()
+    track_interfaces: tuple[TrackInterface, ...] = ()
+    garp_master_delay: float = D.GARP_MASTER_DELAY
+    garp_master_repeat: int = D.GARP_MASTER_REPEAT
+    garp_master_refresh: float = D.GARP_MASTER_REFRESH
+    garp_master_refresh_repeat: int = D.GARP_MASTER_REFRESH_REPEAT
+    garp_lower_prio_delay: float = D.GARP_MASTER_DELAY
+    garp_lower_prio_repeat: int = D.GARP_MASTER_REPEAT
+    down_timer_adverts: int = D.DOWN_TIMER_ADVERTS
+    v3_checksum_as_v2: bool = False
+    notify_master: NotifyScript | None = None
+    notify_backup: NotifyScript | None = None
+    notify_fault: NotifyScript | None = None
+    notify_stop: NotifyScript | None = None
+    notify: NotifyScript | None = None
+    smtp_alert: bool = False
+    sync_group: str | None = None
+    where: Location = NOWHERE
+
+    @property
+    def family(self) -> int:
+        """4 or 6, from the virtual addresses (IPv6 VIPs make an IPv6, VRRPv3 instance)."""
+        for vip in self.virtual_ipaddresses:
+            return vip.address.version
+        src = self.unicast_src_ip or self.mcast_src_ip
+        return src.version if src is not None else 4
+
+    @property
+    def unicast(self) -> bool:
+        return bool(self.unicast_peers)
+
+    @property
+    def address_owner(self) -> bool:
+        return self.priority == D.PRIORITY_OWNER
+
+    @property
+    def auth_data(self) -> bytes:
+        """The 8-octet VRRPv2 authentication field for PASS (NUL padded), else empty."""
+        if self.auth_type is not AuthType.PASS:
+            return b""
+        return self.auth_pass.encode()[: D.AUTH_PASS_LEN].ljust(D.AUTH_PASS_LEN, b"\0")
+
+    @property
+    def skew_time(self) -> float:
+        """RFC 3768 §6.1 (v2): (256 - Priority) / 256; RFC 9568 §6.1 (v3) scales by the
+        advertisement interval."""
+        if self.version == 3:
+            return ((256 - self.priority) * self.advert_int) / 256
+        return (256 - self.priority) / 256
+
+    @property
+    def master_down_interval(self) -> float:
+        """RFC 3768 §6.1 / RFC 9568 §6.1: 3 * Advertisement_Interval + Skew_time
+        (keepalived's down_timer_adverts replaces the 3)."""
+        return self.down_timer_adverts * self.advert_int + self.skew_time
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpSyncGroup:
+    name: str
+    group: tuple[str, ...] = ()
+    track_scripts: tuple[TrackScript, ...] = ()
+    track_interfaces: tuple[TrackInterface, ...] = ()
+    notify_master: NotifyScript | None = None
+    notify_backup: NotifyScript | None = None
+    notify_fault: NotifyScript | None = None
+    notify_stop: NotifyScript | None = None
+    notify: NotifyScript | None = None
+    smtp_alert: bool = False
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One node's configuration: the main file and everything it includes."""
+
+    path: Path
+    files: tuple[Path, ...] = ()
+    global_defs: GlobalDefs = field(default_factory=GlobalDefs)
+    vrrp_scripts: tuple[VrrpScript, ...] = ()
+    vrrp_instances: tuple[VrrpInstance, ...] = ()
+    vrrp_sync_groups: tuple[VrrpSyncGroup, ...] = ()
+
+    def script(self, name: str) -> VrrpScript | None:
+        return next((s for s in self.vrrp_scripts if s.name == name), None)
+
+    def instance(self, name: str) -> VrrpInstance | None:
+        return next((i for i in self.vrrp_instances if i.name == name), None)

@@ -1,0 +1,106 @@
+"""Typed values of keyword arguments, with keepalived's ranges; problems become findings."""
+
+from __future__ import annotations
+
+import math
+import re
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from hagate.config.findings import Reporter
+from hagate.config.parser import Statement
+
+IPAddress = IPv4Address | IPv6Address
+
+_TRUE = frozenset({"on", "true", "yes"})
+_FALSE = frozenset({"off", "false", "no"})
+_ANNOTATION = re.compile(r"^\(.*\)$|^\(|\)$")
+
+
+class Values:
+    """Reads arguments of one statement at a time, reporting against its file and line."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.r = reporter
+
+    def error(self, st: Statement, message: str) -> None:
+        self.r.error(st.file, st.line, st.keyword, message)
+
+    def warning(self, st: Statement, message: str) -> None:
+        self.r.warning(st.file, st.line, st.keyword, message)
+
+    def first(self, st: Statement, used: int = 1) -> str | None:
+        """The first argument (an error if missing); words after ``used`` get a warning."""
+        if not st.args:
+            self.error(st, "needs a value")
+            return None
+        self.extra(st, used)
+        return st.args[0].text
+
+    def extra(self, st: Statement, used: int) -> None:
+        rest = st.words[used:]
+        if not rest:
+            return
+        text = " ".join(rest)
+        if _ANNOTATION.search(rest[0]):
+            self.warning(
+                st,
+                f"'{text}' is an annotation, not keepalived syntax (keepalived ignores "
+                "words after the value); remove it",
+            )
+        else:
+            self.warning(st, f"extra words ignored: '{text}'")
+
+    def integer(self, st: Statement, text: str, lo: int, hi: int) -> int | None:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            self.error(st, f"'{text}' is not a whole number")
+            return None
+        if not lo <= value <= hi:
+            self.error(st, f"{value} is outside {lo}..{hi}")
+            return None
+        return value
+
+    def seconds(self, st: Statement, text: str, lo: float, hi: float) -> float | None:
+        try:
+            value = float(text)
+        except ValueError:
+            self.error(st, f"'{text}' is not a number of seconds")
+            return None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            self.error(st, f"{text} is outside {lo:g}..{hi:g} seconds")
+            return None
+        return value
+
+    def flag(self, st: Statement) -> bool | None:
+        """A keyword that takes an optional <BOOL> (keepalived.conf(5), PARAMETER SYNTAX)."""
+        if not st.args:
+            return True
+        word = st.args[0].text.lower()
+        self.extra(st, 1)
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        self.error(st, f"'{st.args[0].text}' is not one of on|off|true|false|yes|no")
+        return None
+
+    def address(self, st: Statement, text: str) -> IPAddress | None:
+        try:
+            return ip_address(text)
+        except ValueError:
+            self.error(st, f"'{text}' is not an IP address")
+            return None
+
+    def block(self, st: Statement) -> list[Statement]:
+        """The statement's block; a missing block is an error and reads as empty."""
+        if st.block is None:
+            self.error(st, "needs a { ... } block")
+            return []
+        if st.args:
+            self.extra(st, 0)
+        return st.block
+
+    def no_block(self, st: Statement) -> None:
+        if st.block is not None:
+            self.error(st, "takes no { ... } block; its contents are ignored")
