@@ -1,0 +1,202 @@
+"""Virtual IPs and link state through rtnetlink (pyroute2's asyncio API).
+
+keepalived adds each virtual_ipaddress with its label, scope and broadcast, IPv6 ones with
+IFA_F_NODAD so that they are usable at once (vrrp_ipaddress.c); it removes them on leaving
+MASTER. After a SIGKILL they stay behind, so on start we remove any configured VIP we find.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+log = logging.getLogger(__name__)
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+IFA_F_NODAD = 0x02
+_EEXIST = 17
+_EADDRNOTAVAIL = 99
+_ENODEV = 19
+
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+class NetlinkFailure(RuntimeError):
+    """A netlink request failed; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vip:
+    """One virtual_ipaddress entry (keepalived: ``ADDR[/LEN] [brd X] [dev IF] [scope S]
+    [label L]``)."""
+
+    address: IPv4Address | IPv6Address
+    prefixlen: int
+    dev: str
+    brd: IPv4Address | None = None
+    scope: int = 0
+    label: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.address}/{self.prefixlen} dev {self.dev}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """What we need of a link: index, MAC, whether up and running."""
+
+    index: int
+    name: str
+    mac: bytes
+    flags: int
+
+    @property
+    def usable(self) -> bool:
+        """keepalived counts an interface as up when IFF_UP and IFF_RUNNING are set."""
+        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+
+
+def _mac(text: str | None) -> bytes:
+    if not text:
+        return b"\x00" * 6
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def _link_from_msg(msg: Any) -> LinkInfo:
+    return LinkInfo(
+        index=int(msg["index"]),
+        name=str(msg.get("ifname")),
+        mac=_mac(msg.get("address")),
+        flags=int(msg["flags"]),
+    )
+
+
+class Netlink:
+    """Requests on one rtnetlink socket (in the namespace the daemon runs in)."""
+
+    def __init__(self) -> None:
+        self._ipr = AsyncIPRoute()
+        self._index: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    async def links(self) -> dict[str, LinkInfo]:
+        out: dict[str, LinkInfo] = {}
+        async for msg in await self._ipr.link("dump"):
+            info = _link_from_msg(msg)
+            out[info.name] = info
+            self._index[info.name] = info.index
+        return out
+
+    async def link(self, name: str) -> LinkInfo:
+        links = await self.links()
+        if name not in links:
+            raise NetlinkFailure(f"interface {name} does not exist")
+        return links[name]
+
+    async def _ifindex(self, name: str) -> int:
+        if name not in self._index:
+            await self.link(name)
+        return self._index[name]
+
+    async def addresses(self, name: str) -> list[tuple[IPv4Address | IPv6Address, int]]:
+        """Addresses on ``name`` as (address, prefixlen)."""
+        index = await self._ifindex(name)
+        out: list[tuple[IPv4Address | IPv6Address, int]] = []
+        async for msg in await self._ipr.addr("dump", index=index):
+            addr = msg.get("address")
+            if addr:
+                out.append((ip_address(addr), int(msg["prefixlen"])))
+        return out
+
+    async def add_vip(self, vip: Vip) -> bool:
+        """Add ``vip``; True if added, False if it was already there."""
+        index = await self._ifindex(vip.dev)
+        kwargs: dict[str, Any] = {
+            "index": index,
+            "address": str(vip.address),
+            "prefixlen": vip.prefixlen,
+            "scope": vip.scope,
+        }
+        if vip.address.version == 4:
+            if vip.brd is not None:
+                kwargs["broadcast"] = str(vip.brd)
+            if vip.label:
+                kwargs["label"] = vip.label
+        else:
+            kwargs["flags"] = IFA_F_NODAD  # usable at once, as keepalived does
+        try:
+            await self._ipr.addr("add", **kwargs)
+        except NetlinkError as exc:
+            if exc.code == _EEXIST:
+                return False
+            raise NetlinkFailure(f"cannot add {vip}: {exc.args[-1]}") from None
+        return True
+
+    async def remove_vip(self, vip: Vip) -> bool:
+        """Remove ``vip``; True if removed, False if it was not there."""
+        try:
+            index = await self._ifindex(vip.dev)
+            await self._ipr.addr(
+                "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen
+            )
+        except NetlinkFailure:
+            return False
+        except NetlinkError as exc:
+            if exc.code in (_EADDRNOTAVAIL, _ENODEV):
+                return False
+            raise NetlinkFailure(f"cannot remove {vip}: {exc.args[-1]}") from None
+        return True
+
+    async def remove_stale(self, vips: Iterable[Vip]) -> list[Vip]:
+        """Remove any of ``vips`` already present (left by a killed daemon)."""
+        removed: list[Vip] = []
+        by_dev: dict[str, list[Vip]] = {}
+        for vip in vips:
+            by_dev.setdefault(vip.dev, []).append(vip)
+        for dev, dev_vips in by_dev.items():
+            try:
+                present = {a for a, _ in await self.addresses(dev)}
+            except NetlinkFailure:
+                continue
+            for vip in dev_vips:
+                if vip.address in present and await self.remove_vip(vip):
+                    removed.append(vip)
+        return removed
+
+
+class LinkMonitor:
+    """Calls ``on_change(LinkInfo)`` for every RTM_NEWLINK event (no polling)."""
+
+    def __init__(self, on_change: Callable[[LinkInfo], None]) -> None:
+        self._on_change = on_change
+        self._ipr = AsyncIPRoute()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._ipr.bind()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for msg in self._ipr.get():
+                if msg.get("event") == "RTM_NEWLINK" and msg.get("ifname"):
+                    self._on_change(_link_from_msg(msg))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken monitor must not take the daemon down
+            log.error("link monitor stopped: %s", exc)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._ipr.close()

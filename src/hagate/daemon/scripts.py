@@ -1,0 +1,258 @@
+"""vrrp_script runner: run a check every ``interval``, kill it at ``timeout``, count rise/fall.
+
+Behaviour follows keepalived 2.2.7 (vrrp_scheduler.c ``vrrp_script_thread`` /
+``vrrp_script_child_thread``, lib/notify.c ``system_call_script``):
+
+* defaults interval 1 s, timeout = interval, weight 0, rise 1, fall 1;
+* exec'd directly (no shell) in its own process group, as the script user;
+* exit 0 is success; any other exit status, a signal or a timeout is a failure;
+* at timeout the group gets SIGTERM, 2 s later SIGKILL;
+* the first result decides at once (the counter starts at rise-1); after that ``rise``
+  successes in a row make it OK and ``fall`` failures in a row make it FAILED;
+* a run still in progress when the next is due is skipped;
+* a script not found or not executable at start is disabled (keepalived: "Disabling track
+  script ... since not found/accessible") and tracks nothing; if it disappears later the
+  exec fails in the child, which keepalived counts as exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import pwd
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+log = logging.getLogger(__name__)
+
+TERM_GRACE_S = 2.0  # keepalived: SIGTERM, then SIGKILL 2 s later
+PR_SET_PDEATHSIG = 1
+
+
+class ScriptStatus(Enum):
+    """What the script currently says: no result yet, OK, FAILED, or disabled at start."""
+
+    INIT = "init"
+    OK = "ok"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSpec:
+    """One ``vrrp_script`` block, resolved (seconds as floats)."""
+
+    name: str
+    argv: tuple[str, ...]
+    interval: float = 1.0
+    timeout: float | None = None  # None: the interval, as keepalived
+    weight: int = 0
+    weight_reverse: bool = False
+    rise: int = 1
+    fall: int = 1
+    user: str | None = None
+    group: str | None = None
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.timeout if self.timeout else self.interval
+
+
+def resolve_command(argv0: str) -> str | None:
+    """Full path of an executable ``argv0`` (searched on PATH if it has no '/'), else None."""
+    if "/" not in argv0:
+        return shutil.which(argv0)
+    if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+        return argv0
+    return None
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    """A preexec function asking for SIGTERM if the daemon dies (keepalived does the same)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
+_PREEXEC = _pdeathsig()
+
+
+async def run_command(
+    argv: tuple[str, ...],
+    timeout: float | None,
+    user: str | None = None,
+    group: str | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[str, int]:
+    """Run ``argv`` to completion or ``timeout`` (None: no limit); return (outcome, code).
+
+    outcome is "exited" (code = exit status), "signalled" (code = signal number),
+    "timed_out" (killed by us) or "exec_failed" (code = errno; counted as exit 0 by
+    keepalived).
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # own process group, killed as a whole
+            user=user,
+            group=group,
+            env=env,
+            preexec_fn=_PREEXEC,
+            close_fds=True,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        return "exec_failed", getattr(exc, "errno", 0) or 0
+    try:
+        code = await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        await _terminate(proc)
+        return "timed_out", 0
+    except asyncio.CancelledError:
+        await asyncio.shield(_terminate(proc))
+        raise
+    if code < 0:
+        return "signalled", -code
+    return "exited", code
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, SIGKILL it after TERM_GRACE_S, reap."""
+    for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            await asyncio.wait_for(proc.wait(), wait)
+        except TimeoutError:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
+        return
+
+
+class ScriptRunner:
+    """Runs one vrrp_script; calls ``on_change(runner)`` whenever its status changes."""
+
+    def __init__(
+        self,
+        spec: ScriptSpec,
+        on_change: Callable[[ScriptRunner], None],
+        default_user: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self._on_change = on_change
+        self._user = spec.user or default_user
+        self._group = spec.group
+        self.status = ScriptStatus.INIT
+        self.result = spec.rise - 1  # keepalived: "one success is enough" at start
+        self.last_exit: str = ""
+        self.runs = 0
+        self.skipped = 0
+        self._argv = spec.argv
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        path = resolve_command(self.spec.argv[0]) if self.spec.argv else None
+        if path is None:
+            log.warning(
+                "Disabling track script %s since not found/accessible: %s",
+                self.spec.name,
+                self.spec.argv[0] if self.spec.argv else "(empty)",
+            )
+            self.status = ScriptStatus.DISABLED
+            return
+        self._argv = (path, *self.spec.argv[1:])
+        self._loop = loop
+        loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+        self._loop = None
+
+    def _tick(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        self._timer = loop.call_later(self.spec.interval, self._tick)
+        if self._task is not None and not self._task.done():
+            self.skipped += 1
+            log.info(
+                "Track script %s is already running, expect idle - skipping run", self.spec.name
+            )
+            return
+        self._task = loop.create_task(self._run_once())
+
+    async def _run_once(self) -> None:
+        outcome, code = await run_command(
+            self._argv, self.spec.effective_timeout, self._user, self._group
+        )
+        self.runs += 1
+        if outcome == "exec_failed":
+            log.error(
+                "Error exec-ing command '%s': %s", self._argv[0], os.strerror(code) if code else "?"
+            )
+            outcome, code = "exited", 0  # system_call_script: exit(0) after a failed execve
+        self.last_exit = f"{outcome} {code}" if outcome != "timed_out" else outcome
+        self.record(outcome == "exited" and code == 0, self.last_exit)
+
+    def record(self, success: bool, detail: str = "") -> None:
+        """Apply one result with keepalived's rise/fall counter (``vrrp_script_child_thread``)."""
+        spec = self.spec
+        top = spec.rise + spec.fall - 1
+        if success:
+            if self.result < spec.rise - 1:
+                self.result += 1
+            elif self.result != top:
+                if self.result < spec.rise:
+                    self._set(ScriptStatus.OK, "succeeded")
+                self.result = top
+        else:
+            if self.result > spec.rise:
+                self.result -= 1
+            else:
+                if self.result == spec.rise or self.status is ScriptStatus.INIT:
+                    self._set(ScriptStatus.FAILED, detail or "failed")
+                self.result = 0
+
+    def _set(self, status: ScriptStatus, why: str) -> None:
+        if status is self.status:
+            return
+        self.status = status
+        log.info("VRRP_Script(%s) %s", self.spec.name, why)
+        try:
+            self._on_change(self)
+        except Exception:
+            log.exception("script %s: error applying its result", self.spec.name)
+
+
+def default_script_user(configured: str | None) -> str | None:
+    """keepalived's script user: global ``script_user``, else ``keepalived_script`` if that
+    account exists, else the daemon's own user (None: do not switch)."""
+    if configured:
+        return configured
+    try:
+        pwd.getpwnam("keepalived_script")
+    except KeyError:
+        return None
+    return "keepalived_script"

@@ -1,0 +1,180 @@
+"""Raw IP protocol 112 sockets, one per (interface, family), shared by all instances on it.
+
+As keepalived does: bound to the interface (SO_BINDTODEVICE), TTL / hop limit 255 on every
+advert (RFC 3768 §5.2.3, RFC 9568 §5.1.1.3), our own multicast not looped back, the VRRP
+group joined on the interface only when some instance uses multicast. IPv4 raw sockets hand
+us the IP header (TTL and destination are read there); IPv6 gives hop limit and destination
+as ancillary data (IPV6_RECVHOPLIMIT, IPV6_RECVPKTINFO). The kernel does not checksum for us
+(IPV6_CHECKSUM off): the codec computes the VRRP checksum over its pseudo-header, so we
+choose the source address ourselves and pass it with IP_PKTINFO / IPV6_PKTINFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from hagate.vrrp.advert import MULTICAST_V4, MULTICAST_V6, VRRP_PROTOCOL, VRRP_TTL
+
+log = logging.getLogger(__name__)
+
+IPAddr = IPv4Address | IPv6Address
+
+# Linux constants Python's socket module does not always export.
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+IP_MULTICAST_ALL = 49
+
+_RECV_SIZE = 2048
+_ANC_SIZE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One packet as the socket delivered it.
+
+    ``packet`` is the whole IPv4 datagram (header included) for IPv4 and the VRRP message
+    alone for IPv6; ``ttl`` is the IPv4 TTL or the IPv6 hop limit.
+    """
+
+    family: int
+    src: IPAddr
+    dst: IPAddr
+    ttl: int
+    packet: bytes
+
+
+class VrrpSocket:
+    """A raw protocol-112 socket bound to one interface for one address family."""
+
+    def __init__(self, ifname: str, ifindex: int, family: int) -> None:
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.family = family
+        self._joined = False
+        self._sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK, VRRP_PROTOCOL)
+        try:
+            self._setup()
+        except OSError:
+            self._sock.close()
+            raise
+        self._reader: Callable[[Received], None] | None = None
+
+    def _setup(self) -> None:
+        s = self._sock
+        s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        if self.family == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            # Only the groups this socket joined, not every socket's (as keepalived sets).
+            s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            mreqn = struct.pack("=4s4si", b"\0" * 4, b"\0" * 4, self.ifindex)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, -1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+
+    def join_multicast(self) -> None:
+        """Join 224.0.0.18 or ff02::12 on this interface (RFC 3768 §5.2.2, RFC 9568 §5.1.2.2)."""
+        if self._joined:
+            return
+        if self.family == socket.AF_INET:
+            mreqn = struct.pack("=4s4si", MULTICAST_V4.packed, b"\0" * 4, self.ifindex)
+            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        else:
+            mreq = struct.pack("=16si", MULTICAST_V6.packed, self.ifindex)
+            self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        self._joined = True
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, payload: bytes, src: IPAddr, dst: IPAddr) -> None:
+        """Send one VRRP message from ``src`` to ``dst``; errors are logged, not raised."""
+        try:
+            if self.family == socket.AF_INET:
+                info = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
+                anc = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+                self._sock.sendmsg([payload], anc, 0, (str(dst), 0))
+            else:
+                info = struct.pack("=16si", src.packed, self.ifindex)
+                anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
+                self._sock.sendmsg([payload], anc, 0, (str(dst), 0, 0, self.ifindex))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                log.warning("%s: cannot send advert to %s: %s", self.ifname, dst, exc.strerror)
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_packet: Callable[[Received], None]) -> None:
+        self._reader = on_packet
+        loop.add_reader(self._sock.fileno(), self._drain)
+
+    def _drain(self) -> None:
+        """Read every queued packet (one wake-up, many packets); never raises."""
+        on_packet = self._reader
+        if on_packet is None:
+            return
+        sock = self._sock
+        v4 = self.family == socket.AF_INET
+        for _ in range(256):
+            try:
+                data, anc, _flags, addr = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("%s: receive error: %s", self.ifname, exc.strerror)
+                return
+            try:
+                if v4:
+                    if len(data) < 20:
+                        continue
+                    pkt = Received(
+                        socket.AF_INET,
+                        IPv4Address(data[12:16]),
+                        IPv4Address(data[16:20]),
+                        data[8],
+                        data,
+                    )
+                else:
+                    pkt = _received_v6(data, anc, addr)
+                on_packet(pkt)
+            except Exception:  # one bad packet or handler bug must not stop the reader
+                log.exception("%s: error handling a packet", self.ifname)
+
+    def close(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if loop is not None and self._reader is not None:
+            loop.remove_reader(self._sock.fileno())
+        self._reader = None
+        self._sock.close()
+
+
+def _received_v6(
+    data: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[object, ...]
+) -> Received:
+    hop = -1
+    dst: IPAddr = IPv6Address(0)
+    for level, kind, value in anc:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == IPV6_HOPLIMIT and len(value) >= 4:
+            hop = struct.unpack("=i", value[:4])[0]
+        elif kind == IPV6_PKTINFO and len(value) >= 16:
+            dst = IPv6Address(value[:16])
+    src = IPv6Address(str(addr[0]).split("%", 1)[0])
+    return Received(socket.AF_INET6, src, dst, hop, data)

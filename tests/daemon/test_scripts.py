@@ -1,0 +1,154 @@
+"""vrrp_script runner: keepalived's rise/fall counting, timeouts, bad scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from hagate.daemon.scripts import (
+    ScriptRunner,
+    ScriptSpec,
+    ScriptStatus,
+    resolve_command,
+    run_command,
+)
+
+
+def _runner(rise: int = 1, fall: int = 1) -> tuple[ScriptRunner, list[ScriptStatus]]:
+    seen: list[ScriptStatus] = []
+    spec = ScriptSpec(name="chk", argv=("/bin/true",), rise=rise, fall=fall)
+    return ScriptRunner(spec, lambda r: seen.append(r.status)), seen
+
+
+def test_defaults_match_keepalived() -> None:
+    spec = ScriptSpec(name="chk", argv=("/bin/true",))
+    assert (spec.interval, spec.effective_timeout, spec.weight, spec.rise, spec.fall) == (
+        1.0,
+        1.0,
+        0,
+        1,
+        1,
+    )
+
+
+def test_first_result_decides_at_once() -> None:
+    r, seen = _runner(rise=3, fall=3)
+    r.record(True)
+    assert seen == [ScriptStatus.OK]
+    r2, seen2 = _runner(rise=3, fall=3)
+    r2.record(False)
+    assert seen2 == [ScriptStatus.FAILED]
+
+
+def test_fall_then_rise_counting() -> None:
+    r, seen = _runner(rise=2, fall=3)
+    r.record(True)  # OK at once
+    r.record(False)
+    r.record(False)
+    assert seen == [ScriptStatus.OK]
+    r.record(False)  # third failure in a row
+    assert seen == [ScriptStatus.OK, ScriptStatus.FAILED]
+    r.record(True)
+    assert seen[-1] is ScriptStatus.FAILED
+    r.record(True)  # second success in a row
+    assert seen[-1] is ScriptStatus.OK
+
+
+def test_interrupted_failures_do_not_fall() -> None:
+    r, seen = _runner(rise=1, fall=2)
+    r.record(True)
+    for _ in range(5):
+        r.record(False)
+        r.record(True)
+    assert seen == [ScriptStatus.OK]
+
+
+def test_resolve_command(tmp_path: Path) -> None:
+    assert resolve_command("true") is not None
+    assert resolve_command("/nonexistent/x") is None
+    f = tmp_path / "x.sh"
+    f.write_text("#!/bin/sh\n")
+    assert resolve_command(str(f)) is None  # not executable
+    f.chmod(0o755)
+    assert resolve_command(str(f)) == str(f)
+
+
+def test_run_command_outcomes() -> None:
+    async def go() -> list[tuple[str, int]]:
+        return [
+            await run_command(("/bin/sh", "-c", "exit 0"), 5),
+            await run_command(("/bin/sh", "-c", "exit 3"), 5),
+            await run_command(("/bin/sh", "-c", "kill -9 $$"), 5),
+            await run_command(("/nonexistent/script",), 5),
+        ]
+
+    out = asyncio.run(go())
+    assert out[0] == ("exited", 0)
+    assert out[1] == ("exited", 3)
+    assert out[2] == ("signalled", 9)
+    assert out[3][0] == "exec_failed"
+
+
+def test_hanging_script_is_killed_at_timeout_without_blocking() -> None:
+    async def go() -> tuple[tuple[str, int], float, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        t = asyncio.get_running_loop().create_task(ticker())
+        start = time.monotonic()
+        # the child ignores nothing; a grandchild in the same group must die too
+        res = await run_command(("/bin/sh", "-c", "sleep 30 & sleep 30"), 0.3)
+        took = time.monotonic() - start
+        t.cancel()
+        return res, took, ticks
+
+    res, took, ticks = asyncio.run(go())
+    assert res == ("timed_out", 0)
+    assert 0.25 < took < 2.0
+    assert ticks >= 8  # the loop kept running while the script hung
+
+
+def test_runner_end_to_end(tmp_path: Path) -> None:
+    flag = tmp_path / "ok"
+    script = tmp_path / "chk.sh"
+    script.write_text(f"#!/bin/sh\ntest -e {flag}\n")
+    script.chmod(0o755)
+    spec = ScriptSpec(name="chk", argv=(str(script),), interval=0.05, rise=2, fall=2)
+
+    async def go() -> list[ScriptStatus]:
+        seen: list[ScriptStatus] = []
+        r = ScriptRunner(spec, lambda r: seen.append(r.status))
+        r.start(asyncio.get_running_loop())
+        await _until(lambda: seen == [ScriptStatus.FAILED])
+        flag.touch()
+        await _until(lambda: seen[-1] is ScriptStatus.OK)
+        r.stop()
+        return seen
+
+    assert asyncio.run(go()) == [ScriptStatus.FAILED, ScriptStatus.OK]
+
+
+def test_missing_script_is_disabled() -> None:
+    async def go() -> ScriptStatus:
+        r = ScriptRunner(ScriptSpec(name="x", argv=("/nonexistent/chk",)), lambda r: None)
+        r.start(asyncio.get_running_loop())
+        await asyncio.sleep(0.05)
+        return r.status
+
+    assert asyncio.run(go()) is ScriptStatus.DISABLED
+
+
+async def _until(pred: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        await asyncio.sleep(0.01)
