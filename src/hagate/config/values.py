@@ -31,9 +31,10 @@ class Values:
     def first(self, st: Statement, used: int = 1) -> str | None:
         """The first argument (an error if missing); words after ``used`` get a warning."""
         if not st.args:
-            self.error(st, "needs a value")
+            self.error(st, "needs a name" if st.block is not None else "needs a value")
             return None
-        self.extra(st, used)
+        if st.block is None:
+            self.extra(st, used)
         return st.args[0].text
 
     def extra(self, st: Statement, used: int) -> None:
@@ -92,13 +93,16 @@ class Values:
             self.error(st, f"'{text}' is not an IP address")
             return None
 
-    def block(self, st: Statement) -> list[Statement]:
-        """The statement's block; a missing block is an error and reads as empty."""
+    def block(self, st: Statement, used: int = 0) -> list[Statement]:
+        """The statement's block; a missing block is an error and reads as empty.
+
+        ``used`` is how many words before the ``{`` are meaningful (1 for a block's name).
+        """
         if st.block is None:
             self.error(st, "needs a { ... } block")
             return []
-        if st.args:
-            self.extra(st, 0)
+        if len(st.args) > used:
+            self.extra(st, used)
         return st.block
 
     def no_block(self, st: Statement) -> None:

@@ -1,0 +1,280 @@
+"""global_defs, vrrp_script, vrrp_sync_group and the entries they share with vrrp_instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hagate.config import defaults as D
+from hagate.config.model import (
+    GlobalDefs,
+    Location,
+    NotifyScript,
+    TrackInterface,
+    TrackScript,
+    VrrpScript,
+    VrrpSyncGroup,
+)
+from hagate.config.parser import Statement
+from hagate.config.values import Values
+
+NOTIFY_KEYWORDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+
+# keepalived keywords hagate recognises but does not implement (ignored with a warning).
+GLOBAL_UNSUPPORTED = frozenset(
+    {
+        "lvs_id", "smtp_helo_name", "smtp_alert_vrrp", "smtp_alert_checker",
+        "checker_log_all_failures", "no_email_faults", "default_interface", "vrrp_min_garp",
+        "vrrp_garp_extra_if", "vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert",
+        "vrrp_skip_check_adv_addr", "vrrp_priority", "checker_priority", "bfd_priority",
+        "vrrp_no_swap", "checker_no_swap", "bfd_no_swap", "vrrp_rt_priority",
+        "checker_rt_priority", "bfd_rt_priority", "vrrp_iptables", "vrrp_ipsets", "nftables",
+        "nftables_priority", "nftables_ifindex", "nftables_counters", "notify_fifo",
+        "vrrp_notify_fifo", "vrrp_notify_fifo_script", "notify_fifo_script", "lvs_notify_fifo",
+        "vrrp_startup_delay", "log_unknown_vrids", "dynamic_interfaces", "net_namespace",
+        "net_namespace_ipvs", "namespace_with_ipsets", "instance", "use_pid_dir",
+        "linkbeat_use_polling", "child_wait_time", "max_auto_priority",
+        "min_auto_priority_delay", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
+        "lvs_sync_daemon", "lvs_flush", "lvs_flush_onstop", "lvs_timeouts", "snmp_socket",
+        "enable_traps", "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc",
+        "enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_snmp_keepalived", "enable_dbus",
+        "vrrp_notify_priority_changes", "random_seed", "script_security", "process_names",
+        "process_name", "vrrp_process_name", "checker_process_name", "bfd_process_name",
+        "vrrp_garp_lower_prio_repeat_all", "vrrp_netlink_cmd_rcv_bufs",
+        "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
+        "vrrp_netlink_monitor_rcv_bufs_force", "umask", "startup_script",
+        "startup_script_timeout", "shutdown_script", "shutdown_script_timeout",
+        "no_checker_emails", "vrrp_dont_track_primary",
+    }
+)  # fmt: skip
+
+SYNC_GROUP_UNSUPPORTED = frozenset(
+    {
+        "track_file", "track_process", "track_bfd", "notify_deleted", "global_tracking",
+        "sync_group_tracking_weight", "notify_priority_changes",
+    }
+)  # fmt: skip
+
+
+def location(st: Statement) -> Location:
+    return Location(st.file, st.line)
+
+
+def unsupported(v: Values, st: Statement, where: str) -> None:
+    v.warning(st, f"keepalived {where} keyword not supported by hagate; ignored")
+
+
+def unknown(v: Values, st: Statement, where: str) -> None:
+    v.warning(st, f"unknown keyword in {where}; ignored")
+
+
+def notify_script(v: Values, st: Statement) -> NotifyScript | None:
+    """``notify_x SCRIPT|"SCRIPT ARGS" [username [groupname]]``."""
+    if not st.args:
+        v.error(st, "needs a script path")
+        return None
+    words = st.words
+    if len(words) > 3:
+        v.extra(st, 3)
+    user = words[1] if len(words) > 1 else None
+    group = words[2] if len(words) > 2 else None
+    return NotifyScript(words[0], user, group, location(st))
+
+
+def _weight(
+    v: Values, st: Statement, words: list[str], lo: int, hi: int
+) -> tuple[int | None, bool]:
+    """Parses ``weight N [reverse|noreverse|no_reverse]`` from ``words``."""
+    weight: int | None = None
+    reverse = False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "weight" and i + 1 < len(words):
+            weight = v.integer(st, words[i + 1], lo, hi)
+            i += 2
+            continue
+        if word == "reverse":
+            reverse = True
+        elif word in ("noreverse", "no_reverse"):
+            reverse = False
+        else:
+            v.warning(st, f"'{word}' not understood; ignored")
+        i += 1
+    return weight, reverse
+
+
+def track_scripts(v: Values, st: Statement) -> tuple[TrackScript, ...]:
+    out: list[TrackScript] = []
+    for entry in v.block(st):
+        v.no_block(entry)
+        weight, reverse = _weight(v, entry, entry.words, *D.WEIGHT_RANGE)
+        if "weight" in entry.words and weight is None:
+            continue  # out of range: keepalived ignores the whole entry
+        out.append(TrackScript(entry.keyword, weight, reverse, location(entry)))
+    return tuple(out)
+
+
+def track_interfaces(v: Values, st: Statement) -> tuple[TrackInterface, ...]:
+    out: list[TrackInterface] = []
+    for entry in v.block(st):
+        v.no_block(entry)
+        weight, reverse = _weight(v, entry, entry.words, *D.WEIGHT_RANGE)
+        if "weight" in entry.words and weight is None:
+            continue
+        out.append(TrackInterface(entry.keyword, weight or 0, reverse))
+    return tuple(out)
+
+
+def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
+    f: dict[str, Any] = {"where": location(st)}
+    seconds = {
+        "vrrp_garp_master_delay": (0.0, 255.0),
+        "vrrp_garp_master_refresh": (0.0, 2**31 - 1.0),
+        "vrrp_garp_lower_prio_delay": (0.0, 255.0),
+        "vrrp_garp_interval": (0.0, 1.0),
+        "vrrp_gna_interval": (0.0, 1.0),
+    }
+    integers = {
+        "vrrp_garp_master_repeat": (1, 255),
+        "vrrp_garp_master_refresh_repeat": (1, 255),
+        "vrrp_garp_lower_prio_repeat": (1, 255),
+        "vrrp_down_timer_adverts": D.DOWN_TIMER_ADVERTS_RANGE,
+        "smtp_connect_timeout": (1, 2**31 - 1),
+    }
+    flags = {"vrrp_check_unicast_src", "vrrp_v3_checksum_as_v2", "vrrp_strict", "smtp_alert"}
+    for item in v.block(st):
+        key = item.keyword
+        if key != "notification_email":
+            v.no_block(item)
+        if key in seconds:
+            text = v.first(item)
+            value = v.seconds(item, text, *seconds[key]) if text is not None else None
+            if value is not None:
+                f[key] = value
+        elif key in integers:
+            text = v.first(item)
+            number = v.integer(item, text, *integers[key]) if text is not None else None
+            if number is not None:
+                f[key] = number
+        elif key in flags or key == "enable_script_security":
+            flag = v.flag(item) if key != "enable_script_security" else True
+            if key == "enable_script_security":
+                v.extra(item, 0)
+            if flag is not None:
+                f[key] = flag
+        elif key == "vrrp_version":
+            text = v.first(item)
+            number = v.integer(item, text, 2, 3) if text is not None else None
+            if number is not None:
+                f[key] = number
+        elif key in ("router_id", "notification_email_from", "smtp_server"):
+            text = v.first(item, used=2 if key == "smtp_server" else 1)
+            if text is not None:
+                f[key] = text
+        elif key == "script_user":
+            text = v.first(item, used=2)
+            if text is not None:
+                f["script_user"] = text
+                f["script_group"] = item.words[1] if len(item.words) > 1 else None
+        elif key == "notification_email":
+            f[key] = tuple(e.keyword for e in v.block(item)) + tuple(item.words)
+        elif key in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
+            text = v.first(item)
+            addr = v.address(item, text) if text is not None else None
+            if addr is not None:
+                if not addr.is_multicast or addr.version != int(key[-1]):
+                    v.error(item, f"{addr} is not an IPv{key[-1]} multicast address")
+                else:
+                    f[key] = addr
+        elif key in GLOBAL_UNSUPPORTED or key.startswith(("lvs_", "enable_snmp", "nftables")):
+            unsupported(v, item, "global_defs")
+        else:
+            unknown(v, item, "global_defs")
+    merged = {**_asdict(base), **f}
+    # keepalived: lower-priority GARP settings default to the master ones.
+    if "vrrp_garp_lower_prio_delay" not in f and "vrrp_garp_master_delay" in f:
+        merged["vrrp_garp_lower_prio_delay"] = merged["vrrp_garp_master_delay"]
+    if "vrrp_garp_lower_prio_repeat" not in f and "vrrp_garp_master_repeat" in f:
+        merged["vrrp_garp_lower_prio_repeat"] = merged["vrrp_garp_master_repeat"]
+    return GlobalDefs(**merged)
+
+
+def _asdict(obj: GlobalDefs) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
+    name = v.first(st, used=1)
+    if name is None:
+        return None
+    f: dict[str, Any] = {"name": name, "where": location(st)}
+    for item in v.block(st, used=1):
+        key = item.keyword
+        v.no_block(item)
+        if key == "script":
+            if not item.args:
+                v.error(item, "needs a script path")
+                continue
+            # Unquoted words are the script's arguments (keepalived.conf(5), Quoted strings).
+            f["script"] = " ".join(item.words)
+        elif key in ("interval", "timeout"):
+            text = v.first(item)
+            value = v.seconds(item, text, 0.0, 2**31 / 1e6) if text is not None else None
+            if value is not None and value <= 0:
+                v.error(item, f"must be greater than 0; keepalived uses 1 ({name})")
+                value = 1.0
+            if value is not None:
+                f[key] = value
+        elif key == "weight":
+            weight, reverse = _weight(v, item, ["weight", *item.words], *D.WEIGHT_RANGE)
+            if weight is not None:
+                f["weight"], f["reverse"] = weight, reverse
+        elif key in ("rise", "fall"):
+            text = v.first(item)
+            number = v.integer(item, text, 1, 2**31 - 1) if text is not None else None
+            if number is not None:
+                f[key] = number
+        elif key == "user":
+            text = v.first(item, used=2)
+            if text is not None:
+                f["user"] = text
+                f["group"] = item.words[1] if len(item.words) > 1 else None
+        elif key == "init_fail":
+            v.extra(item, 0)
+            f["init_fail"] = True
+        else:
+            unknown(v, item, "vrrp_script")
+    if "script" not in f:
+        v.error(st, f"vrrp_script {name} has no 'script' line; it is ignored")
+        return None
+    if "timeout" not in f:
+        f["timeout"] = f.get("interval", D.SCRIPT_INTERVAL)
+    return VrrpScript(**f)
+
+
+def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
+    name = v.first(st)
+    if name is None:
+        return None
+    f: dict[str, Any] = {"name": name, "where": location(st)}
+    for item in v.block(st, used=1):
+        key = item.keyword
+        if key not in ("group", "track_script", "track_interface"):
+            v.no_block(item)
+        if key == "group":
+            f["group"] = tuple(e.keyword for e in v.block(item))
+        elif key == "track_script":
+            f["track_scripts"] = track_scripts(v, item)
+        elif key == "track_interface":
+            f["track_interfaces"] = track_interfaces(v, item)
+        elif key in NOTIFY_KEYWORDS:
+            f[key] = notify_script(v, item)
+        elif key == "smtp_alert":
+            f["smtp_alert"] = bool(v.flag(item))
+        elif key in SYNC_GROUP_UNSUPPORTED:
+            unsupported(v, item, "vrrp_sync_group")
+        else:
+            unknown(v, item, "vrrp_sync_group")
+    if not f.get("group"):
+        v.error(st, f"vrrp_sync_group {name} has no 'group {{ ... }}' of instances")
+    return VrrpSyncGroup(**f)

@@ -1,0 +1,444 @@
+"""vrrp_instance: keywords, then keepalived's cross-keyword rules and defaults."""
+
+from __future__ import annotations
+
+import math
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from hagate.config import defaults as D
+from hagate.config.blocks import (
+    NOTIFY_KEYWORDS,
+    location,
+    notify_script,
+    track_interfaces,
+    track_scripts,
+    unknown,
+    unsupported,
+)
+from hagate.config.model import (
+    AuthType,
+    GlobalDefs,
+    State,
+    UnicastPeer,
+    VirtualIp,
+    VrrpInstance,
+)
+from hagate.config.parser import Statement
+from hagate.config.values import Values
+
+INSTANCE_UNSUPPORTED = frozenset(
+    {
+        "use_vmac", "vmac_xmit_base", "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
+        "track_process", "track_bfd", "mcast_dst_ip", "track_src_ip", "unicast_fault_no_peer",
+        "unicast_ttl", "old_unicast_checksum", "garp_extra_if", "lower_prio_no_advert",
+        "higher_prio_send_advert", "virtual_routes", "virtual_rules", "accept", "no_accept",
+        "skip_check_adv_addr", "strict_mode", "debug", "notify_master_rx_lower_pri",
+        "notify_priority_changes", "notify_deleted", "kernel_rx_buf_size",
+        "linkbeat_use_polling", "promote_secondaries", "dont_track_primary", "native_ipv6",
+        "unicast_chksum_compat", "garp_extra_if_vmac",
+    }
+)  # fmt: skip
+
+# Instance-only keywords: at top level they get "belongs inside a vrrp_instance".
+INSTANCE_KEYWORDS = frozenset(
+    {
+        "state", "interface", "virtual_router_id", "priority", "advert_int", "version",
+        "mcast_src_ip", "unicast_src_ip", "unicast_peer", "check_unicast_src",
+        "authentication", "auth_type", "auth_pass", "virtual_ipaddress",
+        "virtual_ipaddress_excluded", "nopreempt", "preempt", "preempt_delay",
+        "track_script", "track_interface", "garp_master_delay", "garp_master_repeat",
+        "garp_master_refresh", "garp_master_refresh_repeat", "garp_lower_prio_delay",
+        "garp_lower_prio_repeat", "down_timer_adverts", "v3_checksum_as_v2",
+        *NOTIFY_KEYWORDS,
+    }
+)  # fmt: skip
+
+_SECONDS = {
+    "garp_master_delay": (0.0, 255.0),
+    "garp_master_refresh": (0.0, 2**31 - 1.0),
+    "garp_lower_prio_delay": (0.0, 255.0),
+    "preempt_delay": D.PREEMPT_DELAY_RANGE,
+}
+_INTEGERS = {
+    "garp_master_repeat": (1, 255),
+    "garp_master_refresh_repeat": (1, 255),
+    "garp_lower_prio_repeat": (1, 255),
+    "down_timer_adverts": D.DOWN_TIMER_ADVERTS_RANGE,
+}
+_SCOPES = frozenset({"site", "link", "host", "nowhere", "global"})
+_VIP_FLAGS = frozenset(
+    {"home", "-nodad", "nodad", "mngtmpaddr", "noprefixroute", "autojoin", "no_track", "use_vmac"}
+)
+
+
+def virtual_ips(v: Values, st: Statement) -> tuple[VirtualIp, ...]:
+    out: list[VirtualIp] = []
+    for entry in v.block(st):
+        v.no_block(entry)
+        vip = _virtual_ip(v, entry)
+        if vip is not None:
+            out.append(vip)
+    return tuple(out)
+
+
+def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:
+    text = entry.keyword
+    addr_text, _, prefix_text = text.partition("/")
+    address = v.address(entry, addr_text) if addr_text else None
+    if address is None:
+        if not addr_text:
+            v.error(entry, f"'{text}' is not an IP address")
+        return None
+    max_prefix = 32 if address.version == 4 else 128
+    prefixlen = max_prefix
+    if prefix_text:
+        number = v.integer(entry, prefix_text, 0, max_prefix)
+        if number is None:
+            return None
+        prefixlen = number
+    f: dict[str, Any] = {}
+    words = entry.words
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("dev", "label", "brd", "scope", "peer", "preferred_lft", "track_group"):
+            if i + 1 >= len(words):
+                v.error(entry, f"'{word}' needs a value")
+                break
+            value = words[i + 1]
+            if word == "brd":
+                brd = v.address(entry, value)
+                if isinstance(brd, IPv4Address) and address.version == 4:
+                    f["brd"] = brd
+                elif brd is not None:
+                    v.error(entry, f"brd {value}: only an IPv4 broadcast address fits here")
+            elif word == "scope":
+                if value not in _SCOPES:
+                    v.error(entry, f"scope '{value}' is not one of {', '.join(sorted(_SCOPES))}")
+                else:
+                    f["scope"] = value
+            elif word in ("dev", "label"):
+                f[word] = value
+            else:
+                v.warning(entry, f"'{word}' is not supported by hagate; ignored")
+            i += 2
+            continue
+        if word in _VIP_FLAGS:
+            v.warning(entry, f"'{word}' is not supported by hagate; ignored")
+        else:
+            v.error(entry, f"'{word}' not understood in a virtual address")
+        i += 1
+    return VirtualIp(address, prefixlen, where=location(entry), **f)
+
+
+def unicast_peers(v: Values, st: Statement) -> tuple[UnicastPeer, ...]:
+    out: list[UnicastPeer] = []
+    for entry in v.block(st):
+        v.no_block(entry)
+        address = v.address(entry, entry.keyword)
+        if address is None:
+            continue
+        ttl: dict[str, int] = {}
+        words = entry.words
+        i = 0
+        while i < len(words):
+            if words[i] in ("min_ttl", "max_ttl") and i + 1 < len(words):
+                number = v.integer(entry, words[i + 1], *D.TTL_RANGE)
+                if number is not None:
+                    ttl[words[i]] = number
+                i += 2
+            else:
+                v.error(entry, f"'{words[i]}' not understood (expected min_ttl N / max_ttl N)")
+                i += 1
+        if ttl.get("min_ttl", 0) > ttl.get("max_ttl", 255):
+            v.error(entry, "min_ttl is above max_ttl; no advert could pass")
+        out.append(UnicastPeer(address, ttl.get("min_ttl"), ttl.get("max_ttl")))
+    return tuple(out)
+
+
+def _authentication(v: Values, st: Statement, f: dict[str, Any]) -> None:
+    for item in v.block(st):
+        v.no_block(item)
+        if item.keyword == "auth_type":
+            text = v.first(item)
+            if text is None:
+                continue
+            try:
+                f["auth_type"] = AuthType[text.upper()] if text.upper() != "NONE" else None
+            except KeyError:
+                v.error(item, f"'{text}' is not PASS or AH")
+            if f.get("auth_type") is None:
+                f.pop("auth_type", None)
+        elif item.keyword == "auth_pass":
+            if not item.args:
+                v.error(item, "needs a password")
+                continue
+            # keepalived takes the rest of the line, and uses 8 octets (RFC 2338 §5.3.10).
+            password = " ".join(item.words)
+            if len(password.encode()) > D.AUTH_PASS_LEN:
+                v.warning(
+                    item,
+                    f"password longer than {D.AUTH_PASS_LEN} characters; keepalived (and hagate) "
+                    f"use only the first {D.AUTH_PASS_LEN}: "
+                    f"'{password.encode()[: D.AUTH_PASS_LEN].decode(errors='replace')}'",
+                )
+                password = password.encode()[: D.AUTH_PASS_LEN].decode(errors="ignore")
+            f["auth_pass"] = password
+            f["_auth_pass_at"] = item
+        else:
+            unknown(v, item, "authentication")
+
+
+def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | None:
+    """One vrrp_instance with keepalived's defaults and cross-keyword rules applied."""
+    name = v.first(st)
+    if name is None:
+        return None
+    f: dict[str, Any] = {}
+    seen: dict[str, Statement] = {}
+    for item in v.block(st, used=1):
+        key = item.keyword
+        seen[key] = item
+        if key not in (
+            "authentication",
+            "virtual_ipaddress",
+            "virtual_ipaddress_excluded",
+            "unicast_peer",
+            "track_script",
+            "track_interface",
+        ):
+            v.no_block(item)
+        if key == "state":
+            text = v.first(item)
+            if text is not None:
+                try:
+                    f["state"] = State[text.upper()]
+                except KeyError:
+                    v.error(item, f"'{text}' is not MASTER or BACKUP; keepalived uses BACKUP")
+        elif key == "interface":
+            text = v.first(item)
+            if text is not None:
+                f["interface"] = text
+        elif key == "virtual_router_id":
+            text = v.first(item)
+            number = v.integer(item, text, *D.VRID_RANGE) if text is not None else None
+            if number is not None:
+                f["virtual_router_id"] = number
+        elif key == "priority":
+            text = v.first(item)
+            number = v.integer(item, text, *D.PRIORITY_RANGE) if text is not None else None
+            if number is not None:
+                f["priority"] = number
+            elif text is not None:
+                v.error(item, f"keepalived uses the default {D.PRIORITY}")
+        elif key == "advert_int":
+            text = v.first(item)
+            value = v.seconds(item, text, *D.ADVERT_INT_RANGE) if text is not None else None
+            if value is not None:
+                f["advert_int"] = value
+        elif key == "version":
+            text = v.first(item)
+            number = v.integer(item, text, 2, 3) if text is not None else None
+            if number is not None:
+                f["version"] = number
+        elif key in ("mcast_src_ip", "unicast_src_ip"):
+            text = v.first(item)
+            addr = v.address(item, text) if text is not None else None
+            if addr is not None:
+                f[key] = addr
+        elif key == "unicast_peer":
+            f["unicast_peers"] = f.get("unicast_peers", ()) + unicast_peers(v, item)
+        elif key in ("check_unicast_src", "v3_checksum_as_v2", "smtp_alert"):
+            flag = v.flag(item)
+            if flag is not None:
+                f[key] = flag
+            if key == "v3_checksum_as_v2":
+                v.warning(item, "not known to keepalived 2.2.7 (added in a later release)")
+        elif key == "authentication":
+            _authentication(v, item, f)
+        elif key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            field = "virtual_ipaddresses" + key[len("virtual_ipaddress") :]
+            f[field] = f.get(field, ()) + virtual_ips(v, item)
+        elif key == "nopreempt":
+            v.extra(item, 0)
+            f["nopreempt"] = True
+        elif key == "preempt":
+            v.extra(item, 0)
+            f["nopreempt"] = False
+        elif key in _SECONDS:
+            text = v.first(item)
+            value = v.seconds(item, text, *_SECONDS[key]) if text is not None else None
+            if value is not None:
+                f[key] = value
+        elif key in _INTEGERS:
+            text = v.first(item)
+            number = v.integer(item, text, *_INTEGERS[key]) if text is not None else None
+            if number is not None:
+                f[key] = number
+        elif key == "track_script":
+            f["track_scripts"] = f.get("track_scripts", ()) + track_scripts(v, item)
+        elif key == "track_interface":
+            f["track_interfaces"] = f.get("track_interfaces", ()) + track_interfaces(v, item)
+        elif key in NOTIFY_KEYWORDS:
+            f[key] = notify_script(v, item)
+        elif key in INSTANCE_UNSUPPORTED:
+            unsupported(v, item, "vrrp_instance")
+        else:
+            unknown(v, item, "vrrp_instance")
+    return _complete(v, st, name, f, seen, g)
+
+
+def _complete(
+    v: Values,
+    st: Statement,
+    name: str,
+    f: dict[str, Any],
+    seen: dict[str, Statement],
+    g: GlobalDefs,
+) -> VrrpInstance | None:
+    """keepalived's vrrp_complete_instance rules, in its order, as findings."""
+    auth_at = f.pop("_auth_pass_at", None)
+    if "virtual_router_id" not in f:
+        if "virtual_router_id" not in seen:
+            v.error(st, f"({name}) virtual_router_id must be set; the instance is ignored")
+        return None
+    state: State = f.get("state", State.BACKUP)
+    # keepalived: state MASTER with no priority configured means the address owner.
+    if "priority" not in f and "priority" not in seen and state is State.MASTER:
+        f["priority"] = D.PRIORITY_OWNER
+        v.warning(
+            seen.get("state", st),
+            f"({name}) state MASTER without a priority: keepalived makes this the address "
+            f"owner, priority {D.PRIORITY_OWNER}; write 'priority' explicitly",
+        )
+    priority: int = f.get("priority", D.PRIORITY)
+
+    vips: tuple[VirtualIp, ...] = f.get("virtual_ipaddresses", ())
+    families = {vip.address.version for vip in vips}
+    family = next(iter(vips)).address.version if vips else 4
+    if len(families) > 1:
+        kept = tuple(vip for vip in vips if vip.address.version == family)
+        for vip in vips:
+            if vip.address.version != family:
+                v.r.error(
+                    vip.where.file,
+                    vip.where.line,
+                    "virtual_ipaddress",
+                    f"({name}) {vip.address} is not IPv{family} like the first address; "
+                    "put it in virtual_ipaddress_excluded",
+                )
+        f["virtual_ipaddresses"] = kept
+    if not vips:
+        v.warning(st, f"({name}) no virtual_ipaddress: this instance protects no address")
+
+    # Version: global default, IPv6 always VRRPv3 (RFC 9568 is the only IPv6 VRRP).
+    version: int = f.get("version", g.vrrp_version)
+    if family == 6 and version == 2:
+        where = seen.get("version")
+        if where is not None:
+            v.warning(where, f"({name}) IPv6 addresses need VRRPv3; version 3 is used")
+        version = 3
+    f["version"] = version
+
+    advert = f.get("advert_int", D.ADVERT_INT)
+    if version == 2 and advert != int(advert):
+        # RFC 3768 §5.3.7: whole seconds on the wire.
+        rounded = max(1, math.floor(advert + 0.5))
+        v.error(
+            seen["advert_int"],
+            f"({name}) VRRPv2 advert_int must be whole seconds; {advert:g} is rounded to {rounded}",
+        )
+        f["advert_int"] = float(rounded)
+    elif version == 3 and advert > D.ADVERT_INT_V3_MAX:
+        # RFC 9568 §5.2.7: 12 bits of centiseconds.
+        v.error(
+            seen["advert_int"],
+            f"({name}) VRRPv3 advert_int is at most {D.ADVERT_INT_V3_MAX}s; "
+            f"{D.ADVERT_INT_V3_MAX} is used",
+        )
+        f["advert_int"] = D.ADVERT_INT_V3_MAX
+    elif version == 3 and advert < 0.01:
+        f["advert_int"] = 0.01
+
+    if f.get("auth_type") is not None and version == 3:
+        v.error(
+            seen["authentication"],
+            f"({name}) VRRPv3 has no authentication (RFC 9568); auth_type is ignored",
+        )
+        f.pop("auth_type")
+        f.pop("auth_pass", None)
+    elif f.get("auth_type") is AuthType.PASS and not f.get("auth_pass"):
+        v.error(seen["authentication"], f"({name}) auth_type PASS needs an auth_pass")
+    elif f.get("auth_type") is None and auth_at is not None:
+        v.warning(auth_at, f"({name}) auth_pass without auth_type is ignored")
+        f.pop("auth_pass", None)
+
+    if f.get("nopreempt"):
+        if state is State.MASTER:
+            v.error(
+                seen["nopreempt"],
+                f"({name}) nopreempt does not work with state MASTER; keepalived clears it "
+                "(use state BACKUP on every node for a sticky master)",
+            )
+            f["nopreempt"] = False
+        elif priority == D.PRIORITY_OWNER:
+            v.error(
+                seen["nopreempt"],
+                f"({name}) nopreempt is incompatible with priority 255 (the address owner "
+                "always preempts, RFC 3768 §6.4.2); keepalived clears it",
+            )
+            f["nopreempt"] = False
+        elif f.get("preempt_delay"):
+            v.error(
+                seen["preempt_delay"],
+                f"({name}) preempt_delay is incompatible with nopreempt; keepalived resets it",
+            )
+            f["preempt_delay"] = 0.0
+
+    peers: tuple[UnicastPeer, ...] = f.get("unicast_peers", ())
+    src = f.get("unicast_src_ip")
+    if not peers:
+        used = [k for k in ("unicast_src_ip", "check_unicast_src") if k in seen]
+        if used:
+            v.warning(
+                seen[used[0]],
+                f"({name}) {used[0]} without any unicast_peer: keepalived falls back to "
+                "multicast (deprecated); add unicast_peer { PEER_IP } or remove it",
+            )
+    else:
+        for peer in peers:
+            if src is not None and peer.address.version != src.version:
+                v.error(seen["unicast_peer"], f"({name}) peer {peer.address} and "
+                        f"unicast_src_ip {src} are different address families")  # fmt: skip
+            if src is not None and peer.address == src:
+                v.error(seen["unicast_peer"], f"({name}) {peer.address} is its own peer")
+        if any(p.min_ttl is not None or p.max_ttl is not None for p in peers):
+            f["check_unicast_src"] = True  # keepalived.conf(5): min/max_ttl turn it on
+
+    if "interface" not in f and not peers:
+        v.error(st, f"({name}) no 'interface': a multicast instance needs one")
+
+    # Defaults from global_defs (keepalived.conf(5): "default to global parameters").
+    inherited = {
+        "garp_master_delay": g.vrrp_garp_master_delay,
+        "garp_master_repeat": g.vrrp_garp_master_repeat,
+        "garp_master_refresh": g.vrrp_garp_master_refresh,
+        "garp_master_refresh_repeat": g.vrrp_garp_master_refresh_repeat,
+        "garp_lower_prio_delay": g.vrrp_garp_lower_prio_delay,
+        "garp_lower_prio_repeat": g.vrrp_garp_lower_prio_repeat,
+        "down_timer_adverts": g.vrrp_down_timer_adverts,
+        "v3_checksum_as_v2": g.vrrp_v3_checksum_as_v2,
+        "check_unicast_src": g.vrrp_check_unicast_src,
+        "smtp_alert": g.smtp_alert,
+    }
+    for key, value in inherited.items():
+        f.setdefault(key, value)
+    if "garp_master_delay" in seen and "garp_lower_prio_delay" not in seen:
+        f["garp_lower_prio_delay"] = f["garp_master_delay"]
+    if "garp_master_repeat" in seen and "garp_lower_prio_repeat" not in seen:
+        f["garp_lower_prio_repeat"] = f["garp_master_repeat"]
+
+    if isinstance(src, IPv6Address) and family == 4 and vips:
+        v.error(seen["unicast_src_ip"], f"({name}) IPv6 unicast_src_ip with IPv4 addresses")
+    return VrrpInstance(name=name, where=location(st), **f)
