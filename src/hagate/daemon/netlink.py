@@ -25,6 +25,7 @@ IFA_F_NODAD = 0x02
 _EEXIST = 17
 _EADDRNOTAVAIL = 99
 _ENODEV = 19
+RTMGRP_LINK = 0x1
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 
@@ -183,14 +184,19 @@ class LinkMonitor:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._ipr.bind()
+        await self._ipr.bind(groups=RTMGRP_LINK)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
-            async for msg in self._ipr.get():
-                if msg.get("event") == "RTM_NEWLINK" and msg.get("ifname"):
-                    self._on_change(_link_from_msg(msg))
+            while True:  # get() yields the messages of one datagram
+                async for msg in self._ipr.get():
+                    event = msg.get("event")
+                    if event == "RTM_NEWLINK" and msg.get("ifname"):
+                        self._on_change(_link_from_msg(msg))
+                    elif event == "RTM_DELLINK" and msg.get("ifname"):
+                        gone = _link_from_msg(msg)
+                        self._on_change(LinkInfo(gone.index, gone.name, gone.mac, 0))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken monitor must not take the daemon down
