@@ -105,23 +105,21 @@ def _weight(
 
 def track_scripts(v: Values, st: Statement) -> tuple[TrackScript, ...]:
     out: list[TrackScript] = []
-    for entry in v.block(st):
-        v.no_block(entry)
-        weight, reverse = _weight(v, entry, entry.words, *D.WEIGHT_RANGE)
-        if "weight" in entry.words and weight is None:
+    for entry in v.entries(st):
+        weight, reverse = _weight(v, entry, entry.words[1:], *D.WEIGHT_RANGE)
+        if "weight" in entry.words[1:] and weight is None:
             continue  # out of range: keepalived ignores the whole entry
-        out.append(TrackScript(entry.keyword, weight, reverse, location(entry)))
+        out.append(TrackScript(entry.words[0], weight, reverse, location(entry)))
     return tuple(out)
 
 
 def track_interfaces(v: Values, st: Statement) -> tuple[TrackInterface, ...]:
     out: list[TrackInterface] = []
-    for entry in v.block(st):
-        v.no_block(entry)
-        weight, reverse = _weight(v, entry, entry.words, *D.WEIGHT_RANGE)
-        if "weight" in entry.words and weight is None:
+    for entry in v.entries(st):
+        weight, reverse = _weight(v, entry, entry.words[1:], *D.WEIGHT_RANGE)
+        if "weight" in entry.words[1:] and weight is None:
             continue
-        out.append(TrackInterface(entry.keyword, weight or 0, reverse))
+        out.append(TrackInterface(entry.words[0], weight or 0, reverse))
     return tuple(out)
 
 
@@ -177,7 +175,7 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
                 f["script_user"] = text
                 f["script_group"] = item.words[1] if len(item.words) > 1 else None
         elif key == "notification_email":
-            f[key] = tuple(e.keyword for e in v.block(item)) + tuple(item.words)
+            f[key] = tuple(e.words[0] for e in v.entries(item))
         elif key in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
             text = v.first(item)
             addr = v.address(item, text) if text is not None else None
@@ -262,7 +260,7 @@ def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
         if key not in ("group", "track_script", "track_interface"):
             v.no_block(item)
         if key == "group":
-            f["group"] = tuple(e.keyword for e in v.block(item))
+            f["group"] = tuple(e.words[0] for e in v.entries(item))
         elif key == "track_script":
             f["track_scripts"] = track_scripts(v, item)
         elif key == "track_interface":

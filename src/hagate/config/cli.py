@@ -6,11 +6,9 @@ import argparse
 import json
 import sys
 
-from hagate.config.cluster import check_cluster
+from hagate.config.check import check
 from hagate.config.dump import dump_text, to_data
-from hagate.config.findings import Finding, Severity, exit_code
-from hagate.config.lint import lint
-from hagate.config.load import load, sort_findings
+from hagate.config.findings import Severity
 
 _DESCRIPTION = """\
 Check keepalived.conf files the way 'keepalived -t' does, and catch what it lets through:
@@ -55,33 +53,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = [load(path) for path in args.files]
-    findings: list[Finding] = []
-    for result in results:
-        findings += result.findings
-        if any(f.line == 0 and f.keyword == "file" for f in result.errors):
-            continue
-        findings += sort_findings(lint(result.config, check_files=not args.no_script_files))
-    notes: list[str] = []
-    readable = [r.config for r in results if r.config.files]
-    if len(readable) > 1:
-        cluster = check_cluster(readable)
-        findings += cluster.findings
-        notes = cluster.notes
-    code = exit_code(findings)
+    report = check(args.files, check_files=not args.no_script_files)
+    findings, notes, code = report.findings, report.notes, report.exit_code
     if args.json:
         data: dict[str, object] = {
             "exit_code": code,
             "findings": [f.as_dict() for f in findings],
-            "cluster": notes,
+            "cluster": list(notes),
         }
         if args.dump:
-            data["configs"] = [to_data(r.config) for r in results]
+            data["configs"] = [to_data(r.config) for r in report.results]
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return code
     if args.dump:
-        for result in results:
+        for result in report.results:
             sys.stdout.write(dump_text(result.config))
     for finding in findings:
         print(finding)
@@ -90,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     errors = sum(1 for f in findings if f.severity is Severity.ERROR)
     warnings = len(findings) - errors
     print(
-        f"{len(results)} file(s): {errors} error(s), {warnings} warning(s); exit {code}",
+        f"{len(report.results)} file(s): {errors} error(s), {warnings} warning(s); exit {code}",
         file=sys.stderr,
     )
     return code

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hagate.config import defaults as D
-from hagate.config.findings import Finding, Reporter
+from hagate.config.findings import Finding, Impact, Reporter
 from hagate.config.model import Config, State, VrrpInstance
 
 
@@ -79,7 +79,13 @@ def _same(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]]) -> 
                 why = "authentication differs (auth_type/auth_pass), adverts will be dropped"
             else:
                 why = f"{keyword} is {_show(mine)} here but {_show(theirs)} on {ref_node.name}"
-            r.error(inst.where.file, inst.where.line, keyword, f"{label} ({inst.name}): {why}")
+            r.error(
+                inst.where.file,
+                inst.where.line,
+                keyword,
+                f"{label} ({inst.name}): {why}",
+                Impact.OTHER,
+            )
 
 
 def _show(value: object) -> str:
@@ -105,7 +111,7 @@ def _priorities(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]
                 f"priority {priority} on {', '.join(names)}: equal priorities are decided by "
                 "the higher primary IP address (RFC 3768 §6.4.3); make them distinct"
             )
-        r.error(inst.where.file, inst.where.line, "priority", f"{label}: {why}")
+        r.error(inst.where.file, inst.where.line, "priority", f"{label}: {why}", Impact.OTHER)
 
 
 def _unicast(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]]) -> None:
@@ -118,6 +124,7 @@ def _unicast(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]]) 
             "unicast_peer",
             f"{label}: {node.name} uses multicast while others use unicast; "
             "they never see each other's adverts",
+            Impact.OTHER,
         )
         return
     if not modes.pop():
@@ -142,6 +149,7 @@ def _unicast(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]]) 
                     "unicast_peer",
                     f"{label} ({inst.name}) on {node.name}: unicast_peer does not list "
                     f"{other.unicast_src_ip}, the unicast_src_ip of {other_node.name}",
+                    Impact.OTHER,
                 )
 
 
@@ -164,6 +172,12 @@ def explain(label: str, members: list[tuple[Node, VrrpInstance]]) -> str:
     """In words: who is master, what happens when it fails and when it comes back."""
     ranked = sorted(members, key=lambda m: m[1].priority, reverse=True)
     (top_node, top), (second_node, second) = ranked[0], ranked[1]
+    if top.priority == second.priority:
+        return (
+            f"{label}: {top_node.name} and {second_node.name} are tied at priority "
+            f"{top.priority}; the one with the higher primary IP address wins every election "
+            "(RFC 3768 §6.4.3). Give them distinct priorities."
+        )
     lines = [
         f"{label}: {top_node.name} (priority {top.priority}) is master when all nodes are up; "
         f"if it fails, {second_node.name} (priority {second.priority}) takes over after "

@@ -74,8 +74,7 @@ _VIP_FLAGS = frozenset(
 
 def virtual_ips(v: Values, st: Statement) -> tuple[VirtualIp, ...]:
     out: list[VirtualIp] = []
-    for entry in v.block(st):
-        v.no_block(entry)
+    for entry in v.entries(st):
         vip = _virtual_ip(v, entry)
         if vip is not None:
             out.append(vip)
@@ -83,7 +82,7 @@ def virtual_ips(v: Values, st: Statement) -> tuple[VirtualIp, ...]:
 
 
 def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:
-    text = entry.keyword
+    text = entry.args[0].text
     addr_text, _, prefix_text = text.partition("/")
     address = v.address(entry, addr_text) if addr_text else None
     if address is None:
@@ -98,7 +97,7 @@ def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:
             return None
         prefixlen = number
     f: dict[str, Any] = {}
-    words = entry.words
+    words = entry.words[1:]
     i = 0
     while i < len(words):
         word = words[i]
@@ -134,13 +133,12 @@ def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:
 
 def unicast_peers(v: Values, st: Statement) -> tuple[UnicastPeer, ...]:
     out: list[UnicastPeer] = []
-    for entry in v.block(st):
-        v.no_block(entry)
-        address = v.address(entry, entry.keyword)
+    for entry in v.entries(st):
+        address = v.address(entry, entry.args[0].text)
         if address is None:
             continue
         ttl: dict[str, int] = {}
-        words = entry.words
+        words = entry.words[1:]
         i = 0
         while i < len(words):
             if words[i] in ("min_ttl", "max_ttl") and i + 1 < len(words):
@@ -227,11 +225,14 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
                 f["virtual_router_id"] = number
         elif key == "priority":
             text = v.first(item)
-            number = v.integer(item, text, *D.PRIORITY_RANGE) if text is not None else None
+            otherwise = f"keepalived uses the default {D.PRIORITY}"
+            number = (
+                v.integer(item, text, *D.PRIORITY_RANGE, otherwise=otherwise)
+                if text is not None
+                else None
+            )
             if number is not None:
                 f["priority"] = number
-            elif text is not None:
-                v.error(item, f"keepalived uses the default {D.PRIORITY}")
         elif key == "advert_int":
             text = v.first(item)
             value = v.seconds(item, text, *D.ADVERT_INT_RANGE) if text is not None else None
@@ -300,8 +301,7 @@ def _complete(
     """keepalived's vrrp_complete_instance rules, in its order, as findings."""
     auth_at = f.pop("_auth_pass_at", None)
     if "virtual_router_id" not in f:
-        if "virtual_router_id" not in seen:
-            v.error(st, f"({name}) virtual_router_id must be set; the instance is ignored")
+        v.error(st, f"({name}) has no valid virtual_router_id; the instance is ignored")
         return None
     state: State = f.get("state", State.BACKUP)
     # keepalived: state MASTER with no priority configured means the address owner.

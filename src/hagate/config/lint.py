@@ -83,6 +83,7 @@ def _references(config: Config, r: Reporter) -> None:
                 "virtual_router_id",
                 f"({inst.name}) VRID {inst.virtual_router_id} is already used by "
                 f"{other.name} on {inst.interface} (IPv{inst.family})",
+                Impact.OTHER,
             )
         seen.setdefault(key, inst)
 

@@ -54,7 +54,7 @@ def load(path: str | Path) -> LoadResult:
     lines = lexer.read(path)
     tree = parse_lines(lines, reporter)
     config = build(tree, path, tuple(lexer.files), reporter)
-    if lexer.files and not config.vrrp_instances:
+    if lexer.files and not any(st.keyword == "vrrp_instance" for st in tree):
         reporter.warning(str(path), 0, "vrrp_instance", "no vrrp_instance: nothing to run")
     return LoadResult(config, sort_findings(reporter.findings))
 

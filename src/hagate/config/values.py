@@ -7,6 +7,7 @@ import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from hagate.config.findings import Reporter
+from hagate.config.lexer import Token
 from hagate.config.parser import Statement
 
 IPAddress = IPv4Address | IPv6Address
@@ -51,14 +52,18 @@ class Values:
         else:
             self.warning(st, f"extra words ignored: '{text}'")
 
-    def integer(self, st: Statement, text: str, lo: int, hi: int) -> int | None:
+    def integer(
+        self, st: Statement, text: str, lo: int, hi: int, otherwise: str = ""
+    ) -> int | None:
+        """An integer in lo..hi; ``otherwise`` says what is used instead when it is not."""
+        tail = f"; {otherwise}" if otherwise else ""
         try:
             value = int(text, 10)
         except ValueError:
-            self.error(st, f"'{text}' is not a whole number")
+            self.error(st, f"'{text}' is not a whole number{tail}")
             return None
         if not lo <= value <= hi:
-            self.error(st, f"{value} is outside {lo}..{hi}")
+            self.error(st, f"{value} is outside {lo}..{hi}{tail}")
             return None
         return value
 
@@ -104,6 +109,16 @@ class Values:
         if len(st.args) > used:
             self.extra(st, used)
         return st.block
+
+    def entries(self, st: Statement) -> list[Statement]:
+        """A list block's lines (addresses, names), each re-keyed to the block's keyword
+        so findings read ``virtual_ipaddress: '10.0.0.300' is not an IP address``."""
+        out: list[Statement] = []
+        for entry in self.block(st):
+            self.no_block(entry)
+            head = Token(entry.keyword)
+            out.append(Statement(st.keyword, [head, *entry.args], entry.file, entry.line))
+        return out
 
     def no_block(self, st: Statement) -> None:
         if st.block is not None:
