@@ -45,9 +45,12 @@ def v4_adverts(draw: st.DrawFn) -> tuple[Advert, IPAddress, IPAddress, bool]:
 @st.composite
 def v6_adverts(draw: st.DrawFn) -> tuple[Advert, IPAddress, IPAddress, bool]:
     addrs = tuple(draw(st.lists(ipv6, max_size=10)))
-    advert = Advert(
-        3, draw(common["vrid"]), draw(common["priority"]), draw(st.integers(0, 4095)), addrs
-    )
+    vrid, priority = draw(common["vrid"]), draw(common["priority"])
+    if draw(st.booleans()):
+        advert = Advert(3, vrid, priority, draw(st.integers(0, 4095)), addrs)
+    else:  # keepalived's non-strict VRRPv2 over IPv6: no auth data on the wire
+        auth = draw(st.sampled_from(AuthType))
+        advert = Advert(2, vrid, priority, draw(st.integers(0, 255)) * 100, addrs, auth)
     return advert, draw(ipv6), draw(ipv6), draw(st.booleans())
 
 
