@@ -149,7 +149,7 @@ def _script_file(use: ScriptUse, config: Config, r: Reporter) -> bool:
             where.file,
             where.line,
             use.keyword,
-            f"{words[0] if words else use.command!r}: no such file "
+            f"{words[0] if words else repr(use.command)}: no such file "
             "(keepalived disables the script)",
         )
         return False
