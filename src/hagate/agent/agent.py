@@ -1,0 +1,216 @@
+"""The device agent: dial out to the gateway, keep the session, serve stream requests.
+
+Reconnects after any loss: a few fast retries, then jittered exponential backoff (capped).
+The gateway pings every ``heartbeat_ms``; hearing nothing for three intervals (about one
+second by default) means the gateway died or the VIP moved, and the agent redials at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from typing import Any
+
+from hagate.agent.config import AgentConfig, ClientConfig, LocalService
+from hagate.gateway.netio import Conn, ProtocolError, open_tcp, set_keepalive, set_nodelay
+from hagate.gateway.pipe import Pipe
+from hagate.gateway.protocol import MAX_LINE, VERSION, decode, encode, read_message
+from hagate.gateway.tls import client_context
+
+log = logging.getLogger("hagate.agent")
+
+CONNECT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 10.0
+LOCAL_CONNECT_TIMEOUT = 5.0
+
+
+class Refused(Exception):
+    """The gateway refused us (revoked, wrong role, ...): retrying soon will not help."""
+
+
+class Superseded(Exception):
+    """A newer session of this device took over: another agent runs with our identity."""
+
+
+async def dial(client: ClientConfig, ctx: ssl.SSLContext) -> Conn:
+    """A TLS connection to the gateway's tunnel port, handshake done."""
+    sock = await open_tcp(client.host, client.port, CONNECT_TIMEOUT)
+    set_nodelay(sock)
+    ssock = ctx.wrap_socket(sock, server_hostname=client.server_name, do_handshake_on_connect=False)
+    conn = Conn(ssock)
+    try:
+        await asyncio.wait_for(conn.handshake(), HANDSHAKE_TIMEOUT)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Agent:
+    """One device's agent. ``await run()`` forever; ``connected`` is set while in session."""
+
+    def __init__(self, cfg: AgentConfig, ctx: ssl.SSLContext | None = None) -> None:
+        self.cfg = cfg
+        c = cfg.client
+        self.ctx = ctx or client_context(c.cert, c.key, c.ca)
+        self.services: dict[str, LocalService] = {s.spec.name: s for s in cfg.services}
+        self.connected = asyncio.Event()
+        self.routes: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.sessions = 0  # sessions established so far
+        self.last_error = ""
+        self._sid = ""
+        self._pool_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pool_size = 0
+        self._established = False
+
+    async def run(self) -> None:
+        rc = self.cfg.reconnect
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                self.last_error = "session lost"
+            except Superseded:
+                self.last_error = "superseded by a newer session of this device"
+                log.warning("%s; is this device's agent running twice?", self.last_error)
+                failures = max(failures, rc.fast_retries + 10)
+            except Refused as exc:
+                self.last_error = f"refused: {exc}"
+                log.error("gateway refused us: %s", exc)
+                failures = max(failures, rc.fast_retries + 10)
+            except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("gateway %s:%s: %s", self.cfg.client.host, self.cfg.client.port, exc)
+            finally:
+                self._end_session()
+            if self._established:
+                failures = 0
+            failures += 1
+            await asyncio.sleep(self._delay(failures))
+
+    def _delay(self, failures: int) -> float:
+        """Fast retries first, then exponential backoff with jitter, capped."""
+        rc = self.cfg.reconnect
+        if failures <= rc.fast_retries:
+            return rc.fast_delay * random.uniform(0.5, 1.5)
+        step = min(rc.max_delay, rc.base_delay * 2 ** (failures - rc.fast_retries - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+    async def _session(self) -> None:
+        self._established = False
+        conn = await dial(self.cfg.client, self.ctx)
+        try:
+            await self._serve(conn)
+        finally:
+            conn.close()
+
+    async def _serve(self, conn: Conn) -> None:
+        services = [s.spec.to_json() for s in self.cfg.services]
+        conn.write(encode(op="hello", v=VERSION, services=services, reconnects=self.sessions))
+        try:
+            msg = await asyncio.wait_for(read_message(conn), HANDSHAKE_TIMEOUT)
+        except EOFError:
+            raise Refused("connection closed during hello (certificate not accepted?)") from None
+        if msg.get("op") == "error":
+            raise Refused(str(msg.get("error")))
+        if msg.get("op") != "welcome":
+            raise ProtocolError(f"expected welcome, got {msg.get('op')!r}")
+        self._sid = str(msg.get("session", ""))
+        heartbeat = max(0.05, float(msg.get("heartbeat_ms", 300)) / 1000)
+        self._pool_size = int(msg.get("pool", 1))
+        self.routes = dict(msg.get("routes") or {})
+        self.errors = dict(msg.get("errors") or {})
+        for name, err in self.errors.items():
+            log.error("service %s has no route: %s", name, err)
+        self._established = True
+        self.sessions += 1
+        self.connected.set()
+        log.info("session %s up; routes %s", self._sid, self.routes)
+        set_keepalive(conn.sock)
+        for _ in range(self._pool_size):
+            self._spawn_data("")
+        dead_after = max(3 * heartbeat, heartbeat + 0.5)
+        while True:
+            try:
+                async with asyncio.timeout(dead_after):
+                    line = await conn.read_until(b"\n", MAX_LINE)
+            except TimeoutError:
+                raise TimeoutError(f"no heartbeat for {dead_after:.1f} s") from None
+            self._handle(decode(line))
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "ping":
+            return
+        if op == "open":
+            self._spawn_data(str(msg.get("token", "")))
+        elif op == "superseded":
+            raise Superseded()
+        elif op == "error":
+            raise Refused(str(msg.get("error")))
+
+    def _end_session(self) -> None:
+        self.connected.clear()
+        self._sid = ""
+        for task in list(self._pool_tasks):
+            task.cancel()
+
+    def _spawn_data(self, token: str) -> None:
+        task = asyncio.create_task(self._data(self._sid, token))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if not token:
+            self._pool_tasks.add(task)
+            task.add_done_callback(self._pool_tasks.discard)
+
+    async def _data(self, sid: str, token: str) -> None:
+        """One data connection: announce it, wait for a stream, connect locally, pipe."""
+        task = asyncio.current_task()
+        try:
+            conn = await dial(self.cfg.client, self.ctx)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.debug("data connection failed: %s", exc)
+            return
+        try:
+            conn.write(encode(op="data", session=sid, token=token))
+            msg = await read_message(conn)
+            if task is not None:
+                self._pool_tasks.discard(task)  # in use now: survives the session's end
+            if not token and sid == self._sid:
+                self._spawn_data("")  # keep the pool full
+            if msg.get("op") != "stream":
+                conn.close()
+                return
+            svc = self.services.get(str(msg.get("service")))
+            if svc is None:
+                conn.write(encode(ok=False, error="no such service"))
+                conn.close()
+                return
+            try:
+                local = await open_tcp(svc.target_host, svc.target_port, LOCAL_CONNECT_TIMEOUT)
+            except (ConnectionError, OSError) as exc:
+                conn.write(encode(ok=False, error=f"{svc.spec.name}: {exc}"))
+                await asyncio.wait_for(conn.drain(), 2.0)
+                conn.close()
+                return
+            set_nodelay(local)
+            conn.write(encode(ok=True))
+            await conn.drain()
+            rest = bytes(conn.rbuf)
+            Pipe(local, conn.detach()).start(b"", rest)
+        except (OSError, EOFError, ProtocolError, TimeoutError):
+            conn.close()
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+
+
+async def run_agent(cfg: AgentConfig) -> None:
+    agent = Agent(cfg)
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent.run()

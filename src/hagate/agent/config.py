@@ -1,0 +1,146 @@
+"""agent.toml (a device) and the same [tls]/gateway keys for a user's `connect`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hagate.gateway.config import ConfigError
+from hagate.gateway.netio import parse_hostport
+from hagate.gateway.protocol import SERVICE_RE, ServiceKind, ServiceSpec
+
+DEFAULT_TUNNEL_PORT = 7443
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where the gateway is and who we are."""
+
+    host: str
+    port: int
+    server_name: str
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LocalService:
+    spec: ServiceSpec
+    target_host: str
+    target_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    fast_retries: int = 3
+    fast_delay: float = 0.1
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    client: ClientConfig
+    services: list[LocalService]
+    reconnect: Reconnect = field(default_factory=Reconnect)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _path(base: Path, value: Any, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a file name")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def parse_client(data: dict[str, Any], base: Path, name: str) -> ClientConfig:
+    gateway = data.get("gateway")
+    if not isinstance(gateway, str):
+        raise ConfigError(f"{name}: 'gateway' is required (e.g. gateway = \"gw.example.com:7443\")")
+    try:
+        host, port = parse_hostport(gateway, DEFAULT_TUNNEL_PORT)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: gateway: {exc}") from None
+    server_name = data.get("server_name", host)
+    if not isinstance(server_name, str):
+        raise ConfigError(f"{name}: server_name: expected a string")
+    tls = data.get("tls")
+    if not isinstance(tls, dict):
+        raise ConfigError(f"{name}: a [tls] table with ca, cert and key is required")
+    return ClientConfig(
+        host=host,
+        port=port,
+        server_name=server_name,
+        ca=_path(base, tls.get("ca"), f"{name}: [tls] ca"),
+        cert=_path(base, tls.get("cert"), f"{name}: [tls] cert"),
+        key=_path(base, tls.get("key"), f"{name}: [tls] key"),
+    )
+
+
+def _service(raw: Any, where: str) -> LocalService:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    svc_name, kind, target = raw.get("name"), raw.get("type", "tcp"), raw.get("target")
+    if not isinstance(svc_name, str) or not SERVICE_RE.match(svc_name):
+        raise ConfigError(f"{where}: name must be a short lower-case label, got {svc_name!r}")
+    try:
+        k = ServiceKind(kind)
+    except ValueError:
+        raise ConfigError(f"{where}: type must be 'http' or 'tcp', got {kind!r}") from None
+    if not isinstance(target, str):
+        raise ConfigError(f'{where}: target = "HOST:PORT" is required')
+    try:
+        host, port = parse_hostport(target)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: target: {exc}") from None
+    want = raw.get("port")
+    if want is not None and (not isinstance(want, int) or not 1 <= want <= 65535):
+        raise ConfigError(f"{where}: port must be a port number")
+    if want is not None and k is ServiceKind.HTTP:
+        raise ConfigError(f"{where}: port is for tcp services (http goes by host name)")
+    return LocalService(ServiceSpec(svc_name, k, want, port), host, port)
+
+
+def parse_agent(data: dict[str, Any], base: Path, name: str = "agent.toml") -> AgentConfig:
+    unknown = set(data) - {"gateway", "server_name", "tls", "service", "reconnect"}
+    if unknown:
+        raise ConfigError(f"{name}: unknown keys {sorted(unknown)}")
+    client = parse_client(data, base, name)
+    raw_services = data.get("service", [])
+    if not isinstance(raw_services, list) or not raw_services:
+        raise ConfigError(f"{name}: at least one [[service]] is required")
+    services = [_service(s, f"{name}: service #{i + 1}") for i, s in enumerate(raw_services)]
+    if len({s.spec.name for s in services}) != len(services):
+        raise ConfigError(f"{name}: service names must be unique")
+    rc = data.get("reconnect", {})
+    if not isinstance(rc, dict):
+        raise ConfigError(f"{name}: [reconnect] must be a table")
+    try:
+        reconnect = Reconnect(
+            fast_retries=int(rc.get("fast_retries", 3)),
+            fast_delay=float(rc.get("fast_delay_ms", 100)) / 1000,
+            base_delay=float(rc.get("base_delay_ms", 500)) / 1000,
+            max_delay=float(rc.get("max_delay_s", 30)),
+        )
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: [reconnect] values must be numbers") from None
+    return AgentConfig(client, services, reconnect)
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    return parse_agent(_read(path), path.parent, str(path))
+
+
+def load_client_config(path: Path) -> ClientConfig:
+    return parse_client(_read(path), path.parent, str(path))

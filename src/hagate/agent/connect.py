@@ -1,0 +1,97 @@
+"""`hagate connect DEVICE:SERVICE --local PORT`: a local port that reaches one device service.
+
+Each local connection becomes one TLS connection to the gateway's tunnel port, authenticated
+with the user's certificate; the gateway asks the device's agent for a stream and pipes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from hagate.agent.agent import dial
+from hagate.agent.config import ClientConfig
+from hagate.gateway.netio import Conn, ProtocolError, listen_socket, set_nodelay
+from hagate.gateway.pipe import Pipe
+from hagate.gateway.protocol import encode, read_message
+from hagate.gateway.tls import client_context
+
+log = logging.getLogger("hagate.connect")
+
+
+class ConnectError(Exception):
+    """The gateway could not give us the stream (message says why)."""
+
+
+async def open_stream(client: ClientConfig, ctx: ssl.SSLContext, device: str, service: str) -> Conn:
+    """A TLS connection to the gateway that now carries ``device``'s ``service``."""
+    conn = await dial(client, ctx)
+    try:
+        conn.write(encode(op="connect", device=device, service=service))
+        msg = await asyncio.wait_for(read_message(conn), 15.0)
+    except (EOFError, OSError, ProtocolError, TimeoutError) as exc:
+        conn.close()
+        raise ConnectError(f"gateway closed the connection ({exc or 'refused'})") from None
+    if not msg.get("ok"):
+        conn.close()
+        raise ConnectError(str(msg.get("error", "refused")))
+    return conn
+
+
+class Forwarder:
+    """Listen on a local port; forward each connection to one device service."""
+
+    def __init__(
+        self,
+        client: ClientConfig,
+        device: str,
+        service: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.ctx = client_context(client.cert, client.key, client.ca)
+        self.device = device
+        self.service = service
+        self.lsock = listen_socket(host, port, backlog=128)
+        self.address: tuple[str, int] = self.lsock.getsockname()[:2]
+        self.on_error = on_error or (lambda msg: log.error("%s", msg))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_accept() -> None:
+            while True:
+                try:
+                    sock, _ = self.lsock.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self.on_error(f"accept: {exc}")
+                    return
+                task = asyncio.create_task(self._handle(sock))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        loop.add_reader(self.lsock.fileno(), on_accept)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.lsock.fileno())
+        self.lsock.close()
+
+    async def _handle(self, local: socket.socket) -> None:
+        local.setblocking(False)
+        set_nodelay(local)
+        try:
+            remote = await open_stream(self.client, self.ctx, self.device, self.service)
+        except (ConnectError, OSError, TimeoutError, ssl.SSLError) as exc:
+            self.on_error(f"{self.device}:{self.service}: {exc}")
+            local.close()
+            return
+        rest = bytes(remote.rbuf)
+        Pipe(local, remote.detach()).start(b"", rest)

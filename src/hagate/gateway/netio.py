@@ -1,0 +1,235 @@
+"""Awaitable I/O on non-blocking sockets, plain or TLS (``ssl.SSLSocket``).
+
+asyncio's own TLS transport keeps a 256 KiB buffer per connection; an idle agent here costs
+only the kernel socket and OpenSSL's state, which is what makes 10,000 idle agents cheap.
+Used for handshakes and the small control messages; bulk bytes go through :mod:`pipe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class ProtocolError(Exception):
+    """The peer sent something we cannot accept (message is safe to log)."""
+
+
+class Conn:
+    """A non-blocking socket with an input buffer and a buffered, never-blocking write."""
+
+    __slots__ = ("_drained", "closed", "fd", "loop", "rbuf", "sock", "wbuf")
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None):
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop or asyncio.get_running_loop()
+        self.rbuf = bytearray()
+        self.wbuf = bytearray()
+        self.closed = False
+        self._drained: asyncio.Future[None] | None = None
+
+    @property
+    def tls(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    async def _wait(self, write: bool) -> None:
+        if self.closed:
+            raise ConnectionResetError("connection closed")
+        fut = self.loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        if write:
+            self.loop.add_writer(self.fd, ready)
+        else:
+            self.loop.add_reader(self.fd, ready)
+        try:
+            await fut
+        finally:
+            if not self.closed:
+                if write:
+                    self.loop.remove_writer(self.fd)
+                else:
+                    self.loop.remove_reader(self.fd)
+
+    async def handshake(self) -> None:
+        assert isinstance(self.sock, ssl.SSLSocket)
+        while True:
+            try:
+                self.sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                await self._wait(write=False)
+            except ssl.SSLWantWriteError:
+                await self._wait(write=True)
+
+    async def recv_some(self, n: int = 65536) -> bytes:
+        """Bytes from the buffer or the socket; b"" at end of stream."""
+        if self.rbuf:
+            data = bytes(self.rbuf)
+            self.rbuf.clear()
+            return data
+        while True:
+            try:
+                return self.sock.recv(n)
+            except ssl.SSLWantWriteError:
+                await self._wait(write=True)
+            except WOULD_BLOCK:
+                await self._wait(write=False)
+
+    async def read_until(self, sep: bytes, limit: int) -> bytes:
+        """Bytes up to and including ``sep``; the rest stays buffered."""
+        start = 0
+        while True:
+            i = self.rbuf.find(sep, start)
+            if i >= 0:
+                end = i + len(sep)
+                data = bytes(self.rbuf[:end])
+                del self.rbuf[:end]
+                return data
+            if len(self.rbuf) > limit:
+                raise ProtocolError(f"more than {limit} bytes without {sep!r}")
+            start = max(0, len(self.rbuf) - len(sep) + 1)
+            while True:
+                try:
+                    chunk = self.sock.recv(65536)
+                    break
+                except ssl.SSLWantWriteError:
+                    await self._wait(write=True)
+                except WOULD_BLOCK:
+                    await self._wait(write=False)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.rbuf += chunk
+
+    def write(self, data: bytes) -> None:
+        """Send now if the socket takes it, else buffer and flush when writable."""
+        if self.closed:
+            return
+        if self.wbuf:
+            self.wbuf += data
+            return
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            n = 0
+        except OSError:
+            self.close()
+            return
+        if n < len(data):
+            self.wbuf += data[n:]
+            self.loop.add_writer(self.fd, self._flush)
+
+    def _flush(self) -> None:
+        try:
+            n = self.sock.send(self.wbuf)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            self.close()
+            return
+        del self.wbuf[:n]
+        if not self.wbuf:
+            self.loop.remove_writer(self.fd)
+            if self._drained and not self._drained.done():
+                self._drained.set_result(None)
+
+    async def drain(self) -> None:
+        if not self.wbuf:
+            return
+        if self._drained is None or self._drained.done():
+            self._drained = self.loop.create_future()
+        await self._drained
+
+    def detach(self) -> socket.socket:
+        """Hand the socket over (to a :class:`~hagate.gateway.pipe.Pipe`)."""
+        self.closed = True
+        return self.sock
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.wbuf:
+            self.loop.remove_writer(self.fd)
+        self.loop.remove_reader(self.fd)
+        if self._drained and not self._drained.done():
+            self._drained.set_exception(ConnectionResetError("connection closed"))
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def set_keepalive(sock: socket.socket, idle: int = 5, interval: int = 2, count: int = 3) -> None:
+    """Kernel keepalive so that a vanished peer is reaped without any Python work."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, (idle + interval * count) * 1000
+        )
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``host`` (with a default port) -> (host, port)."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r}: expected HOST:PORT")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: bad port {port_text!r}")
+    return host or "0.0.0.0", int(port_text)
+
+
+async def open_tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected non-blocking TCP socket."""
+    loop = asyncio.get_running_loop()
+    try:
+        ip = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        infos = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: Exception | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            return sock
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            last = exc
+    raise ConnectionError(f"cannot connect to {host}:{port}: {last}")
+
+
+def listen_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,111 @@
+"""One agent's session: its control connection, its services and its data connections."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import deque
+
+from hagate.gateway.netio import Conn
+from hagate.gateway.protocol import ServiceKind, ServiceSpec, encode
+from hagate.gateway.tls import Identity
+
+
+class StreamError(Exception):
+    """A user stream that cannot be opened: HTTP status code and a message for the user."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason  # metrics label
+        self.message = message
+
+
+class Session:
+    """The newest authenticated session of a device owns its routes (see Gateway.attach)."""
+
+    __slots__ = (
+        "closed",
+        "conn",
+        "device",
+        "identity",
+        "max_pool",
+        "pool",
+        "services",
+        "sid",
+        "waiters",
+    )
+
+    def __init__(
+        self, identity: Identity, conn: Conn, services: list[ServiceSpec], max_pool: int
+    ) -> None:
+        self.identity = identity
+        self.device = identity.name
+        self.conn = conn
+        self.services = {s.name: s for s in services}
+        self.sid = secrets.token_hex(8)
+        self.pool: deque[Conn] = deque()
+        self.waiters: dict[str, asyncio.Future[Conn]] = {}
+        self.max_pool = max_pool
+        self.closed = False
+
+    def service(self, name: str | None, kind: ServiceKind | None = None) -> ServiceSpec | None:
+        """By name; a number matches a target port; None means the default HTTP service."""
+        if name is None:
+            http = [s for s in self.services.values() if s.kind is ServiceKind.HTTP]
+            named = [s for s in http if s.name == "http"]
+            return (named or http or [None])[0]
+        svc = self.services.get(name)
+        if svc is None and name.isdigit():
+            svc = next((s for s in self.services.values() if s.target_port == int(name)), None)
+        if svc is not None and kind is not None and svc.kind is not kind:
+            return None
+        return svc
+
+    async def take_data(self, timeout: float) -> Conn:
+        """A data connection: a pre-opened one, or one asked for now with ``open``."""
+        while self.pool:
+            conn = self.pool.popleft()
+            if not conn.closed:
+                return conn
+        if self.closed:
+            raise StreamError(502, "offline", f"device {self.device} went offline")
+        token = secrets.token_hex(8)
+        fut: asyncio.Future[Conn] = asyncio.get_running_loop().create_future()
+        self.waiters[token] = fut
+        self.conn.write(encode(op="open", token=token))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise StreamError(504, "timeout", f"device {self.device} did not answer") from None
+        finally:
+            self.waiters.pop(token, None)
+
+    def add_data(self, token: str, conn: Conn) -> bool:
+        """Accept a data connection of this session (requested by token, or for the pool)."""
+        if self.closed:
+            return False
+        if token:
+            fut = self.waiters.get(token)
+            if fut is None or fut.done():
+                return False
+            fut.set_result(conn)
+            return True
+        if len(self.pool) >= self.max_pool:
+            return False
+        self.pool.append(conn)
+        return True
+
+    def close(self, message: bytes = b"") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if message:
+            self.conn.write(message)
+        self.conn.close()
+        while self.pool:
+            self.pool.popleft().close()
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.set_exception(StreamError(502, "offline", f"device {self.device} went away"))
+        self.waiters.clear()

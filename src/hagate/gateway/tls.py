@@ -1,0 +1,65 @@
+"""TLS contexts (OpenSSL via ``ssl``) and the identity a peer's certificate carries."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from hagate.pki.ca import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    role: Role
+    name: str
+    serial: int
+
+
+def _load(ctx: ssl.SSLContext, cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
+    try:
+        ctx.load_cert_chain(cert, key)
+        if ca is not None:
+            ctx.load_verify_locations(ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load TLS files ({cert}, {key}, {ca}): {exc}") from None
+    return ctx
+
+
+def tunnel_server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    """Agents and users: TLS 1.3 with a client certificate from our CA required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.options |= ssl.OP_NO_TICKET
+    return _load(ctx, cert, key, ca)
+
+
+def https_server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Users' browsers: the wildcard certificate, TLS 1.2 or newer, no client certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return _load(ctx, cert, key, None)
+
+
+def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    """Agents and `connect`: verify the gateway against our CA, present our certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = True
+    return _load(ctx, cert, key, ca)
+
+
+def peer_identity(sock: ssl.SSLSocket) -> Identity | None:
+    """Role (subject OU), name (CN) and serial of a verified client certificate."""
+    cert = sock.getpeercert()
+    if not cert:
+        return None
+    fields = {k: v for rdn in cert.get("subject", ()) for (k, v) in rdn}
+    ou, cn = fields.get("organizationalUnitName", ""), fields.get("commonName", "")
+    roles = {r.ou: r for r in Role}
+    serial = cert.get("serialNumber")
+    if ou not in roles or not cn or not isinstance(serial, str):
+        return None
+    return Identity(roles[ou], str(cn), int(serial, 16))
