@@ -48,8 +48,8 @@ def run_core_demo(crash_at: float = 10.3, back_at: float = 20.0, end: float = 24
 
     mdi = master_down_interval(p2.version, p2.priority, p2.advert_int_cs)
     print("hagate demo: two VRRP routers on a simulated link (virtual clock, no packets sent)")
-    print(f"  node-1  {str(p1.primary_address):<10} priority 255 (address owner), state MASTER")
-    print(f"  node-2  {str(p2.primary_address):<10} priority 200, state BACKUP, nopreempt")
+    print(f"  node-1  {p1.primary_address!s:<10} priority 255 (address owner), state MASTER")
+    print(f"  node-2  {p2.primary_address!s:<10} priority 200, state BACKUP, nopreempt")
     print(
         f"  VRID {p1.vrid}, VRRPv{p1.version}, advert_int {p1.advert_int:g} s, VIP {VIP}; "
         f"node-2's Master_Down_Interval = 3 x 1 s + (256-200)/256 s = {mdi:.3f} s"
