@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,7 @@ class Lab:
         """Build a lab: one namespace per node (``name -> "IPv4/len"``) on a shared bridge."""
         if not _PREFIX.match(prefix):
             raise LabError(f"lab prefix must be 1-8 lowercase letters/digits, not {prefix!r}")
-        spec = dict(nodes or {"n1": "10.1.1.5/24", "n2": "10.1.1.10/24"})
+        spec = dict(nodes) if nodes is not None else {"n1": "10.1.1.5/24", "n2": "10.1.1.10/24"}
         if not spec:
             raise LabError("a lab needs at least one node")
         addresses: dict[str, ipaddress.IPv4Interface] = {}
@@ -207,7 +208,7 @@ class Lab:
             if predicate():
                 return time.monotonic() - start
             if time.monotonic() >= deadline:
-                raise LabError(f"{what} not reached within {timeout:g} s")
+                raise LabError(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(interval)
 
     def node_dir(self, node: Node | str) -> Path:
@@ -327,7 +328,7 @@ def remove_namespaces(namespaces: Sequence[str]) -> list[str]:
     problems: list[str] = []
     paths = [netns_path(ns) for ns in namespaces]
     for path in paths:  # stop everything first so nothing reacts to its peers dying
-        procs.signal_all(procs.pids_in_netns(path), 19)  # SIGSTOP
+        procs.signal_all(procs.pids_in_netns(path), signal.SIGSTOP)
     for path in paths:
         left = procs.kill_all(path, 5.0)
         if left:

@@ -85,6 +85,9 @@ class Node:
         """Processes running in the namespace now."""
         return procs.pids_in_netns(netns_path(self.netns))
 
+    def _live_children(self) -> list[int]:
+        return [p.pid for p in self._children if p.returncode is None]
+
     def reap(self) -> None:
         """Collect exit status of our children that have ended (no zombies left behind)."""
         for proc in list(self._children):
@@ -98,11 +101,9 @@ class Node:
         SIGTERM through PDEATHSIG when its parent dies, and hand over gracefully).
         """
         path = netns_path(self.netns)
-        pids = procs.pids_in_netns(path)
+        self.reap()
         t0 = time.monotonic()
-        procs.signal_all(pids, signal.SIGSTOP)
-        procs.signal_all(procs.pids_in_netns(path), signal.SIGKILL)
-        left = procs.wait_gone(path, timeout, self.reap)
+        left = procs.kill_all(path, timeout, self.reap, self._live_children)
         if left:
             raise LabError(f"processes {left} in {self.netns} survived SIGKILL")
         return t0
@@ -113,20 +114,22 @@ class Node:
         Whatever is still running after ``timeout`` is killed and reported as a LabError.
         """
         path = netns_path(self.netns)
-        pids = procs.pids_in_netns(path)
+        self.reap()
+        pids = sorted(set(procs.pids_in_netns(path)) | set(self._live_children()))
         t0 = time.monotonic()
         procs.signal_all(pids, signal.SIGTERM)
         if not wait:
             return t0
-        left = procs.wait_gone(path, timeout, self.reap)
+        left = procs.wait_gone(path, timeout, self.reap, extra=self._live_children)
         if left:
-            procs.kill_all(path, 5.0, self.reap)
+            procs.kill_all(path, 5.0, self.reap, self._live_children)
             raise LabError(f"processes {left} in {self.netns} ignored SIGTERM for {timeout:g} s")
         return t0
 
     def wait_exit(self, timeout: float = 10.0) -> None:
         """Wait until no process is left in the namespace (after ``terminate(wait=False)``)."""
-        left = procs.wait_gone(netns_path(self.netns), timeout, self.reap)
+        path = netns_path(self.netns)
+        left = procs.wait_gone(path, timeout, self.reap, extra=self._live_children)
         if left:
             raise LabError(f"processes {left} in {self.netns} still running after {timeout:g} s")
 
@@ -148,6 +151,12 @@ class Node:
         """True if ``ip`` is configured on the node's interface."""
         want = ipaddress.ip_address(ip)
         return any(a.ip == want for a in self.addresses())
+
+    def socket(
+        self, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM, proto: int = 0
+    ) -> socket.socket:
+        """A new socket inside the node's namespace (the caller closes it)."""
+        return socket_in_netns(self.netns, family, kind, proto)
 
     def watch_garp(self) -> GarpWatcher:
         """Start recording gratuitous ARP / unsolicited NA seen by this node."""
@@ -210,7 +219,7 @@ class Node:
         for watcher in self._watchers:
             watcher.stop()
         self._watchers.clear()
-        procs.kill_all(netns_path(self.netns), 5.0, self.reap)
+        procs.kill_all(netns_path(self.netns), 5.0, self.reap, self._live_children)
         for proc in self._children:
             proc.kill()
             proc.wait()

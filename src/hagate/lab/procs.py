@@ -46,29 +46,42 @@ def signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def wait_gone(ns_path: str, timeout: float, reap: Callable[[], None] | None = None) -> list[int]:
+def wait_gone(
+    ns_path: str,
+    timeout: float,
+    reap: Callable[[], None] | None = None,
+    kill: bool = False,
+    extra: Callable[[], list[int]] | None = None,
+) -> list[int]:
     """Wait until no process is left in the namespace; return the ones still there at timeout.
 
-    ``reap`` is called on every poll so our own children do not stay zombies.
+    ``reap`` is called on every poll so our own children do not stay zombies; ``extra`` adds
+    pids not (yet) in the namespace, such as a just-spawned `ip netns exec` before its setns.
+    With ``kill``, every process found is sent SIGKILL (catches ones that entered late).
     """
     deadline = time.monotonic() + timeout
     while True:
         if reap is not None:
             reap()
-        left = pids_in_netns(ns_path)
+        left = sorted(set(pids_in_netns(ns_path)) | set(extra() if extra else []))
         if not left or time.monotonic() >= deadline:
             return left
+        if kill:
+            signal_all(left, signal.SIGKILL)
         time.sleep(0.002)
 
 
 def kill_all(
-    ns_path: str, timeout: float = 5.0, reap: Callable[[], None] | None = None
+    ns_path: str,
+    timeout: float = 5.0,
+    reap: Callable[[], None] | None = None,
+    extra: Callable[[], list[int]] | None = None,
 ) -> list[int]:
     """SIGSTOP then SIGKILL everything in the namespace; wait for it to vanish."""
-    pids = pids_in_netns(ns_path)
+    pids = sorted(set(pids_in_netns(ns_path)) | set(extra() if extra else []))
     signal_all(pids, signal.SIGSTOP)
-    signal_all(pids_in_netns(ns_path), signal.SIGKILL)
-    return wait_gone(ns_path, timeout, reap)
+    signal_all(pids, signal.SIGKILL)
+    return wait_gone(ns_path, timeout, reap, kill=True, extra=extra)
 
 
 def start_time(pid: int) -> int | None:
