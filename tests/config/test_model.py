@@ -141,7 +141,7 @@ def test_track_and_peers(tmp_path: Path) -> None:
     (vi,) = config.vrrp_instances
     (ts,) = vi.track_scripts
     assert (ts.name, ts.weight) == ("chk_proxy", -60)
-    assert [(t.name, t.weight) for t in vi.track_interfaces] == [("eth0", 0), ("eth1", -10)]
+    assert [(t.name, t.weight) for t in vi.track_interfaces] == [("eth2", 0), ("eth1", -10)]
     assert vi.notify is not None and vi.notify.command == "/bin/true"
     config, _ = load(CORPUS / "doc_unicast.conf")
     (vi,) = config.vrrp_instances

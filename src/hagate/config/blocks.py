@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hagate.config import defaults as D
+from hagate.config.findings import Impact
 from hagate.config.model import (
     GlobalDefs,
     Location,
@@ -70,7 +71,7 @@ def unknown(v: Values, st: Statement, where: str) -> None:
 def notify_script(v: Values, st: Statement) -> NotifyScript | None:
     """``notify_x SCRIPT|"SCRIPT ARGS" [username [groupname]]``."""
     if not st.args:
-        v.error(st, "needs a script path")
+        v.r.error(st.file, st.line, st.keyword, "needs a script path", Impact.CANNOT_RUN)
         return None
     words = st.words
     if len(words) > 3:
@@ -211,7 +212,7 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
         v.no_block(item)
         if key == "script":
             if not item.args:
-                v.error(item, "needs a script path")
+                v.r.error(item.file, item.line, key, "needs a script path", Impact.CANNOT_RUN)
                 continue
             # Unquoted words are the script's arguments (keepalived.conf(5), Quoted strings).
             f["script"] = " ".join(item.words)

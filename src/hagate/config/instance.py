@@ -334,6 +334,8 @@ def _complete(
 
     # Version: global default, IPv6 always VRRPv3 (RFC 9568 is the only IPv6 VRRP).
     version: int = f.get("version", g.vrrp_version)
+    # keepalived checks advert_int against an explicit 'version 2' before IPv6 forces v3.
+    checked_version = f.get("version", version if family == 4 else 3)
     if family == 6 and version == 2:
         where = seen.get("version")
         if where is not None:
@@ -342,7 +344,7 @@ def _complete(
     f["version"] = version
 
     advert = f.get("advert_int", D.ADVERT_INT)
-    if version == 2 and advert != int(advert):
+    if checked_version == 2 and advert != int(advert):
         # RFC 3768 §5.3.7: whole seconds on the wire.
         rounded = max(1, math.floor(advert + 0.5))
         v.error(
@@ -438,6 +440,16 @@ def _complete(
         f["garp_lower_prio_delay"] = f["garp_master_delay"]
     if "garp_master_repeat" in seen and "garp_lower_prio_repeat" not in seen:
         f["garp_lower_prio_repeat"] = f["garp_master_repeat"]
+
+    interface = f.get("interface")
+    own = [t for t in f.get("track_interfaces", ()) if t.name == interface]
+    if own:
+        v.error(
+            seen["track_interface"],
+            f"({name}) track_interface {interface} is the instance's own interface, which is "
+            "always tracked; keepalived ignores the entry",
+        )
+        f["track_interfaces"] = tuple(t for t in f["track_interfaces"] if t.name != interface)
 
     if isinstance(src, IPv6Address) and family == 4 and vips:
         v.error(seen["unicast_src_ip"], f"({name}) IPv6 unicast_src_ip with IPv4 addresses")

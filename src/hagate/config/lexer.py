@@ -147,7 +147,9 @@ class Lexer:
         for number, source in enumerate(text.splitlines(), start=1):
             tokens, problem = split_line(source)
             if problem:
-                self.reporter.error(name, number, tokens[0].text if tokens else "line", problem)
+                # keepalived 2.2.7 crashes (SIGSEGV) on an unterminated quote in a script.
+                keyword = tokens[0].text if tokens else "line"
+                self.reporter.error(name, number, keyword, problem, Impact.CANNOT_RUN)
             if not tokens:
                 continue
             line = Line(name, number, tuple(tokens))

@@ -22,6 +22,7 @@ class ScriptUse:
     command: str
     where: Location
     user: str | None
+    impact: Impact = Impact.WOULD_RUN  # keepalived -t checks vrrp_script files only
 
 
 def lint(config: Config, check_files: bool = True) -> list[Finding]:
@@ -83,7 +84,6 @@ def _references(config: Config, r: Reporter) -> None:
                 "virtual_router_id",
                 f"({inst.name}) VRID {inst.virtual_router_id} is already used by "
                 f"{other.name} on {inst.interface} (IPv{inst.family})",
-                Impact.OTHER,
             )
         seen.setdefault(key, inst)
 
@@ -124,7 +124,13 @@ def _script_uses(config: Config) -> list[ScriptUse]:
             notify: NotifyScript | None = getattr(holder, field)
             if notify is not None:
                 uses.append(
-                    ScriptUse(field, notify.command, notify.where, notify.user or g.script_user)
+                    ScriptUse(
+                        field,
+                        notify.command,
+                        notify.where,
+                        notify.user or g.script_user,
+                        Impact.OTHER,
+                    )
                 )
     return uses
 
@@ -151,6 +157,7 @@ def _script_file(use: ScriptUse, config: Config, r: Reporter) -> bool:
             use.keyword,
             f"{words[0] if words else repr(use.command)}: no such file "
             "(keepalived disables the script)",
+            use.impact,
         )
         return False
     if not path.is_file() or not os.access(path, os.X_OK):
@@ -159,6 +166,7 @@ def _script_file(use: ScriptUse, config: Config, r: Reporter) -> bool:
             where.line,
             use.keyword,
             f"{path}: not an executable file (keepalived disables the script)",
+            use.impact,
         )
         return False
     runs_as_root = use.user in (None, "root") and _default_user_is_root(use.user)

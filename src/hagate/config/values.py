@@ -6,7 +6,7 @@ import math
 import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from hagate.config.findings import Reporter
+from hagate.config.findings import Impact, Reporter
 from hagate.config.lexer import Token
 from hagate.config.parser import Statement
 
@@ -32,7 +32,9 @@ class Values:
     def first(self, st: Statement, used: int = 1) -> str | None:
         """The first argument (an error if missing); words after ``used`` get a warning."""
         if not st.args:
-            self.error(st, "needs a name" if st.block is not None else "needs a value")
+            # keepalived 2.2.7 stops on a missing parameter ("cannot initialise", exit 2).
+            what = "needs a name" if st.block is not None else "needs a value"
+            self.r.error(st.file, st.line, st.keyword, what, Impact.CANNOT_RUN)
             return None
         if st.block is None:
             self.extra(st, used)
