@@ -91,3 +91,13 @@ def pair(
         ]
         out[name] = render(name, instances)
     return out
+
+
+def master_down_interval(version: int, advert_int: float, priority: int) -> float:
+    """Seconds a backup waits without adverts before it takes over.
+
+    RFC 3768 §6.1: 3 * Advertisement_Interval + Skew_Time, Skew_Time = (256 - Priority) / 256.
+    RFC 9568 §6.1: Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256.
+    """
+    skew = (256 - priority) / 256 * (advert_int if version == 3 else 1.0)
+    return 3 * advert_int + skew
