@@ -125,6 +125,8 @@ async def http_service(name: str) -> tuple[asyncio.Server, int]:
                 body = f"hello from {name} {path}".encode()
                 w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await w.drain()
+                if b"connection: close" in head.lower():
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -179,3 +181,54 @@ async def echo_roundtrip(port: int, payload: bytes, timeout: float = 5) -> bytes
         return await asyncio.wait_for(r.readexactly(len(payload)), timeout)
     finally:
         w.close()
+
+
+class Relay:
+    """A TCP relay standing in for the VIP: ``target`` can be switched, ``freeze`` blackholes
+    the established connections (no FIN, no RST: a dead node or a moved address)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.frozen: list[asyncio.StreamWriter] = []
+        self._live: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> Relay:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            w.close()
+            return
+        pair = (w, uw)
+        self._live.append(pair)
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    if pair not in self._live:
+                        return  # frozen: swallow, never answer
+                    dst.write(data)
+                    await dst.drain()
+                if pair in self._live:
+                    dst.close()
+            except (ConnectionError, RuntimeError):
+                pass
+
+        await asyncio.gather(copy(r, uw), copy(ur, w))
+
+    def freeze(self) -> None:
+        for pair in self._live:
+            self.frozen.extend(pair)
+        self._live.clear()
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+        for w in self.frozen:
+            w.close()

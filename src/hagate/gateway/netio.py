@@ -93,6 +93,8 @@ class Conn:
             i = self.rbuf.find(sep, start)
             if i >= 0:
                 end = i + len(sep)
+                if end > limit:
+                    raise ProtocolError(f"more than {limit} bytes without {sep!r}")
                 data = bytes(self.rbuf[:end])
                 del self.rbuf[:end]
                 return data
