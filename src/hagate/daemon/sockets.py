@@ -55,6 +55,15 @@ class Received:
     packet: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A destination ready for sendmsg: ancillary data (our source) and address."""
+
+    ancillary: list[tuple[int, int, bytes]]
+    address: tuple[str, int] | tuple[str, int, int, int]
+    dst: IPAddr
+
+
 class VrrpSocket:
     """A raw protocol-112 socket bound to one interface for one address family."""
 
@@ -106,20 +115,29 @@ class VrrpSocket:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def send(self, payload: bytes, src: IPAddr, dst: IPAddr) -> None:
-        """Send one VRRP message from ``src`` to ``dst``; errors are logged, not raised."""
+    def prepare(self, src: IPAddr, dst: IPAddr) -> Prepared:
+        """Ancillary data and address for sending from ``src`` to ``dst`` (built once)."""
+        if self.family == socket.AF_INET:
+            info = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
+            return Prepared([(socket.IPPROTO_IP, IP_PKTINFO, info)], (str(dst), 0), dst)
+        info = struct.pack("=16si", src.packed, self.ifindex)
+        return Prepared(
+            [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)], (str(dst), 0, 0, self.ifindex), dst
+        )
+
+    def send_prepared(self, payload: bytes, to: Prepared) -> bool:
+        """Send one VRRP message; errors are logged (not raised) and return False."""
         try:
-            if self.family == socket.AF_INET:
-                info = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
-                anc = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
-                self._sock.sendmsg([payload], anc, 0, (str(dst), 0))
-            else:
-                info = struct.pack("=16si", src.packed, self.ifindex)
-                anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
-                self._sock.sendmsg([payload], anc, 0, (str(dst), 0, 0, self.ifindex))
+            self._sock.sendmsg([payload], to.ancillary, 0, to.address)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
-                log.warning("%s: cannot send advert to %s: %s", self.ifname, dst, exc.strerror)
+                log.warning("%s: cannot send advert to %s: %s", self.ifname, to.dst, exc.strerror)
+            return False
+        return True
+
+    def send(self, payload: bytes, src: IPAddr, dst: IPAddr) -> bool:
+        """Send one VRRP message from ``src`` to ``dst``."""
+        return self.send_prepared(payload, self.prepare(src, dst))
 
     def start(self, loop: asyncio.AbstractEventLoop, on_packet: Callable[[Received], None]) -> None:
         self._reader = on_packet

@@ -1,0 +1,134 @@
+"""`hagate vrrp`: the VRRP daemon, and `hagate vrrp status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+DEFAULT_RUN_DIR = "/run/hagate"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    vrrp = sub.add_parser(
+        "vrrp",
+        help="run the VRRP daemon (reads keepalived.conf), or show its status",
+        description=(
+            "Run the VRRP daemon in the foreground: it reads a keepalived.conf, elects a "
+            "master with its peers (hagate or keepalived 2.2.7, VRRPv2/v3, multicast or "
+            "unicast), holds the virtual IPs while master and announces them with gratuitous "
+            "ARP / unsolicited NA. Logs go to stderr, one line per state change with its "
+            "reason. SIGTERM/SIGINT: stop (a master hands over at once), SIGHUP: reload the "
+            "config (unchanged instances keep their state; a bad config is refused)."
+        ),
+        epilog=(
+            "Examples:\n"
+            "  hagate vrrp -f /etc/keepalived/keepalived.conf\n"
+            "  hagate vrrp -f n1.conf --run-dir /run/hagate/n1 --metrics 127.0.0.1:9650\n"
+            "  hagate vrrp status --run-dir /run/hagate/n1 --json\n"
+            "Several daemons can share a host (one per network namespace) with one "
+            "--run-dir each. When HAGATE_LAB_NETNS is set the daemon only runs inside that "
+            "network namespace."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    vrrp.add_argument(
+        "-f",
+        "--use-file",
+        dest="config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"keepalived.conf to run (default {DEFAULT_CONFIG})",
+    )
+    _run_dir(vrrp)
+    vrrp.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="log verbosity on stderr (default info)",
+    )
+    vrrp.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="also serve the status as Prometheus text at http://HOST:PORT/metrics",
+    )
+    vrrp.set_defaults(func=_run_daemon)
+    vsub = vrrp.add_subparsers(title="vrrp commands", metavar="VRRPCMD")
+    status = vsub.add_parser(
+        "status",
+        help="show the state of a running daemon",
+        description=(
+            "Per instance: state, base and effective priority, current master, last "
+            "transition and its reason, counters (adverts in/out, discards by reason, "
+            "GARPs sent) and tracked script states."
+        ),
+    )
+    _run_dir(status)
+    fmt = status.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the raw JSON snapshot")
+    fmt.add_argument(
+        "--prometheus", action="store_true", help="print the Prometheus text exposition"
+    )
+    status.set_defaults(func=_status)
+
+
+def _run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        default=DEFAULT_RUN_DIR,
+        metavar="DIR",
+        help=f"directory for the pid file and status socket (default {DEFAULT_RUN_DIR})",
+    )
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug is per message
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from hagate.daemon.driver import Daemon, Options, StartError
+    from hagate.daemon.status import parse_host_port
+
+    _setup_logging(args.log_level)
+    log = logging.getLogger("hagate.vrrp")
+    metrics = None
+    if args.metrics:
+        try:
+            metrics = parse_host_port(args.metrics)
+        except ValueError as exc:
+            print(f"hagate vrrp: --metrics: {exc}", file=sys.stderr)
+            return 2
+    options = Options(Path(args.config), Path(args.run_dir), metrics)
+    try:
+        return asyncio.run(Daemon(options).run())
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from hagate.daemon.status import StatusError, format_text, prometheus_text, query
+
+    try:
+        snap = query(Path(args.run_dir))
+    except StatusError as exc:
+        print(f"hagate vrrp status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(snap, indent=2, sort_keys=True))
+    elif args.prometheus:
+        sys.stdout.write(prometheus_text(snap))
+    else:
+        sys.stdout.write(format_text(snap))
+    return 0

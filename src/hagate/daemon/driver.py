@@ -1,0 +1,471 @@
+"""The daemon: one asyncio loop driving every configured instance.
+
+Start: load the config, check the lab guard, take the run directory (pid file, status
+socket), remove VIPs a killed predecessor left behind, open one raw socket per (interface,
+family), start the vrrp_scripts and the link monitor, then start the instances. SIGTERM /
+SIGINT: every instance stops (a master sends priority 0 and drops its VIPs), notify_stop
+runs, exit 0. SIGHUP: reload; unchanged instances keep running untouched, a config with
+errors is refused and the running one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import Any
+
+from hagate.config import Impact, Severity, load
+from hagate.config import model as cfg
+from hagate.daemon.bridge import (
+    BridgeError,
+    InstancePlan,
+    disabled_scripts,
+    plan_instance,
+)
+from hagate.daemon.garp import GarpSender
+from hagate.daemon.netlink import LinkInfo, LinkMonitor, Netlink, NetlinkFailure
+from hagate.daemon.notify import Notifier
+from hagate.daemon.runtime import Host, InstanceRuntime
+from hagate.daemon.scripts import ScriptRunner, ScriptSpec, ScriptStatus, default_script_user
+from hagate.daemon.sockets import Received, VrrpSocket
+from hagate.daemon.status import PID_FILE, STATUS_SOCKET, MetricsServer, StatusServer
+from hagate.vrrp.packet import PacketError, decode_ip
+
+log = logging.getLogger("hagate.vrrp")
+
+IPAddr = IPv4Address | IPv6Address
+SockKey = tuple[str, int]  # (interface, address family)
+
+
+class StartError(RuntimeError):
+    """The daemon cannot start; the message says why (no traceback for the user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    config: Path
+    run_dir: Path
+    metrics: tuple[str, int] | None = None
+
+
+def load_config(path: Path) -> cfg.Config:
+    """Load and vet a config: errors keepalived could not run with are refused."""
+    if not path.exists():
+        raise StartError(f"{path}: no such file")
+    config, findings = load(path)
+    fatal = [f for f in findings if f.severity is Severity.ERROR and f.impact is Impact.CANNOT_RUN]
+    for f in findings:
+        if f not in fatal:
+            log.warning("config: %s", f)
+    if fatal:
+        raise StartError("configuration refused:\n  " + "\n  ".join(str(f) for f in fatal))
+    if not config.vrrp_instances:
+        raise StartError(f"{path}: no vrrp_instance to run")
+    for group in config.vrrp_sync_groups:
+        log.warning(
+            "vrrp_sync_group %s: sync groups are not supported; members run alone", group.name
+        )
+    return config
+
+
+def lab_guard() -> None:
+    """Refuse to run outside the namespace named by HAGATE_LAB_NETNS (when it is set)."""
+    name = os.environ.get("HAGATE_LAB_NETNS")
+    if not name:
+        return
+    try:
+        from hagate.lab.guard import assert_in_netns
+    except ImportError:  # pragma: no cover - the lab package is part of hagate
+        assert_in_netns = _assert_in_netns
+    try:
+        assert_in_netns(name)
+    except Exception as exc:
+        raise StartError(str(exc)) from None
+
+
+def _assert_in_netns(name: str) -> None:
+    try:
+        target = os.stat(f"/run/netns/{name}")
+    except OSError:
+        raise StartError(f"HAGATE_LAB_NETNS={name}: no such network namespace") from None
+    mine = os.stat("/proc/self/ns/net")
+    if (mine.st_dev, mine.st_ino) != (target.st_dev, target.st_ino):
+        raise StartError(f"refusing to run: not inside network namespace {name!r}")
+
+
+def _same_plan(a: InstancePlan, b: InstancePlan) -> bool:
+    keys = ("interface", "family", "source", "destinations", "params", "receive", "vips",
+            "notify", "scripts", "interfaces")  # fmt: skip
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+class Daemon:
+    """``hagate vrrp``: run until SIGTERM/SIGINT; reload on SIGHUP."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.config: cfg.Config | None = None
+        self.runtimes: dict[str, InstanceRuntime] = {}
+        self.sockets: dict[SockKey, VrrpSocket] = {}
+        self.by_vrid: dict[SockKey, dict[int, InstanceRuntime]] = {}
+        self.runners: dict[str, ScriptRunner] = {}
+        self.links: dict[str, LinkInfo] = {}
+        self.sock_discards: dict[str, int] = {}
+        self.unknown_vrid = 0
+        self.started_at = 0.0
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._host: Host | None = None
+        self._status: StatusServer | None = None
+        self._metrics: MetricsServer | None = None
+        self._monitor: LinkMonitor | None = None
+        self._pidfile_owned = False
+        self._script_user: str | None = None
+
+    # ---- top level --------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._start(loop)
+        except StartError:
+            await self._close()
+            raise
+        log.info(
+            "hagate vrrp running: %d instance(s), config %s, run directory %s",
+            len(self.runtimes),
+            self.options.config,
+            self.options.run_dir,
+        )
+        await self._stop.wait()
+        log.info("stopping")
+        await self._shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        lab_guard()
+        self.config = config = load_config(self.options.config)
+        self._take_run_dir()
+        self.started_at = loop.time()
+        self._script_user = default_script_user(config.global_defs.script_user)
+        netlink = Netlink()
+        try:
+            garp = GarpSender()
+        except PermissionError:
+            netlink.close()
+            raise StartError("raw sockets need root (CAP_NET_RAW)") from None
+        g = config.global_defs
+        self._host = Host(
+            loop,
+            netlink,
+            garp,
+            Notifier(self._script_user),
+            g.vrrp_garp_interval,
+            g.vrrp_gna_interval,
+        )
+        self.links = await netlink.links()
+        plans = await self._plan_all(config)
+        # keepalived leaves VIPs behind after SIGKILL: remove ours before starting.
+        stale = await netlink.remove_stale(v for p in plans.values() for v in p.vips)
+        for vip in stale:
+            log.warning("removed virtual address %s left behind by a previous run", vip)
+        self._monitor = LinkMonitor(self._on_link)
+        await self._monitor.start()
+        self.links = await netlink.links()  # nothing missed between dump and subscribe
+        self._sync_scripts(config, plans)
+        for plan in plans.values():
+            self._add_instance(plan)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._status = StatusServer(self.options.run_dir / STATUS_SOCKET, self.snapshot)
+        await self._status.start()
+        if self.options.metrics is not None:
+            host, port = self.options.metrics
+            self._metrics = MetricsServer(host, port, self.snapshot)
+            try:
+                await self._metrics.start()
+            except OSError as exc:
+                raise StartError(f"--metrics {host}:{port}: {exc.strerror or exc}") from None
+            log.info("Prometheus metrics on http://%s:%d/metrics", host, self._metrics.port)
+
+    async def _plan_all(self, config: cfg.Config) -> dict[str, InstancePlan]:
+        assert self._host is not None
+        disabled = disabled_scripts(config)
+        for name in sorted(disabled):
+            log.warning("Disabling track script %s since not found/accessible", name)
+        plans: dict[str, InstancePlan] = {}
+        seen: dict[tuple[str, int, int], str] = {}
+        for inst in config.vrrp_instances:
+            if inst.interface and inst.interface not in self.links:
+                raise StartError(f"({inst.name}) interface {inst.interface} does not exist")
+            try:
+                addrs = await self._host.netlink.addresses(inst.interface or "")
+            except NetlinkFailure as exc:
+                raise StartError(f"({inst.name}) {exc}") from None
+            try:
+                plan = plan_instance(
+                    config, inst, [a for a, _ in addrs], disabled, self._script_user
+                )
+            except BridgeError as exc:
+                raise StartError(str(exc)) from None
+            key = (plan.interface, plan.family, plan.params.vrid)
+            if key in seen:
+                raise StartError(
+                    f"({inst.name}) VRID {key[2]} on {key[0]} (IPv{key[1]}) is already used by "
+                    f"{seen[key]}"
+                )
+            seen[key] = inst.name
+            plans[inst.name] = plan
+        return plans
+
+    # ---- instances, sockets, scripts ---------------------------------------------------
+
+    def _socket(self, ifname: str, family: int) -> tuple[SockKey, VrrpSocket]:
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        key = (ifname, af)
+        sock = self.sockets.get(key)
+        if sock is None:
+            assert self._host is not None
+            link = self.links[ifname]
+            try:
+                sock = VrrpSocket(ifname, link.index, af)
+            except PermissionError:
+                raise StartError("raw sockets need root (CAP_NET_RAW)") from None
+            except OSError as exc:
+                raise StartError(f"{ifname}: cannot open VRRP socket: {exc.strerror}") from None
+            sock.start(self._host.loop, lambda pkt, k=key: self._on_packet(k, pkt))
+            self.sockets[key] = sock
+            self.by_vrid[key] = {}
+        return key, sock
+
+    def _add_instance(self, plan: InstancePlan) -> InstanceRuntime:
+        assert self._host is not None
+        key, sock = self._socket(plan.interface, plan.family)
+        if plan.multicast:
+            sock.join_multicast()
+        rt = InstanceRuntime(plan, sock, self._host, self.links[plan.interface].mac)
+        self.runtimes[plan.name] = rt
+        self.by_vrid[key][plan.params.vrid] = rt
+        for item, ifname in plan.interfaces:
+            link = self.links.get(ifname)
+            rt.set_tracked(item, link is not None and link.usable)
+        for item, spec in plan.scripts:
+            runner = self.runners[spec.name]
+            if runner.status in (ScriptStatus.OK, ScriptStatus.FAILED):
+                rt.set_tracked(item, runner.status is ScriptStatus.OK)
+            elif rt.machine.tracker.item(item).weight == 0:
+                rt.waiting.add(item)  # keepalived keeps the instance in INIT until it reports
+        rt.ensure_worker()
+        if not rt.waiting:
+            rt.start()
+        else:
+            log.info(
+                "%s: waiting for the first result of %s", plan.name, ", ".join(sorted(rt.waiting))
+            )
+        return rt
+
+    async def _remove_instance(self, rt: InstanceRuntime) -> None:
+        await rt.stop()
+        self.runtimes.pop(rt.name, None)
+        key = (rt.plan.interface, rt.sock.family)
+        table = self.by_vrid.get(key, {})
+        if table.get(rt.plan.params.vrid) is rt:
+            del table[rt.plan.params.vrid]
+        if not table and key in self.sockets:
+            assert self._host is not None
+            self.sockets.pop(key).close(self._host.loop)
+            self.by_vrid.pop(key, None)
+
+    def _sync_scripts(self, config: cfg.Config, plans: dict[str, InstancePlan]) -> None:
+        """Run one runner per vrrp_script in use; keep runners whose spec did not change."""
+        assert self._host is not None
+        wanted: dict[str, ScriptSpec] = {}
+        for plan in plans.values():
+            for _, spec in plan.scripts:
+                wanted[spec.name] = spec
+        for name in list(self.runners):
+            if name not in wanted or self.runners[name].spec != wanted[name]:
+                self.runners.pop(name).stop()
+        for name, spec in wanted.items():
+            if name not in self.runners:
+                runner = ScriptRunner(spec, self._on_script)
+                self.runners[name] = runner
+                runner.start(self._host.loop)
+
+    # ---- events -----------------------------------------------------------------------
+
+    def _on_packet(self, key: SockKey, pkt: Received) -> None:
+        if pkt.family == socket.AF_INET:
+            try:
+                src, dst, ttl, payload = decode_ip(pkt.packet)
+            except PacketError as exc:
+                reason = exc.reason.value
+                self.sock_discards[reason] = self.sock_discards.get(reason, 0) + 1
+                return
+        else:
+            src, dst, ttl, payload = pkt.src, pkt.dst, pkt.ttl, pkt.packet
+        if len(payload) < 2:
+            self.sock_discards["too_short"] = self.sock_discards.get("too_short", 0) + 1
+            return
+        rt = self.by_vrid[key].get(payload[1])
+        if rt is None:
+            self.unknown_vrid += 1  # another virtual router's advert on this link
+            return
+        rt.receive(src, dst, ttl if ttl >= 0 else None, payload)  # type: ignore[arg-type]
+
+    def _on_script(self, runner: ScriptRunner) -> None:
+        ok = runner.status is ScriptStatus.OK
+        for rt in list(self.runtimes.values()):
+            for item, spec in rt.plan.scripts:
+                if spec.name != runner.spec.name:
+                    continue
+                rt.set_tracked(item, ok)
+                if item in rt.waiting:
+                    rt.waiting.discard(item)
+                    if not rt.waiting:
+                        rt.start()
+
+    def _on_link(self, info: LinkInfo) -> None:
+        old = self.links.get(info.name)
+        self.links[info.name] = info
+        if old is not None and old.usable == info.usable:
+            return
+        log.info("interface %s is %s", info.name, "up" if info.usable else "down")
+        for rt in list(self.runtimes.values()):
+            for item, ifname in rt.plan.interfaces:
+                if ifname == info.name:
+                    rt.set_tracked(item, info.usable)
+
+    def _on_sighup(self) -> None:
+        assert self._host is not None
+        self._host.loop.create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Re-read the config; True if applied. Unchanged instances are not touched."""
+        async with self._reload_lock:
+            try:
+                config = load_config(self.options.config)
+                assert self._host is not None
+                self.links = await self._host.netlink.links()
+                plans = await self._plan_all(config)
+            except StartError as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return False
+            kept = 0
+            for name, rt in list(self.runtimes.items()):
+                new = plans.get(name)
+                if new is not None and _same_plan(rt.plan, new):
+                    kept += 1
+                    continue
+                log.info("%s: %s", name, "changed: restarting" if new else "removed: stopping")
+                await self._remove_instance(rt)
+            self.config = config
+            self._sync_scripts(config, plans)
+            for name, plan in plans.items():
+                if name not in self.runtimes:
+                    self._add_instance(plan)
+            log.info("configuration reloaded: %d instance(s), %d unchanged", len(plans), kept)
+            return True
+
+    # ---- shutdown ---------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        for runner in self.runners.values():
+            runner.stop()
+        await asyncio.gather(*(rt.stop() for rt in self.runtimes.values()))
+        if self._host is not None:
+            await self._host.notifier.drain()
+        await self._close()
+
+    async def _close(self) -> None:
+        for closer in (self._status, self._metrics):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.close()
+        if self._monitor is not None:
+            self._monitor.close()
+        host = self._host
+        for sock in self.sockets.values():
+            sock.close(host.loop if host else None)
+        self.sockets.clear()
+        if host is not None:
+            host.garp.close()
+            host.netlink.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                host.loop.remove_signal_handler(sig)
+        if self._pidfile_owned:
+            with contextlib.suppress(FileNotFoundError):
+                (self.options.run_dir / PID_FILE).unlink()
+
+    # ---- run directory ----------------------------------------------------------------
+
+    def _take_run_dir(self) -> None:
+        run_dir = self.options.run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+        pidfile = run_dir / PID_FILE
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            if pid != os.getpid() and _alive(pid):
+                raise StartError(
+                    f"another hagate vrrp (pid {pid}) uses {run_dir}; give each node its own "
+                    "--run-dir"
+                )
+        pidfile.write_text(f"{os.getpid()}\n")
+        self._pidfile_owned = True
+
+    # ---- status -----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        loop_time: Callable[[], float] = (
+            self._host.loop.time if self._host is not None else (lambda: 0.0)
+        )
+        instances = []
+        for rt in self.runtimes.values():
+            scripts = []
+            for item, spec in rt.plan.scripts:
+                runner = self.runners.get(spec.name)
+                scripts.append(
+                    {
+                        "name": spec.name,
+                        "status": runner.status.value if runner else "unknown",
+                        "weight": rt.machine.tracker.item(item).weight,
+                        "last_exit": runner.last_exit if runner else "",
+                    }
+                )
+            instances.append(rt.snapshot(scripts))
+        return {
+            "pid": os.getpid(),
+            "config": str(self.options.config),
+            "uptime": round(loop_time() - self.started_at, 3),
+            "instances": instances,
+            "discards_unknown_vrid": self.unknown_vrid,
+            "socket_discards": dict(self.sock_discards),
+        }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"hagate" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -1,0 +1,307 @@
+"""One running instance: its state machine, timer, action execution and counters.
+
+The machine is sans-IO; this is the thin glue. Inputs (packets, timer, tracked items) call
+the machine with ``now = loop.time()`` and then :meth:`InstanceRuntime.drain`, which executes
+the queued actions and re-arms the single ``loop.call_at`` timer from ``get_timer()``.
+Adverts and notifies are immediate; VIP changes and GARPs go through a per-instance queue
+worked in order (netlink is asynchronous, and a GARP must follow its VIP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from hagate.daemon.bridge import InstancePlan
+from hagate.daemon.garp import GarpSender
+from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
+from hagate.daemon.notify import Notifier
+from hagate.daemon.sockets import Prepared, VrrpSocket
+from hagate.vrrp.actions import (
+    AddVips,
+    PriorityChanged,
+    RemoveVips,
+    RunNotify,
+    SendAdvert,
+    SendGratuitous,
+    StateChanged,
+)
+from hagate.vrrp.advert import Advert
+from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.packet import encode
+from hagate.vrrp.receive import Accepted, check_packet
+from hagate.vrrp.state import State
+
+log = logging.getLogger("hagate.vrrp")
+
+IPAddr = IPv4Address | IPv6Address
+_VipJob = AddVips | RemoveVips | SendGratuitous | None
+
+
+@dataclass(slots=True)
+class Transition:
+    at: float  # wall clock (time.time())
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """The shared live objects an instance uses."""
+
+    loop: asyncio.AbstractEventLoop
+    netlink: Netlink
+    garp: GarpSender
+    notifier: Notifier
+    garp_interval: float = 0.0
+    gna_interval: float = 0.0
+
+
+class InstanceRuntime:
+    """Drives one :class:`VrrpInstance` on one socket."""
+
+    def __init__(self, plan: InstancePlan, sock: VrrpSocket, host: Host, mac: bytes) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.sock = sock
+        self.host = host
+        self.mac = mac
+        self.machine = VrrpInstance(plan.params)
+        self._loop = host.loop
+        self._targets: list[Prepared] = [sock.prepare(plan.source, d) for d in plan.destinations]
+        self._wire_for: Advert | None = None
+        self._wire: list[bytes] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._vips = {v.address: v for v in plan.vips}
+        self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.waiting: set[str] = set()  # weight-0 scripts without a first result
+        self.started = False
+        self.adverts_in = 0
+        self.adverts_out = 0
+        self.garps_sent = 0
+        self.transitions = 0
+        self.discards: Counter[str] = Counter()
+        self.last: Transition | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Leave INITIALIZE (the driver calls this once the weight-0 scripts reported)."""
+        if self.started:
+            return
+        self.started = True
+        if self._worker is None:
+            self._worker = self._loop.create_task(self._work())
+        self.machine.start(self._loop.time())
+        self.drain()
+
+    def ensure_worker(self) -> None:
+        if self._worker is None:
+            self._worker = self._loop.create_task(self._work())
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Shutdown: priority-0 advert if master, VIPs removed, notify STOP."""
+        if self.started:
+            self.machine.shutdown(self._loop.time())
+            self.drain()
+        self._cancel_timer()
+        if self._worker is not None:
+            self._jobs.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout)
+            except TimeoutError:
+                log.warning("%s: VIP removal did not finish in %.0f s", self.name, timeout)
+                self._worker.cancel()
+            self._worker = None
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def receive(self, src: IPAddr, dst: IPAddr, ttl: int, payload: bytes) -> None:
+        result = check_packet(self.plan.receive, src, dst, ttl, payload)
+        if type(result) is not Accepted:
+            reason = result.reason.value
+            first = reason not in self.discards
+            self.discards[reason] += 1
+            if first:
+                log.warning(
+                    "%s: discarding advert from %s: %s (%s)", self.name, src, reason, result.detail
+                )
+            return
+        self.adverts_in += 1
+        if not self.started:
+            return
+        self.machine.receive_advert(self._loop.time(), result.advert, src)
+        self.drain()
+
+    def set_tracked(self, item: str, ok: bool) -> None:
+        try:
+            self.machine.set_tracked(self._loop.time(), item, ok)
+        except ValueError as exc:
+            log.debug("%s: %s", self.name, exc)
+            return
+        if self.started:
+            self.drain()
+        else:
+            self.machine.actions()  # PriorityChanged before start: nothing to do
+
+    def _fire(self) -> None:
+        armed = self._armed
+        self._handle = None
+        self._armed = None
+        now = self._loop.time()
+        if armed is not None and now < armed:
+            now = armed  # call_at may run a hair early
+        self.machine.handle_timer(now)
+        self.drain()
+
+    # ---- outputs ----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Execute every queued action, then re-arm the timer."""
+        machine = self.machine
+        action = machine.next_action()
+        while action is not None:
+            if isinstance(action, SendAdvert):
+                self._send(action.advert)
+            elif isinstance(action, StateChanged):
+                self._changed(action)
+            elif isinstance(action, RunNotify):
+                priority = machine.effective_priority
+                self.host.notifier.notify(self.plan.notify, self.name, str(action.state), priority)
+            elif isinstance(action, PriorityChanged):
+                log.info(
+                    "%s: priority %d -> %d: %s", self.name, action.old, action.new, action.reason
+                )
+            else:
+                self._jobs.put_nowait(action)
+            action = machine.next_action()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        when = self.machine.get_timer()
+        if when == self._armed:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = when
+        self._handle = None if when is None else self._loop.call_at(when, self._fire)
+
+    def _cancel_timer(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._armed = None
+
+    def _send(self, advert: Advert) -> None:
+        if advert != self._wire_for:
+            v3_as_v2 = self.plan.receive.v3_checksum_as_v2
+            self._wire = [
+                encode(advert, self.plan.source, t.dst, v3_checksum_as_v2=v3_as_v2)
+                for t in self._targets
+            ]
+            self._wire_for = advert
+        send = self.sock.send_prepared
+        for payload, target in zip(self._wire, self._targets, strict=True):
+            if send(payload, target):
+                self.adverts_out += 1
+
+    def _changed(self, action: StateChanged) -> None:
+        self.transitions += 1
+        self.last = Transition(time.time(), str(action.old), str(action.new), action.reason)
+        level = logging.INFO if action.new is not State.FAULT else logging.WARNING
+        log.log(level, "%s: %s -> %s: %s", self.name, action.old, action.new, action.reason)
+
+    # ---- VIPs and GARPs, in order -----------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job is None:
+                return
+            try:
+                if isinstance(job, AddVips):
+                    await self._add(job)
+                elif isinstance(job, RemoveVips):
+                    await self._remove(job)
+                else:
+                    await self._gratuitous(job)
+            except Exception:  # keep the worker alive whatever happens
+                log.exception("%s: error carrying out %s", self.name, job)
+
+    def _vip(self, address: IPAddr) -> Vip:
+        vip = self._vips.get(address)
+        if vip is None:
+            prefix = 32 if address.version == 4 else 128
+            vip = Vip(address, prefix, self.plan.interface)
+        return vip
+
+    async def _add(self, job: AddVips) -> None:
+        for address in job.addresses:
+            vip = self._vip(address)
+            try:
+                await self.host.netlink.add_vip(vip)
+            except NetlinkFailure as exc:
+                log.error("%s: %s", self.name, exc)
+
+    async def _remove(self, job: RemoveVips) -> None:
+        for address in job.addresses:
+            try:
+                await self.host.netlink.remove_vip(self._vip(address))
+            except NetlinkFailure as exc:
+                log.error("%s: %s", self.name, exc)
+
+    async def _gratuitous(self, job: SendGratuitous) -> None:
+        if self.machine.state is not State.MASTER:
+            return  # left MASTER meanwhile: do not announce addresses we no longer hold
+        for _ in range(job.repeat):
+            for address in job.addresses:
+                vip = self._vip(address)
+                if self.host.garp.send(vip.dev, self.mac, address):
+                    self.garps_sent += 1
+                gap = self.host.garp_interval if address.version == 4 else self.host.gna_interval
+                if gap > 0:
+                    await asyncio.sleep(gap)
+
+    # ---- status -----------------------------------------------------------------------
+
+    def snapshot(self, scripts: list[dict[str, object]]) -> dict[str, object]:
+        m = self.machine
+        if m.state is State.MASTER:
+            master: str | None = str(self.plan.source)
+        elif m.state is State.BACKUP and m.master_address is not None:
+            master = str(m.master_address)
+        else:
+            master = None
+        last = self.last
+        return {
+            "name": self.name,
+            "vrid": self.plan.params.vrid,
+            "interface": self.plan.interface,
+            "version": self.plan.params.version,
+            "family": self.plan.family,
+            "state": str(m.state),
+            "base_priority": m.base_priority,
+            "effective_priority": m.effective_priority,
+            "master": master,
+            "source": str(self.plan.source),
+            "mode": "multicast" if self.plan.multicast else "unicast",
+            "vips": [str(v.address) + f"/{v.prefixlen}" for v in self.plan.vips],
+            "last_transition": None
+            if last is None
+            else {"at": last.at, "old": last.old, "new": last.new, "reason": last.reason},
+            "counters": {
+                "adverts_in": self.adverts_in,
+                "adverts_out": self.adverts_out,
+                "garps_sent": self.garps_sent,
+                "transitions": self.transitions,
+                "discards": dict(self.discards),
+            },
+            "scripts": scripts,
+        }
