@@ -1,0 +1,112 @@
+"""A slow or stalled peer on one stream never stalls the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from hagate.agent.config import AgentConfig, LocalService
+from hagate.gateway.protocol import ServiceKind, ServiceSpec
+
+from .kit import (
+    Pki,
+    agent_config,
+    echo_roundtrip,
+    echo_service,
+    free_port,
+    gateway_config,
+    running_agent,
+    running_gateway,
+)
+
+
+async def firehose() -> tuple[asyncio.Server, int]:
+    """Sends 64 KiB blocks for ever (until the reader stops reading)."""
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        block = b"x" * 65536
+        try:
+            while True:
+                w.write(block)
+                await w.drain()
+        except ConnectionError:
+            pass
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_stalled_stream_does_not_block_another(pki: Pki) -> None:
+    async def main() -> None:
+        hose, hose_port = await firehose()
+        echo, echo_port = await echo_service()
+        hose_gw, echo_gw = free_port(), free_port()
+        async with running_gateway(gateway_config(pki)) as gw:
+            base = agent_config(pki, "dev3", gw.addresses["tunnel"][1])
+            services = [
+                LocalService(
+                    ServiceSpec("hose", ServiceKind.TCP, hose_gw, hose_port), "127.0.0.1", hose_port
+                ),
+                LocalService(
+                    ServiceSpec("echo", ServiceKind.TCP, echo_gw, echo_port), "127.0.0.1", echo_port
+                ),
+            ]
+            async with running_agent(AgentConfig(base.client, services, base.reconnect)):
+                # A user opens the firehose and never reads: every buffer on the way fills.
+                stalled_r, stalled_w = await asyncio.open_connection("127.0.0.1", hose_gw)
+                stalled_r._transport.pause_reading()  # type: ignore[attr-defined]
+                await asyncio.sleep(0.5)
+                moved = gw.metrics.bytes[1]
+                await asyncio.sleep(0.3)
+                assert gw.metrics.bytes[1] - moved < 512 * 1024, "gateway kept reading"
+                # Meanwhile other streams of the same device work, and quickly.
+                for _ in range(20):
+                    t0 = time.monotonic()
+                    assert await echo_roundtrip(echo_gw, b"hi" * 5000, timeout=2) == b"hi" * 5000
+                    assert time.monotonic() - t0 < 0.5
+                assert gw.metrics.streams_open >= 1
+                stalled_w.close()
+        hose.close()
+        echo.close()
+
+    asyncio.run(main())
+
+
+def test_slow_request_head_does_not_block_others(pki: Pki) -> None:
+    async def main() -> None:
+        echo, echo_port = await echo_service()
+        port = free_port()
+        async with running_gateway(gateway_config(pki)) as gw:
+            cfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=echo_port, tcp_port=port)
+            async with running_agent(cfg):
+                # Slowloris: half a request head, then nothing.
+                _, w = await asyncio.open_connection("127.0.0.1", gw.addresses["http"][1])
+                w.write(b"GET / HTTP/1.1\r\nHost: dev1.gw.test\r\n")
+                assert await echo_roundtrip(port, b"still here", timeout=2) == b"still here"
+                w.close()
+        echo.close()
+
+    asyncio.run(main())
+
+
+def test_stream_limit_per_device(pki: Pki) -> None:
+    async def main() -> None:
+        echo, echo_port = await echo_service()
+        port = free_port()
+        async with running_gateway(gateway_config(pki, streams_per_device=2)) as gw:
+            cfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=echo_port, tcp_port=port)
+            async with running_agent(cfg):
+                held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+                for r, w in held:
+                    w.write(b"x")
+                    assert await asyncio.wait_for(r.readexactly(1), 2) == b"x"
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                assert await asyncio.wait_for(r.read(), 2) == b""  # refused: closed at once
+                assert gw.metrics.stream_failures["limit"] == 1
+                for _, hw in held:
+                    hw.close()
+                await asyncio.sleep(0.2)
+                assert await echo_roundtrip(port, b"free again") == b"free again"
+        echo.close()
+
+    asyncio.run(main())
