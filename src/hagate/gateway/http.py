@@ -45,10 +45,10 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
 
 
 def host_name(host: str) -> str:
-    host = host.strip().lower().rstrip(".")
-    if host.startswith("["):
-        return host
-    return host.rsplit(":", 1)[0] if ":" in host else host
+    host = host.strip().lower()
+    if not host.startswith("[") and ":" in host:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
 
 
 def route_for(host: str, domain: str) -> Route | None:
