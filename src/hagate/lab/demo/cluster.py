@@ -1,0 +1,285 @@
+"""The demo cluster in a lab: start, watch and crash its processes (used by the demo and bench).
+
+Everything runs inside the lab's namespaces: `hagate vrrp` (or keepalived) and `hagate gateway`
+on node-1 and node-2, a web service and `hagate agent` on the device. The cluster only reads
+state from outside: who holds the VIP, GARPs seen by the user node, the gateways' /healthz.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hagate.lab import AddressWatcher, GarpWatcher, Lab, LabError, Node
+from hagate.lab.demo import configs
+from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
+from hagate.lab.demo.probe import get_json, http_get
+from hagate.lab.demo.topology import (
+    ADMIN_PORT,
+    DEVICE,
+    DEVICE_NAME,
+    GATEWAYS,
+    NODE1,
+    NODE2,
+    USER,
+    VIP,
+    WEB_PORT,
+    NodeSpec,
+    lab_nodes,
+)
+from hagate.lab.guard import NETNS_DIR
+
+WEB_BODY = f"hello from {DEVICE_NAME}, through the VIP\n"
+
+
+@dataclass
+class DemoCluster:
+    """A lab holding the seed's cluster; ``close()`` tears it all down."""
+
+    lab: Lab
+    plan: ClusterPlan
+    impls: dict[str, VrrpImpl]
+    shared: Path
+    addr_watchers: dict[str, AddressWatcher] = field(default_factory=dict)
+    garp: GarpWatcher | None = None
+    vrrp_confs: dict[str, str] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+
+    # -- building ------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, plan: ClusterPlan, impls: dict[str, VrrpImpl], prefix: str = "hgd"
+    ) -> DemoCluster:
+        """Build the lab (namespaces, bridge), PKI and every configuration file."""
+        lab = Lab.create(prefix=prefix, nodes=lab_nodes())
+        try:
+            shared = lab.tmpdir / "shared"
+            shared.mkdir()
+            cluster = cls(lab, plan, impls, shared)
+            cluster._write_files()
+            for spec in GATEWAYS:
+                cluster.addr_watchers[spec.key] = lab.node(spec.key).watch_addresses()
+            cluster.garp = lab.node(USER.key).watch_garp()
+        except BaseException:
+            lab.teardown(quiet=True)
+            raise
+        return cluster
+
+    def _write_files(self) -> None:
+        configs.make_pki(self.shared / "pki")
+        gw = self.gateway_toml
+        gw.write_text(configs.gateway_toml(self.shared / "pki", self.plan.heartbeat_ms))
+        self.agent_toml.write_text(configs.agent_toml(self.shared / "pki"))
+        web = self.shared / "www"
+        web.mkdir()
+        (web / "index.html").write_text(WEB_BODY)
+        for spec in GATEWAYS:
+            self.vrrp_confs[spec.key] = configs.keepalived_conf(spec, self.plan, gw)
+
+    @property
+    def gateway_toml(self) -> Path:
+        return self.shared / "gateway.toml"
+
+    @property
+    def agent_toml(self) -> Path:
+        return self.shared / "agent.toml"
+
+    def node(self, spec: NodeSpec) -> Node:
+        return self.lab.node(spec.key)
+
+    def log_path(self, spec: NodeSpec, what: str) -> Path:
+        return self.lab.node_dir(spec.key) / f"{what}.log"
+
+    def _spawn(self, spec: NodeSpec, what: str, argv: list[str]) -> None:
+        with open(self.log_path(spec, what), "ab") as log:
+            proc = self.node(spec).spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+        self._procs[f"{spec.key}/{what}"] = proc
+
+    # -- processes -----------------------------------------------------------------------
+
+    def start_gateway(self, spec: NodeSpec) -> None:
+        argv = [sys.executable, "-m", "hagate", "gateway", "-c", str(self.gateway_toml)]
+        self._spawn(spec, "gateway", argv)
+
+    def start_vrrp(self, spec: NodeSpec) -> None:
+        conf = self.vrrp_confs[spec.key]
+        if self.impls[spec.key] is VrrpImpl.KEEPALIVED:
+            proc = self.lab.start_keepalived(spec.key, conf)
+        else:
+            proc = self.lab.start_hagate(spec.key, conf)
+        self._procs[f"{spec.key}/vrrp"] = proc
+
+    def vrrp_log(self, spec: NodeSpec) -> Path:
+        node_dir = self.lab.node_dir(spec.key)
+        if self.impls[spec.key] is VrrpImpl.KEEPALIVED:
+            return node_dir / "keepalived.log"
+        return node_dir / "hagate" / "hagate.log"
+
+    def start_web(self) -> None:
+        argv = [sys.executable, "-m", "http.server", str(WEB_PORT), "--bind", "127.0.0.1"]
+        self._spawn(DEVICE, "web", [*argv, "--directory", str(self.shared / "www")])
+
+    def start_agent(self) -> None:
+        argv = [sys.executable, "-m", "hagate", "agent", "-c", str(self.agent_toml)]
+        self._spawn(DEVICE, "agent", argv)
+
+    def start_node(self, spec: NodeSpec, timeout: float = 15.0) -> None:
+        """Gateway first (chk_httpd needs it healthy), then the VRRP daemon."""
+        self.start_gateway(spec)
+        self.wait_healthy(spec, timeout)
+        self.start_vrrp(spec)
+
+    def crash(self, spec: NodeSpec) -> float:
+        """SIGKILL every process of ``spec`` (vrrp daemon, gateway, checks): the crash time."""
+        t0 = self.node(spec).crash()
+        for key in [k for k in self._procs if k.startswith(f"{spec.key}/")]:
+            del self._procs[key]
+        return t0
+
+    def exited(self) -> list[str]:
+        """Processes we started that are no longer running ("node1/gateway (exit 2)")."""
+        return [
+            f"{key} (exit {proc.returncode})"
+            for key, proc in self._procs.items()
+            if proc.poll() is not None
+        ]
+
+    # -- observing -----------------------------------------------------------------------
+
+    def health(self, spec: NodeSpec) -> dict[str, object] | None:
+        """The gateway's /healthz on ``spec`` (None when it does not answer)."""
+        return get_json(self.node(spec), ADMIN_PORT, "/healthz", timeout=0.3)
+
+    def agents(self, spec: NodeSpec) -> int:
+        data = self.health(spec)
+        value = data.get("agents") if data else None
+        return value if isinstance(value, int) else 0
+
+    def vrrp_state(self, spec: NodeSpec) -> tuple[str, str]:
+        """(state, reason of the last transition) from `hagate vrrp status`; for keepalived
+        the state is read off the VIP ("MASTER" when it holds it)."""
+        if self.impls[spec.key] is VrrpImpl.HAGATE:
+            from hagate.daemon.status import StatusError, query
+
+            try:
+                snap = query(self.lab.node_dir(spec.key) / "hagate", timeout=0.5)
+                inst = snap["instances"][0]
+                last = inst.get("last_transition") or {}
+                return str(inst["state"]), str(last.get("reason") or "")
+            except (StatusError, LookupError, TypeError, ImportError):
+                return "?", ""
+        held = spec.key in [s.key for s in self.holders()]
+        return ("MASTER" if held else "BACKUP"), "keepalived (state read off the VIP)"
+
+    def holders(self) -> list[NodeSpec]:
+        """The gateway nodes that hold the VIP now (one, when the cluster is healthy)."""
+        vip = ipaddress.ip_address(VIP)
+        return [s for s in GATEWAYS if any(a.ip == vip for a in self.node(s).addresses())]
+
+    def master(self) -> NodeSpec | None:
+        held = self.holders()
+        return held[0] if len(held) == 1 else None
+
+    def web_ok(self) -> bool:
+        def factory() -> Any:
+            import socket
+
+            return self.node(DEVICE).socket(socket.AF_INET, socket.SOCK_STREAM)
+
+        try:
+            status, body = http_get(factory, ("127.0.0.1", WEB_PORT), "localhost", "/", 0.5)
+        except (OSError, ValueError, LabError):
+            return False
+        return status == 200 and body == WEB_BODY.encode()
+
+    def _wait(self, predicate: Any, timeout: float, what: str, logs: list[Path]) -> float:
+        try:
+            return Lab.wait_until(predicate, timeout, interval=0.01, what=what)
+        except LabError as exc:
+            raise LabError(f"{exc}{self._diagnose(logs)}") from None
+
+    def _diagnose(self, logs: list[Path]) -> str:
+        lines = []
+        dead = self.exited()
+        if dead:
+            lines.append("exited: " + ", ".join(dead))
+        for path in logs:
+            tail = tail_of(path)
+            if tail:
+                lines.append(f"--- {path.name} ({path.parent.name}), last lines:\n{tail}")
+        return ("\n" + "\n".join(lines)) if lines else ""
+
+    def wait_healthy(self, spec: NodeSpec, timeout: float = 15.0) -> float:
+        what = f"gateway on {spec.label} healthy"
+        logs = [self.log_path(spec, "gateway")]
+        return self._wait(lambda: self.health(spec) is not None, timeout, what, logs)
+
+    def wait_web(self, timeout: float = 15.0) -> float:
+        logs = [self.log_path(DEVICE, "web")]
+        return self._wait(self.web_ok, timeout, "device web service up", logs)
+
+    def wait_master(self, spec: NodeSpec, timeout: float) -> float:
+        logs = [self.vrrp_log(s) for s in GATEWAYS]
+        return self._wait(
+            lambda: [s.key for s in self.holders()] == [spec.key],
+            timeout,
+            f"{spec.label} the only holder of VIP {VIP}",
+            logs,
+        )
+
+    def wait_agent(self, spec: NodeSpec, timeout: float) -> float:
+        logs = [self.log_path(DEVICE, "agent"), self.log_path(spec, "gateway")]
+        return self._wait(
+            lambda: self.agents(spec) >= 1, timeout, f"agent connected to {spec.label}", logs
+        )
+
+    def copy_logs(self, dest: Path) -> list[Path]:
+        """Copy every node's logs (vrrp, gateway, agent, web) to ``dest``."""
+        copied = []
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.lab.tmpdir.glob("*/**/*.log")):
+            rel = path.relative_to(self.lab.tmpdir)
+            if rel.parts[0] == "shared":
+                continue
+            target = dest / ("-".join(rel.parts))
+            with contextlib.suppress(OSError):
+                shutil.copyfile(path, target)
+                copied.append(target)
+        return copied
+
+    def close(self) -> list[str]:
+        """Tear the lab down; returns the lab's namespaces that are still present (none)."""
+        for watcher in [*self.addr_watchers.values(), self.garp]:
+            if watcher is not None:
+                watcher.stop()
+        name = self.lab.name
+        self.lab.teardown()
+        return leftover_namespaces(name)
+
+    def other(self, spec: NodeSpec) -> NodeSpec:
+        return NODE2 if spec.key == NODE1.key else NODE1
+
+
+def leftover_namespaces(lab_name: str) -> list[str]:
+    """Namespaces of the lab ``lab_name`` that still exist."""
+    try:
+        present = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(ns for ns in present if ns.startswith(f"{lab_name}-"))
+
+
+def tail_of(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -1,0 +1,436 @@
+"""`hagate lab demo`: the seed's cluster in namespaces, a crash of the master, a timeline.
+
+Every step is printed with the time since the start; the failover gets a live ticker of user
+requests, then a table of milestones measured on one clock (``time.monotonic()``), and the
+run ends with timeline.json, timeline.png and the lab torn down.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from hagate.lab import LabError, unavailable_reason
+from hagate.lab.demo.cluster import DemoCluster, tail_of
+from hagate.lab.demo.configs import STICKY_RECIPE, VrrpImpl
+from hagate.lab.demo.failover import MasterChange
+from hagate.lab.demo.options import DemoError, DemoOptions
+from hagate.lab.demo.plot import plot_available, write_plot
+from hagate.lab.demo.probe import RequestLoop
+from hagate.lab.demo.ticker import Ticker
+from hagate.lab.demo.timeline import Phase, outage, render_table, timeline_data, write_json
+from hagate.lab.demo.topology import (
+    DEVICE,
+    GATEWAYS,
+    HTTP_PORT,
+    NODE1,
+    NODE2,
+    NODES,
+    USER,
+    VIP,
+    device_host,
+)
+from hagate.vrrp.timers import master_down_interval
+
+
+@dataclass
+class Printer:
+    """Numbered steps with the seconds since the demo started."""
+
+    stream: TextIO
+    start: float = field(default_factory=time.monotonic)
+    step: int = 0
+
+    def __call__(self, text: str) -> None:
+        self.step += 1
+        elapsed = time.monotonic() - self.start
+        print(f"[{elapsed:5.1f} s] {self.step}. {text}", file=self.stream, flush=True)
+
+    def detail(self, text: str) -> None:
+        for line in text.splitlines():
+            print(f"           {line}", file=self.stream, flush=True)
+
+
+def failover_bound(opts: DemoOptions) -> float:
+    """How long the failover may take before the demo calls it a failure.
+
+    Master_Down_Interval of node-2 (RFC 3768 §6.1 / RFC 9568 §6.1), plus the agent's
+    redial (its heartbeat timeout and one missed SYN) and one request.
+    """
+    cs = round(opts.advert_int * 100)
+    mdi = master_down_interval(opts.vrrp_version, 200, cs)
+    return mdi + (1.0 if opts.advert_int < 1 else 3.0)
+
+
+def preflight(opts: DemoOptions) -> None:
+    """Refuse clearly, before creating anything, when the demo cannot run here."""
+    opts.check()
+    reason = unavailable_reason()
+    if reason:
+        raise DemoError(f"{reason}; the demo builds its own network namespaces (run as root)")
+    if opts.keepalived and shutil.which("keepalived") is None:
+        raise DemoError("--keepalived needs Debian's keepalived (apt-get install keepalived)")
+
+
+def run_demo(opts: DemoOptions, stream: TextIO | None = None) -> int:
+    """Run the demo; 0 when the cluster did everything the demo checks, else 1."""
+    out = stream or sys.stdout
+    preflight(opts)
+    say = Printer(out)
+    impl2 = "keepalived" if opts.keepalived else "hagate vrrp"
+    form = f"VRRPv{opts.vrrp_version}, advert_int {opts.advert_int:g} s"
+    recipe = "sticky recipe" if opts.sticky else "the seed's roles"
+    print(f"hagate lab demo: {form}, {recipe}; node-1 hagate vrrp, node-2 {impl2}", file=out)
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"cannot create {opts.out}: {exc.strerror}") from None
+    try:
+        cluster = DemoCluster.create(opts.plan, opts.impls, prefix=opts.prefix)
+    except LabError as exc:
+        raise DemoError(f"cannot build the lab: {exc}") from None
+    demo = _Demo(opts, cluster, say, out)
+    try:
+        demo.run()
+    except LabError as exc:
+        demo.failure = str(exc)
+    finally:
+        demo.finish()
+    return 0 if demo.passed() else 1
+
+
+class _Demo:
+    """One run's state: the cluster, the request loop, the phases measured."""
+
+    def __init__(self, opts: DemoOptions, cluster: DemoCluster, say: Printer, out: TextIO):
+        self.opts = opts
+        self.cluster = cluster
+        self.say = say
+        self.out = out
+        self.loop: RequestLoop | None = None
+        self.phases: list[Phase] = []
+        self.t0: float | None = None
+        self.summary: dict[str, object] = {
+            "one_master": False,
+            "ok_before": False,
+            "failover_complete": False,
+            "failover_s": None,
+            "failover_bound_s": round(failover_bound(opts), 3),
+            "within_bound": False,
+            "ok_after": False,
+            "teardown_complete": None,
+        }
+        self.failure = ""
+
+    # -- the story -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        c, say = self.cluster, self.say
+        names = ", ".join(f"{n.label} {n.address}" for n in NODES)
+        say(f"lab {c.lab.name}: {names}; VIP {VIP} (namespaces {c.lab.name}-*)")
+        self._configs()
+        c.start_web()
+        for spec in GATEWAYS:
+            c.start_gateway(spec)
+        c.wait_web()
+        for spec in GATEWAYS:
+            c.wait_healthy(spec)
+        say(
+            f"hagate gateway up on node-1 and node-2 (same gateway.toml); device web service "
+            f"on {DEVICE.label} 127.0.0.1"
+        )
+        self._election()
+        c.start_agent()
+        c.wait_agent(NODE1, 15.0)
+        say("device agent connected to node-1's gateway through the VIP")
+        self._first_requests()
+        self._failover()
+        if self.opts.restore:
+            self._restore()
+        self._after()
+
+    def _configs(self) -> None:
+        c = self.cluster
+        dest = self.opts.out / "configs"
+        dest.mkdir(exist_ok=True)
+        paths = []
+        for spec in GATEWAYS:
+            path = dest / f"{spec.label}.keepalived.conf"
+            path.write_text(c.vrrp_confs[spec.key])
+            paths.append(path)
+        shutil.copyfile(c.gateway_toml, dest / "gateway.toml")
+        shutil.copyfile(c.agent_toml, dest / "agent.toml")
+        self.say(
+            f"configs from the seed's pair written to {dest}/ (chk_httpd = hagate gateway check)"
+        )
+        try:
+            from hagate.config.check import check
+
+            report = check([str(p) for p in paths])
+        except Exception as exc:  # the linter is a bonus here; never stop the demo for it
+            self.say.detail(f"(hagate check unavailable: {exc})")
+            return
+        errors = sum(1 for f in report.findings if f.severity.name == "ERROR")
+        self.say.detail(
+            f"hagate check: {errors} error(s), {len(report.findings) - errors} warning(s)"
+        )
+        for finding in report.findings:
+            self.say.detail(textwrap.fill(str(finding), 88, subsequent_indent="    "))
+        for note in report.notes:
+            self.say.detail(textwrap.fill(note, 88, initial_indent="cluster: ",
+                                          subsequent_indent="    "))  # fmt: skip
+
+    def _election(self) -> None:
+        c, say = self.cluster, self.say
+        for spec in GATEWAYS:
+            c.start_vrrp(spec)
+        cs = round(self.opts.advert_int * 100)
+        timeout = master_down_interval(self.opts.vrrp_version, 250, cs) + 10.0
+        c.wait_master(NODE1, timeout)
+        time.sleep(min(0.3, self.opts.advert_int))  # a few adverts: node-2 must stay BACKUP
+        holders = [s.label for s in c.holders()]
+        self.summary["one_master"] = holders == [NODE1.label]
+        states = []
+        for spec in GATEWAYS:
+            state, reason = c.vrrp_state(spec)
+            impl = "keepalived" if c.impls[spec.key] is VrrpImpl.KEEPALIVED else "hagate vrrp"
+            states.append(f"{spec.label} ({impl}) {state}" + (f": {reason}" if reason else ""))
+        say(f"one master: {' and '.join(holders) or 'nobody'} holds VIP {VIP}")
+        for line in states:
+            say.detail(line)
+
+    def _first_requests(self) -> None:
+        c, say = self.cluster, self.say
+        loop = RequestLoop(
+            c.node(USER),
+            (VIP, HTTP_PORT),
+            device_host(),
+            b"hello from",
+            rate=self.opts.rate,
+            timeout=min(0.5, max(0.2, self.opts.advert_int)),
+        )
+        self.loop = loop.start()
+        started = time.monotonic()
+        first = loop.wait_ok(started, 10.0)
+        say(
+            f"user -> http://{VIP}/ Host {device_host()}: 200 OK "
+            f"({(first.end - first.start) * 1000:.0f} ms); {self.opts.rate:g} requests/s from now"
+        )
+        time.sleep(1.0)
+        before = [
+            r for r in loop.snapshot() if r.start >= first.start and r.end <= time.monotonic()
+        ]
+        n_ok = sum(r.ok for r in before)
+        self.summary["ok_before"] = bool(before) and n_ok == len(before)
+        say.detail(f"{n_ok}/{len(before)} requests OK before the crash")
+
+    def _watch(self, change: MasterChange, ticker: Ticker, timeout: float, tail: float) -> None:
+        """Poll milestones and print ticker rows until done (plus ``tail`` s) or ``timeout``."""
+        assert self.loop is not None
+        deadline = change.after + timeout
+        finished_at: float | None = None
+        while True:
+            now = time.monotonic()
+            change.poll()
+            if change.done and finished_at is None:
+                finished_at = now
+            ticker.emit(self.loop.snapshot(), change.phase.events, now)
+            if finished_at is not None and now >= finished_at + tail:
+                break
+            if now >= deadline:
+                break
+            time.sleep(0.01)
+        ticker.flush(self.loop.snapshot(), change.phase.events, time.monotonic())
+
+    def _failover(self) -> None:
+        c, say = self.cluster, self.say
+        assert self.loop is not None
+        bound = failover_bound(self.opts)
+        say("SIGKILL node-1 (the master): its VRRP daemon and gateway die without a word")
+        t0 = c.crash(NODE1)
+        self.t0 = t0
+        phase = Phase("failover", "failover: node-1 SIGKILLed", t0)
+        phase.add(t0, "crash", "node-1 SIGKILLed (master down)")
+        self.phases.append(phase)
+        change = MasterChange(c, self.loop, phase, new=NODE2, old=NODE1, after=t0)
+        self._watch(change, Ticker(t0, stream=self.out), 2 * bound + 5, 1.0)
+        first = phase.time_of("request")
+        if first is not None:
+            took = first - t0
+            self.summary.update(
+                failover_complete=True,
+                failover_s=round(took, 3),
+                within_bound=took <= bound,
+            )
+        gap = outage(self.loop.snapshot(), t0 - 1.0, phase.time_of("request") or time.monotonic())
+        phase.note = (
+            f"{gap['failed']} of {gap['sent']} requests failed; "
+            f"longest run of failures {gap['longest_gap_s']} s"
+        )
+        phase.stats = gap
+        say(f"failover measured (bound {bound:.2f} s):")
+        print(render_table(phase, t0), file=self.out, flush=True)
+        if first is None:
+            missing = ", ".join(change.missing())
+            raise LabError(f"failover did not complete within {2 * bound + 5:.1f} s: no {missing}"
+                           + self._logs_hint())  # fmt: skip
+
+    def _restore(self) -> None:
+        c, say = self.cluster, self.say
+        assert self.loop is not None and self.t0 is not None
+        say("restore node-1: start its gateway, then its VRRP daemon")
+        c.start_gateway(NODE1)
+        c.wait_healthy(NODE1)
+        t_r = time.monotonic()
+        c.start_vrrp(NODE1)
+        phase = Phase("restore", "node-1 restored", t_r)
+        phase.add(t_r, "restart", "node-1 VRRP daemon started")
+        self.phases.append(phase)
+        change = MasterChange(c, self.loop, phase, new=NODE1, old=NODE2, after=t_r)
+        ticker = Ticker(t_r, stream=self.out)
+        cs = round(self.opts.advert_int * 100)
+        if self.opts.sticky:
+            settle = master_down_interval(self.opts.vrrp_version, 250, cs) + 1.0
+            self._watch(change, ticker, settle, 0.0)
+            held = [s.label for s in c.holders()]
+            state, _ = c.vrrp_state(NODE1)
+            stayed = held == [NODE2.label] and phase.time_of("master") is None
+            self.summary["sticky_held"] = stayed
+            gap = outage(self.loop.snapshot(), t_r, time.monotonic())
+            phase.stats = gap
+            phase.note = f"{gap['failed']} of {gap['sent']} requests failed"
+            say(
+                f"node-1 is back as {state} and the VIP stays on {', '.join(held) or 'nobody'}: "
+                + ("no second interruption (sticky)" if stayed else "it moved after all")
+            )
+            return
+        timeout = 2 * failover_bound(self.opts) + 5
+        self._watch(change, ticker, timeout, 1.0)
+        end = phase.time_of("request") or time.monotonic()
+        gap = outage(self.loop.snapshot(), t_r, end)
+        phase.stats = gap
+        phase.note = (
+            f"{gap['failed']} of {gap['sent']} requests failed; "
+            f"longest run of failures {gap['longest_gap_s']} s"
+        )
+        self.summary["preempted"] = phase.time_of("master") is not None
+        self.summary["preemption_failed_requests"] = gap["failed"]
+        say("preemption measured:")
+        print(render_table(phase, t_r), file=self.out, flush=True)
+        say.detail(
+            "node-1 (state MASTER, priority 255, no nopreempt) took the VIP back as soon as it "
+            "started;\nnode-2's nopreempt only keeps node-2 from preempting. The return cost "
+            f"{gap['failed']} failed requests."
+        )
+        print(STICKY_RECIPE, file=self.out, flush=True)
+
+    def _after(self) -> None:
+        assert self.loop is not None
+        time.sleep(0.5)
+        self.loop.stop()
+        results = self.loop.snapshot()
+        last = [r for r in results if r.start >= results[-1].start - 0.5] if results else []
+        self.summary["ok_after"] = bool(last) and all(r.ok for r in last)
+        n_ok = sum(r.ok for r in last)
+        self.say(f"user requests at the end: {n_ok}/{len(last)} OK")
+
+    # -- results and teardown ------------------------------------------------------------
+
+    def _logs_hint(self) -> str:
+        lines = []
+        for spec in GATEWAYS:
+            tail = tail_of(self.cluster.vrrp_log(spec), 5)
+            if tail:
+                lines.append(f"--- {spec.label} VRRP log:\n{tail}")
+        tail = tail_of(self.cluster.log_path(DEVICE, "agent"), 5)
+        if tail:
+            lines.append(f"--- agent log:\n{tail}")
+        return ("\n" + "\n".join(lines)) if lines else ""
+
+    def passed(self) -> bool:
+        s = self.summary
+        keys = ["one_master", "ok_before", "failover_complete", "within_bound", "ok_after"]
+        return not self.failure and all(s.get(k) for k in keys) and bool(s["teardown_complete"])
+
+    def finish(self) -> None:
+        """Stop requests, save logs, tear down (unless --keep), write timeline.json and PNG."""
+        if self.loop is not None:
+            self.loop.stop()
+        c, opts, say = self.cluster, self.opts, self.say
+        if self.failure:
+            print(f"hagate lab demo: FAILED: {self.failure}", file=self.out, flush=True)
+        logs = c.copy_logs(opts.out / "logs")
+        if opts.keep:
+            self._keep()
+            self.summary["teardown_complete"] = True  # nothing to tear down yet, by request
+        else:
+            try:
+                left = c.close()
+            except LabError as exc:
+                left = [str(exc)]
+            self.summary["teardown_complete"] = not left
+            if left:
+                say(f"teardown INCOMPLETE: {', '.join(left)} (try: hagate lab down)")
+            else:
+                say(f"teardown complete: lab {c.lab.name} removed, no namespaces left")
+        self._write(logs)
+        verdict = "PASS" if self.passed() else "FAIL"
+        s = self.summary
+        took = f"{s['failover_s']} s" if s["failover_s"] is not None else "not completed"
+        print(f"demo {verdict}: failover to first user request {took}", file=self.out, flush=True)
+
+    def _write(self, logs: list[Path]) -> None:
+        opts = self.opts
+        t0 = self.t0 if self.t0 is not None else time.monotonic()
+        requests = self.loop.snapshot() if self.loop is not None else []
+        summary = dict(self.summary)
+        summary["failure"] = self.failure
+        summary["passed"] = self.passed()
+        data = timeline_data(
+            options=opts.as_dict(),
+            lab=self.cluster.lab.name,
+            t0=t0,
+            phases=self.phases,
+            requests=requests,
+            summary=summary,
+        )
+        path = opts.out / "timeline.json"
+        write_json(path, data)
+        written = [str(path)]
+        if opts.plot and requests:
+            why = plot_available()
+            if why:
+                self.say.detail(f"no PNG: {why}")
+            else:
+                png = opts.out / "timeline.png"
+                title = (
+                    f"hagate lab demo: VRRPv{opts.vrrp_version}, advert_int {opts.advert_int:g} s, "
+                    f"node-2 {'keepalived' if opts.keepalived else 'hagate'}"
+                )
+                write_plot(png, requests, self.phases, t0, title)
+                written.append(str(png))
+        self.say(f"wrote {', '.join(written)} (and {len(logs)} logs in {opts.out / 'logs'}/)")
+
+    def _keep(self) -> None:
+        from hagate.lab import registry
+
+        c = self.cluster
+        for watcher in [*c.addr_watchers.values(), c.garp]:
+            if watcher is not None:
+                watcher.stop()
+        registry.untrack(id(c.lab))  # exit must not tear it down; `hagate lab down` will
+        name = c.lab.name
+        self.say(f"the lab is still up (--keep): namespaces {name}-*")
+        self.say.detail(
+            f"enter a node:    ip netns exec {name}-{USER.key} bash\n"
+            f"ask the device:  ip netns exec {name}-{USER.key} curl -H 'Host: {device_host()}' "
+            f"http://{VIP}/\n"
+            f"VRRP status:     hagate vrrp status --run-dir {c.lab.node_dir(NODE1.key)}/hagate\n"
+            f"logs, configs:   {c.lab.tmpdir}/\n"
+            "remove it all:   hagate lab down"
+        )
