@@ -29,6 +29,10 @@ from hagate.vrrp.machine import VrrpInstance
 from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.state import State
 
+Route = Callable[["Node", "Node", Advert], "Advert | str | None"]
+"""``route(sender, receiver, advert)``: the advert the receiver accepts, a discard reason
+(recorded as a ``discard`` entry), or None when the advert is not for the receiver at all."""
+
 
 class SimulationError(ValueError):
     """A scenario asked for something impossible (unknown node, time in the past, ...)."""
@@ -37,7 +41,7 @@ class SimulationError(ValueError):
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One thing that happened. ``kind``: event, state, advert, vips, garp, notify, priority,
-    drop. ``action`` is the machine's action when the entry comes from one."""
+    drop, discard. ``action`` is the machine's action when the entry comes from one."""
 
     time: float
     node: str
@@ -88,6 +92,8 @@ class Link:
         rng: random.Random | None = None,
         wire: Callable[[Advert], Advert] | None = None,
         record_adverts: bool = True,
+        route: Route | None = None,
+        on_boot: Callable[[Node], None] | None = None,
     ) -> None:
         if delay < 0:
             raise SimulationError(f"propagation delay {delay} is negative")
@@ -95,6 +101,8 @@ class Link:
         self.rng = rng if rng is not None else random.Random(0)
         self.wire = wire  # e.g. encode + decode, to put a codec on the path
         self.record_adverts = record_adverts
+        self.route = route  # per receiver: receive checks and unicast addressing
+        self.on_boot = on_boot  # called with the fresh machine in place, before start()
         self.now = 0.0
         self.nodes: dict[str, Node] = {}
         self.timeline: list[TimelineEntry] = []
@@ -207,6 +215,10 @@ class Link:
             raise SimulationError(f"loss rate {rate} outside 0..1")
         self.node(name).loss = rate
 
+    def note(self, name: str | None, text: str, kind: str = "event") -> None:
+        """Record an entry for ``name`` (None: the link) at the current time."""
+        self._record(self.node(name) if name is not None else None, kind, text)
+
     # ---- running --------------------------------------------------------------------
 
     def run(self, until: float) -> None:
@@ -257,6 +269,8 @@ class Link:
             raise SimulationError(f"node {node.name!r} is already running")
         self._record(node, "event", word)
         node.machine = VrrpInstance(node.params)
+        if self.on_boot is not None:
+            self.on_boot(node)
         node.machine.start(self.now)
         self._drain(node)
 
@@ -325,7 +339,17 @@ class Link:
         for peer in self.nodes.values():
             if peer is node or peer.machine is None or peer.group != node.group:
                 continue
-            self.at(self.now + self.delay, self._deliverer(peer, advert, source))
+            delivered = advert
+            if self.route is not None:
+                routed = self.route(node, peer, advert)
+                if routed is None:
+                    continue
+                if isinstance(routed, str):
+                    if self.record_adverts:
+                        self._record(peer, "discard", f"advert from {node.name}: {routed}")
+                    continue
+                delivered = routed
+            self.at(self.now + self.delay, self._deliverer(peer, delivered, source))
 
     def _deliverer(self, peer: Node, advert: Advert, source: IPAddress) -> Callable[[], None]:
         def deliver() -> None:
