@@ -274,6 +274,14 @@ class Lab:
         if problems and not quiet:
             raise LabError(f"lab {self.name} teardown: " + "; ".join(problems))
 
+    def detach(self) -> None:
+        """Leave the lab running past this process (no teardown at exit or on SIGTERM).
+
+        Once this process is gone, `hagate lab down` / :meth:`cleanup_stale` removes it.
+        """
+        registry.untrack(id(self))
+        self._torn_down = True  # leaving a with-block no longer tears it down either
+
     def __enter__(self) -> Lab:
         return self
 
