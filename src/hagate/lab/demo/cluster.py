@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,20 @@ from typing import Any
 from hagate.lab import AddressWatcher, GarpWatcher, Lab, LabError, Node
 from hagate.lab.demo import configs
 from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
-from hagate.lab.demo.probe import get_json, http_get
+from hagate.lab.demo.probe import RequestLoop, get_json, http_get
 from hagate.lab.demo.topology import (
     ADMIN_PORT,
     DEVICE,
     DEVICE_NAME,
     GATEWAYS,
+    HTTP_PORT,
     NODE1,
     NODE2,
     USER,
     VIP,
     WEB_PORT,
     NodeSpec,
+    device_host,
     lab_nodes,
 )
 from hagate.lab.guard import NETNS_DIR
@@ -179,6 +182,28 @@ class DemoCluster:
         held = spec.key in [s.key for s in self.holders()]
         return ("MASTER" if held else "BACKUP"), "keepalived (state read off the VIP)"
 
+    def heard_master(self, spec: NodeSpec) -> bool:
+        """True once ``spec`` is BACKUP and has received adverts (so it will stay BACKUP)."""
+        if self.impls[spec.key] is VrrpImpl.KEEPALIVED:
+            return "Entering BACKUP STATE" in tail_of(self.vrrp_log(spec), 200)
+        from hagate.daemon.status import StatusError, query
+
+        try:
+            inst = query(self.lab.node_dir(spec.key) / "hagate", timeout=0.5)["instances"][0]
+            return bool(inst["state"] == "BACKUP" and inst["counters"]["adverts_in"] > 0)
+        except (StatusError, LookupError, TypeError):
+            return False
+
+    def wait_backup(self, spec: NodeSpec, timeout: float) -> float:
+        """Wait until ``spec`` is BACKUP and has heard the master (keepalived: one interval
+        after it logged BACKUP, its adverts are not visible from outside)."""
+        took = self._wait(
+            lambda: self.heard_master(spec), timeout, f"{spec.label} BACKUP", [self.vrrp_log(spec)]
+        )
+        if self.impls[spec.key] is VrrpImpl.KEEPALIVED:
+            time.sleep(1.5 * self.plan.advert_int)
+        return took
+
     def holders(self) -> list[NodeSpec]:
         """The gateway nodes that hold the VIP now (one, when the cluster is healthy)."""
         vip = ipaddress.ip_address(VIP)
@@ -240,6 +265,31 @@ class DemoCluster:
         return self._wait(
             lambda: self.agents(spec) >= 1, timeout, f"agent connected to {spec.label}", logs
         )
+
+    def start_vrrp_pair(self, timeout: float = 15.0) -> None:
+        """node-1's VRRP daemon, and once it is master node-2's (with the sticky recipe both
+        start BACKUP, and whichever daemon is up first would keep the VIP)."""
+        self.start_vrrp(NODE1)
+        self.wait_master(NODE1, timeout)
+        self.start_vrrp(NODE2)
+
+    def request_loop(self, rate: float = 20.0, timeout: float = 0.5) -> RequestLoop:
+        """The user's requests through the VIP to the device's web service (not started)."""
+        address = (VIP, HTTP_PORT)
+        return RequestLoop(self.node(USER), address, device_host(), b"hello from", rate, timeout)
+
+    def bring_up(self, timeout: float = 15.0) -> None:
+        """Device web service, both gateways, both VRRP daemons, the agent; node-1 master."""
+        self.start_web()
+        for spec in GATEWAYS:
+            self.start_gateway(spec)
+        self.wait_web(timeout)
+        for spec in GATEWAYS:
+            self.wait_healthy(spec, timeout)
+        self.start_vrrp_pair(timeout)
+        self.wait_backup(NODE2, timeout)
+        self.start_agent()
+        self.wait_agent(NODE1, timeout)
 
     def copy_logs(self, dest: Path) -> list[Path]:
         """Copy every node's logs (vrrp, gateway, agent, web) to ``dest``."""

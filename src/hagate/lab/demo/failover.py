@@ -13,8 +13,10 @@ import time
 
 from hagate.lab.demo.cluster import DemoCluster
 from hagate.lab.demo.probe import RequestLoop
+from hagate.lab.demo.ticker import Ticker
 from hagate.lab.demo.timeline import Phase
 from hagate.lab.demo.topology import VIP, NodeSpec
+from hagate.vrrp.timers import master_down_interval
 
 MILESTONES = ("master", "garp", "agent", "request")
 
@@ -85,3 +87,58 @@ class MasterChange:
                         p.events.remove(agent)
                     p.add(first.end, "agent", f"agent reconnected to {new.label}")
         p.complete = self.done
+
+
+def failover_bound(version: int, advert_int: float) -> float:
+    """How long a failover may take before it counts as failed.
+
+    node-2's Master_Down_Interval (RFC 3768 §6.1 / RFC 9568 §6.1), plus the agent's redial
+    (its heartbeat timeout and one lost SYN) and one request.
+    """
+    mdi = master_down_interval(version, 200, round(advert_int * 100))
+    return mdi + (1.0 if advert_int < 1 else 3.0)
+
+
+def crash(
+    cluster: DemoCluster, loop: RequestLoop, victim: NodeSpec, survivor: NodeSpec
+) -> MasterChange:
+    """SIGKILL everything on ``victim``; the returned watch starts at the crash."""
+    t0 = cluster.crash(victim)
+    phase = Phase("failover", f"failover: {victim.label} SIGKILLed", t0)
+    phase.add(t0, "crash", f"{victim.label} SIGKILLed (master down)")
+    return MasterChange(cluster, loop, phase, new=survivor, old=victim, after=t0)
+
+
+def restore(
+    cluster: DemoCluster, loop: RequestLoop, node: NodeSpec, other: NodeSpec
+) -> MasterChange:
+    """Start ``node``'s gateway, wait until healthy, start its VRRP daemon; watch from then."""
+    cluster.start_gateway(node)
+    cluster.wait_healthy(node)
+    t_r = time.monotonic()
+    cluster.start_vrrp(node)
+    phase = Phase("restore", f"{node.label} restored", t_r)
+    phase.add(t_r, "restart", f"{node.label} VRRP daemon started")
+    return MasterChange(cluster, loop, phase, new=node, old=other, after=t_r)
+
+
+def watch(
+    change: MasterChange, timeout: float, tail: float = 0.0, ticker: Ticker | None = None
+) -> bool:
+    """Poll until every milestone is seen (then ``tail`` s more) or ``timeout`` s have passed
+    since ``change.after``; print ticker rows on the way. True when complete."""
+    deadline = change.after + timeout
+    finished_at: float | None = None
+    while True:
+        now = time.monotonic()
+        change.poll()
+        if change.done and finished_at is None:
+            finished_at = now
+        if ticker is not None:
+            ticker.emit(change.loop.snapshot(), change.phase.events, now)
+        if (finished_at is not None and now >= finished_at + tail) or now >= deadline:
+            break
+        time.sleep(0.01)
+    if ticker is not None:
+        ticker.flush(change.loop.snapshot(), change.phase.events, time.monotonic())
+    return change.done

@@ -1,4 +1,7 @@
-"""timeline.png: each user request as a mark (OK above, failed below) and the events as lines."""
+"""timeline.png: each user request as a mark (OK above, failed below) and the events as lines.
+
+Event lines carry a number; the numbered list under the plot names them with their times.
+"""
 
 from __future__ import annotations
 
@@ -37,31 +40,40 @@ def write_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, bar) = plt.subplots(
-        2, 1, figsize=(11, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    events = [e for p in phases for e in p.events]
+    fig, (ax, lat) = plt.subplots(
+        2, 1, figsize=(11, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     ok = [r for r in requests if r.ok]
     bad = [r for r in requests if not r.ok]
-    ax.scatter([r.start - t0 for r in ok], [1] * len(ok), marker="|", s=220, c="#2ca02c",
-               label=f"request OK ({len(ok)})")  # fmt: skip
-    ax.scatter([r.start - t0 for r in bad], [0] * len(bad), marker="|", s=220, c="#d62728",
-               label=f"request failed ({len(bad)})")  # fmt: skip
+    for group, y, color, label in ((ok, 1, "#2ca02c", "OK"), (bad, 0, "#d62728", "failed")):
+        ax.scatter([r.start - t0 for r in group], [y] * len(group), marker="|", s=260, c=color,
+                   label=f"request {label} ({len(group)})")  # fmt: skip
     ax.set_yticks([0, 1], ["failed", "OK"])
-    ax.set_ylim(-0.6, 2.4)
-    for phase in phases:
-        for i, event in enumerate(phase.events):
-            x = event.t - t0
-            color = _COLORS.get(event.key, "#7f7f7f")
-            ax.axvline(x, color=color, lw=1, ls="--", alpha=0.8)
-            ax.annotate(event.label, (x, 1.35 + 0.22 * (i % 4)), fontsize=7, color=color,
-                        rotation=0, xytext=(3, 0), textcoords="offset points")  # fmt: skip
+    ax.set_ylim(-0.7, 2.2)
+    legend_lines = []
+    for number, event in enumerate(events, 1):
+        x = event.t - t0
+        color = _COLORS.get(event.key, "#7f7f7f")
+        for axis in (ax, lat):
+            axis.axvline(x, color=color, lw=1, ls="--", alpha=0.8)
+        ax.annotate(str(number), (x, 1.45 + 0.25 * ((number - 1) % 3)), color=color,
+                    fontsize=8, ha="center", weight="bold",
+                    bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": color})  # fmt: skip
+        legend_lines.append(f"{number}  {x:+7.3f} s  {event.label}")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     latencies = [(r.start - t0, (r.end - r.start) * 1000) for r in ok]
     if latencies:
-        bar.plot(*zip(*latencies, strict=True), ".", ms=3, c="#2ca02c")
-    bar.set_ylabel("latency (ms)", fontsize=8)
-    bar.set_xlabel("seconds since node-1 was SIGKILLed (request send time)")
-    fig.tight_layout()
+        xs, ys = zip(*latencies, strict=True)
+        lat.plot(xs, ys, ".", ms=3, c="#2ca02c")
+    lat.set_ylabel("OK latency (ms)", fontsize=8)
+    lat.set_xlabel("seconds since node-1 was SIGKILLed (by request send time)")
+    half = (len(legend_lines) + 1) // 2
+    columns = [legend_lines[:half], legend_lines[half:]]
+    fig.tight_layout(rect=(0, 0.06 + 0.028 * half, 1, 1))
+    for i, column in enumerate(columns):
+        fig.text(0.02 + 0.5 * i, 0.01, "\n".join(column), fontsize=7.5, family="monospace",
+                 va="bottom")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -18,7 +18,7 @@ from typing import TextIO
 from hagate.lab import LabError, unavailable_reason
 from hagate.lab.demo.cluster import DemoCluster, tail_of
 from hagate.lab.demo.configs import STICKY_RECIPE, VrrpImpl
-from hagate.lab.demo.failover import MasterChange
+from hagate.lab.demo.failover import crash, failover_bound, restore, watch
 from hagate.lab.demo.options import DemoError, DemoOptions
 from hagate.lab.demo.plot import plot_available, write_plot
 from hagate.lab.demo.probe import RequestLoop
@@ -27,7 +27,6 @@ from hagate.lab.demo.timeline import Phase, outage, render_table, timeline_data,
 from hagate.lab.demo.topology import (
     DEVICE,
     GATEWAYS,
-    HTTP_PORT,
     NODE1,
     NODE2,
     NODES,
@@ -54,17 +53,6 @@ class Printer:
     def detail(self, text: str) -> None:
         for line in text.splitlines():
             print(f"           {line}", file=self.stream, flush=True)
-
-
-def failover_bound(opts: DemoOptions) -> float:
-    """How long the failover may take before the demo calls it a failure.
-
-    Master_Down_Interval of node-2 (RFC 3768 §6.1 / RFC 9568 §6.1), plus the agent's
-    redial (its heartbeat timeout and one missed SYN) and one request.
-    """
-    cs = round(opts.advert_int * 100)
-    mdi = master_down_interval(opts.vrrp_version, 200, cs)
-    return mdi + (1.0 if opts.advert_int < 1 else 3.0)
 
 
 def preflight(opts: DemoOptions) -> None:
@@ -113,6 +101,7 @@ class _Demo:
         self.say = say
         self.out = out
         self.loop: RequestLoop | None = None
+        self.bound = failover_bound(opts.vrrp_version, opts.advert_int)
         self.phases: list[Phase] = []
         self.t0: float | None = None
         self.summary: dict[str, object] = {
@@ -120,7 +109,7 @@ class _Demo:
             "ok_before": False,
             "failover_complete": False,
             "failover_s": None,
-            "failover_bound_s": round(failover_bound(opts), 3),
+            "failover_bound_s": round(self.bound, 3),
             "within_bound": False,
             "ok_after": False,
             "teardown_complete": None,
@@ -187,12 +176,10 @@ class _Demo:
 
     def _election(self) -> None:
         c, say = self.cluster, self.say
-        for spec in GATEWAYS:
-            c.start_vrrp(spec)
         cs = round(self.opts.advert_int * 100)
         timeout = master_down_interval(self.opts.vrrp_version, 250, cs) + 10.0
-        c.wait_master(NODE1, timeout)
-        time.sleep(min(0.3, self.opts.advert_int))  # a few adverts: node-2 must stay BACKUP
+        c.start_vrrp_pair(timeout)
+        c.wait_backup(NODE2, 10.0)  # node-2 heard node-1's adverts: it stays BACKUP
         holders = [s.label for s in c.holders()]
         self.summary["one_master"] = holders == [NODE1.label]
         states = []
@@ -206,14 +193,7 @@ class _Demo:
 
     def _first_requests(self) -> None:
         c, say = self.cluster, self.say
-        loop = RequestLoop(
-            c.node(USER),
-            (VIP, HTTP_PORT),
-            device_host(),
-            b"hello from",
-            rate=self.opts.rate,
-            timeout=min(0.5, max(0.2, self.opts.advert_int)),
-        )
+        loop = c.request_loop(self.opts.rate, min(0.5, max(0.2, self.opts.advert_int)))
         self.loop = loop.start()
         started = time.monotonic()
         first = loop.wait_ok(started, 10.0)
@@ -229,36 +209,16 @@ class _Demo:
         self.summary["ok_before"] = bool(before) and n_ok == len(before)
         say.detail(f"{n_ok}/{len(before)} requests OK before the crash")
 
-    def _watch(self, change: MasterChange, ticker: Ticker, timeout: float, tail: float) -> None:
-        """Poll milestones and print ticker rows until done (plus ``tail`` s) or ``timeout``."""
-        assert self.loop is not None
-        deadline = change.after + timeout
-        finished_at: float | None = None
-        while True:
-            now = time.monotonic()
-            change.poll()
-            if change.done and finished_at is None:
-                finished_at = now
-            ticker.emit(self.loop.snapshot(), change.phase.events, now)
-            if finished_at is not None and now >= finished_at + tail:
-                break
-            if now >= deadline:
-                break
-            time.sleep(0.01)
-        ticker.flush(self.loop.snapshot(), change.phase.events, time.monotonic())
-
     def _failover(self) -> None:
         c, say = self.cluster, self.say
         assert self.loop is not None
-        bound = failover_bound(self.opts)
+        bound = self.bound
         say("SIGKILL node-1 (the master): its VRRP daemon and gateway die without a word")
-        t0 = c.crash(NODE1)
+        change = crash(c, self.loop, NODE1, NODE2)
+        phase, t0 = change.phase, change.after
         self.t0 = t0
-        phase = Phase("failover", "failover: node-1 SIGKILLed", t0)
-        phase.add(t0, "crash", "node-1 SIGKILLed (master down)")
         self.phases.append(phase)
-        change = MasterChange(c, self.loop, phase, new=NODE2, old=NODE1, after=t0)
-        self._watch(change, Ticker(t0, stream=self.out), 2 * bound + 5, 1.0)
+        watch(change, 2 * bound + 5, 1.0, Ticker(t0, stream=self.out))
         first = phase.time_of("request")
         if first is not None:
             took = first - t0
@@ -284,19 +244,14 @@ class _Demo:
         c, say = self.cluster, self.say
         assert self.loop is not None and self.t0 is not None
         say("restore node-1: start its gateway, then its VRRP daemon")
-        c.start_gateway(NODE1)
-        c.wait_healthy(NODE1)
-        t_r = time.monotonic()
-        c.start_vrrp(NODE1)
-        phase = Phase("restore", "node-1 restored", t_r)
-        phase.add(t_r, "restart", "node-1 VRRP daemon started")
+        change = restore(c, self.loop, NODE1, NODE2)
+        phase, t_r = change.phase, change.after
         self.phases.append(phase)
-        change = MasterChange(c, self.loop, phase, new=NODE1, old=NODE2, after=t_r)
         ticker = Ticker(t_r, stream=self.out)
         cs = round(self.opts.advert_int * 100)
         if self.opts.sticky:
             settle = master_down_interval(self.opts.vrrp_version, 250, cs) + 1.0
-            self._watch(change, ticker, settle, 0.0)
+            watch(change, settle, 0.0, ticker)
             held = [s.label for s in c.holders()]
             state, _ = c.vrrp_state(NODE1)
             stayed = held == [NODE2.label] and phase.time_of("master") is None
@@ -309,8 +264,7 @@ class _Demo:
                 + ("no second interruption (sticky)" if stayed else "it moved after all")
             )
             return
-        timeout = 2 * failover_bound(self.opts) + 5
-        self._watch(change, ticker, timeout, 1.0)
+        watch(change, 2 * self.bound + 5, 1.0, ticker)
         end = phase.time_of("request") or time.monotonic()
         gap = outage(self.loop.snapshot(), t_r, end)
         phase.stats = gap
