@@ -220,6 +220,7 @@ class _Parser:
     def parse(self) -> Scenario:
         steps: list[Step] = []
         end: float | None = None
+        end_tok = self.tokens[0]
         while self.peek().kind != "eof":
             if self.peek().kind == "sep":
                 self.take()
@@ -229,6 +230,7 @@ class _Parser:
                 raise self.error(f"expected a statement ({', '.join(KEYWORDS)}), got {_show(tok)}")
             verb = self.take().text.lower()
             if verb == "end":
+                end_tok = tok
                 self.keyword("at")
                 end = self.time()
             else:
@@ -239,7 +241,7 @@ class _Parser:
         if end is not None and scenario.last_time() > end:
             raise self.error(
                 f"'end at {end:g}s' is before the last step ({scenario.last_time():g}s)",
-                self.tokens[0],
+                end_tok,
             )
         return scenario
 
@@ -286,20 +288,21 @@ class _Parser:
         if self.at_word("at", "from"):
             return ()
         groups: list[tuple[str, ...]] = []
-        current = [self.node()]
-        while self.peek().kind in ("comma", "bar"):
-            sep = self.take().kind
-            if sep == "bar":
+        current: list[str] = []
+        seen: set[str] = set()
+        while True:
+            tok = self.peek()
+            name = self.node()
+            if name in seen:
+                raise self.error(f"node {name!r} is in two partition groups", tok)
+            seen.add(name)
+            current.append(name)
+            if self.peek().kind not in ("comma", "bar"):
+                break
+            if self.take().kind == "bar":
                 groups.append(tuple(current))
                 current = []
-            current.append(self.node())
         groups.append(tuple(current))
-        seen: set[str] = set()
-        for group in groups:
-            for name in group:
-                if name in seen:
-                    raise self.error(f"node {name!r} is in two partition groups")
-                seen.add(name)
         return tuple(groups)
 
     def window(self) -> tuple[float, float | None]:

@@ -152,7 +152,7 @@ def vip_verdicts(result: Result, vip: IPAddress) -> list[Verdict]:
         if len(holders) == 1:
             last_holder = holders[0]
             lost_at = None
-        held_before.update(holders)
+            held_before.add(holders[0])
     return out
 
 
