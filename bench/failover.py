@@ -14,6 +14,7 @@ Run as root:  .venv/bin/python bench/failover.py [--quick] [--impl keepalived,ha
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import random
@@ -193,7 +194,9 @@ class IdleRow:
     failure: str | None = None
 
 
-def _holds_all(master: Node, backup: Node, ips: set[ipaddress.IPv4Address]) -> bool:
+def _holds_all(
+    master: Node, backup: Node, ips: set[ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> bool:
     return ips <= {a.ip for a in master.addresses()} and not ips & {
         a.ip for a in backup.addresses()
     }
@@ -230,7 +233,7 @@ def run_idle(
             impl.start(lab, n1, confs["n1"])
             try:
                 lab.wait_until(
-                    lambda n1=n1, n2=n2, ips=vip_ips: _holds_all(n1, n2, ips),
+                    functools.partial(_holds_all, n1, n2, vip_ips),
                     timeout=30,
                     what=f"n1 to hold all {count} VIPs and n2 none",
                 )
@@ -298,17 +301,17 @@ def ratios(failover: list[FailoverRow], idle: list[IdleRow]) -> list[dict[str, A
                 "vip": _ratio(_median(r.vip_s), _median(k.vip_s)),
             }
         )
-    ibase = {(r.instances, r.role): r for r in idle if r.impl == "keepalived"}
-    for r in idle:
-        ki = ibase.get((r.instances, r.role))
-        if r.impl != "hagate" or ki is None:
+    ibase = {(i.instances, i.role): i for i in idle if i.impl == "keepalived"}
+    for i in idle:
+        ki = ibase.get((i.instances, i.role))
+        if i.impl != "hagate" or ki is None:
             continue
         out.append(
             {
-                "what": f"idle {r.instances} instances {r.role}",
-                "cpu": _ratio(r.cpu_s_per_min, ki.cpu_s_per_min),
-                "rss": _ratio(r.rss_mb, ki.rss_mb),
-                "pss": _ratio(r.pss_mb, ki.pss_mb),
+                "what": f"idle {i.instances} instances {i.role}",
+                "cpu": _ratio(i.cpu_s_per_min, ki.cpu_s_per_min),
+                "rss": _ratio(i.rss_mb, ki.rss_mb),
+                "pss": _ratio(i.pss_mb, ki.pss_mb),
             }
         )
     return out

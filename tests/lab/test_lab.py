@@ -18,6 +18,7 @@ from hagate.lab.registry import record_path
 
 pytestmark = pytest.mark.lab
 
+SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it
 NODES = {"a": "10.9.0.1/24", "b": "10.9.0.2/24"}
 
 
@@ -26,27 +27,49 @@ def _exists(ns: str) -> bool:
 
 
 def _udp_pair(lab: Lab) -> tuple[socket.socket, socket.socket]:
+    """UDP a -> b; returns once one datagram got through (ARP resolved)."""
     tx = lab.node("a").socket()
     rx = lab.node("b").socket()
+    rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
     rx.bind(("10.9.0.2", 9999))
+    rx.settimeout(0.1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        tx.sendto(b"warm-up", ("10.9.0.2", 9999))
+        try:
+            rx.recv(16)
+            break
+        except TimeoutError:
+            continue
     rx.setblocking(False)
     return tx, rx
 
 
+def _drain(rx: socket.socket) -> int:
+    got = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            rx.recv(16)
+            got += 1
+    return got
+
+
 def _send_and_count(tx: socket.socket, rx: socket.socket, count: int) -> int:
-    """Send ``count`` datagrams a -> b in batches, draining b as we go; how many arrived."""
+    """Send ``count`` datagrams a -> b in batches; how many arrived (after 0.2 s of quiet)."""
+    _drain(rx)  # leftovers of earlier calls do not count
     got = 0
     for start in range(0, count, 50):
         for _ in range(min(50, count - start)):
             with contextlib.suppress(OSError):  # ENOBUFS when nftables drops on egress
                 tx.sendto(b"x", ("10.9.0.2", 9999))
-        deadline = time.monotonic() + 0.05
-        while time.monotonic() < deadline:
-            try:
-                rx.recv(16)
-                got += 1
-            except BlockingIOError:
-                time.sleep(0.001)
+        got += _drain(rx)
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 0.2 and got < count:
+        more = _drain(rx)
+        if more:
+            got += more
+            quiet_since = time.monotonic()
+        time.sleep(0.005)
     return got
 
 
@@ -179,11 +202,12 @@ def test_stale_labs_of_a_dead_run_are_removed_live_ones_kept() -> None:
         os.kill(os.getpid(), 9)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == -9, done.stderr
-    left = done.stdout.split()
-    assert all(_exists(ns) for ns in left)
     with Lab.create(prefix="hgtz", nodes={"a": "10.9.0.1/24"}) as live:
+        # the dead run's own Lab.create cleans stale labs too: it must spare our live one
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.returncode == -9, done.stderr
+        left = done.stdout.split()
+        assert all(_exists(ns) for ns in left) and _exists(live.node("a").netns)
         removed = Lab.cleanup_stale("hgtz")
         assert sorted(removed) == sorted(left)
         assert not any(_exists(ns) for ns in left)

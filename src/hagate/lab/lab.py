@@ -100,6 +100,7 @@ class Lab:
         reason = unavailable_reason()
         if reason:
             raise LabError(reason)
+        cls.cleanup_stale(prefix)  # what a crashed earlier run of ours left behind
 
         name = cls._unique_name(prefix)
         bridge_ns = f"{name}-br"

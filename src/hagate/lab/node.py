@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from hagate.lab import firewall, netlink, procs, shell
 from hagate.lab.errors import LabError
-from hagate.lab.guard import ENV_VAR, netns_path
+from hagate.lab.guard import ENV_VAR, netns_id, netns_path
 from hagate.lab.nsenter import socket_in_netns
 from hagate.lab.watch import AddressWatcher, GarpWatcher
 
@@ -65,7 +65,8 @@ class Node:
     ) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the namespace (``env`` is added to this process's environment).
 
-        The child gets ``HAGATE_LAB_NETNS=<netns>``; it is killed when the lab is torn down.
+        Returns once the child is inside the namespace. It gets ``HAGATE_LAB_NETNS=<netns>``
+        and is killed when the lab is torn down.
         """
         full_env = {**os.environ, **(env or {}), ENV_VAR: self.netns}
         try:
@@ -79,7 +80,20 @@ class Node:
         except OSError as exc:
             raise LabError(f"cannot start {argv[0]} in {self.netns}: {exc.strerror}") from None
         self._children.append(proc)
+        self._wait_entered(proc)
         return proc
+
+    def _wait_entered(self, proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+        """Return once the child has joined the namespace (`ip netns exec` does setns first)."""
+        target = netns_id(netns_path(self.netns))
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if netns_id(f"/proc/{proc.pid}/ns/net") == target:
+                    return
+            except OSError:
+                return
+            time.sleep(0.0005)
 
     def pids(self) -> list[int]:
         """Processes running in the namespace now."""
