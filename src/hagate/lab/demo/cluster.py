@@ -21,7 +21,7 @@ from typing import Any
 from hagate.lab import AddressWatcher, GarpWatcher, Lab, LabError, Node
 from hagate.lab.demo import configs
 from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
-from hagate.lab.demo.probe import RequestLoop, get_json, http_get
+from hagate.lab.demo.probe import RequestLoop, get_json, get_text, http_get
 from hagate.lab.demo.topology import (
     ADMIN_PORT,
     DEVICE,
@@ -160,6 +160,22 @@ class DemoCluster:
     def health(self, spec: NodeSpec) -> dict[str, object] | None:
         """The gateway's /healthz on ``spec`` (None when it does not answer)."""
         return get_json(self.node(spec), ADMIN_PORT, "/healthz", timeout=0.3)
+
+    def sessions_total(self, spec: NodeSpec) -> int | None:
+        """Agent sessions the gateway on ``spec`` has accepted so far (its /metrics); None
+        when it does not answer. Unlike /healthz's count of live sessions this cannot be
+        fooled by a stale session to a node that lost the VIP."""
+        text = get_text(self.node(spec), ADMIN_PORT, "/metrics", timeout=0.3)
+        if text is None:
+            return None
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "hagate_sessions_total":
+                try:
+                    return int(float(value))
+                except ValueError:
+                    return None
+        return None
 
     def agents(self, spec: NodeSpec) -> int:
         data = self.health(spec)

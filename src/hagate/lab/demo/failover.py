@@ -32,6 +32,7 @@ class MasterChange:
         new: NodeSpec,
         old: NodeSpec,
         after: float,
+        sessions_before: int | None = None,
     ) -> None:
         self.cluster = cluster
         self.loop = loop
@@ -42,6 +43,9 @@ class MasterChange:
         self._vip = ipaddress.ip_address(VIP)
         self._mac = cluster.node(new).mac.lower()
         self._next_health = 0.0
+        if sessions_before is None:
+            sessions_before = cluster.sessions_total(new) or 0
+        self._sessions_before = sessions_before
 
     def missing(self) -> list[str]:
         return [k for k in MILESTONES if self.phase.time_of(k) is None]
@@ -71,7 +75,7 @@ class MasterChange:
         now = time.monotonic()
         if p.time_of("agent") is None and now >= self._next_health:
             self._next_health = now + 0.02
-            if self.cluster.agents(new) >= 1:
+            if (self.cluster.sessions_total(new) or 0) > self._sessions_before:
                 t = (now + time.monotonic()) / 2
                 p.add(max(t, self.after), "agent", f"agent reconnected to {new.label}")
         became = p.time_of("master")
@@ -103,10 +107,13 @@ def crash(
     cluster: DemoCluster, loop: RequestLoop, victim: NodeSpec, survivor: NodeSpec
 ) -> MasterChange:
     """SIGKILL everything on ``victim``; the returned watch starts at the crash."""
+    before = cluster.sessions_total(survivor) or 0
     t0 = cluster.crash(victim)
     phase = Phase("failover", f"failover: {victim.label} SIGKILLed", t0)
     phase.add(t0, "crash", f"{victim.label} SIGKILLed (master down)")
-    return MasterChange(cluster, loop, phase, new=survivor, old=victim, after=t0)
+    return MasterChange(
+        cluster, loop, phase, new=survivor, old=victim, after=t0, sessions_before=before
+    )
 
 
 def restore(
@@ -115,11 +122,14 @@ def restore(
     """Start ``node``'s gateway, wait until healthy, start its VRRP daemon; watch from then."""
     cluster.start_gateway(node)
     cluster.wait_healthy(node)
+    before = cluster.sessions_total(node) or 0
     t_r = time.monotonic()
     cluster.start_vrrp(node)
     phase = Phase("restore", f"{node.label} restored", t_r)
     phase.add(t_r, "restart", f"{node.label} VRRP daemon started")
-    return MasterChange(cluster, loop, phase, new=node, old=other, after=t_r)
+    return MasterChange(
+        cluster, loop, phase, new=node, old=other, after=t_r, sessions_before=before
+    )
 
 
 def watch(

@@ -67,18 +67,31 @@ def http_get(
     return int(parts[1]), body
 
 
-def get_json(node: Node, port: int, path: str, timeout: float = 0.5) -> dict[str, object] | None:
-    """GET http://127.0.0.1:PORT/PATH inside ``node``'s namespace; None when it fails."""
+def get_text(node: Node, port: int, path: str, timeout: float = 0.5) -> str | None:
+    """The body of GET http://127.0.0.1:PORT/PATH inside ``node``'s namespace, if 200."""
 
     def factory() -> socket.socket:
         return node.socket(socket.AF_INET, socket.SOCK_STREAM)
 
     try:
         status, body = http_get(factory, ("127.0.0.1", port), "localhost", path, timeout)
+    except (OSError, ValueError, LabError):
+        return None
+    return body.decode(errors="replace") if status == 200 else None
+
+
+def get_json(node: Node, port: int, path: str, timeout: float = 0.5) -> dict[str, object] | None:
+    """GET http://127.0.0.1:PORT/PATH inside ``node``'s namespace as JSON; None if it fails."""
+
+    def factory() -> socket.socket:
+        return node.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    try:
+        _status, body = http_get(factory, ("127.0.0.1", port), "localhost", path, timeout)
         data = json.loads(body)
     except (OSError, ValueError, LabError):
         return None
-    return data if isinstance(data, dict) else {"status": status}
+    return data if isinstance(data, dict) else None
 
 
 def _failure(exc: BaseException) -> str:

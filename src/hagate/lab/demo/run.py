@@ -87,8 +87,11 @@ def run_demo(opts: DemoOptions, stream: TextIO | None = None) -> int:
         demo.run()
     except LabError as exc:
         demo.failure = str(exc)
-    finally:
-        demo.finish()
+    except KeyboardInterrupt:
+        demo.failure = "interrupted"
+        demo.finish(plot=False)
+        raise
+    demo.finish()
     return 0 if demo.passed() else 1
 
 
@@ -311,7 +314,7 @@ class _Demo:
         keys = ["one_master", "ok_before", "failover_complete", "within_bound", "ok_after"]
         return not self.failure and all(s.get(k) for k in keys) and bool(s["teardown_complete"])
 
-    def finish(self) -> None:
+    def finish(self, plot: bool = True) -> None:
         """Stop requests, save logs, tear down (unless --keep), write timeline.json and PNG."""
         if self.loop is not None:
             self.loop.stop()
@@ -332,13 +335,13 @@ class _Demo:
                 say(f"teardown INCOMPLETE: {', '.join(left)} (try: hagate lab down)")
             else:
                 say(f"teardown complete: lab {c.lab.name} removed, no namespaces left")
-        self._write(logs)
+        self._write(logs, plot)
         verdict = "PASS" if self.passed() else "FAIL"
         s = self.summary
         took = f"{s['failover_s']} s" if s["failover_s"] is not None else "not completed"
         print(f"demo {verdict}: failover to first user request {took}", file=self.out, flush=True)
 
-    def _write(self, logs: list[Path]) -> None:
+    def _write(self, logs: list[Path], plot: bool) -> None:
         opts = self.opts
         t0 = self.t0 if self.t0 is not None else time.monotonic()
         requests = self.loop.snapshot() if self.loop is not None else []
@@ -356,7 +359,7 @@ class _Demo:
         path = opts.out / "timeline.json"
         write_json(path, data)
         written = [str(path)]
-        if opts.plot and requests:
+        if plot and opts.plot and requests:
             why = plot_available()
             if why:
                 self.say.detail(f"no PNG: {why}")
