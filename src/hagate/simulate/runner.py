@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from hagate.simulate.checks import RiseFall
 from hagate.simulate.cluster import Cluster, Host, SimInstance
@@ -61,6 +62,7 @@ class Result:
     duration: float
     link: Link
     rows: list[Row] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)  # derived data (verdicts)
 
     @property
     def keys(self) -> list[str]:
@@ -117,6 +119,8 @@ class Simulation:
         self.failing: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
         self.result = Result(cluster, scenario, scenario.duration(), self.link)
         self._stopped: set[str] = set()
+        self._views = {key: View(DOWN, None, frozenset()) for key in self.sims}
+        self._dst = {key: self._destination(inst) for key, inst in self.sims.items()}
         self._cache: tuple[Advert, IPAddress, IPAddress, bytes] | None = None
         for key, inst in self.sims.items():
             self.link.add_node(key, inst.params)
@@ -265,6 +269,8 @@ class Simulation:
     def _route(self, sender: Node, receiver: Node, advert: Advert) -> Advert | str | None:
         """keepalived 2.2.7's receive path for one advert from ``sender`` to ``receiver``."""
         s, r = self.sims[sender.name], self.sims[receiver.name]
+        if r.receive.vrid != advert.vrid:
+            return None  # another virtual router's advert (RFC 9568 §7.1: VRID check first)
         src, theirs = sender.address, receiver.address
         if src.version != theirs.version:
             return None
@@ -273,10 +279,7 @@ class Simulation:
                 return None
             dst = theirs
         else:
-            g = self.cluster.host(s.host)
-            assert g is not None
-            defs = g.config.global_defs
-            dst = defs.vrrp_mcast_group4 if src.version == 4 else defs.vrrp_mcast_group6
+            dst = self._dst[sender.name]
         cache = self._cache
         if cache is not None and cache[0] is advert and cache[1] == src and cache[2] == dst:
             payload = cache[3]
@@ -293,26 +296,40 @@ class Simulation:
             return f"discarded, {verdict.reason.value.replace('_', ' ')} ({verdict.detail})"
         return verdict.advert
 
+    def _destination(self, inst: SimInstance) -> IPAddress:
+        """The multicast group ``inst`` sends to (global vrrp_mcast_group4/6)."""
+        host = self.cluster.host(inst.host)
+        assert host is not None
+        defs = host.config.global_defs
+        v4 = inst.params.primary_address.version == 4
+        return defs.vrrp_mcast_group4 if v4 else defs.vrrp_mcast_group6
+
     # ---- observing ---------------------------------------------------------------------
 
     def _snapshot(self, entry: TimelineEntry) -> None:
+        """Record the entry with every instance's view; only the entry's node can change."""
         if entry.kind not in SIGNIFICANT:
             return
-        if isinstance(entry.action, StateChanged) and entry.action.new is State.STOP:
-            self._stopped.add(entry.node)
-        views: dict[str, View] = {}
-        for key, node in self.link.nodes.items():
+        key = entry.node
+        node = self.link.nodes.get(key)
+        if node is not None:
             machine = node.machine
-            if machine is None or (
-                key == entry.node and entry.kind == "event" and entry.text.startswith("crash")
+            stop = isinstance(entry.action, StateChanged) and entry.action.new is State.STOP
+            if stop:
+                self._stopped.add(key)
+            if (
+                machine is None
+                or stop
+                or (entry.kind == "event" and entry.text.startswith("crash"))
             ):
                 state = STOPPED if key in self._stopped else DOWN
-                views[key] = View(state, None, frozenset())
+                self._views[key] = View(state, None, frozenset())
             else:
-                views[key] = View(
-                    str(machine.state), machine.effective_priority, frozenset(node.vips)
-                )
-        self.result.rows.append(Row(entry, views))
+                vips = self._views[key].vips
+                if len(vips) != len(node.vips) or not vips.issuperset(node.vips):
+                    vips = frozenset(node.vips)
+                self._views[key] = View(str(machine.state), machine.effective_priority, vips)
+        self.result.rows.append(Row(entry, dict(self._views)))
 
     def run(self) -> Result:
         self.link.run(self.result.duration)

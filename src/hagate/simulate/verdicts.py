@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from hagate.simulate.runner import Result, Row, View
@@ -40,21 +41,50 @@ def _s(t: float) -> str:
 
 
 def segments(result: Result, vip: IPAddress) -> list[Segment]:
-    out: list[Segment] = []
-    current: tuple[str, ...] = ()
-    since = 0.0
+    """Who holds ``vip`` over time (computed once per result)."""
+    return all_segments(result).get(vip, [])
+
+
+def all_segments(result: Result) -> dict[IPAddress, list[Segment]]:
+    cached: dict[IPAddress, list[Segment]] | None = result.cache.get("segments")
+    if cached is not None:
+        return cached
+    current: dict[IPAddress, tuple[str, ...]] = {v: () for v in result.vips}
+    since: dict[IPAddress, float] = dict.fromkeys(result.vips, 0.0)
+    out: dict[IPAddress, list[Segment]] = {v: [] for v in result.vips}
+    previous: dict[str, frozenset[IPAddress]] = {}
     for row in result.rows:
-        holders = tuple(k for k, v in row.views.items() if vip in v.vips)
-        if holders != current:
-            if row.entry.time > since or current:
-                out.append(Segment(vip, since, row.entry.time, current))
-            current, since = holders, row.entry.time
-    out.append(Segment(vip, since, result.duration, current))
-    return [s for s in out if s.end > s.start or s.holders]
+        key = row.entry.node
+        view = row.views.get(key)
+        if view is None:
+            continue
+        old = previous.get(key, frozenset())
+        if view.vips == old:
+            continue
+        previous[key] = view.vips
+        t = row.entry.time
+        for vip in old ^ view.vips:
+            holders = tuple(k for k, v in row.views.items() if vip in v.vips)
+            if holders == current[vip]:
+                continue
+            if t > since[vip] or current[vip]:
+                out[vip].append(Segment(vip, since[vip], t, current[vip]))
+            current[vip], since[vip] = holders, t
+    for vip in result.vips:
+        out[vip].append(Segment(vip, since[vip], result.duration, current[vip]))
+        out[vip] = [s for s in out[vip] if s.end > s.start or s.holders]
+    result.cache["segments"] = out
+    return out
 
 
 def _rows_of(result: Result, key: str) -> list[Row]:
-    return [r for r in result.rows if r.entry.node == key]
+    by_node = result.cache.get("rows_by_node")
+    if by_node is None:
+        index: dict[str, list[Row]] = {}
+        for row in result.rows:
+            index.setdefault(row.entry.node, []).append(row)
+        by_node = result.cache["rows_by_node"] = index
+    return by_node.get(key, [])
 
 
 def _became_master(result: Result, key: str, at: float) -> StateChanged | None:
@@ -112,6 +142,15 @@ def _preempt_why(result: Result, winner: str, loser: str, views: dict[str, View]
 
 
 def vip_verdicts(result: Result, vip: IPAddress) -> list[Verdict]:
+    """Moves, outages and split brains of ``vip`` (computed once per result)."""
+    key = f"vip_verdicts {vip}"
+    cached = result.cache.get(key)
+    if cached is None:
+        cached = result.cache[key] = _vip_verdicts(result, vip)
+    return cached
+
+
+def _vip_verdicts(result: Result, vip: IPAddress) -> list[Verdict]:
     out: list[Verdict] = []
     segs = segments(result, vip)
     held_before: set[str] = set()
@@ -171,7 +210,10 @@ def _move(
     if previous is None:
         return Verdict("startup", f"{vip} comes up on {winner} at {_s(t)} ({reason})", t)
     back = " back" if winner in held_before else ""
-    views = next(r.views for r in result.rows if r.entry.time >= t - 1e-9)
+    times = result.cache.get("row_times")
+    if times is None:
+        times = result.cache["row_times"] = [r.entry.time for r in result.rows]
+    views = result.rows[min(bisect_left(times, t - 1e-9), len(result.rows) - 1)].views
     cause = _loss_cause(result, previous, t)
     if cause is not None and cause[0].startswith(f"{previous} gave way"):
         cause = None  # it yielded to the winner: preemption, explained below
