@@ -241,3 +241,34 @@ def test_sighup_reload_keeps_unchanged_and_refuses_bad_config(lab: Lab) -> None:
     os.kill(pid, signal.SIGHUP)
     lab.wait_until(lambda: "reload refused" in log_of(lab, n1), 3, what="reload refused")
     assert state_of(lab, n1, "VI_1") == "MASTER" and state_of(lab, n1, "VI_2") == "MASTER"
+
+
+def test_status_cli_and_prometheus_metrics(lab: Lab) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from .labkit import http_get
+
+    n1, n2 = lab.node("n1"), lab.node("n2")
+    start(lab, n1, seed("n1", version=3, advert_int=0.1), "--metrics", "127.0.0.1:9650")
+    start(lab, n2, seed("n2", version=3, advert_int=0.1, auth_pass=None))
+    wait_single_holder(lab, [n1, n2], "n1", 5)
+    wait_state(lab, n2, "BACKUP")
+    time.sleep(0.3)
+    argv = [sys.executable, "-m", "hagate", "vrrp", "status", "--run-dir"]
+    out = subprocess.run([*argv, str(run_dir(lab, n2)), "--json"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    snap = json.loads(out)
+    (inst,) = snap["instances"]
+    assert (inst["state"], inst["master"], inst["base_priority"]) == ("BACKUP", N1, 200)
+    assert inst["counters"]["adverts_in"] >= 3
+    text = subprocess.run([*argv, str(run_dir(lab, n1))], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    assert "VI_1: MASTER" in text and "GARP/NA sent " in text
+    metrics = http_get(n1, "http://127.0.0.1:9650/metrics")
+    assert (
+        'hagate_vrrp_state{instance_name="VI_1",vrid="51",interface="eth0",state="MASTER"} 1'
+        in (metrics)
+    )
+    assert "hagate_vrrp_adverts_out_total" in metrics

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -245,7 +246,7 @@ class Daemon:
                 raise StartError("raw sockets need root (CAP_NET_RAW)") from None
             except OSError as exc:
                 raise StartError(f"{ifname}: cannot open VRRP socket: {exc.strerror}") from None
-            sock.start(self._host.loop, lambda pkt, k=key: self._on_packet(k, pkt))
+            sock.start(self._host.loop, functools.partial(self._on_packet, key))
             self.sockets[key] = sock
             self.by_vrid[key] = {}
         return key, sock
@@ -323,7 +324,7 @@ class Daemon:
         if rt is None:
             self.unknown_vrid += 1  # another virtual router's advert on this link
             return
-        rt.receive(src, dst, ttl if ttl >= 0 else None, payload)  # type: ignore[arg-type]
+        rt.receive(src, dst, ttl if ttl >= 0 else None, payload)
 
     def _on_script(self, runner: ScriptRunner) -> None:
         ok = runner.status is ScriptStatus.OK
@@ -436,7 +437,7 @@ class Daemon:
         )
         instances = []
         for rt in self.runtimes.values():
-            scripts = []
+            scripts: list[dict[str, object]] = []
             for item, spec in rt.plan.scripts:
                 runner = self.runners.get(spec.name)
                 scripts.append(

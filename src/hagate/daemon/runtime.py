@@ -123,9 +123,9 @@ class InstanceRuntime:
 
     # ---- inputs -----------------------------------------------------------------------
 
-    def receive(self, src: IPAddr, dst: IPAddr, ttl: int, payload: bytes) -> None:
+    def receive(self, src: IPAddr, dst: IPAddr, ttl: int | None, payload: bytes) -> None:
         result = check_packet(self.plan.receive, src, dst, ttl, payload)
-        if type(result) is not Accepted:
+        if not isinstance(result, Accepted):
             reason = result.reason.value
             first = reason not in self.discards
             self.discards[reason] += 1
