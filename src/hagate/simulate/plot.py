@@ -51,7 +51,8 @@ def plot(result: Result, path: Path) -> None:
     for k in keys:
         since, state = last[k]
         spans[k].append((since, end, state))
-    for y, k in enumerate(keys):
+    rows = {k: len(keys) - 1 - i for i, k in enumerate(keys)}  # first node on top
+    for k, y in rows.items():
         for start, stop, state in spans[k]:
             if stop > start:
                 ax.broken_barh(
@@ -77,7 +78,7 @@ def plot(result: Result, path: Path) -> None:
                 va="top",
                 ha="right",
             )
-    ax.set_yticks(range(len(keys)), keys)
+    ax.set_yticks(list(rows.values()), list(rows))
     ax.set_ylim(-0.6, len(keys) - 0.4)
     ax.set_xlim(0, end)
     ax.set_title(f"hagate simulate: {len(keys)} instance(s), red: split brain")
