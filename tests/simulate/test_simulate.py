@@ -117,6 +117,10 @@ def test_sticky_recipe_keeps_the_vip_on_the_standby() -> None:
     assert result.link.state("node1") is State.BACKUP
     assert result.link.vip_holders() == ["node2"]
     assert texts(found, "preemption") == []
+    assert texts(found, "sticky") == [
+        "node1 is back at 30.0 s and stays BACKUP: its nopreempt leaves the VIP on node2 "
+        "(priority 100 < 200)"
+    ]
     assert found[-1].text == "at 60.0 s: node1 BACKUP (200); node2 MASTER (100) holds 10.1.1.100"
 
 

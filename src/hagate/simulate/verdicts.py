@@ -17,7 +17,7 @@ SPLIT_BRAIN_MIN = 0.1  # s; shorter overlaps are the normal hand-over race (one 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    kind: str  # startup, failover, preemption, takeover, outage, split_brain, tracking, loss,
+    kind: str  # startup, failover, preemption, outage, split_brain, tracking, sticky, loss,
     # note, final
     text: str
     time: float | None = None
@@ -318,6 +318,35 @@ def _tracked_change(
     return None
 
 
+def nopreempt_verdicts(result: Result) -> list[Verdict]:
+    """A node with nopreempt that comes back and leaves the VIP where it is (sticky)."""
+    out: list[Verdict] = []
+    for row in result.rows:
+        e = row.entry
+        if e.kind != "event" or e.text not in ("start", "restart") or e.time <= 0:
+            continue
+        inst = result.instance(e.node)
+        p = inst.params
+        if p.preempt or not p.vips:
+            continue
+        settle = e.time + p.effective_down_timer_adverts * p.advert_int + 1.0
+        for seg in segments(result, p.vips[0]):
+            if not seg.start <= settle < seg.end or len(seg.holders) != 1:
+                continue
+            holder = seg.holders[0]
+            theirs = row.views[holder].priority if holder in row.views else None
+            if holder != e.node and theirs is not None and theirs < p.priority:
+                out.append(
+                    Verdict(
+                        "sticky",
+                        f"{e.node} is back at {_s(e.time)} and stays BACKUP: its nopreempt "
+                        f"leaves the VIP on {holder} (priority {theirs} < {p.priority})",
+                        e.time,
+                    )
+                )
+    return out
+
+
 def loss_verdicts(result: Result) -> list[Verdict]:
     out: list[Verdict] = []
     for step in result.scenario.steps:
@@ -390,6 +419,7 @@ def verdicts(result: Result) -> list[Verdict]:
         timed.extend(vip_verdicts(result, vip))
     timed.extend(tracking_verdicts(result))
     timed.extend(partition_verdicts(result))
+    timed.extend(nopreempt_verdicts(result))
     timed.extend(loss_verdicts(result))
     timed.sort(key=lambda v: v.time if v.time is not None else result.duration)
     return [*out, *timed, final_verdict(result)]
