@@ -374,13 +374,11 @@ class _Demo:
         self.say(f"wrote {', '.join(written)} (and {len(logs)} logs in {opts.out / 'logs'}/)")
 
     def _keep(self) -> None:
-        from hagate.lab import registry
-
         c = self.cluster
         for watcher in [*c.addr_watchers.values(), c.garp]:
             if watcher is not None:
                 watcher.stop()
-        registry.untrack(id(c.lab))  # exit must not tear it down; `hagate lab down` will
+        c.lab.detach()  # exit must not tear it down; `hagate lab down` will
         name = c.lab.name
         self.say(f"the lab is still up (--keep): namespaces {name}-*")
         self.say.detail(
