@@ -1,1 +1,5 @@
-"""hagate.simulate"""
+"""hagate.simulate: keepalived.conf clusters on a virtual-clock link (`hagate simulate`).
+
+``load_cluster(files)`` -> :class:`Cluster`; ``parse(text, names)`` -> :class:`Scenario`;
+``simulate(cluster, scenario)`` -> :class:`Result`; ``verdicts(result)``. See docs/simulate.md.
+"""

@@ -89,6 +89,7 @@ def scenario_text(spec: str, cluster: object) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hagate.config.findings import Severity
     from hagate.simulate.cluster import ClusterError, load_cluster
     from hagate.simulate.plot import PlotError, plot
     from hagate.simulate.report import text_report, to_json
@@ -104,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         cluster = load_cluster(list(args.files))
     except ClusterError as exc:
         return fail(str(exc))
+    for finding in cluster.findings:
+        if finding.severity is Severity.ERROR:
+            print(f"hagate simulate: config: {finding}", file=sys.stderr)
     try:
         label, text = scenario_text(args.scenario, cluster)
     except ValueError as exc:
