@@ -1,4 +1,4 @@
-"""`hagate lab demo`'s simulated core demo prints a readable, correct timeline."""
+"""`hagate lab demo --simulated`: the core demo prints a readable, correct timeline."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_demo_timeline(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_through_the_cli() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "hagate", "lab", "demo"],
+        [sys.executable, "-m", "hagate", "lab", "demo", "--simulated"],
         capture_output=True,
         text=True,
         timeout=60,
