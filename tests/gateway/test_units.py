@@ -47,7 +47,7 @@ def test_full_gateway_config() -> None:
     assert cfg.tcp_ports == range(20000, 21000)
     assert cfg.tcp_pinned == {"dev1/ssh": 20022}
     assert cfg.users == {"alice": ["dev*"]}
-    assert (cfg.streams_per_device, cfg.heartbeat_ms, cfg.pool) == (64, 250, 1)
+    assert (cfg.streams_per_device, cfg.heartbeat_ms, cfg.pool, cfg.pool_idle) == (64, 250, 2, 60)
 
 
 @pytest.mark.parametrize(

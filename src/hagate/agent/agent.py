@@ -123,6 +123,7 @@ class Agent:
         self._sid = str(msg.get("session", ""))
         heartbeat = max(0.05, float(msg.get("heartbeat_ms", 300)) / 1000)
         self._pool_size = int(msg.get("pool", 1))
+        eager = float(msg.get("pool_idle_s", -1)) < 0
         self.routes = dict(msg.get("routes") or {})
         self.errors = dict(msg.get("errors") or {})
         for name, err in self.errors.items():
@@ -132,14 +133,16 @@ class Agent:
         self.connected.set()
         log.info("session %s up; routes %s", self._sid, self.routes)
         set_keepalive(conn.sock)
-        for _ in range(self._pool_size):
-            self._spawn_data("")
+        if eager:  # else spares are opened once streams are asked for (idle devices hold none)
+            self._top_up()
         dead_after = max(3 * heartbeat, heartbeat + 0.5)
         while True:
             try:
                 async with asyncio.timeout(dead_after):
                     line = await conn.read_until(b"\n", MAX_LINE)
             except TimeoutError:
+                if conn.poll_input():
+                    continue  # the gateway spoke; it was this process that was late
                 raise TimeoutError(f"no heartbeat for {dead_after:.1f} s") from None
             self._handle(decode(line))
 
@@ -159,6 +162,10 @@ class Agent:
         self._sid = ""
         for task in list(self._pool_tasks):
             task.cancel()
+
+    def _top_up(self) -> None:
+        for _ in range(self._pool_size - len(self._pool_tasks)):
+            self._spawn_data("")
 
     def _spawn_data(self, token: str) -> None:
         task = asyncio.create_task(self._data(self._sid, token))
@@ -181,8 +188,8 @@ class Agent:
             msg = await read_message(conn)
             if task is not None:
                 self._pool_tasks.discard(task)  # in use now: survives the session's end
-            if not token and sid == self._sid:
-                self._spawn_data("")  # keep the pool full
+            if sid == self._sid:
+                self._top_up()  # a device in use keeps spare connections ready
             if msg.get("op") != "stream":
                 conn.close()
                 return

@@ -43,7 +43,8 @@ class GatewayConfig:
     streams_per_device: int = 256
     header_bytes: int = 16384
     heartbeat_ms: int = 300
-    pool: int = 1
+    pool: int = 2
+    pool_idle: float = 60.0
     open_timeout: float = 5.0
     handshake_timeout: float = 10.0
 
@@ -164,7 +165,8 @@ def parse_gateway_config(
         streams_per_device=_get(limits, "streams_per_device", int, w, 256),
         header_bytes=_get(limits, "header_bytes", int, w, 16384),
         heartbeat_ms=_get(limits, "heartbeat_ms", int, w, 300),
-        pool=_get(limits, "pool", int, w, 1),
+        pool=_get(limits, "pool", int, w, 2),
+        pool_idle=_get(limits, "pool_idle_s", float, w, 60.0),
         open_timeout=_get(limits, "open_timeout", float, w, 5.0),
         handshake_timeout=_get(limits, "handshake_timeout", float, w, 10.0),
     )

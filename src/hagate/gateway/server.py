@@ -50,6 +50,9 @@ from hagate.pki.ca import PKIError, Role, load_revoked
 log = logging.getLogger("hagate.gateway")
 
 HEAD_TIMEOUT = 10.0
+# TLS handshakes in progress at most; more wait in the kernel's accept queue. Keeps the loop
+# (and /healthz) responsive when thousands of agents redial at once after a failover.
+MAX_HANDSHAKES = 64
 MAX_PING_BACKLOG = 64 * 1024
 
 
@@ -73,6 +76,8 @@ class Gateway:
         self.addresses: dict[str, tuple[str, int]] = {}
         self._sni_names: dict[int, str] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._handshakes = 0
+        self._paused: list[tuple[socket.socket, Callable[[], None]]] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -80,9 +85,9 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         self._reload_crl(initial=True)
         cfg = self.cfg
-        self._listen("tunnel", cfg.tunnel.host, cfg.tunnel.port, self._on_tunnel)
+        self._listen("tunnel", cfg.tunnel.host, cfg.tunnel.port, self._on_tunnel, tls=True)
         if cfg.https:
-            self._listen("https", cfg.https.host, cfg.https.port, self._on_https)
+            self._listen("https", cfg.https.host, cfg.https.port, self._on_https, tls=True)
         if cfg.http:
             self._listen("http", cfg.http.host, cfg.http.port, self._on_http)
         if cfg.admin:
@@ -120,7 +125,12 @@ class Gateway:
             await self.stop()
 
     def _listen(
-        self, name: str, host: str, port: int, handler: Callable[[socket.socket], Awaitable[None]]
+        self,
+        name: str,
+        host: str,
+        port: int,
+        handler: Callable[[socket.socket], Awaitable[None]],
+        tls: bool = False,
     ) -> None:
         try:
             lsock = listen_socket(host, port)
@@ -130,15 +140,23 @@ class Gateway:
             ) from None
         self._listeners.append(lsock)
         self.addresses[name] = lsock.getsockname()[:2]
-        self._accept_on(lsock, handler)
+        self._accept_on(lsock, handler, tls)
 
     def _accept_on(
-        self, lsock: socket.socket, handler: Callable[[socket.socket], Awaitable[None]]
+        self,
+        lsock: socket.socket,
+        handler: Callable[[socket.socket], Awaitable[None]],
+        tls: bool = False,
     ) -> None:
         assert self.loop is not None
+        loop = self.loop
 
         def on_accept() -> None:
             for _ in range(256):
+                if tls and self._handshakes >= MAX_HANDSHAKES:
+                    loop.remove_reader(lsock.fileno())
+                    self._paused.append((lsock, on_accept))
+                    return
                 try:
                     sock, _addr = lsock.accept()
                 except (BlockingIOError, InterruptedError):
@@ -147,9 +165,19 @@ class Gateway:
                     log.warning("accept failed: %s", exc)
                     return
                 sock.setblocking(False)
+                if tls:
+                    self._handshakes += 1  # given back in _tls_accept
                 self._spawn(handler(sock))
 
-        self.loop.add_reader(lsock.fileno(), on_accept)
+        loop.add_reader(lsock.fileno(), on_accept)
+
+    def _handshake_done(self) -> None:
+        self._handshakes -= 1
+        if self._paused and self._handshakes < MAX_HANDSHAKES and self.loop is not None:
+            for lsock, on_accept in self._paused:
+                if lsock.fileno() >= 0:
+                    self.loop.add_reader(lsock.fileno(), on_accept)
+            self._paused.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -210,8 +238,16 @@ class Gateway:
     async def _heartbeat(self) -> None:
         """One ping per interval to every agent; an agent that hears none for ~1 s redials."""
         interval = self.cfg.heartbeat_ms / 1000
+        assert self.loop is not None
+        next_expiry = 0.0
         while True:
             await asyncio.sleep(interval)
+            now = self.loop.time()
+            if self.cfg.pool_idle >= 0 and now >= next_expiry:
+                next_expiry = now + 1.0
+                for session in list(self.sessions.values()):
+                    if session.pool:
+                        session.expire_pool(now - self.cfg.pool_idle)
             for session in list(self.sessions.values()):
                 if len(session.conn.wbuf) > MAX_PING_BACKLOG:
                     self._end_session(session)
@@ -223,6 +259,14 @@ class Gateway:
     # ------------------------------------------------------------ tunnel port
 
     async def _tls_accept(
+        self, sock: socket.socket, ctx: ssl.SSLContext
+    ) -> tuple[Conn, ssl.SSLSocket] | None:
+        try:
+            return await self._tls_handshake(sock, ctx)
+        finally:
+            self._handshake_done()
+
+    async def _tls_handshake(
         self, sock: socket.socket, ctx: ssl.SSLContext
     ) -> tuple[Conn, ssl.SSLSocket] | None:
         set_nodelay(sock)
@@ -298,6 +342,7 @@ class Gateway:
                 session=session.sid,
                 heartbeat_ms=self.cfg.heartbeat_ms,
                 pool=self.cfg.pool,
+                pool_idle_s=self.cfg.pool_idle,
                 routes=routes,
                 errors=errors,
             )

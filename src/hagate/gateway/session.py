@@ -44,7 +44,7 @@ class Session:
         self.conn = conn
         self.services = {s.name: s for s in services}
         self.sid = secrets.token_hex(8)
-        self.pool: deque[Conn] = deque()
+        self.pool: deque[tuple[Conn, float]] = deque()  # (spare data connection, since)
         self.waiters: dict[str, asyncio.Future[Conn]] = {}
         self.max_pool = max_pool
         self.closed = False
@@ -65,7 +65,7 @@ class Session:
     async def take_data(self, timeout: float) -> Conn:
         """A data connection: a pre-opened one, or one asked for now with ``open``."""
         while self.pool:
-            conn = self.pool.popleft()
+            conn, _ = self.pool.pop()  # the newest: least likely to be expired
             if not conn.closed:
                 return conn
         if self.closed:
@@ -93,8 +93,13 @@ class Session:
             return True
         if len(self.pool) >= self.max_pool:
             return False
-        self.pool.append(conn)
+        self.pool.append((conn, conn.loop.time()))
         return True
+
+    def expire_pool(self, before: float) -> None:
+        """Close spare data connections unused since ``before`` (an idle device keeps none)."""
+        while self.pool and self.pool[0][1] < before:
+            self.pool.popleft()[0].close()
 
     def close(self, message: bytes = b"") -> None:
         if self.closed:
@@ -104,7 +109,7 @@ class Session:
             self.conn.write(message)
         self.conn.close()
         while self.pool:
-            self.pool.popleft().close()
+            self.pool.popleft()[0].close()
         for fut in self.waiters.values():
             if not fut.done():
                 fut.set_exception(StreamError(502, "offline", f"device {self.device} went away"))
