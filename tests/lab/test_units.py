@@ -118,3 +118,12 @@ def test_keepalived_conf_text() -> None:
     assert "priority 200" in confs["n2"]
     with pytest.raises(LabError, match="whole seconds"):
         Instance("VI_1", 1, 100, ["10.0.0.1/24"], advert_int=0.5, version=2).render()
+
+
+def test_without_root_labs_are_unavailable_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hagate.lab import unavailable_reason
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert unavailable_reason() == "network-namespace labs need root"
+    with pytest.raises(LabError, match="need root"):
+        Lab.create(prefix="hgt", nodes={"a": "10.9.0.1/24"})
