@@ -123,8 +123,8 @@ async def main():
     for fam in (socket.AF_INET, socket.AF_INET6):
         s = VrrpSocket("eth0", link.index, fam)
         s.join_multicast()
-        s.start(asyncio.get_running_loop(), lambda p: out.append(
-            [p.family, str(p.src), str(p.dst), p.ttl, p.packet[-8:].hex()]))
+        s.start(asyncio.get_running_loop(), lambda src, dst, ttl, msg: out.append(
+            [fam, str(src), str(dst), ttl, msg[-8:].hex()]))
     print("ready", flush=True)
     for _ in range(300):
         if len(out) >= 4:

@@ -36,9 +36,8 @@ from hagate.daemon.netlink import LinkInfo, LinkMonitor, Netlink, NetlinkFailure
 from hagate.daemon.notify import Notifier
 from hagate.daemon.runtime import Host, InstanceRuntime
 from hagate.daemon.scripts import ScriptRunner, ScriptSpec, ScriptStatus, default_script_user
-from hagate.daemon.sockets import Received, VrrpSocket
+from hagate.daemon.sockets import VrrpSocket
 from hagate.daemon.status import PID_FILE, STATUS_SOCKET, MetricsServer, StatusServer
-from hagate.vrrp.packet import PacketError, decode_ip
 
 log = logging.getLogger("hagate.vrrp")
 
@@ -246,9 +245,10 @@ class Daemon:
                 raise StartError("raw sockets need root (CAP_NET_RAW)") from None
             except OSError as exc:
                 raise StartError(f"{ifname}: cannot open VRRP socket: {exc.strerror}") from None
-            sock.start(self._host.loop, functools.partial(self._on_packet, key))
+            table: dict[int, InstanceRuntime] = {}
+            sock.start(self._host.loop, functools.partial(self._on_packet, table), self._on_discard)
             self.sockets[key] = sock
-            self.by_vrid[key] = {}
+            self.by_vrid[key] = table
         return key, sock
 
     def _add_instance(self, plan: InstancePlan) -> InstanceRuntime:
@@ -307,24 +307,21 @@ class Daemon:
 
     # ---- events -----------------------------------------------------------------------
 
-    def _on_packet(self, key: SockKey, pkt: Received) -> None:
-        if pkt.family == socket.AF_INET:
-            try:
-                src, dst, ttl, payload = decode_ip(pkt.packet)
-            except PacketError as exc:
-                reason = exc.reason.value
-                self.sock_discards[reason] = self.sock_discards.get(reason, 0) + 1
-                return
-        else:
-            src, dst, ttl, payload = pkt.src, pkt.dst, pkt.ttl, pkt.packet
+    def _on_packet(
+        self, by_vrid: dict[int, InstanceRuntime], src: IPAddr, dst: IPAddr, ttl: int | None,
+        payload: bytes,
+    ) -> None:  # fmt: skip
         if len(payload) < 2:
-            self.sock_discards["too_short"] = self.sock_discards.get("too_short", 0) + 1
+            self._on_discard("too_short")
             return
-        rt = self.by_vrid[key].get(payload[1])
+        rt = by_vrid.get(payload[1])
         if rt is None:
             self.unknown_vrid += 1  # another virtual router's advert on this link
             return
-        rt.receive(src, dst, ttl if ttl >= 0 else None, payload)
+        rt.receive(src, dst, ttl, payload)
+
+    def _on_discard(self, reason: str) -> None:
+        self.sock_discards[reason] = self.sock_discards.get(reason, 0) + 1
 
     def _on_script(self, runner: ScriptRunner) -> None:
         ok = runner.status is ScriptStatus.OK

@@ -39,6 +39,7 @@ from hagate.vrrp.state import State
 log = logging.getLogger("hagate.vrrp")
 
 IPAddr = IPv4Address | IPv6Address
+_EARLY = 0.0005  # seconds: a timer this close to its deadline fires it
 _VipJob = AddVips | RemoveVips | SendGratuitous | None
 
 
@@ -152,13 +153,16 @@ class InstanceRuntime:
             self.machine.actions()  # PriorityChanged before start: nothing to do
 
     def _fire(self) -> None:
-        armed = self._armed
         self._handle = None
         self._armed = None
+        deadline = self.machine.get_timer()
+        if deadline is None:
+            return
         now = self._loop.time()
-        if armed is not None and now < armed:
-            now = armed  # call_at may run a hair early
-        self.machine.handle_timer(now)
+        if deadline > now + _EARLY:
+            self._arm(deadline)  # the deadline moved later since we armed: sleep on
+            return
+        self.machine.handle_timer(max(now, deadline))  # call_at may run a hair early
         self.drain()
 
     # ---- outputs ----------------------------------------------------------------------
@@ -185,13 +189,24 @@ class InstanceRuntime:
         self._rearm()
 
     def _rearm(self) -> None:
+        """Keep one ``call_at`` per instance. A deadline that moved *later* (a backup
+        hearing its master) keeps the armed handle, which re-arms when it fires: one timer
+        operation per Master_Down_Interval instead of one per advert."""
         when = self.machine.get_timer()
-        if when == self._armed:
+        armed = self._armed
+        if when is None:
+            if armed is not None:
+                self._cancel_timer()
+            return
+        if armed is not None and armed <= when:
             return
         if self._handle is not None:
             self._handle.cancel()
+        self._arm(when)
+
+    def _arm(self, when: float) -> None:
         self._armed = when
-        self._handle = None if when is None else self._loop.call_at(when, self._fire)
+        self._handle = self._loop.call_at(when, self._fire)
 
     def _cancel_timer(self) -> None:
         if self._handle is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from hagate.vrrp.advert import MULTICAST_V4, MULTICAST_V6, VRRP_PROTOCOL, VRRP_TTL
+from hagate.vrrp.packet import PacketError, decode_ip
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +37,13 @@ IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
 IP_MULTICAST_ALL = 49
 
+PacketHandler = Callable[[IPAddr, IPAddr, "int | None", bytes], None]
 _RECV_SIZE = 2048
 _ANC_SIZE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One packet as the socket delivered it.
-
-    ``packet`` is the whole IPv4 datagram (header included) for IPv4 and the VRRP message
-    alone for IPv6; ``ttl`` is the IPv4 TTL or the IPv6 hop limit.
-    """
-
-    family: int
-    src: IPAddr
-    dst: IPAddr
-    ttl: int
-    packet: bytes
+def _ignore(reason: str) -> None:
+    """Default discard handler."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +69,8 @@ class VrrpSocket:
         except OSError:
             self._sock.close()
             raise
-        self._reader: Callable[[Received], None] | None = None
+        self._reader: PacketHandler | None = None
+        self._on_discard: Callable[[str], None] = _ignore
 
     def _setup(self) -> None:
         s = self._sock
@@ -139,8 +131,16 @@ class VrrpSocket:
         """Send one VRRP message from ``src`` to ``dst``."""
         return self.send_prepared(payload, self.prepare(src, dst))
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_packet: Callable[[Received], None]) -> None:
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_packet: PacketHandler,
+        on_discard: Callable[[str], None] = _ignore,
+    ) -> None:
+        """Deliver each packet as ``on_packet(src, dst, ttl, vrrp_message)``; IP-level junk
+        goes to ``on_discard(reason)``."""
         self._reader = on_packet
+        self._on_discard = on_discard
         loop.add_reader(self._sock.fileno(), self._drain)
 
     def _drain(self) -> None:
@@ -152,7 +152,10 @@ class VrrpSocket:
         v4 = self.family == socket.AF_INET
         for _ in range(256):
             try:
-                data, anc, _flags, addr = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+                if v4:
+                    data = sock.recv(_RECV_SIZE)  # the IP header tells us all we need
+                else:
+                    data, anc, _flags, addr = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -160,18 +163,13 @@ class VrrpSocket:
                 return
             try:
                 if v4:
-                    if len(data) < 20:
-                        continue
-                    pkt = Received(
-                        socket.AF_INET,
-                        IPv4Address(data[12:16]),
-                        IPv4Address(data[16:20]),
-                        data[8],
-                        data,
-                    )
+                    src, dst, ttl, payload = decode_ip(data)
+                    on_packet(src, dst, ttl, payload)
                 else:
-                    pkt = _received_v6(data, anc, addr)
-                on_packet(pkt)
+                    src6, dst6, hop = _v6_facts(anc, addr)
+                    on_packet(src6, dst6, hop, data)
+            except PacketError as exc:
+                self._on_discard(exc.reason.value)
             except Exception:  # one bad packet or handler bug must not stop the reader
                 log.exception("%s: error handling a packet", self.ifname)
 
@@ -182,11 +180,12 @@ class VrrpSocket:
         self._sock.close()
 
 
-def _received_v6(
-    data: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[object, ...]
-) -> Received:
-    hop = -1
-    dst: IPAddr = IPv6Address(0)
+def _v6_facts(
+    anc: list[tuple[int, int, bytes]], addr: tuple[object, ...]
+) -> tuple[IPv6Address, IPv6Address, int | None]:
+    """Source, destination and hop limit of a received IPv6 packet."""
+    hop: int | None = None
+    dst = IPv6Address(0)
     for level, kind, value in anc:
         if level != socket.IPPROTO_IPV6:
             continue
@@ -195,4 +194,4 @@ def _received_v6(
         elif kind == IPV6_PKTINFO and len(value) >= 16:
             dst = IPv6Address(value[:16])
     src = IPv6Address(str(addr[0]).split("%", 1)[0])
-    return Received(socket.AF_INET6, src, dst, hop, data)
+    return src, dst, hop
