@@ -152,3 +152,14 @@ async def _until(pred: object, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached")
         await asyncio.sleep(0.01)
+
+
+def test_init_fail_starts_failed_and_needs_rise_successes() -> None:
+    seen: list[ScriptStatus] = []
+    spec = ScriptSpec(name="chk", argv=("/bin/true",), rise=2, init_fail=True)
+    r = ScriptRunner(spec, lambda r: seen.append(r.status))
+    assert r.status is ScriptStatus.FAILED
+    r.record(True)
+    assert seen == []
+    r.record(True)
+    assert seen == [ScriptStatus.OK]

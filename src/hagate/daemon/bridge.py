@@ -90,6 +90,7 @@ def script_spec(script: cfg.VrrpScript, default_user: str | None) -> ScriptSpec:
         fall=script.fall,
         user=script.user or default_user,
         group=script.group,
+        init_fail=script.init_fail,
     )
 
 

@@ -9,6 +9,7 @@ Behaviour follows keepalived 2.2.7 (vrrp_scheduler.c ``vrrp_script_thread`` /
 * at timeout the group gets SIGTERM, 2 s later SIGKILL;
 * the first result decides at once (the counter starts at rise-1); after that ``rise``
   successes in a row make it OK and ``fall`` failures in a row make it FAILED;
+  ``init_fail`` starts it FAILED, needing ``rise`` successes;
 * a run still in progress when the next is due is skipped;
 * a script not found or not executable at start is disabled (keepalived: "Disabling track
   script ... since not found/accessible") and tracks nothing; if it disappears later the
@@ -58,6 +59,7 @@ class ScriptSpec:
     fall: int = 1
     user: str | None = None
     group: str | None = None
+    init_fail: bool = False  # keepalived ``init_fail``: failed until it has risen
 
     @property
     def effective_timeout(self) -> float:
@@ -160,6 +162,9 @@ class ScriptRunner:
         self._group = spec.group
         self.status = ScriptStatus.INIT
         self.result = spec.rise - 1  # keepalived: "one success is enough" at start
+        if spec.init_fail:
+            self.status = ScriptStatus.FAILED  # keepalived: "assume failed by config"
+            self.result = 0
         self.last_exit: str = ""
         self.runs = 0
         self.skipped = 0
