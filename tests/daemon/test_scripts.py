@@ -163,3 +163,26 @@ def test_init_fail_starts_failed_and_needs_rise_successes() -> None:
     assert seen == []
     r.record(True)
     assert seen == [ScriptStatus.OK]
+
+
+def test_runs_as_the_script_user() -> None:
+    import os
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch user")
+    where = Path(tempfile.mkdtemp(prefix="hgtd-"))  # pytest's tmp dirs are root-only
+    where.chmod(0o777)
+    out = where / "uid"
+
+    async def go() -> tuple[str, int]:
+        return await run_command(("/bin/sh", "-c", f"id -u > {out}"), 5, user="nobody")
+
+    import pwd
+
+    try:
+        assert asyncio.run(go()) == ("exited", 0)
+        assert int(out.read_text()) == pwd.getpwnam("nobody").pw_uid
+    finally:
+        shutil.rmtree(where)
