@@ -19,6 +19,7 @@ from hagate.gateway.netio import WOULD_BLOCK
 BUFFER_SIZE = 256 * 1024
 _BUF = bytearray(BUFFER_SIZE)
 _VIEW = memoryview(_BUF)
+TLS_RECORD = 16384  # the largest TLS plaintext record (RFC 8446 §5.1)
 
 
 class _Half:
@@ -85,7 +86,10 @@ class _Half:
                     eof = True
                     break
                 filled += n
-                if not self.src_tls:  # one recv takes all the kernel has
+                # One recv takes all the kernel has; a TLS read yields one record. A short
+                # record with nothing left decrypted ends a burst: the socket is level-
+                # triggered, so stopping here costs nothing and saves a failing read.
+                if not self.src_tls or (n < TLS_RECORD and not src.pending()):
                     break
         except WOULD_BLOCK:
             pass
