@@ -26,6 +26,7 @@ from hagate.lab import LabError, unavailable_reason
 from hagate.lab.demo.cluster import DemoCluster
 from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
 from hagate.lab.demo.failover import crash, failover_bound, restore, watch
+from hagate.lab.demo.run import REQUEST_TIMEOUT
 from hagate.lab.demo.topology import NODE1, NODE2
 
 MILESTONES = ("master", "garp", "agent", "request")
@@ -53,7 +54,7 @@ def run_series(series: Series, trials: int, rng: random.Random) -> None:
     impls = {NODE1.key: series.pair, NODE2.key: series.pair}
     cluster = DemoCluster.create(plan, impls, prefix="hgb")
     bound = failover_bound(series.version, series.advert_int)
-    loop = cluster.request_loop(20.0, min(0.5, max(0.2, series.advert_int)))
+    loop = cluster.request_loop(20.0, REQUEST_TIMEOUT)
     try:
         cluster.bring_up()
         loop.start()

@@ -21,7 +21,7 @@ from hagate.lab.demo.configs import STICKY_RECIPE, VrrpImpl
 from hagate.lab.demo.failover import crash, failover_bound, restore, watch
 from hagate.lab.demo.options import DemoError, DemoOptions
 from hagate.lab.demo.plot import plot_available, write_plot
-from hagate.lab.demo.probe import RequestLoop
+from hagate.lab.demo.probe import Request, RequestLoop
 from hagate.lab.demo.ticker import Ticker
 from hagate.lab.demo.timeline import Phase, outage, render_table, timeline_data, write_json
 from hagate.lab.demo.topology import (
@@ -53,6 +53,19 @@ class Printer:
     def detail(self, text: str) -> None:
         for line in text.splitlines():
             print(f"           {line}", file=self.stream, flush=True)
+
+
+# Long enough that a loaded machine (CI) does not fail healthy requests, shorter than the
+# kernel's first SYN retransmission (1 s), so that a request never outlives an outage.
+REQUEST_TIMEOUT = 0.8
+
+
+def mostly_ok(requests: list[Request]) -> bool:
+    """At least one request, 90 % of them OK, the last one too (a slow machine may time out
+    a single request now and then without anything being wrong with the cluster)."""
+    if not requests:
+        return False
+    return requests[-1].ok and sum(r.ok for r in requests) >= 0.9 * len(requests)
 
 
 def preflight(opts: DemoOptions) -> None:
@@ -196,7 +209,7 @@ class _Demo:
 
     def _first_requests(self) -> None:
         c, say = self.cluster, self.say
-        loop = c.request_loop(self.opts.rate, min(0.5, max(0.2, self.opts.advert_int)))
+        loop = c.request_loop(self.opts.rate, REQUEST_TIMEOUT)
         self.loop = loop.start()
         started = time.monotonic()
         first = loop.wait_ok(started, 10.0)
@@ -209,7 +222,7 @@ class _Demo:
             r for r in loop.snapshot() if r.start >= first.start and r.end <= time.monotonic()
         ]
         n_ok = sum(r.ok for r in before)
-        self.summary["ok_before"] = bool(before) and n_ok == len(before)
+        self.summary["ok_before"] = mostly_ok(before)
         say.detail(f"{n_ok}/{len(before)} requests OK before the crash")
 
     def _failover(self) -> None:
@@ -288,11 +301,11 @@ class _Demo:
 
     def _after(self) -> None:
         assert self.loop is not None
-        time.sleep(0.5)
+        time.sleep(1.0)
         self.loop.stop()
         results = self.loop.snapshot()
-        last = [r for r in results if r.start >= results[-1].start - 0.5] if results else []
-        self.summary["ok_after"] = bool(last) and all(r.ok for r in last)
+        last = [r for r in results if r.start >= results[-1].start - 1.0] if results else []
+        self.summary["ok_after"] = mostly_ok(last)
         n_ok = sum(r.ok for r in last)
         self.say(f"user requests at the end: {n_ok}/{len(last)} OK")
 
