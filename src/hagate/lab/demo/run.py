@@ -185,7 +185,8 @@ class _Demo:
             f"hagate check: {errors} error(s), {len(report.findings) - errors} warning(s)"
         )
         for finding in report.findings:
-            self.say.detail(textwrap.fill(str(finding), 88, subsequent_indent="    "))
+            text = str(finding).replace(f"{dest}/", "")
+            self.say.detail(textwrap.fill(text, 88, subsequent_indent="    "))
         for note in report.notes:
             self.say.detail(textwrap.fill(note, 88, initial_indent="cluster: ",
                                           subsequent_indent="    "))  # fmt: skip
