@@ -32,6 +32,7 @@ from hagate.lab.demo.topology import (
     NODES,
     USER,
     VIP,
+    NodeSpec,
     device_host,
 )
 from hagate.vrrp.timers import master_down_interval
@@ -252,6 +253,7 @@ class _Demo:
         phase.stats = gap
         say(f"failover measured (bound {bound:.2f} s):")
         print(render_table(phase, t0), file=self.out, flush=True)
+        self._why(NODE2)
         if first is None:
             missing = ", ".join(change.missing())
             raise LabError(f"failover did not complete within {2 * bound + 5:.1f} s: no {missing}"
@@ -293,12 +295,19 @@ class _Demo:
         self.summary["preemption_failed_requests"] = gap["failed"]
         say("preemption measured:")
         print(render_table(phase, t_r), file=self.out, flush=True)
+        self._why(NODE2)
         say.detail(
             "node-1 (state MASTER, priority 255, no nopreempt) took the VIP back as soon as it "
             "started;\nnode-2's nopreempt only keeps node-2 from preempting. The return cost "
             f"{gap['failed']} failed requests."
         )
         print(STICKY_RECIPE, file=self.out, flush=True)
+
+    def _why(self, spec: NodeSpec) -> None:
+        """The daemon's own reason for its last transition (hagate vrrp status)."""
+        state, reason = self.cluster.vrrp_state(spec)
+        if self.cluster.impls[spec.key] is VrrpImpl.HAGATE and reason:
+            self.say.detail(f"{spec.label} says: {state}, because {reason}")
 
     def _after(self) -> None:
         assert self.loop is not None
