@@ -22,6 +22,7 @@ from hagate.vrrp.state import State
 CONFIGS = Path(__file__).parent / "configs" / "seed"
 VIP = "10.1.1.100"
 CRASH_AT, RESTART_AT = 4.5, 9.0
+STARTUP_BOUND = 3.0  # seconds from spawn to the first advert, generous for CI load
 NOISE = 0.25  # s: process scheduling, 5 ms address polling, daemon start-up
 
 
@@ -76,5 +77,8 @@ def test_simulation_predicts_the_lab(daemon: str) -> None:
         f"failback {lab_back:.3f} s (simulated {sim_back:.4f} s)"
     )
     assert abs(lab_takeover - sim_takeover) < NOISE, (daemon, lab_takeover, sim_takeover)
-    assert sim_back < 0.01 and lab_back < 1.0, (daemon, lab_back, sim_back)
+    # The lab's failback is the restarted daemon's own start-up (the simulation's is instant):
+    # keepalived (C) needs ~0.07 s, hagate (Python, pyroute2 imports) ~0.4 s idle and over a
+    # second on a loaded 2-core CI machine.
+    assert sim_back < 0.01 and lab_back < STARTUP_BOUND, (daemon, lab_back, sim_back)
     assert lab_holders == sim_holders == ["node1"]

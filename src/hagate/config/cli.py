@@ -6,10 +6,6 @@ import argparse
 import json
 import sys
 
-from hagate.config.check import check
-from hagate.config.dump import dump_text, to_data
-from hagate.config.findings import Severity
-
 _DESCRIPTION = """\
 Check keepalived.conf files the way 'keepalived -t' does, and catch what it lets through:
 annotations that are not syntax, keywords in the wrong block, nopreempt that cannot work,
@@ -53,6 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hagate.config.check import check
+    from hagate.config.dump import dump_text, to_data
+    from hagate.config.findings import Severity
+
     report = check(args.files, check_files=not args.no_script_files)
     findings, notes, code = report.findings, report.notes, report.exit_code
     if args.json:

@@ -5,9 +5,11 @@ Times scale with the largest advert_int, so every fault outlasts Master_Down_Int
 
 from __future__ import annotations
 
-from hagate.simulate.cluster import Cluster
-from hagate.simulate.runner import simulate
-from hagate.simulate.scenario import Scenario
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hagate.simulate.cluster import Cluster
+
 
 PRESETS = {
     "standard": "crash, recovery, graceful stop, script failure and a partition",
@@ -21,6 +23,9 @@ PRESETS = {
 
 def initial_master(cluster: Cluster) -> str:
     """The host that holds the first VIP once the cluster has settled."""
+    from hagate.simulate.runner import simulate
+    from hagate.simulate.scenario import Scenario
+
     quiet = simulate(cluster, Scenario("", (), end=_unit(cluster) * 10), record=False)
     final = quiet.final()
     for host in cluster.hosts:
