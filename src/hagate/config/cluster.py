@@ -109,7 +109,7 @@ def _priorities(r: Reporter, label: str, members: list[tuple[Node, VrrpInstance]
         else:
             why = (
                 f"priority {priority} on {', '.join(names)}: equal priorities are decided by "
-                "the higher primary IP address (RFC 3768 §6.4.3); make them distinct"
+                f"the higher primary IP address ({_rfc(inst)} §6.4.3); make them distinct"
             )
         r.error(inst.where.file, inst.where.line, "priority", f"{label}: {why}", Impact.OTHER)
 
@@ -168,22 +168,28 @@ def _effective_range(inst: VrrpInstance, config: Config) -> tuple[int, int]:
     return max(1, inst.priority + down), min(254, inst.priority + up)
 
 
+def _rfc(inst: VrrpInstance) -> str:
+    """The RFC that defines this instance's protocol version (v2: 3768, v3: 9568)."""
+    return "RFC 9568" if inst.version == 3 else "RFC 3768"
+
+
 def explain(label: str, members: list[tuple[Node, VrrpInstance]]) -> str:
     """In words: who is master, what happens when it fails and when it comes back."""
     ranked = sorted(members, key=lambda m: m[1].priority, reverse=True)
     (top_node, top), (second_node, second) = ranked[0], ranked[1]
+    rfc = _rfc(top)
     if top.priority == second.priority:
         return (
             f"{label}: {top_node.name} and {second_node.name} are tied at priority "
             f"{top.priority}; the one with the higher primary IP address wins every election "
-            "(RFC 3768 §6.4.3). Give them distinct priorities."
+            f"({rfc} §6.4.3). Give them distinct priorities."
         )
     lines = [
         f"{label}: {top_node.name} (priority {top.priority}) is master when all nodes are up; "
         f"if it fails, {second_node.name} (priority {second.priority}) takes over after "
         f"Master_Down_Interval = {second.master_down_interval:.2f}s "
         f"({second.down_timer_adverts} x advert_int {second.advert_int:g}s + skew_time "
-        f"{second.skew_time:.2f}s, RFC 3768 §6.1)."
+        f"{second.skew_time:.2f}s, {rfc} §6.1)."
     ]
     others_nopreempt = [n.name for n, i in ranked[1:] if i.nopreempt]
     sticky = top.nopreempt and top.state is State.BACKUP and not top.address_owner
@@ -196,7 +202,7 @@ def explain(label: str, members: list[tuple[Node, VrrpInstance]]) -> str:
         why = (
             "it is the address owner (priority 255), which always preempts"
             if top.address_owner
-            else "it has the higher priority and no nopreempt (RFC 3768 §6.4.2 Preempt_Mode)"
+            else f"it has the higher priority and no nopreempt ({rfc} §6.1 Preempt_Mode)"
         )
         text = f"When {top_node.name} recovers it takes the VIP back from {second_node.name}: {why}"
         if others_nopreempt:
