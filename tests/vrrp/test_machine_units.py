@@ -118,13 +118,16 @@ def test_weights_and_reverse() -> None:
     rev = TrackedItem("rev", 10, reverse=True)
     assert (up.adjustment(True), up.adjustment(False)) == (10, 0)
     assert (down.adjustment(True), down.adjustment(False)) == (0, -20)
-    assert (rev.adjustment(True), rev.adjustment(False)) == (0, 10)
+    # keepalived weight_multiplier -1: the sign flips, not the sense of OK/failed
+    assert (rev.adjustment(True), rev.adjustment(False)) == (-10, 0)
+    neg_rev = TrackedItem("neg_rev", -10, reverse=True)
+    assert (neg_rev.adjustment(True), neg_rev.adjustment(False)) == (0, 10)
     assert TrackedItem("f").faults(False) and not TrackedItem("f").faults(True)
     assert TrackedItem("f", reverse=True).faults(True)
     tracker = Tracker((up, down, rev))
-    assert tracker.adjustment() == 10
+    assert tracker.adjustment() == 0
     assert tracker.set("down", False) and not tracker.set("down", False)
-    assert tracker.adjustment() == -10
+    assert tracker.adjustment() == -20
     with pytest.raises(
         ValueError, match="unknown tracked item 'nope' \\(tracked: down, rev, up\\)"
     ):

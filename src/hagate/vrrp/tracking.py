@@ -1,8 +1,11 @@
 """Tracked items (scripts, interfaces) and how they change the effective priority.
 
 keepalived semantics (vrrp_track.c): a positive weight is added while the item is OK, a
-negative weight is added (subtracted) while it has failed, ``reverse`` swaps the sense of
-OK/failed, and a weight of 0 puts the instance in FAULT while the item has failed.
+negative weight is added (subtracted) while it has failed, and a weight of 0 puts the
+instance in FAULT while the item has failed. ``reverse`` is keepalived's weight_multiplier
+-1: the same contribution with its sign flipped (``weight 10 reverse``: -10 while OK, 0 while
+failed; ``weight -10 reverse``: 0 while OK, +10 while failed); with weight 0 it swaps the
+sense of OK/failed (FAULT while OK).
 """
 
 from __future__ import annotations
@@ -30,11 +33,21 @@ class TrackedItem:
             raise ValueError(f"tracked item {self.name!r}: weight {self.weight} outside -254..254")
 
     def adjustment(self, ok: bool) -> int:
-        """Priority change contributed while the item is ``ok`` (weight != 0)."""
-        up = ok != self.reverse
-        if self.weight > 0:
-            return self.weight if up else 0
-        return 0 if up else self.weight
+        """Priority change contributed while the item is ``ok`` (weight != 0).
+
+        keepalived 2.2.7 initialise_interface_tracking_priorities() and
+        process_script_update_priority(): ``weight * weight_multiplier``.
+        """
+        in_force = ok if self.weight > 0 else not ok
+        base = self.weight if in_force else 0
+        return -base if self.reverse else base
+
+    @property
+    def neutral_ok(self) -> bool:
+        """The status whose adjustment is 0 (keepalived: a script with no result yet)."""
+        if self.weight:
+            return self.weight < 0
+        return not self.reverse
 
     def faults(self, ok: bool) -> bool:
         """True when this item holds the instance in FAULT."""
