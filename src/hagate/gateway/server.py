@@ -12,12 +12,13 @@ import fnmatch
 import logging
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from hagate.gateway import http
-from hagate.gateway.admin import serve_admin
+from hagate.gateway.admin import AdminServer
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.metrics import Metrics
 from hagate.gateway.netio import (
@@ -77,6 +78,8 @@ class Gateway:
         self._sni_names: dict[int, str] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handshakes = 0
+        self._admin: AdminServer | None = None
+        self.tick = time.monotonic()  # stamped by the loop; /healthz checks it is fresh
         self._paused: list[tuple[socket.socket, Callable[[], None]]] = []
 
     # ----------------------------------------------------------------- lifecycle
@@ -91,7 +94,11 @@ class Gateway:
         if cfg.http:
             self._listen("http", cfg.http.host, cfg.http.port, self._on_http)
         if cfg.admin:
-            self._listen("admin", cfg.admin.host, cfg.admin.port, self._on_admin)
+            self._admin = AdminServer(
+                cfg.admin.host, cfg.admin.port, self.health, self.render_metrics
+            )
+            self.addresses["admin"] = self._admin.address
+            self._admin.start()
         self._background.append(asyncio.create_task(self._heartbeat()))
         self._background.append(asyncio.create_task(self._watch_crl()))
         log.info(
@@ -100,6 +107,9 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        if self._admin is not None:
+            await asyncio.to_thread(self._admin.stop)
+            self._admin = None
         for task in self._background:
             task.cancel()
         assert self.loop is not None
@@ -187,18 +197,19 @@ class Gateway:
     # ------------------------------------------------------------------ health
 
     def health(self) -> dict[str, object]:
+        """Called from the admin thread: listeners up and the event loop turning."""
+        lag = time.monotonic() - self.tick
+        stale = max(2.0, 3 * self.cfg.heartbeat_ms / 1000)
         return {
-            "ok": bool(self._listeners),
+            "ok": bool(self._listeners) and lag < stale,
             "agents": len(self.sessions),
             "streams": self.metrics.streams_open,
+            "loop_lag_ms": round(max(0.0, lag - self.cfg.heartbeat_ms / 1000) * 1000),
         }
 
     def render_metrics(self) -> str:
         self.metrics.agents_connected = len(self.sessions)
         return self.metrics.render()
-
-    async def _on_admin(self, sock: socket.socket) -> None:
-        await serve_admin(sock, self.health, self.render_metrics)
 
     # ---------------------------------------------------------------- revocation
 
@@ -242,6 +253,7 @@ class Gateway:
         next_expiry = 0.0
         while True:
             await asyncio.sleep(interval)
+            self.tick = time.monotonic()
             now = self.loop.time()
             if self.cfg.pool_idle >= 0 and now >= next_expiry:
                 next_expiry = now + 1.0
