@@ -1,0 +1,353 @@
+"""The one mapping from the keepalived.conf model to the VRRP core's parameters.
+
+``hagate vrrp`` (hagate.daemon.bridge) and ``hagate simulate`` (hagate.simulate.cluster) both
+call :func:`map_instance`, so a config behaves the same in the daemon, the simulator and the
+lab. Pure: no sockets, no logging; what keepalived would log comes back as ``notes``. The one
+host fact, the advert source address, is passed in.
+
+keepalived 2.2.7 rules applied here (vrrp.c vrrp_complete_instance(), vrrp_check_packet(),
+sync_group_tracking_init(); vrrp_track.c alloc_track_script()):
+
+* IPv6 instances run VRRPv3; VRRPv3 has no authentication (RFC 9568 §9).
+* The instance's own interface is always tracked with weight 0 (FAULT while it is down); a
+  ``track_interface`` naming it is ignored.
+* A member of a vrrp_sync_group (hagate has no ``sync_group_tracking_weight``) loses its
+  weighted track_scripts and tracks its interfaces with weight 0; the group's own
+  track_script/track_interface entries are added to every member with their weights (weight
+  0 if a member is the address owner); an item on both keeps the member's unweighted entry.
+* ``init_fail`` has no effect: tracking a script resets its init state, so every script
+  starts with no result, contributing no weight (weight 0: the instance waits for it).
+* A received advert whose address list differs from ours is dropped (``AddressCheck.STRICT``;
+  keepalived 2.2.7 has no log-and-accept mode, and hagate does not support
+  ``skip_check_adv_addr``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hagate.config import model as cfg
+from hagate.vrrp.advert import AuthType, IPAddress
+from hagate.vrrp.params import VrrpParams
+from hagate.vrrp.receive import AddressCheck, ReceiveParams, UnicastPeer
+from hagate.vrrp.state import State
+from hagate.vrrp.tracking import PRIORITY_OWNER, TrackedItem
+
+__all__ = [
+    "ADDRESS_CHECK",
+    "BridgeError",
+    "InstanceMap",
+    "ItemNamer",
+    "TrackKind",
+    "Tracked",
+    "bare_name",
+    "map_instance",
+    "prefixed_name",
+    "vrrp_version",
+]
+
+# keepalived 2.2.7 vrrp_check_packet(): a different VIP count or a missing VIP drops the advert.
+ADDRESS_CHECK = AddressCheck.STRICT
+
+_AUTH = {
+    cfg.AuthType.NONE: AuthType.NONE,
+    cfg.AuthType.PASS: AuthType.PASS,
+    cfg.AuthType.AH: AuthType.AH,
+}
+
+
+class BridgeError(ValueError):
+    """The instance cannot be run (the message names the instance and why)."""
+
+
+class TrackKind(StrEnum):
+    SCRIPT = "script"
+    INTERFACE = "interface"
+
+
+ItemNamer = Callable[[TrackKind, str], str]
+
+
+def prefixed_name(kind: TrackKind, name: str) -> str:
+    """``script NAME`` / ``interface NAME``: never two items with one name."""
+    return f"{kind} {name}"
+
+
+def bare_name(kind: TrackKind, name: str) -> str:
+    """The configured name alone (the simulator's scenario names)."""
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """One tracked script or interface with its weight, reverse and start status in force."""
+
+    kind: TrackKind
+    name: str  # the vrrp_script or interface name
+    item: TrackedItem  # item.name is the core's name for it
+    origin: str  # "instance", "own interface" or "vrrp_sync_group NAME"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMap:
+    """One vrrp_instance as the core sees it."""
+
+    name: str
+    interface: str | None
+    family: int  # 4 or 6
+    source: IPAddress
+    destinations: tuple[IPAddress, ...]
+    multicast: bool
+    params: VrrpParams
+    receive: ReceiveParams
+    tracked: tuple[Tracked, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def scripts(self) -> tuple[Tracked, ...]:
+        return tuple(t for t in self.tracked if t.kind is TrackKind.SCRIPT)
+
+    @property
+    def interfaces(self) -> tuple[Tracked, ...]:
+        return tuple(t for t in self.tracked if t.kind is TrackKind.INTERFACE)
+
+
+def vrrp_version(inst: cfg.VrrpInstance) -> int:
+    """keepalived: IPv6 forces VRRPv3 (RFC 9568 is the only IPv6 VRRP)."""
+    return 3 if inst.family == 6 else inst.version
+
+
+def map_instance(
+    config: cfg.Config,
+    inst: cfg.VrrpInstance,
+    source: IPAddress,
+    *,
+    disabled_scripts: frozenset[str] = frozenset(),
+    item_name: ItemNamer = prefixed_name,
+) -> InstanceMap:
+    """Map ``inst`` of ``config``, sending from ``source``; raises :class:`BridgeError`.
+
+    ``disabled_scripts``: vrrp_scripts keepalived disabled at start (tracked by nobody).
+    """
+    notes: list[str] = []
+    label = f"({inst.name})"
+    family = inst.family
+    version = vrrp_version(inst)
+    if version != inst.version:
+        notes.append(f"{label} IPv6 needs VRRPv3: version 3 is used")
+    auth = _AUTH[inst.auth_type]
+    if auth is AuthType.AH:
+        raise BridgeError(f"{label} auth_type AH is not supported; use PASS or none")
+    if version == 3 and auth is not AuthType.NONE:
+        notes.append(f"{label} VRRPv3 has no authentication (RFC 9568): auth_type ignored")
+        auth = AuthType.NONE
+    g = config.global_defs
+    vips = tuple(v.address for v in inst.virtual_ipaddresses)
+    tracked = _tracking(config, inst, disabled_scripts, item_name, notes)
+    try:
+        params = VrrpParams(
+            vrid=inst.virtual_router_id,
+            primary_address=source,
+            vips=vips,
+            version=version,
+            priority=inst.priority,
+            advert_int=inst.advert_int,
+            start_state=State.MASTER if inst.state is cfg.State.MASTER else State.BACKUP,
+            nopreempt=inst.nopreempt,
+            preempt_delay=inst.preempt_delay,
+            tracked=tuple(t.item for t in tracked),
+            garp_master_delay=inst.garp_master_delay,
+            garp_master_repeat=inst.garp_master_repeat,
+            garp_master_refresh=inst.garp_master_refresh,
+            garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
+            garp_lower_prio_delay=inst.garp_lower_prio_delay,
+            garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
+            down_timer_adverts=inst.down_timer_adverts,
+            auth_type=auth,
+            auth_data=inst.auth_data if auth is AuthType.PASS else b"",
+            strict_rfc=g.vrrp_strict,
+            name=inst.name,
+        )
+    except ValueError as exc:
+        raise BridgeError(str(exc)) from None
+    try:
+        receive = ReceiveParams(
+            version=version,
+            vrid=inst.virtual_router_id,
+            advert_int_cs=params.advert_int_cs,
+            vips=vips,
+            auth_type=auth,
+            auth_pass=inst.auth_pass.encode()[:8] if auth is AuthType.PASS else b"",
+            unicast_peers=tuple(
+                UnicastPeer(
+                    p.address,
+                    0 if p.min_ttl is None else p.min_ttl,
+                    255 if p.max_ttl is None else p.max_ttl,
+                )
+                for p in inst.unicast_peers
+            ),
+            check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
+            v3_checksum_as_v2=inst.v3_checksum_as_v2 or g.vrrp_v3_checksum_as_v2,
+            address_check=ADDRESS_CHECK,
+        )
+    except ValueError as exc:
+        raise BridgeError(f"{label} {exc}") from None
+    notes.extend(f"{label} {w}" for w in params.warnings())
+    if inst.unicast_peers:
+        destinations: tuple[IPAddress, ...] = tuple(p.address for p in inst.unicast_peers)
+    else:
+        destinations = (g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4,)
+    return InstanceMap(
+        name=inst.name,
+        interface=inst.interface,
+        family=family,
+        source=source,
+        destinations=destinations,
+        multicast=not inst.unicast_peers,
+        params=params,
+        receive=receive,
+        tracked=tuple(tracked),
+        notes=tuple(notes),
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    kind: TrackKind
+    name: str
+    weight: int
+    reverse: bool
+    origin: str
+
+
+def _tracking(
+    config: cfg.Config,
+    inst: cfg.VrrpInstance,
+    disabled: frozenset[str],
+    item_name: ItemNamer,
+    notes: list[str],
+) -> list[Tracked]:
+    label = f"({inst.name})"
+    group = next((s for s in config.vrrp_sync_groups if s.name == inst.sync_group), None)
+    entries: dict[tuple[TrackKind, str], _Entry] = {}
+
+    def add(entry: _Entry) -> None:
+        key = (entry.kind, entry.name)
+        old = entries.get(key)
+        if old is None:
+            entries[key] = entry
+            return
+        if old.origin == entry.origin:
+            notes.append(f"{label} duplicate track_{entry.kind} {entry.name}: ignored")
+            return
+        notes.append(
+            f"{label} track_{entry.kind} {entry.name} is on the instance and on "
+            f"{entry.origin}; remove one"
+        )
+        # keepalived add_vrrp_to_interface()/add_vrrp_to_track_script(): the sync group's
+        # weight wins unless the instance's entry is unweighted.
+        if old.weight:
+            old.weight, old.reverse = entry.weight, entry.reverse
+
+    # vrrp_complete_instance(): own interface, then track_interface, then track_script.
+    if inst.interface:
+        add(_Entry(TrackKind.INTERFACE, inst.interface, 0, False, "own interface"))
+    for ti in inst.track_interfaces:
+        if ti.name == inst.interface:
+            notes.append(f"{label} track_interface {ti.name} is its own interface: ignored")
+            continue
+        weight = ti.weight
+        if group is not None and weight:
+            notes.append(
+                f"{label} track_interface {ti.name}: weight ignored in vrrp_sync_group "
+                f"{group.name} (tracked with weight 0)"
+            )
+            weight = 0
+        add(_Entry(TrackKind.INTERFACE, ti.name, weight, ti.reverse, "instance"))
+    for ts in inst.track_scripts:
+        entry = _script_entry(config, ts, "instance", disabled, label, notes)
+        if entry is None:
+            continue
+        if group is not None and entry.weight:
+            notes.append(
+                f"{label} track_script {ts.name} with a weight is ignored in "
+                f"vrrp_sync_group {group.name} (keepalived)"
+            )
+            continue
+        add(entry)
+    if group is not None:
+        origin = f"vrrp_sync_group {group.name}"
+        owner = any(
+            m.priority == PRIORITY_OWNER
+            for m in config.vrrp_instances
+            if m.sync_group == group.name
+        )
+        group_entries: list[_Entry] = [
+            _Entry(TrackKind.INTERFACE, ti.name, ti.weight, ti.reverse, origin)
+            for ti in group.track_interfaces
+        ]
+        for ts in group.track_scripts:
+            entry = _script_entry(config, ts, origin, disabled, label, notes)
+            if entry is not None:
+                group_entries.append(entry)
+        for entry in group_entries:
+            if owner and entry.weight:
+                notes.append(
+                    f"{label} {origin} track_{entry.kind} {entry.name}: weight cleared, a "
+                    f"member has priority {PRIORITY_OWNER}"
+                )
+                entry.weight = 0
+            add(entry)
+    if inst.priority == PRIORITY_OWNER and any(e.weight for e in entries.values()):
+        notes.append(f"{label} priority {PRIORITY_OWNER}: tracking weights are ignored")
+    return _items(entries.values(), item_name, label, notes)
+
+
+def _script_entry(
+    config: cfg.Config,
+    ts: cfg.TrackScript,
+    origin: str,
+    disabled: frozenset[str],
+    label: str,
+    notes: list[str],
+) -> _Entry | None:
+    script = config.script(ts.name)
+    if script is None:
+        notes.append(f"{label} track_script {ts.name}: no such vrrp_script; ignored")
+        return None
+    if ts.name in disabled:
+        return None
+    if script.init_fail:
+        notes.append(
+            f"{label} vrrp_script {ts.name}: init_fail has no effect in keepalived 2.2.7 "
+            "(tracking resets it); the script starts with no result"
+        )
+    # keepalived alloc_track_script(): the vrrp_script's weight/reverse unless overridden.
+    weight = script.weight if ts.weight is None else ts.weight
+    reverse = script.reverse if ts.weight is None else ts.reverse
+    return _Entry(TrackKind.SCRIPT, ts.name, weight, reverse, origin)
+
+
+def _items(
+    entries: Iterable[_Entry], item_name: ItemNamer, label: str, notes: list[str]
+) -> list[Tracked]:
+    out: list[Tracked] = []
+    used: set[str] = set()
+    ordered = sorted(entries, key=lambda e: e.kind is TrackKind.SCRIPT)  # interfaces first
+    for e in ordered:
+        name = item_name(e.kind, e.name)
+        if name in used:
+            notes.append(f"{label} track_{e.kind} {e.name}: an interface has that name; ignored")
+            continue
+        used.add(name)
+        if e.kind is TrackKind.SCRIPT:
+            # No result yet (keepalived SCRIPT_INIT_STATE_INIT): no weight in force; a
+            # weight-0 script holds the instance until its first result (the driver waits).
+            start_ok = TrackedItem(name, e.weight, e.reverse).neutral_ok
+        else:
+            start_ok = True  # the driver sets the link's real state before starting
+        item = TrackedItem(name, e.weight, e.reverse, initially_ok=start_ok)
+        out.append(Tracked(e.kind, e.name, item, e.origin))
+    return out
