@@ -1,9 +1,9 @@
-"""Map the keepalived.conf model (hagate.config) to what the core and the driver need.
+"""What the daemon adds to the shared mapping (:mod:`hagate.bridge`) to run an instance.
 
-Pure functions: the only host fact they take is the interface's address list, passed in.
-Tracked items are named ``script NAME`` and ``interface NAME``; every instance also tracks
-its own interface with weight 0 (keepalived: an instance whose interface is down is in
-FAULT, unless ``dont_track_primary``, which hagate does not support).
+The mapping itself (params, receive checks, tracked items) is :func:`hagate.bridge.map_instance`,
+the same the simulator uses. Here: the advert source chosen from the interface's addresses
+(passed in, so this stays pure), script specs and their user, notify commands and the VIPs'
+netlink details. Tracked items are named ``script NAME`` and ``interface NAME``.
 """
 
 from __future__ import annotations
@@ -13,24 +13,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from hagate.bridge import BridgeError, InstanceMap, TrackKind, map_instance, prefixed_name
 from hagate.config import model as cfg
 from hagate.daemon.cmdline import CommandLineError, ScriptCommand, split_words
 from hagate.daemon.netlink import SCOPES, Vip
 from hagate.daemon.notify import NotifySpec
 from hagate.daemon.scripts import ScriptSpec, resolve_command
-from hagate.vrrp.advert import AuthType
 from hagate.vrrp.params import VrrpParams
-from hagate.vrrp.receive import ReceiveParams, UnicastPeer
-from hagate.vrrp.state import State
-from hagate.vrrp.tracking import TrackedItem
+from hagate.vrrp.receive import ReceiveParams
+
+__all__ = [
+    "BridgeError",
+    "InstancePlan",
+    "command",
+    "disabled_scripts",
+    "interface_item",
+    "pick_source",
+    "plan_instance",
+    "script_item",
+    "script_spec",
+]
 
 log = logging.getLogger(__name__)
 
 IPAddr = IPv4Address | IPv6Address
-
-
-class BridgeError(ValueError):
-    """The configuration cannot be run (the message names the instance and why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +56,15 @@ class InstancePlan:
     scripts: tuple[tuple[str, ScriptSpec], ...]  # (tracked item name, spec)
     interfaces: tuple[tuple[str, str], ...]  # (tracked item name, interface)
     config: cfg.VrrpInstance
+    mapping: InstanceMap | None = None  # the shared mapping (notes, tracked items' origin)
 
 
 def script_item(name: str) -> str:
-    return f"script {name}"
+    return prefixed_name(TrackKind.SCRIPT, name)
 
 
 def interface_item(name: str) -> str:
-    return f"interface {name}"
+    return prefixed_name(TrackKind.INTERFACE, name)
 
 
 def command(script: cfg.NotifyScript | None) -> ScriptCommand | None:
@@ -90,7 +97,7 @@ def script_spec(script: cfg.VrrpScript, default_user: str | None) -> ScriptSpec:
         fall=script.fall,
         user=script.user or default_user,
         group=script.group,
-        init_fail=script.init_fail,
+        init_fail=False,  # keepalived 2.2.7: tracking a script resets init_fail (hagate.bridge)
     )
 
 
@@ -123,9 +130,6 @@ def plan_instance(
     """Plan one instance; ``addresses`` are those on its interface now."""
     if not inst.interface:
         raise BridgeError(f"({inst.name}) has no interface")
-    family = inst.family
-    version = 3 if family == 6 else inst.version
-    g = config.global_defs
     vips = tuple(
         Vip(
             address=v.address,
@@ -138,98 +142,16 @@ def plan_instance(
         for v in inst.virtual_ipaddresses
     )
     vip_addrs = tuple(v.address for v in inst.virtual_ipaddresses)
-    source = pick_source(inst, family, addresses, vip_addrs)
-
-    tracked: list[TrackedItem] = []
+    source = pick_source(inst, inst.family, addresses, vip_addrs)
+    mapped = map_instance(config, inst, source, disabled_scripts=disabled_scripts)
+    for note in mapped.notes:
+        log.warning("%s", note)
+    user = config.global_defs.script_user or default_user
     scripts: list[tuple[str, ScriptSpec]] = []
-    for ts in inst.track_scripts:
-        script = config.script(ts.name)
-        if script is None:
-            log.warning("(%s) track_script %s: no such vrrp_script; ignored", inst.name, ts.name)
-            continue
-        if ts.name in disabled_scripts:
-            continue
-        spec = script_spec(script, g.script_user or default_user)
-        weight = script.weight if ts.weight is None else ts.weight
-        reverse = ts.reverse if ts.weight is not None else script.reverse
-        item = script_item(ts.name)
-        # No result yet: no weight applied (keepalived SCRIPT_INIT_STATE_INIT); a weight-0
-        # script holds the instance until its first result (the driver defers start()).
-        initially_ok = (weight < 0) != reverse if weight else not reverse
-        tracked.append(TrackedItem(item, weight, reverse, initially_ok=initially_ok))
-        scripts.append((item, spec))
-
-    interfaces: list[tuple[str, str]] = []
-    seen_if: set[str] = set()
-    for ti in (*inst.track_interfaces, cfg.TrackInterface(inst.interface)):
-        if ti.name in seen_if:
-            continue
-        seen_if.add(ti.name)
-        item = interface_item(ti.name)
-        tracked.append(TrackedItem(item, ti.weight, ti.reverse, initially_ok=True))
-        interfaces.append((item, ti.name))
-
-    auth = {
-        cfg.AuthType.NONE: AuthType.NONE,
-        cfg.AuthType.PASS: AuthType.PASS,
-        cfg.AuthType.AH: AuthType.AH,
-    }[inst.auth_type]
-    if auth is AuthType.AH:
-        raise BridgeError(f"({inst.name}) auth_type AH is not supported; use PASS or none")
-    if version == 3:
-        auth = AuthType.NONE  # keepalived ignores authentication for VRRPv3
-    auth_data = inst.auth_data if auth is AuthType.PASS else b""
-    try:
-        params = VrrpParams(
-            vrid=inst.virtual_router_id,
-            primary_address=source,
-            vips=vip_addrs,
-            version=version,
-            priority=inst.priority,
-            advert_int=inst.advert_int,
-            start_state=State.MASTER if inst.state is cfg.State.MASTER else State.BACKUP,
-            nopreempt=inst.nopreempt,
-            preempt_delay=inst.preempt_delay,
-            tracked=tuple(tracked),
-            garp_master_delay=inst.garp_master_delay,
-            garp_master_repeat=inst.garp_master_repeat,
-            garp_master_refresh=inst.garp_master_refresh,
-            garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
-            garp_lower_prio_delay=inst.garp_lower_prio_delay,
-            garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
-            down_timer_adverts=inst.down_timer_adverts,
-            auth_type=auth,
-            auth_data=auth_data,
-            strict_rfc=g.vrrp_strict,
-            name=inst.name,
-        )
-        receive = ReceiveParams(
-            version=version,
-            vrid=inst.virtual_router_id,
-            advert_int_cs=params.advert_int_cs,
-            vips=vip_addrs,
-            auth_type=auth,
-            auth_pass=inst.auth_pass.encode()[:8] if auth is AuthType.PASS else b"",
-            unicast_peers=tuple(
-                UnicastPeer(
-                    p.address,
-                    0 if p.min_ttl is None else p.min_ttl,
-                    255 if p.max_ttl is None else p.max_ttl,
-                )
-                for p in inst.unicast_peers
-            ),
-            check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
-            v3_checksum_as_v2=inst.v3_checksum_as_v2 or g.vrrp_v3_checksum_as_v2,
-        )
-    except ValueError as exc:
-        raise BridgeError(f"({inst.name}) {exc}") from None
-
-    if inst.unicast_peers:
-        destinations: tuple[IPAddr, ...] = tuple(p.address for p in inst.unicast_peers)
-        multicast = False
-    else:
-        destinations = (g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4,)
-        multicast = True
+    for tracked in mapped.scripts:
+        script = config.script(tracked.name)
+        assert script is not None  # map_instance drops unknown scripts
+        scripts.append((tracked.item.name, script_spec(script, user)))
     notify = NotifySpec(
         master=command(inst.notify_master),
         backup=command(inst.notify_backup),
@@ -240,17 +162,18 @@ def plan_instance(
     return InstancePlan(
         name=inst.name,
         interface=inst.interface,
-        family=family,
+        family=mapped.family,
         source=source,
-        destinations=destinations,
-        multicast=multicast,
-        params=params,
-        receive=receive,
+        destinations=mapped.destinations,
+        multicast=mapped.multicast,
+        params=mapped.params,
+        receive=mapped.receive,
         vips=vips,
         notify=notify,
         scripts=tuple(scripts),
-        interfaces=tuple(interfaces),
+        interfaces=tuple((t.item.name, t.name) for t in mapped.interfaces),
         config=inst,
+        mapping=mapped,
     )
 
 

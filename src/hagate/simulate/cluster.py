@@ -1,9 +1,10 @@
 """The simulated cluster: one host per keepalived.conf, its instances mapped to core params.
 
-The mapping from the config model to :class:`~hagate.vrrp.params.VrrpParams` follows
-keepalived's vrrp_complete_instance(); receive checks use keepalived 2.2.7's rules
-(:mod:`hagate.vrrp.receive`). Scripts and interfaces become tracked items by name: their
-results come from the scenario, so configs written for other hosts simulate fine.
+The mapping from the config model to the core is :func:`hagate.bridge.map_instance`, the same
+the daemon uses. What is the simulator's own: addresses synthesized for instances without
+unicast_src_ip/mcast_src_ip, and script models. Scripts and interfaces become tracked items
+by their bare names: their results come from the scenario, so configs written for other
+hosts simulate fine.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hagate.bridge import BridgeError, bare_name, map_instance
 from hagate.config import load
 from hagate.config.findings import Finding, Impact, Severity
-from hagate.config.model import AuthType as ConfigAuthType
 from hagate.config.model import Config, VrrpScript
-from hagate.config.model import State as ConfigState
 from hagate.config.model import VrrpInstance as ConfigInstance
-from hagate.vrrp.advert import AuthType, IPAddress
-from hagate.vrrp.params import ParamsError, VrrpParams
-from hagate.vrrp.receive import AddressCheck, ReceiveParams, UnicastPeer
-from hagate.vrrp.state import State
-from hagate.vrrp.tracking import TrackedItem
+from hagate.vrrp.advert import IPAddress
+from hagate.vrrp.params import VrrpParams
+from hagate.vrrp.receive import ReceiveParams
 
 
 class ClusterError(ValueError):
@@ -176,108 +174,28 @@ def _instance(
     cluster: Cluster, host: Host, inst: ConfigInstance, key: str, src: IPAddress, synth: bool
 ) -> SimInstance:
     config = host.config
-    tracked: list[TrackedItem] = []
-    interfaces: list[str] = []
-    scripts: list[str] = []
-    # keepalived tracks the instance's own interface: down puts the instance in FAULT.
-    if inst.interface:
-        listed = {t.name for t in inst.track_interfaces}
-        if inst.interface not in listed:
-            tracked.append(TrackedItem(inst.interface))
-            interfaces.append(inst.interface)
-    group = next((g for g in config.vrrp_sync_groups if g.name == inst.sync_group), None)
-    track_ifs = inst.track_interfaces + (group.track_interfaces if group else ())
-    track_scripts = inst.track_scripts + (group.track_scripts if group else ())
-    for ti in track_ifs:
-        if ti.name in interfaces:
-            continue
-        tracked.append(TrackedItem(ti.name, ti.weight, ti.reverse))
-        interfaces.append(ti.name)
-    for ref in track_scripts:
-        script = config.script(ref.name)
-        if script is None:
-            cluster.notes.append(f"{key}: track_script {ref.name} has no vrrp_script: ignored")
-            continue
-        if ref.name in interfaces or ref.name in scripts:
-            continue
-        weight = ref.weight if ref.weight is not None else script.weight
-        reverse = ref.reverse if ref.weight is not None else script.reverse
-        # keepalived: init_fail starts the script failed until its first success.
-        tracked.append(TrackedItem(ref.name, weight, reverse, initially_ok=not script.init_fail))
-        scripts.append(ref.name)
-        host.scripts.setdefault(ref.name, _script_model(script))
-    g = config.global_defs
     try:
-        params = VrrpParams(
-            vrid=inst.virtual_router_id,
-            primary_address=src,
-            vips=tuple(v.address for v in inst.virtual_ipaddresses),
-            version=inst.version,
-            priority=inst.priority,
-            advert_int=inst.advert_int,
-            start_state=State.MASTER if inst.state is ConfigState.MASTER else State.BACKUP,
-            nopreempt=inst.nopreempt,
-            preempt_delay=inst.preempt_delay,
-            tracked=tuple(tracked),
-            garp_master_delay=inst.garp_master_delay,
-            garp_master_repeat=inst.garp_master_repeat,
-            garp_master_refresh=inst.garp_master_refresh,
-            garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
-            garp_lower_prio_delay=inst.garp_lower_prio_delay,
-            garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
-            down_timer_adverts=inst.down_timer_adverts,
-            # RFC 9568 §9: VRRPv3 has no authentication (keepalived ignores it for v3).
-            auth_type=_AUTH[inst.auth_type] if inst.version == 2 else AuthType.NONE,
-            auth_data=inst.auth_data if inst.version == 2 else b"",
-            strict_rfc=g.vrrp_strict,
-            name=inst.name,
-        )
-    except (ParamsError, ValueError) as exc:
+        mapped = map_instance(config, inst, src, item_name=bare_name)
+    except BridgeError as exc:
         raise ClusterError(f"{host.path}: {exc}") from None
-    peers = frozenset(p.address for p in inst.unicast_peers)
-    try:
-        receive = _receive(inst, params, g.vrrp_check_unicast_src)
-    except ValueError as exc:
-        raise ClusterError(f"{host.path}: vrrp_instance {inst.name}: {exc}") from None
-    for warning in params.warnings():
-        cluster.notes.append(f"{key}: {warning}")
+    for tracked in mapped.scripts:
+        script = config.script(tracked.name)
+        assert script is not None  # map_instance drops unknown scripts
+        host.scripts.setdefault(tracked.item.name, _script_model(script))
+    cluster.notes.extend(f"{key}: {note}" for note in mapped.notes)
     return SimInstance(
         key,
         host.name,
         inst.name,
-        params,
-        receive,
-        peers,
-        tuple(interfaces),
-        tuple(scripts),
+        mapped.params,
+        mapped.receive,
+        frozenset(p.address for p in inst.unicast_peers),
+        tuple(t.item.name for t in mapped.interfaces),
+        tuple(t.item.name for t in mapped.scripts),
         synth,
     )
 
 
-def _receive(inst: ConfigInstance, params: VrrpParams, check_src: bool) -> ReceiveParams:
-    return ReceiveParams(
-        version=inst.version,
-        vrid=inst.virtual_router_id,
-        advert_int_cs=params.advert_int_cs,
-        vips=params.vips,
-        auth_type=params.auth_type if inst.version == 2 else AuthType.NONE,
-        auth_pass=inst.auth_pass.encode()[:8] if inst.auth_type is ConfigAuthType.PASS else b"",
-        unicast_peers=tuple(
-            UnicastPeer(p.address, p.min_ttl or 0, 255 if p.max_ttl is None else p.max_ttl)
-            for p in inst.unicast_peers
-        ),
-        check_unicast_src=inst.check_unicast_src or check_src,
-        v3_checksum_as_v2=inst.v3_checksum_as_v2,
-        address_check=AddressCheck.STRICT,  # keepalived 2.2.7 drops a different VIP list
-    )
-
-
-_AUTH = {
-    ConfigAuthType.NONE: AuthType.NONE,
-    ConfigAuthType.PASS: AuthType.PASS,
-    ConfigAuthType.AH: AuthType.AH,
-}
-
-
 def _script_model(script: VrrpScript) -> ScriptModel:
-    return ScriptModel(script.name, script.interval, script.rise, script.fall, script.init_fail)
+    # init_fail: no effect in keepalived 2.2.7 (hagate.bridge); the first result decides.
+    return ScriptModel(script.name, script.interval, script.rise, script.fall)

@@ -1,0 +1,359 @@
+"""hagate.bridge: the one keepalived.conf -> VRRP core mapping (daemon and simulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from hagate.bridge import (
+    ADDRESS_CHECK,
+    BridgeError,
+    InstanceMap,
+    TrackKind,
+    bare_name,
+    map_instance,
+)
+from hagate.config import load
+from hagate.config import model as cfg
+from hagate.daemon.bridge import plan_instance
+from hagate.simulate.cluster import load_cluster
+from hagate.vrrp.advert import AuthType
+from hagate.vrrp.receive import AddressCheck
+from hagate.vrrp.state import State
+from hagate.vrrp.tracking import Tracker, effective_priority
+
+SEED = Path(__file__).parent / "simulate" / "configs" / "seed"
+
+
+def conf(tmp_path: Path, text: str) -> cfg.Config:
+    path = tmp_path / "keepalived.conf"
+    path.write_text(text)
+    config, _ = load(path)
+    return config
+
+
+def mapped(config: cfg.Config, name: str, source: str = "10.0.0.5") -> InstanceMap:
+    inst = config.instance(name)
+    assert inst is not None
+    return map_instance(config, inst, ip_address(source))
+
+
+def weights(m: InstanceMap) -> dict[str, tuple[int, bool, str]]:
+    return {t.item.name: (t.item.weight, t.item.reverse, t.origin) for t in m.tracked}
+
+
+def test_seed_config() -> None:
+    config, _ = load(SEED / "node1.conf")
+    m = mapped(config, "VI_1", "10.1.1.5")
+    p = m.params
+    assert (p.vrid, p.priority, p.version, p.advert_int) == (51, 255, 2, 1.0)
+    assert p.start_state is State.MASTER and p.primary_address == ip_address("10.1.1.5")
+    assert p.auth_type is AuthType.PASS and p.auth_data == b"seedpass"
+    assert m.receive.auth_pass == b"seedpass"
+    assert m.destinations == (ip_address("10.1.1.10"),) and not m.multicast
+    assert m.receive.address_check is AddressCheck.STRICT is ADDRESS_CHECK
+    assert weights(m) == {
+        "interface eth0": (0, False, "own interface"),
+        "script chk_httpd": (-50, False, "instance"),
+        "script chk_network": (-20, False, "instance"),
+    }
+    assert any("priority 255: tracking weights are ignored" in n for n in m.notes)
+
+
+def test_daemon_and_simulator_map_the_same(tmp_path: Path) -> None:
+    config, _ = load(SEED / "node2.conf")
+    inst = config.vrrp_instances[0]
+    src = inst.unicast_src_ip
+    assert src is not None
+    plan = plan_instance(config, inst, [src])
+    sim = next(load_cluster([str(SEED / "node2.conf")]).instances())
+    assert plan.receive == sim.receive  # the receive checks agree, address check included
+    strip = {t.name: dataclasses.replace(t, name=t.name.split()[-1]) for t in plan.params.tracked}
+    assert dataclasses.replace(plan.params, tracked=tuple(strip.values())) == sim.params
+
+
+def test_sync_group_inheritance(tmp_path: Path) -> None:
+    config = conf(
+        tmp_path,
+        """
+vrrp_script chk_a {
+    script /bin/true
+    weight -30
+}
+vrrp_script chk_b {
+    script /bin/true
+    weight 10
+}
+vrrp_script chk_z {
+    script /bin/true
+    weight 0
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+        VI_2
+    }
+    track_script {
+        chk_a
+        chk_z weight 5
+    }
+    track_interface {
+        eth2 weight -15
+    }
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+    track_script {
+        chk_b
+        chk_z
+    }
+    track_interface {
+        eth1 weight -10
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    priority 90
+    virtual_ipaddress {
+        10.0.0.101/24
+    }
+}
+""",
+    )
+    m1 = mapped(config, "VI_1")
+    # keepalived: a member's weighted script is dropped, its interfaces lose their weight,
+    # the group's items come with their weights, and the member's unweighted chk_z wins.
+    assert weights(m1) == {
+        "interface eth0": (0, False, "own interface"),
+        "interface eth1": (0, False, "instance"),
+        "interface eth2": (-15, False, "vrrp_sync_group G"),
+        "script chk_z": (0, False, "instance"),
+        "script chk_a": (-30, False, "vrrp_sync_group G"),
+    }
+    assert any("chk_b with a weight is ignored" in n for n in m1.notes)
+    m2 = mapped(config, "VI_2")
+    assert weights(m2) == {
+        "interface eth0": (0, False, "own interface"),
+        "interface eth2": (-15, False, "vrrp_sync_group G"),
+        "script chk_a": (-30, False, "vrrp_sync_group G"),
+        "script chk_z": (5, False, "vrrp_sync_group G"),
+    }
+
+
+def test_sync_group_with_an_address_owner_clears_group_weights(tmp_path: Path) -> None:
+    config = conf(
+        tmp_path,
+        """
+vrrp_script chk_a {
+    script /bin/true
+    weight -30
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+        VI_2
+    }
+    track_script {
+        chk_a
+    }
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 255
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress {
+        10.0.0.101/24
+    }
+}
+""",
+    )
+    assert weights(mapped(config, "VI_2"))["script chk_a"] == (0, False, "vrrp_sync_group G")
+
+
+IPV6 = """
+vrrp_instance V6 {
+    interface eth0
+    virtual_router_id 9
+    advert_int 0.5
+    virtual_ipaddress {
+        fd00::100/64
+    }
+}
+vrrp_instance V3 {
+    interface eth0
+    version 3
+    virtual_router_id 10
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+}
+"""
+
+
+def test_ipv6_forces_v3_even_on_a_hand_made_model(tmp_path: Path) -> None:
+    config = conf(tmp_path, IPV6)
+    m = mapped(config, "V6", "fe80::1")
+    assert m.family == 6 and m.params.version == 3 and m.receive.version == 3
+    assert m.destinations == (ip_address("ff02::12"),) and m.multicast
+    inst = config.instance("V6")
+    assert inst is not None
+    forced = map_instance(config, dataclasses.replace(inst, version=2), ip_address("fe80::1"))
+    assert forced.params.version == 3
+    assert any("version 3 is used" in n for n in forced.notes)
+
+
+def test_v3_ignores_authentication(tmp_path: Path) -> None:
+    config = conf(tmp_path, IPV6)
+    inst = config.instance("V3")
+    assert inst is not None
+    # even when the model still carries it (the loader already drops it)
+    inst = dataclasses.replace(inst, auth_type=cfg.AuthType.PASS, auth_pass="secret")
+    m = map_instance(config, inst, ip_address("10.0.0.5"))
+    assert m.params.auth_type is AuthType.NONE and m.params.auth_data == b""
+    assert m.receive.auth_type is AuthType.NONE and m.receive.auth_pass == b""
+    with pytest.raises(BridgeError, match=r"\(V3\) auth_type AH"):
+        v2 = dataclasses.replace(inst, version=2, auth_type=cfg.AuthType.AH)
+        map_instance(config, v2, ip_address("10.0.0.5"))
+
+
+REVERSE = """
+vrrp_script chk_up {
+    script /bin/true
+    weight 10 reverse
+}
+vrrp_script chk_down {
+    script /bin/true
+    weight -10
+}
+vrrp_script chk_gate {
+    script /bin/true
+    init_fail
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+    track_script {
+        chk_up
+        chk_down weight -20 reverse
+        chk_gate
+    }
+    track_interface {
+        eth1 weight 5 reverse
+    }
+}
+"""
+
+
+def test_reverse_weights_score_as_keepalived(tmp_path: Path) -> None:
+    m = mapped(conf(tmp_path, REVERSE), "VI_1")
+    assert weights(m)["script chk_up"] == (10, True, "instance")  # the script's own reverse
+    assert weights(m)["script chk_down"] == (-20, True, "instance")  # track_script override
+    tracker = Tracker(m.params.tracked)
+    # scripts start with no result: no weight in force; interfaces start up
+    assert tracker.adjustment() == -5
+    tracker.set("script chk_up", True)
+    assert effective_priority(100, tracker.adjustment()) == 85  # weight 10 reverse: -10
+    tracker.set("script chk_up", False)
+    tracker.set("script chk_down", False)
+    tracker.set("interface eth1", False)
+    assert effective_priority(100, tracker.adjustment()) == 120  # -20 reverse failed: +20
+
+
+def test_init_fail_has_no_effect(tmp_path: Path) -> None:
+    m = mapped(conf(tmp_path, REVERSE), "VI_1")
+    gate = next(t for t in m.scripts if t.name == "chk_gate")
+    # keepalived 2.2.7 alloc_track_script() resets init_state: the instance waits for the
+    # first result instead of starting in FAULT.
+    assert gate.item.weight == 0 and gate.item.initially_ok
+    assert not Tracker(m.params.tracked).faulted()
+    assert any("init_fail has no effect" in n for n in m.notes)
+    down = next(t for t in m.scripts if t.name == "chk_down")
+    assert down.item.adjustment(down.item.initially_ok) == 0
+
+
+def test_own_interface_tracked_once_with_weight_0(tmp_path: Path) -> None:
+    config = conf(tmp_path, REVERSE)
+    inst = config.instance("VI_1")
+    assert inst is not None
+    own = cfg.TrackInterface("eth0", -50)
+    m = map_instance(
+        config,
+        dataclasses.replace(inst, track_interfaces=(own, *inst.track_interfaces)),
+        ip_address("10.0.0.5"),
+    )
+    assert weights(m)["interface eth0"] == (0, False, "own interface")
+    assert any("is its own interface: ignored" in n for n in m.notes)
+    assert [t.kind for t in m.tracked[:2]] == [TrackKind.INTERFACE] * 2  # interfaces first
+
+
+def test_bare_names_skip_a_script_named_like_an_interface(tmp_path: Path) -> None:
+    config = conf(
+        tmp_path,
+        """
+vrrp_script eth0 {
+    script /bin/true
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+    track_script {
+        eth0
+        nosuch
+    }
+}
+""",
+    )
+    inst = config.instance("VI_1")
+    assert inst is not None
+    m = map_instance(config, inst, ip_address("10.0.0.5"), item_name=bare_name)
+    assert [t.item.name for t in m.tracked] == ["eth0"]
+    assert any("an interface has that name" in n for n in m.notes)
+    assert any("nosuch: no such vrrp_script" in n for n in m.notes)
+    prefixed = map_instance(config, inst, ip_address("10.0.0.5"))
+    assert [t.item.name for t in prefixed.tracked] == ["interface eth0", "script eth0"]
+
+
+def test_global_receive_options(tmp_path: Path) -> None:
+    config = conf(tmp_path, REVERSE)
+    g = dataclasses.replace(
+        config.global_defs, vrrp_v3_checksum_as_v2=True, vrrp_check_unicast_src=True
+    )
+    inst = config.instance("VI_1")
+    assert inst is not None
+    m = map_instance(dataclasses.replace(config, global_defs=g), inst, ip_address("10.0.0.5"))
+    assert m.receive.v3_checksum_as_v2 and m.receive.check_unicast_src
+
+
+def test_bad_values_are_bridge_errors(tmp_path: Path) -> None:
+    config = conf(tmp_path, REVERSE)
+    inst = config.instance("VI_1")
+    assert inst is not None
+    with pytest.raises(BridgeError, match=r"VI_1.*IPv4 only"):
+        map_instance(config, inst, ip_address("fe80::1"))
