@@ -25,6 +25,8 @@ log = logging.getLogger("hagate.agent")
 CONNECT_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 LOCAL_CONNECT_TIMEOUT = 5.0
+MAX_SPARES = 16  # spare data connections a busy device may keep (the gateway's limit too)
+SPARE_DECAY_S = 10.0  # halve the extra spares after this long without an on-demand open
 
 
 class Refused(Exception):
@@ -35,11 +37,20 @@ class Superseded(Exception):
     """A newer session of this device took over: another agent runs with our identity."""
 
 
-async def dial(client: ClientConfig, ctx: ssl.SSLContext) -> Conn:
-    """A TLS connection to the gateway's tunnel port, handshake done."""
+async def dial(
+    client: ClientConfig, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> Conn:
+    """A TLS connection to the gateway's tunnel port, handshake done.
+
+    With ``session`` (from the control connection) the handshake is a TLS 1.3 resumption:
+    no certificate signatures, a fraction of the CPU of a full handshake on both ends. A
+    gateway that does not know the session (the other node) simply does a full handshake.
+    """
     sock = await open_tcp(client.host, client.port, CONNECT_TIMEOUT)
     set_nodelay(sock)
-    ssock = ctx.wrap_socket(sock, server_hostname=client.server_name, do_handshake_on_connect=False)
+    ssock = ctx.wrap_socket(
+        sock, server_hostname=client.server_name, do_handshake_on_connect=False, session=session
+    )
     conn = Conn(ssock)
     try:
         await asyncio.wait_for(conn.handshake(), HANDSHAKE_TIMEOUT)
@@ -67,6 +78,9 @@ class Agent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool_size = 0
         self._established = False
+        self._tls_session: ssl.SSLSession | None = None
+        self._spares = 0
+        self._last_demand = 0.0
 
     async def run(self) -> None:
         rc = self.cfg.reconnect
@@ -129,6 +143,7 @@ class Agent:
         for name, err in self.errors.items():
             log.error("service %s has no route: %s", name, err)
         self._established = True
+        self._tls_session = conn.sock.session if isinstance(conn.sock, ssl.SSLSocket) else None
         self.sessions += 1
         self.connected.set()
         log.info("session %s up; routes %s", self._sid, self.routes)
@@ -151,6 +166,10 @@ class Agent:
         if op == "ping":
             return
         if op == "open":
+            # No spare was ready: this device opens streams faster than it keeps spares.
+            if self._pool_size > 0:
+                self._spares = min(MAX_SPARES, max(self._spares, self._pool_size) + 1)
+                self._last_demand = asyncio.get_running_loop().time()
             self._spawn_data(str(msg.get("token", "")))
         elif op == "superseded":
             raise Superseded()
@@ -164,7 +183,12 @@ class Agent:
             task.cancel()
 
     def _top_up(self) -> None:
-        for _ in range(self._pool_size - len(self._pool_tasks)):
+        """Keep ``pool`` spares, more while streams are asked for faster than that."""
+        now = asyncio.get_running_loop().time()
+        if self._spares > self._pool_size and now - self._last_demand > SPARE_DECAY_S:
+            self._spares = max(self._pool_size, self._spares // 2)
+            self._last_demand = now
+        for _ in range(max(self._spares, self._pool_size) - len(self._pool_tasks)):
             self._spawn_data("")
 
     def _spawn_data(self, token: str) -> None:
@@ -179,7 +203,7 @@ class Agent:
         """One data connection: announce it, wait for a stream, connect locally, pipe."""
         task = asyncio.current_task()
         try:
-            conn = await dial(self.cfg.client, self.ctx)
+            conn = await dial(self.cfg.client, self.ctx, self._tls_session)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("data connection failed: %s", exc)
             return

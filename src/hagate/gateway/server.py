@@ -54,6 +54,7 @@ HEAD_TIMEOUT = 10.0
 # TLS handshakes in progress at most; more wait in the kernel's accept queue. Keeps the loop
 # (and /healthz) responsive when thousands of agents redial at once after a failover.
 MAX_HANDSHAKES = 64
+MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
 MAX_PING_BACKLOG = 64 * 1024
 
 
@@ -341,7 +342,7 @@ class Gateway:
         services = [ServiceSpec.from_json(s) for s in raw]
         if len({s.name for s in services}) != len(services):
             raise ProtocolError("service names must be unique")
-        session = Session(ident, conn, services, max_pool=max(self.cfg.pool, 1) * 2)
+        session = Session(ident, conn, services, max_pool=MAX_SPARES)
         routes, errors = self._attach(session)
         reconnects = msg.get("reconnects")
         if isinstance(reconnects, int) and reconnects > 0:
