@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -189,6 +190,7 @@ class Relay:
 
     def __init__(self, target: int) -> None:
         self.target = target
+        self.moved = False
         self.frozen: list[asyncio.StreamWriter] = []
         self._live: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self.server: asyncio.Server | None = None
@@ -212,6 +214,12 @@ class Relay:
             try:
                 while data := await src.read(65536):
                     if pair not in self._live:
+                        if self.moved and src is r:  # the new VIP holder resets the stranger
+                            sock = w.get_extra_info("socket")
+                            sock.setsockopt(
+                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                            )
+                            w.transport.abort()
                         return  # frozen: swallow, never answer
                     dst.write(data)
                     await dst.drain()
@@ -221,6 +229,12 @@ class Relay:
                 pass
 
         await asyncio.gather(copy(r, uw), copy(ur, w))
+
+    def move(self, target: int) -> None:
+        """The VIP moves: new connections reach ``target``, old ones get a reset."""
+        self.moved = True
+        self.freeze()
+        self.target = target
 
     def freeze(self) -> None:
         for pair in self._live:

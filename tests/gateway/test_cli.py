@@ -147,6 +147,32 @@ fast_delay_ms = 100
         )
         await asyncio.to_thread(_wait_port, local)
         assert await echo_roundtrip(local, b"via connect") == b"via connect"
+        # --stdio, as ssh's ProxyCommand uses it: stdin -> device, device -> stdout.
+        stdio = await asyncio.to_thread(
+            subprocess.run,
+            [
+                *HAGATE,
+                "connect",
+                "dev1:ssh",
+                "--stdio",
+                "--gateway",
+                f"127.0.0.1:{tunnel}",
+                "--server-name",
+                "gw.test",
+                "--ca",
+                "pki/ca.crt",
+                "--cert",
+                "pki/issued/user/alice/cert.pem",
+                "--key",
+                "pki/issued/user/alice/key.pem",
+            ],
+            cwd=tmp_path,
+            input=b"over stdio" * 1000,
+            capture_output=True,
+            timeout=20,
+        )
+        assert stdio.returncode == 0, stdio.stderr
+        assert stdio.stdout == b"over stdio" * 1000
         # Kill the gateway hard: check fails fast; restart it: the agent comes back.
         gw.send_signal(signal.SIGKILL)
         gw.wait(5)

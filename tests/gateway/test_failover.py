@@ -76,8 +76,7 @@ def test_moved_gateway_detected_within_a_second(pki: Pki) -> None:
             vip = await Relay(gw_a.addresses["tunnel"][1]).start()
             async with running_agent(agent_config(pki, "dev1", vip.port, http=port_a)) as agent:
                 assert "dev1" in gw_a.sessions
-                vip.freeze()
-                vip.target = gw_b.addresses["tunnel"][1]
+                vip.move(gw_b.addresses["tunnel"][1])
                 lost = await _wait(lambda: not agent.connected.is_set(), 3)
                 assert lost < 1.3, f"took {lost:.2f} s to notice"
                 back = await _wait(lambda: "dev1" in gw_b.sessions, 3)
@@ -97,7 +96,8 @@ def test_stale_session_is_replaced_at_once(pki: Pki) -> None:
         web, web_port = await http_service("dev1")
         echo, echo_port = await echo_service()
         tcp_port = free_port()
-        async with running_gateway(gateway_config(pki, heartbeat_ms=200)) as gw:
+        cfg = gateway_config(pki, heartbeat_ms=200, dead_after_ms=600)
+        async with running_gateway(cfg) as gw:
             vip = await Relay(gw.addresses["tunnel"][1]).start()
             acfg = agent_config(
                 pki, "dev1", vip.port, http=web_port, tcp=echo_port, tcp_port=tcp_port
@@ -147,5 +147,38 @@ def test_backoff_after_refusal_does_not_spin(pki: Pki) -> None:
             await asyncio.sleep(1.5)
             assert not agent.connected.is_set()
             assert "ConnectionError" in agent.last_error or "refused" in agent.last_error
+
+    asyncio.run(main())
+
+
+def test_busy_gateway_is_not_dropped(pki: Pki) -> None:
+    """A gateway that stalls (a reconnect storm) must not make every agent leave at once."""
+
+    async def main() -> None:
+        web, web_port = await http_service("dev1")
+        async with running_gateway(gateway_config(pki, heartbeat_ms=300)) as gw:
+            acfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], http=web_port)
+            async with running_agent(acfg) as agent:
+                await asyncio.sleep(0.3)
+                # Stall this loop (gateway and agent alike) for 1.5 s, five heartbeats.
+                time.sleep(1.5)
+                await asyncio.sleep(1.0)
+                assert agent.connected.is_set() and agent.sessions == 1
+                assert gw.metrics.sessions_total == 1
+        web.close()
+
+    asyncio.run(main())
+
+
+def test_silent_gateway_is_left_after_dead_after(pki: Pki) -> None:
+    async def main() -> None:
+        cfg = gateway_config(pki, heartbeat_ms=100, dead_after_ms=800)
+        async with running_gateway(cfg) as gw:
+            vip = await Relay(gw.addresses["tunnel"][1]).start()
+            async with running_agent(agent_config(pki, "dev1", vip.port, http=free_port())) as a:
+                vip.freeze()  # a frozen node that kept the VIP: no reset, no answer
+                lost = await _wait(lambda: not a.connected.is_set(), 3)
+                assert 0.6 < lost < 1.5
+            vip.close()
 
     asyncio.run(main())

@@ -224,3 +224,31 @@ def test_device_cert_cannot_pose_as_gateway_client_without_role(pki: Pki) -> Non
             assert not gw.sessions
 
     asyncio.run(main())
+
+
+def test_half_close_passes_through(pki: Pki) -> None:
+    """A client that sends, then shuts its writing side, still gets the whole answer."""
+
+    async def main() -> None:
+        echo, echo_port = await echo_service()
+        port = free_port()
+        async with running_gateway(gateway_config(pki)) as gw:
+            tport = gw.addresses["tunnel"][1]
+            cfg = agent_config(pki, "dev1", tport, tcp=echo_port, tcp_port=port)
+            async with running_agent(cfg):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"request, then EOF")
+                w.write_eof()
+                assert await asyncio.wait_for(r.read(), 5) == b"request, then EOF"
+                w.close()
+                fwd = Forwarder(client_config(pki, "user", "alice", tport), "dev1", "ssh")
+                fwd.start()
+                fwd_r, fwd_w = await asyncio.open_connection("127.0.0.1", fwd.address[1])
+                fwd_w.write(b"over connect")
+                fwd_w.write_eof()
+                assert await asyncio.wait_for(fwd_r.read(), 5) == b"over connect"
+                fwd_w.close()
+                fwd.close()
+        echo.close()
+
+    asyncio.run(main())

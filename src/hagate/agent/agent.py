@@ -1,8 +1,11 @@
 """The device agent: dial out to the gateway, keep the session, serve stream requests.
 
 Reconnects after any loss: a few fast retries, then jittered exponential backoff (capped).
-The gateway pings every ``heartbeat_ms``; hearing nothing for three intervals (about one
-second by default) means the gateway died or the VIP moved, and the agent redials at once.
+The gateway pings every ``heartbeat_ms``. After two silent intervals the agent sends a probe:
+if the VIP has moved, the node that now holds it answers with a TCP reset at once (so a moved
+gateway is noticed within about a second); a live but busy gateway answers with a ping. Only
+``dead_after_ms`` of silence (a frozen node that kept the VIP) counts as dead. A short
+timeout for that would make every agent drop a merely busy gateway at the same moment.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
 from hagate.gateway.netio import Conn, ProtocolError, open_tcp, set_keepalive, set_nodelay
 from hagate.gateway.pipe import Pipe
-from hagate.gateway.protocol import MAX_LINE, VERSION, decode, encode, read_message
+from hagate.gateway.protocol import MAX_LINE, PROBE, VERSION, decode, encode, read_message
 from hagate.gateway.tls import client_context
 
 log = logging.getLogger("hagate.agent")
@@ -150,15 +153,28 @@ class Agent:
         set_keepalive(conn.sock)
         if eager:  # else spares are opened once streams are asked for (idle devices hold none)
             self._top_up()
-        dead_after = max(3 * heartbeat, heartbeat + 0.5)
+        dead_after = max(2 * heartbeat, float(msg.get("dead_after_ms", 3000)) / 1000)
+        probe_after = 2 * heartbeat
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
         while True:
+            silent = loop.time() - heard
+            wait = probe_after - silent if silent < probe_after else dead_after - silent
             try:
-                async with asyncio.timeout(dead_after):
+                async with asyncio.timeout(max(wait, 0.0)):
                     line = await conn.read_until(b"\n", MAX_LINE)
             except TimeoutError:
                 if conn.poll_input():
-                    continue  # the gateway spoke; it was this process that was late
-                raise TimeoutError(f"no heartbeat for {dead_after:.1f} s") from None
+                    heard = loop.time()  # the gateway spoke; it was this process that was late
+                    continue
+                silent = loop.time() - heard
+                if silent < dead_after:
+                    # Two pings missed. If the VIP moved, the node that has it now answers
+                    # this with a reset at once; a live but slow gateway answers with a ping.
+                    conn.write(PROBE)
+                    continue
+                raise TimeoutError(f"no heartbeat for {silent:.1f} s") from None
+            heard = loop.time()
             self._handle(decode(line))
 
     def _handle(self, msg: dict[str, Any]) -> None:

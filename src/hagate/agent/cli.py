@@ -32,7 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     con.add_argument("target", metavar="DEVICE:SERVICE", help="e.g. dev1:ssh or dev1:22")
-    con.add_argument("--local", required=True, help="local port, or HOST:PORT (127.0.0.1)")
+    where = con.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", help="local port, or HOST:PORT (127.0.0.1)")
+    where.add_argument(
+        "--stdio",
+        action="store_true",
+        help="one stream on stdin/stdout (ssh -o ProxyCommand='hagate connect %%h:22 --stdio')",
+    )
     con.add_argument("-c", "--config", type=Path, help="a TOML file with gateway and [tls]")
     con.add_argument("--gateway", help="HOST:PORT of the gateway's tunnel port")
     con.add_argument("--server-name", help="TLS name of the gateway (default: its host)")
@@ -91,11 +97,22 @@ def _connect(args: argparse.Namespace) -> int:
             client = ClientConfig(
                 client.host, client.port, args.server_name, client.ca, client.cert, client.key
             )
-        local = args.local if ":" in args.local else f"127.0.0.1:{args.local}"
-        lhost, lport = parse_hostport(local)
+        lhost, lport = "", 0
+        if args.local:
+            local = args.local if ":" in args.local else f"127.0.0.1:{args.local}"
+            lhost, lport = parse_hostport(local)
     except (ConfigError, ValueError) as exc:
         print(f"hagate connect: {exc}", file=sys.stderr)
         return 2
+
+    if args.stdio:
+        from hagate.agent.connect import ConnectError, run_stdio
+
+        try:
+            return asyncio.run(run_stdio(client, device, service))
+        except (ConnectError, OSError, ValueError) as exc:
+            print(f"hagate connect: {exc}", file=sys.stderr)
+            return 1
 
     async def main() -> None:
         fwd = Forwarder(client, device, service, lhost, lport)

@@ -7,9 +7,12 @@ with the user's certificate; the gateway asks the device's agent for a stream an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 
 from hagate.agent.agent import dial
@@ -95,3 +98,35 @@ class Forwarder:
             return
         rest = bytes(remote.rbuf)
         Pipe(local, remote.detach()).start(b"", rest)
+
+
+async def run_stdio(client: ClientConfig, device: str, service: str) -> int:
+    """One stream between stdin/stdout and the device service (for ssh's ProxyCommand)."""
+    ctx = client_context(client.cert, client.key, client.ca)
+    remote = await open_stream(client, ctx, device, service)
+    # stdin/stdout may be pipes or a tty: two threads move bytes between them and one end of
+    # a socket pair, whose other end is piped to the gateway like any local connection.
+    near, far = socket.socketpair()
+    done = asyncio.get_running_loop().create_future()
+    rest = bytes(remote.rbuf)
+    Pipe(far, remote.detach(), on_close=lambda: done.done() or done.set_result(None)).start(
+        b"", rest
+    )
+
+    def stdin_to_socket() -> None:
+        with contextlib.suppress(OSError):
+            while data := os.read(0, 65536):
+                near.sendall(data)
+            near.shutdown(socket.SHUT_WR)
+
+    def socket_to_stdout() -> None:
+        with contextlib.suppress(OSError):
+            while data := near.recv(65536):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(1, view) :]
+
+    threading.Thread(target=stdin_to_socket, daemon=True).start()
+    await asyncio.gather(asyncio.to_thread(socket_to_stdout), done)
+    near.close()
+    return 0

@@ -43,6 +43,7 @@ class GatewayConfig:
     streams_per_device: int = 256
     header_bytes: int = 16384
     heartbeat_ms: int = 300
+    dead_after_ms: int = 3000
     pool: int = 2
     pool_idle: float = 60.0
     open_timeout: float = 5.0
@@ -165,6 +166,7 @@ def parse_gateway_config(
         streams_per_device=_get(limits, "streams_per_device", int, w, 256),
         header_bytes=_get(limits, "header_bytes", int, w, 16384),
         heartbeat_ms=_get(limits, "heartbeat_ms", int, w, 300),
+        dead_after_ms=_get(limits, "dead_after_ms", int, w, 3000),
         pool=_get(limits, "pool", int, w, 2),
         pool_idle=_get(limits, "pool_idle_s", float, w, 60.0),
         open_timeout=_get(limits, "open_timeout", float, w, 5.0),
@@ -172,4 +174,6 @@ def parse_gateway_config(
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
+    if cfg.dead_after_ms < 2 * cfg.heartbeat_ms:
+        raise ConfigError(f"{w}dead_after_ms must be at least twice heartbeat_ms")
     return cfg

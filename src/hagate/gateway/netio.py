@@ -102,6 +102,8 @@ class Conn:
                 raise ProtocolError(f"more than {limit} bytes without {sep!r}")
             start = max(0, len(self.rbuf) - len(sep) + 1)
             while True:
+                if self.closed:
+                    raise ConnectionResetError("connection closed")
                 try:
                     chunk = self.sock.recv(65536)
                     break

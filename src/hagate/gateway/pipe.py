@@ -93,6 +93,8 @@ class _Half:
                     break
         except WOULD_BLOCK:
             pass
+        except ssl.SSLEOFError:
+            eof = True
         except (OSError, ValueError):
             self.pipe.abort()
             return

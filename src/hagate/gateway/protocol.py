@@ -73,6 +73,7 @@ def encode(**msg: Any) -> bytes:
 
 
 PING = encode(op="ping")
+PROBE = encode(op="probe")
 
 
 def decode(line: bytes) -> dict[str, Any]:

@@ -53,7 +53,7 @@ log = logging.getLogger("hagate.gateway")
 HEAD_TIMEOUT = 10.0
 # TLS handshakes in progress at most; more wait in the kernel's accept queue. Keeps the loop
 # (and /healthz) responsive when thousands of agents redial at once after a failover.
-MAX_HANDSHAKES = 64
+MAX_HANDSHAKES = 32
 MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
 MAX_PING_BACKLOG = 64 * 1024
 
@@ -261,10 +261,13 @@ class Gateway:
                 for session in list(self.sessions.values()):
                     if session.pool:
                         session.expire_pool(now - self.cfg.pool_idle)
-            for session in list(self.sessions.values()):
+            sessions = list(self.sessions.values())
+            for i, session in enumerate(sessions):
+                if i and i % 500 == 0:
+                    await asyncio.sleep(0)  # let other work in between: no long stalls
                 if len(session.conn.wbuf) > MAX_PING_BACKLOG:
                     self._end_session(session)
-                else:
+                elif not session.closed:
                     session.conn.write(PING)
                 if session.conn.closed:
                     self._end_session(session)
@@ -354,6 +357,7 @@ class Gateway:
                 v=VERSION,
                 session=session.sid,
                 heartbeat_ms=self.cfg.heartbeat_ms,
+                dead_after_ms=self.cfg.dead_after_ms,
                 pool=self.cfg.pool,
                 pool_idle_s=self.cfg.pool_idle,
                 routes=routes,
@@ -363,7 +367,9 @@ class Gateway:
         try:
             while not session.closed:
                 line = await conn.read_until(b"\n", MAX_LINE)
-                if b'"bye"' in line:
+                if b'"probe"' in line:
+                    conn.write(PING)  # an agent that heard nothing for a while asks
+                elif b'"bye"' in line:
                     break
         except (EOFError, ProtocolError, OSError):
             pass

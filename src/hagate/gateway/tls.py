@@ -17,6 +17,10 @@ class Identity:
 
 
 def _load(ctx: ssl.SSLContext, cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
+    # A stream's end is passed on as a TCP half-close (FIN), as ssh -R does, not as TLS
+    # close_notify (which Python cannot send without also waiting for the peer's): read it
+    # as end of stream instead of an error.
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     try:
         ctx.load_cert_chain(cert, key)
         if ca is not None:
