@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -273,18 +274,15 @@ def agents_worker(start: int, count: int, port: int, pki: str) -> None:
     svc = [LocalService(ServiceSpec("http", ServiceKind.HTTP, None, 9), "127.0.0.1", 9)]
 
     async def main() -> None:
-        agents = []
-        for i in range(start, start + count):
+        tasks = []
+        for i in range(start, start + count):  # a ramp, not a SYN flood
             b = root / "issued" / "device" / f"idle{i}"
             client = ClientConfig(
                 "127.0.0.1", port, "127.0.0.1", root / "ca.crt", b / "cert.pem", b / "key.pem"
             )
             ctx = client_context(client.cert, client.key, client.ca)
-            agents.append(Agent(AgentConfig(client, svc), ctx))
-        tasks = []
-        for a in agents:
-            tasks.append(asyncio.create_task(a.run()))
-            await asyncio.sleep(0.002)  # a ramp, not a SYN flood
+            tasks.append(asyncio.create_task(Agent(AgentConfig(client, svc), ctx).run()))
+            await asyncio.sleep(0.004)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -599,7 +597,7 @@ def run(args: argparse.Namespace) -> int:
 
             # ---- idle agents
             if n_agents:
-                workers = max(1, min(8, n_agents // 2500 + 1))
+                workers = 1 if n_agents < 2000 else 2
                 per = -(-n_agents // workers)
                 base = rss_kb(h.gw_pid)
                 t0 = time.monotonic()
@@ -674,6 +672,7 @@ def main() -> int:
     p.add_argument("--serve-http", type=int, help=argparse.SUPPRESS)
     p.add_argument("--agents-worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up children on kill
     if args.serve_sink:
         serve_sink(args.serve_sink)
         return 0

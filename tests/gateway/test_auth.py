@@ -111,3 +111,28 @@ def test_agent_refuses_gateway_of_another_ca(fresh_pki: Pki, tmp_path) -> None: 
             assert not gw.sessions
 
     asyncio.run(main())
+
+
+def test_handshake_flood_from_one_address_is_bounded(fresh_pki: Pki) -> None:
+    from hagate.gateway import server
+
+    async def main() -> None:
+        async with running_gateway(gateway_config(fresh_pki, handshake_timeout=1.0)) as gw:
+            tport = gw.addresses["tunnel"][1]
+            # Connections that never start a TLS handshake (slowloris on the tunnel port).
+            idle = [
+                await asyncio.open_connection("127.0.0.1", tport)
+                for _ in range(server.MAX_HANDSHAKES_PER_ADDRESS + 20)
+            ]
+            await asyncio.sleep(0.3)
+            assert gw.metrics.auth_failures["busy"] >= 20
+            assert gw._handshakes <= server.MAX_HANDSHAKES_PER_ADDRESS
+            await asyncio.sleep(1.2)  # their handshake time is up: the slots are free again
+            assert gw._handshakes == 0
+            acfg = agent_config(fresh_pki, "dev1", tport, http=free_port())
+            async with running_agent(acfg) as agent:
+                assert agent.connected.is_set()
+            for _, w in idle:
+                w.close()
+
+    asyncio.run(main())

@@ -51,9 +51,11 @@ from hagate.pki.ca import PKIError, Role, load_revoked
 log = logging.getLogger("hagate.gateway")
 
 HEAD_TIMEOUT = 10.0
-# TLS handshakes in progress at most; more wait in the kernel's accept queue. Keeps the loop
-# (and /healthz) responsive when thousands of agents redial at once after a failover.
-MAX_HANDSHAKES = 32
+# TLS handshakes in progress at most (more wait in the kernel's accept queue), and from one
+# address (more are closed at once and redial): bounds the memory of a handshake flood and
+# keeps one address that never finishes its handshakes from starving everybody else.
+MAX_HANDSHAKES = 2048
+MAX_HANDSHAKES_PER_ADDRESS = 256
 MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
 MAX_PING_BACKLOG = 64 * 1024
 
@@ -79,6 +81,8 @@ class Gateway:
         self._sni_names: dict[int, str] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handshakes = 0
+        self._handshakes_from: Counter[str] = Counter()
+        self._tls_peer: dict[int, str] = {}  # fd -> address, while its handshake runs
         self._admin: AdminServer | None = None
         self.tick = time.monotonic()  # stamped by the loop; /healthz checks it is fresh
         self._paused: list[tuple[socket.socket, Callable[[], None]]] = []
@@ -169,7 +173,7 @@ class Gateway:
                     self._paused.append((lsock, on_accept))
                     return
                 try:
-                    sock, _addr = lsock.accept()
+                    sock, addr = lsock.accept()
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as exc:  # EMFILE and friends: log, keep serving
@@ -177,12 +181,30 @@ class Gateway:
                     return
                 sock.setblocking(False)
                 if tls:
+                    peer = str(addr[0])
+                    if self._handshakes_from[peer] >= MAX_HANDSHAKES_PER_ADDRESS:
+                        self.metrics.auth_failures["busy"] += 1
+                        sock.close()
+                        continue
                     self._handshakes += 1  # given back in _tls_accept
-                self._spawn(handler(sock))
+                    self._handshakes_from[peer] += 1
+                    self._spawn(self._tls_accounted(handler, sock, peer))
+                else:
+                    self._spawn(handler(sock))
 
         loop.add_reader(lsock.fileno(), on_accept)
 
-    def _handshake_done(self) -> None:
+    async def _tls_accounted(
+        self, handler: Callable[[socket.socket], Awaitable[None]], sock: socket.socket, peer: str
+    ) -> None:
+        self._tls_peer[sock.fileno()] = peer
+        await handler(sock)
+
+    def _handshake_done(self, peer: str | None) -> None:
+        if peer is not None:
+            self._handshakes_from[peer] -= 1
+            if self._handshakes_from[peer] <= 0:
+                del self._handshakes_from[peer]
         self._handshakes -= 1
         if self._paused and self._handshakes < MAX_HANDSHAKES and self.loop is not None:
             for lsock, on_accept in self._paused:
@@ -277,10 +299,11 @@ class Gateway:
     async def _tls_accept(
         self, sock: socket.socket, ctx: ssl.SSLContext
     ) -> tuple[Conn, ssl.SSLSocket] | None:
+        peer = self._tls_peer.pop(sock.fileno(), None)
         try:
             return await self._tls_handshake(sock, ctx)
         finally:
-            self._handshake_done()
+            self._handshake_done(peer)
 
     async def _tls_handshake(
         self, sock: socket.socket, ctx: ssl.SSLContext
