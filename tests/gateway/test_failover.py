@@ -182,3 +182,19 @@ def test_silent_gateway_is_left_after_dead_after(pki: Pki) -> None:
             vip.close()
 
     asyncio.run(main())
+
+
+def test_replaced_sessions_leave_no_tasks_behind(pki: Pki) -> None:
+    async def main() -> None:
+        async with running_gateway(gateway_config(pki)) as gw:
+            tport = gw.addresses["tunnel"][1]
+            for _ in range(5):  # each newer session supersedes a live older one
+                async with (
+                    running_agent(agent_config(pki, "dev1", tport, http=free_port())),
+                    running_agent(agent_config(pki, "dev1", tport, http=free_port())),
+                ):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            assert len(gw._tasks) <= 1, gw._tasks  # one live session at most, no stuck readers
+
+    asyncio.run(main())

@@ -23,7 +23,7 @@ class ProtocolError(Exception):
 class Conn:
     """A non-blocking socket with an input buffer and a buffered, never-blocking write."""
 
-    __slots__ = ("_drained", "closed", "fd", "loop", "rbuf", "sock", "wbuf")
+    __slots__ = ("_drained", "_waiters", "closed", "fd", "loop", "rbuf", "sock", "wbuf")
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None):
         sock.setblocking(False)
@@ -34,6 +34,7 @@ class Conn:
         self.wbuf = bytearray()
         self.closed = False
         self._drained: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # woken with an error by close()
 
     @property
     def tls(self) -> bool:
@@ -52,9 +53,11 @@ class Conn:
             self.loop.add_writer(self.fd, ready)
         else:
             self.loop.add_reader(self.fd, ready)
+        self._waiters.append(fut)
         try:
             await fut
         finally:
+            self._waiters.remove(fut)
             if not self.closed:
                 if write:
                     self.loop.remove_writer(self.fd)
@@ -177,8 +180,9 @@ class Conn:
         if self.wbuf:
             self.loop.remove_writer(self.fd)
         self.loop.remove_reader(self.fd)
-        if self._drained and not self._drained.done():
-            self._drained.set_exception(ConnectionResetError("connection closed"))
+        for fut in [self._drained, *self._waiters]:
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionResetError("connection closed"))
         with contextlib.suppress(OSError):
             self.sock.close()
 
