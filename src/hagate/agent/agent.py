@@ -129,10 +129,7 @@ class Agent:
     async def _serve(self, conn: Conn) -> None:
         services = [s.spec.to_json() for s in self.cfg.services]
         conn.write(encode(op="hello", v=VERSION, services=services, reconnects=self.sessions))
-        try:
-            msg = await asyncio.wait_for(read_message(conn), HANDSHAKE_TIMEOUT)
-        except EOFError:
-            raise Refused("connection closed during hello (certificate not accepted?)") from None
+        msg = await asyncio.wait_for(read_message(conn), HANDSHAKE_TIMEOUT)
         if msg.get("op") == "error":
             raise Refused(str(msg.get("error")))
         if msg.get("op") != "welcome":
@@ -228,11 +225,11 @@ class Agent:
             msg = await read_message(conn)
             if task is not None:
                 self._pool_tasks.discard(task)  # in use now: survives the session's end
-            if sid == self._sid:
-                self._top_up()  # a device in use keeps spare connections ready
-            if msg.get("op") != "stream":
+            if msg.get("op") != "stream":  # e.g. an error: not the gateway's session any more
                 conn.close()
                 return
+            if sid == self._sid:
+                self._top_up()  # a device in use keeps spare connections ready
             svc = self.services.get(str(msg.get("service")))
             if svc is None:
                 conn.write(encode(ok=False, error="no such service"))
