@@ -621,7 +621,13 @@ def run(args: argparse.Namespace) -> int:
                     slowest = max(slowest, time.monotonic() - t_m)
                     if got >= want:
                         break
-                    if time.monotonic() - t0 > 60 + n_agents / 50:
+                    print(
+                        f"  {got:.0f} of {want} agents connected after "
+                        f"{time.monotonic() - t0:.0f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if time.monotonic() - t0 > 120 + n_agents / 20:
                         raise RuntimeError(f"only {got:.0f} of {want} agents connected")
                     time.sleep(0.5)
                 up = time.monotonic() - t0
