@@ -629,7 +629,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                     if time.monotonic() - t0 > 120 + n_agents / 20:
                         raise RuntimeError(f"only {got:.0f} of {want} agents connected")
-                    time.sleep(0.5)
+                    time.sleep(2.0)
                 up = time.monotonic() - t0
                 time.sleep(2.0)  # settle
                 rss = rss_kb(h.gw_pid)
