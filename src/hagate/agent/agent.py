@@ -20,7 +20,15 @@ from typing import Any
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
 from hagate.gateway.netio import Conn, ProtocolError, open_tcp, set_keepalive, set_nodelay
 from hagate.gateway.pipe import Pipe
-from hagate.gateway.protocol import MAX_LINE, PROBE, VERSION, decode, encode, read_message
+from hagate.gateway.protocol import (
+    MAX_LINE,
+    PING,
+    PROBE,
+    VERSION,
+    decode,
+    encode,
+    read_message,
+)
 from hagate.gateway.tls import client_context
 
 log = logging.getLogger("hagate.agent")
@@ -172,7 +180,8 @@ class Agent:
                     continue
                 raise TimeoutError(f"no heartbeat for {silent:.1f} s") from None
             heard = loop.time()
-            self._handle(decode(line))
+            if line != PING:
+                self._handle(decode(line))
 
     def _handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")

@@ -23,7 +23,18 @@ class ProtocolError(Exception):
 class Conn:
     """A non-blocking socket with an input buffer and a buffered, never-blocking write."""
 
-    __slots__ = ("_drained", "_waiters", "closed", "fd", "loop", "rbuf", "sock", "wbuf")
+    __slots__ = (
+        "_drained",
+        "_rfut",
+        "_waiters",
+        "_watching",
+        "closed",
+        "fd",
+        "loop",
+        "rbuf",
+        "sock",
+        "wbuf",
+    )
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None):
         sock.setblocking(False)
@@ -35,6 +46,8 @@ class Conn:
         self.closed = False
         self._drained: asyncio.Future[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []  # woken with an error by close()
+        self._rfut: asyncio.Future[None] | None = None
+        self._watching = False
 
     @property
     def tls(self) -> bool:
@@ -43,26 +56,47 @@ class Conn:
     async def _wait(self, write: bool) -> None:
         if self.closed:
             raise ConnectionResetError("connection closed")
+        if not write:
+            return await self._wait_readable()
         fut = self.loop.create_future()
 
         def ready() -> None:
             if not fut.done():
                 fut.set_result(None)
 
-        if write:
-            self.loop.add_writer(self.fd, ready)
-        else:
-            self.loop.add_reader(self.fd, ready)
+        self.loop.add_writer(self.fd, ready)
         self._waiters.append(fut)
         try:
             await fut
         finally:
             self._waiters.remove(fut)
             if not self.closed:
-                if write:
-                    self.loop.remove_writer(self.fd)
-                else:
-                    self.loop.remove_reader(self.fd)
+                self.loop.remove_writer(self.fd)
+
+    async def _wait_readable(self) -> None:
+        # The reader stays registered between reads: a connection that is read again and
+        # again (an agent's control connection, pinged every 300 ms) costs no epoll_ctl calls.
+        fut = self.loop.create_future()
+        self._rfut = fut
+        if not self._watching:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self._watching = True
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            self._waiters.remove(fut)
+            if self._rfut is fut:
+                self._rfut = None
+
+    def _on_readable(self) -> None:
+        fut = self._rfut
+        if fut is None or fut.done():  # nobody reads now: stop watching rather than spin
+            self.loop.remove_reader(self.fd)
+            self._watching = False
+            return
+        self._rfut = None
+        fut.set_result(None)
 
     async def handshake(self) -> None:
         assert isinstance(self.sock, ssl.SSLSocket)
@@ -170,6 +204,9 @@ class Conn:
 
     def detach(self) -> socket.socket:
         """Hand the socket over (to a :class:`~hagate.gateway.pipe.Pipe`)."""
+        if self._watching:
+            self.loop.remove_reader(self.fd)
+            self._watching = False
         self.closed = True
         return self.sock
 
