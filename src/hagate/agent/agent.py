@@ -15,10 +15,18 @@ import contextlib
 import logging
 import random
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
-from hagate.gateway.netio import Conn, ProtocolError, open_tcp, set_keepalive, set_nodelay
+from hagate.gateway.netio import (
+    WOULD_BLOCK,
+    Conn,
+    ProtocolError,
+    open_tcp,
+    set_keepalive,
+    set_nodelay,
+)
 from hagate.gateway.pipe import Pipe
 from hagate.gateway.protocol import (
     MAX_LINE,
@@ -159,29 +167,7 @@ class Agent:
         if eager:  # else spares are opened once streams are asked for (idle devices hold none)
             self._top_up()
         dead_after = max(2 * heartbeat, float(msg.get("dead_after_ms", 3000)) / 1000)
-        probe_after = 2 * heartbeat
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        while True:
-            silent = loop.time() - heard
-            wait = probe_after - silent if silent < probe_after else dead_after - silent
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    line = await conn.read_until(b"\n", MAX_LINE)
-            except TimeoutError:
-                if conn.poll_input():
-                    heard = loop.time()  # the gateway spoke; it was this process that was late
-                    continue
-                silent = loop.time() - heard
-                if silent < dead_after:
-                    # Two pings missed. If the VIP moved, the node that has it now answers
-                    # this with a reset at once; a live but slow gateway answers with a ping.
-                    conn.write(PROBE)
-                    continue
-                raise TimeoutError(f"no heartbeat for {silent:.1f} s") from None
-            heard = loop.time()
-            if line != PING:
-                self._handle(decode(line))
+        await _ControlReader(conn, self._handle, heartbeat, dead_after).run()
 
     def _handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")
@@ -267,3 +253,88 @@ async def run_agent(cfg: AgentConfig) -> None:
     agent = Agent(cfg)
     with contextlib.suppress(asyncio.CancelledError):
         await agent.run()
+
+
+class _ControlReader:
+    """Reads the control connection from callbacks, not a coroutine: a ping costs one read.
+
+    A timer every heartbeat interval checks the silence: after two intervals it sends a probe
+    (a moved VIP answers it with a reset; a busy gateway with a ping), after ``dead_after``
+    it gives up. Readable data is handled before due timers in a loop iteration, so a process
+    that was itself late does not mistake its own delay for the gateway's silence.
+    """
+
+    def __init__(
+        self,
+        conn: Conn,
+        handle: Callable[[dict[str, Any]], None],
+        heartbeat: float,
+        dead_after: float,
+    ) -> None:
+        self.conn = conn
+        self.handle = handle
+        self.heartbeat = heartbeat
+        self.dead_after = dead_after
+        self.loop = asyncio.get_running_loop()
+        self.heard = self.loop.time()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        conn = self.conn
+        self.loop.add_reader(conn.fd, self._on_readable)
+        self.timer = self.loop.call_later(self.heartbeat, self._check)
+        if conn.rbuf:  # lines that came with the welcome
+            self.loop.call_soon(self._lines)
+        try:
+            await self.lost
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            if not conn.closed:
+                self.loop.remove_reader(conn.fd)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.lost.done():
+            self.lost.set_exception(exc)
+
+    def _on_readable(self) -> None:
+        conn = self.conn
+        try:
+            chunk = conn.sock.recv(65536)
+        except WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not chunk:
+            self._fail(EOFError("the gateway closed the connection"))
+            return
+        conn.rbuf += chunk
+        self._lines()
+
+    def _lines(self) -> None:
+        rbuf = self.conn.rbuf
+        self.heard = self.loop.time()
+        try:
+            while (i := rbuf.find(b"\n")) >= 0:
+                line = bytes(rbuf[: i + 1])
+                del rbuf[: i + 1]
+                if line != PING:
+                    self.handle(decode(line))
+            if len(rbuf) > MAX_LINE:
+                raise ProtocolError("control line too long")
+        except Exception as exc:  # Superseded, Refused, ProtocolError
+            self._fail(exc)
+
+    def _check(self) -> None:
+        silent = self.loop.time() - self.heard
+        if silent >= self.dead_after:
+            self._fail(TimeoutError(f"no heartbeat for {silent:.1f} s"))
+            return
+        if silent >= 2 * self.heartbeat:
+            self.conn.write(PROBE)
+            if self.conn.closed:  # the write failed: reset by the new VIP holder
+                self._fail(ConnectionResetError("connection reset"))
+                return
+        self.timer = self.loop.call_later(self.heartbeat, self._check)

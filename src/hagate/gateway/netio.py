@@ -152,17 +152,6 @@ class Conn:
                 raise EOFError("connection closed")
             self.rbuf += chunk
 
-    def poll_input(self) -> bool:
-        """Take whatever input is ready without waiting; True if there was some."""
-        try:
-            chunk = self.sock.recv(65536)
-        except WOULD_BLOCK:
-            return False
-        if not chunk:
-            raise EOFError("connection closed")
-        self.rbuf += chunk
-        return True
-
     def write(self, data: bytes) -> None:
         """Send now if the socket takes it, else buffer and flush when writable."""
         if self.closed:
