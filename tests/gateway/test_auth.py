@@ -38,7 +38,7 @@ def test_revoked_certificate_refused_and_session_closed(fresh_pki: Pki) -> None:
                 assert "revoked" in agent.last_error
                 assert gw.metrics.auth_failures["revoked"] >= 1
                 status, _ = await http_get(gw.addresses["http"][1], f"dev1.{DOMAIN}")
-                assert status == 502
+                assert status == 404
         web.close()
 
     asyncio.run(main())

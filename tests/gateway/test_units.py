@@ -136,3 +136,35 @@ def test_metrics_text() -> None:
     assert 'hagate_auth_failures_total{reason="revoked"} 2' in text
     assert 'hagate_bytes_total{direction="to_device"} 10' in text
     assert "# TYPE hagate_agents_connected gauge" in text
+
+
+def test_step_budget_spreads_handshakes_over_loop_turns() -> None:
+    import asyncio
+    from collections import Counter
+
+    from hagate.gateway.netio import StepBudget
+
+    async def main() -> Counter[int]:
+        budget = StepBudget(4)
+        turn = 0
+        granted: list[int] = []
+
+        async def ticker() -> None:
+            nonlocal turn
+            while True:
+                turn += 1
+                await asyncio.sleep(0)
+
+        async def step() -> None:
+            await budget.acquire()
+            granted.append(turn)
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.gather(*(step() for _ in range(40)))
+        tick.cancel()
+        return Counter(granted)
+
+    per_turn = asyncio.run(main())
+    assert sum(per_turn.values()) == 40
+    assert max(per_turn.values()) <= 4
+    assert len(per_turn) >= 10

@@ -24,6 +24,7 @@ from hagate.gateway.metrics import Metrics
 from hagate.gateway.netio import (
     Conn,
     ProtocolError,
+    StepBudget,
     listen_socket,
     set_keepalive,
     set_nodelay,
@@ -56,6 +57,7 @@ HEAD_TIMEOUT = 10.0
 # keeps one address that never finishes its handshakes from starving everybody else.
 MAX_HANDSHAKES = 2048
 MAX_HANDSHAKES_PER_ADDRESS = 256
+HANDSHAKE_STEPS_PER_TURN = 16  # ~1.5 ms each with OpenSSL 3: pings never wait long
 MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
 MAX_PING_BACKLOG = 64 * 1024
 
@@ -81,6 +83,7 @@ class Gateway:
         self._sni_names: dict[int, str] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handshakes = 0
+        self._budget = StepBudget(HANDSHAKE_STEPS_PER_TURN)
         self._handshakes_from: Counter[str] = Counter()
         self._tls_peer: dict[int, str] = {}  # fd -> address, while its handshake runs
         self._admin: AdminServer | None = None
@@ -316,7 +319,7 @@ class Gateway:
             return None
         conn = Conn(ssock)
         try:
-            await asyncio.wait_for(conn.handshake(), self.cfg.handshake_timeout)
+            await asyncio.wait_for(conn.handshake(self._budget), self.cfg.handshake_timeout)
         except ssl.SSLError as exc:
             reason = (exc.reason or type(exc).__name__).lower()
             if ctx is self.tunnel_ctx:
@@ -470,7 +473,8 @@ class Gateway:
         """A data connection to ``device``'s service, after the agent said it connected."""
         session = self.sessions.get(device)
         if session is None:
-            raise StreamError(502, "offline", f"device {device} is not connected")
+            # Unknown and offline look the same without a device database: both are "not here".
+            raise StreamError(404, "offline", f"device {device} is not connected")
         svc = session.service(service, kind)
         if svc is None:
             what = f"service {service!r}" if service else "HTTP service"
