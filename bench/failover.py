@@ -5,6 +5,8 @@ Failover: a pair (n1 priority 250, n2 priority 200, unicast, VIP 10.1.1.100/24) 
 on one bridge. Each trial starts both daemons, waits until n1 holds the VIP, waits a random
 part of an advert interval, then crashes (SIGSTOP+SIGKILL) or SIGTERMs n1, and measures from
 that moment until the client sees n2's gratuitous ARP and until n2's interface shows the VIP.
+Phase-locked crash rows instead crash n1 right after one of its adverts reaches n2 and measure
+from that advert, so the result is Master_Down_Interval plus the daemon's own delay.
 Idle cost: CPU-s per minute (utime+stime over a window) and RSS/PSS of master and backup with
 1 and 100 instances at VRRPv3 advert_int 0.1 s.
 
@@ -18,23 +20,45 @@ import functools
 import ipaddress
 import json
 import random
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from hagate.lab import Lab, LabError, Node, procs
 from hagate.lab.guard import netns_path
 from hagate.lab.keepalived import master_down_interval, pair
+from hagate.lab.watch import AdvertSniffer
 
 NODES = {"n1": "10.1.1.5/24", "n2": "10.1.1.10/24", "client": "10.1.1.50/24"}
 PEERS = [("n1", "10.1.1.5", 250), ("n2", "10.1.1.10", 200)]
 VIP = "10.1.1.100"
-SCENARIOS = [(2, 1.0, "crash"), (2, 1.0, "sigterm"), (3, 0.1, "crash"), (3, 0.1, "sigterm")]
+
+
+class Phase(StrEnum):
+    """When in n1's advert cycle the kill lands."""
+
+    RANDOM = "random"  # 0.2 s + a random part of advert_int after the election
+    LOCKED = "locked"  # right after an advert from n1 reached n2; timed from that advert
+
+
+Scenario = tuple[int, float, str, Phase]  # VRRP version, advert_int, kill, phase
+SCENARIOS: list[Scenario] = [
+    (2, 1.0, "crash", Phase.RANDOM),
+    (2, 1.0, "sigterm", Phase.RANDOM),
+    (3, 0.1, "crash", Phase.RANDOM),
+    (3, 0.1, "sigterm", Phase.RANDOM),
+]
+LOCKED_SCENARIOS: list[Scenario] = [
+    (2, 1.0, "crash", Phase.LOCKED),
+    (3, 0.1, "crash", Phase.LOCKED),
+]
 
 
 # -- implementations ----------------------------------------------------------------------
@@ -90,14 +114,25 @@ def _log_tail(lab: Lab, node: Node, impl: Impl, lines: int = 5) -> str:
 
 @dataclass
 class FailoverRow:
+    """One scenario of one implementation; times in seconds from the kill (RANDOM) or from
+    n1's last advert (LOCKED)."""
+
     impl: str
     version: int
     advert_int: float
     kill: str
+    phase: Phase = Phase.RANDOM
     garp_s: list[float] = field(default_factory=list)
     vip_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     available: bool = True
+    master_down_s: float | None = None  # LOCKED: Master_Down_Interval of n2 (priority 200)
+    beyond_mdi_s: list[float] = field(default_factory=list)  # LOCKED: garp_s - master_down_s
+    lag_s: list[float] = field(default_factory=list)  # LOCKED: advert received -> n1 stopped
+
+    @property
+    def label(self) -> str:
+        return f"{self.impl} v{self.version} {self.advert_int:g}s {self.kill} {self.phase}"
 
 
 def _reset(lab: Lab) -> None:
@@ -107,8 +142,9 @@ def _reset(lab: Lab) -> None:
         node.run(["ip", "addr", "del", f"{VIP}/24", "dev", node.ifname], check=False)
 
 
-def _trial(lab: Lab, impl: Impl, version: int, advert_int: float, kill: str) -> tuple[float, float]:
-    n1, n2, client = lab.node("n1"), lab.node("n2"), lab.node("client")
+def _elect(lab: Lab, impl: Impl, version: int, advert_int: float) -> None:
+    """Start both daemons afresh and wait until n1 alone holds the VIP."""
+    n1, n2 = lab.node("n1"), lab.node("n2")
     _reset(lab)
     confs = pair(version=version, advert_int=advert_int, vips=[f"{VIP}/24"], unicast=True,
                  nodes=PEERS)  # fmt: skip
@@ -128,6 +164,12 @@ def _trial(lab: Lab, impl: Impl, version: int, advert_int: float, kill: str) -> 
         if dead:
             raise LabError(f"{dead[0][0]} exited: {_log_tail(lab, dead[0][1], impl)}") from None
         raise LabError("no stable election: n1 did not become the only VIP holder") from None
+
+
+def _trial(lab: Lab, impl: Impl, version: int, advert_int: float, kill: str) -> tuple[float, float]:
+    """Random phase: (client sees GARP, VIP on n2), seconds from the kill of n1."""
+    n1, n2, client = lab.node("n1"), lab.node("n2"), lab.node("client")
+    _elect(lab, impl, version, advert_int)
     garp = client.watch_garp()
     addrs = n2.watch_addresses()
     try:
@@ -146,36 +188,99 @@ def _trial(lab: Lab, impl: Impl, version: int, advert_int: float, kill: str) -> 
         addrs.stop()
 
 
+def _locked_trial(
+    lab: Lab, impl: Impl, version: int, advert_int: float
+) -> tuple[float, float, float]:
+    """Phase-locked crash: (GARP, VIP, lag), seconds from the advert the crash was timed on.
+
+    n1's adverts are read in n2's namespace (a raw protocol-112 socket gets a copy of what
+    n2's daemon gets); right after one arrives, every process of n1 is stopped and killed as
+    Node.crash() does. That advert restarted n2's Master_Down_Timer (RFC 3768 §6.4.2, RFC 9568
+    §6.4.2), so from it n2 must wait Master_Down_Interval, and the rest is the daemon's delay.
+    """
+    n1, n2, client = lab.node("n1"), lab.node("n2"), lab.node("client")
+    n1_ip = PEERS[0][1]
+    _elect(lab, impl, version, advert_int)
+    garp = client.watch_garp()
+    addrs = n2.watch_addresses()
+    sniffer = AdvertSniffer(n2.netns)
+    try:
+        time.sleep(0.2)  # as the random-phase rows: same time after the election
+        if n2.has_address(VIP) or not n1.has_address(VIP):
+            raise LabError("the master changed before the kill")
+        pids = n1.pids()  # looked up beforehand: scanning /proc takes milliseconds
+        advert = sniffer.next(src=n1_ip, timeout=3 * advert_int + 1)
+        procs.signal_all(pids, signal.SIGSTOP)
+        stopped = time.monotonic()
+        procs.signal_all(pids, signal.SIGKILL)
+        n1.crash()  # anything else in n1's namespace; waits until all are gone
+        limit = master_down_interval(version, advert_int, 200) + 3
+        seen = garp.wait_for(VIP, after=advert.t, mac=n2.mac, timeout=limit)
+        added = addrs.wait_for(VIP, after=advert.t, timeout=limit)
+        if any(a.src == advert.src and a.t > advert.t for a in sniffer.drain()):
+            raise LabError("n1 advertised again after the advert the crash was timed on")
+        return seen.t - advert.t, added.t - advert.t, stopped - advert.t
+    finally:
+        sniffer.close()
+        garp.stop()
+        addrs.stop()
+
+
+def _measure(lab: Lab, impl: Impl, row: FailoverRow) -> str:
+    """One trial of ``row``'s scenario, recorded in ``row``; returns the log line."""
+    if row.phase is Phase.RANDOM:
+        garp_s, vip_s = _trial(lab, impl, row.version, row.advert_int, row.kill)
+        row.garp_s.append(garp_s)
+        row.vip_s.append(vip_s)
+        return f"GARP {garp_s * 1000:.0f} ms, VIP {vip_s * 1000:.0f} ms"
+    garp_s, vip_s, lag_s = _locked_trial(lab, impl, row.version, row.advert_int)
+    mdi = row.master_down_s or 0.0
+    row.garp_s.append(garp_s)
+    row.vip_s.append(vip_s)
+    row.lag_s.append(lag_s)
+    row.beyond_mdi_s.append(garp_s - mdi)
+    return (
+        f"from advert: GARP {garp_s * 1000:.0f} ms ({(garp_s - mdi) * 1000:+.0f} beyond "
+        f"Master_Down_Interval), VIP {vip_s * 1000:.0f} ms, n1 stopped {lag_s * 1000:.2f} ms "
+        "after its advert"
+    )
+
+
 def run_failover(
-    impl: Impl, trials: int, scenarios: Sequence[tuple[int, float, str]], log: Callable[[str], None]
+    impls: Sequence[Impl], trials: int, scenarios: Sequence[Scenario], log: Callable[[str], None]
 ) -> list[FailoverRow]:
-    rows = [FailoverRow(impl.name, v, a, k) for v, a, k in scenarios]
-    reason = impl.check()
-    if reason:
-        for row in rows:
-            row.available = False
-            row.failures.append(reason)
+    """Every scenario for every implementation, trials interleaved between implementations
+    (alternating which goes first) so that a changing machine load hits both alike."""
+    rows = {
+        (impl.name, scenario): FailoverRow(impl.name, *scenario) for impl in impls
+        for scenario in scenarios
+    }  # fmt: skip
+    for row in rows.values():
+        if row.phase is Phase.LOCKED:
+            row.master_down_s = master_down_interval(row.version, row.advert_int, 200)
+    usable = []
+    for impl in impls:
+        reason = impl.check()
+        if reason is None:
+            usable.append(impl)
+            continue
+        for scenario in scenarios:
+            rows[impl.name, scenario].available = False
+            rows[impl.name, scenario].failures.append(reason)
         log(f"{impl.name}: not available ({reason})")
-        return rows
-    with Lab.create(prefix="hgb", nodes=NODES) as lab:
-        for row in rows:
-            for i in range(trials):
-                try:
-                    garp_s, vip_s = _trial(lab, impl, row.version, row.advert_int, row.kill)
-                except LabError as exc:
-                    row.failures.append(str(exc))
-                    log(
-                        f"{impl.name} v{row.version} {row.advert_int:g}s {row.kill} #{i + 1}: {exc}"
-                    )
-                    continue
-                row.garp_s.append(garp_s)
-                row.vip_s.append(vip_s)
-                log(
-                    f"{impl.name} v{row.version} {row.advert_int:g}s {row.kill} #{i + 1}: "
-                    f"GARP {garp_s * 1000:.0f} ms, VIP {vip_s * 1000:.0f} ms"
-                )
-        _reset(lab)
-    return rows
+    if usable:
+        with Lab.create(prefix="hgb", nodes=NODES) as lab:
+            for scenario in scenarios:
+                for i in range(trials):
+                    for impl in usable if i % 2 == 0 else usable[::-1]:
+                        row = rows[impl.name, scenario]
+                        try:
+                            log(f"{row.label} #{i + 1}: {_measure(lab, impl, row)}")
+                        except LabError as exc:
+                            row.failures.append(str(exc))
+                            log(f"{row.label} #{i + 1}: {exc}")
+            _reset(lab)
+    return list(rows.values())
 
 
 # -- idle cost ----------------------------------------------------------------------------
@@ -286,17 +391,43 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _key(r: FailoverRow) -> tuple[int, float, str, Phase]:
+    return r.version, r.advert_int, r.kill, r.phase
+
+
+def _signed_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values) * 1000
+    return f"{med:+.0f} [{min(values) * 1000:+.0f}..{max(values) * 1000:+.0f}]"
+
+
+def beyond_mdi_diffs(failover: list[FailoverRow]) -> list[dict[str, Any]]:
+    """Phase-locked rows: hagate - keepalived of the median delay beyond Master_Down_Interval."""
+    base = {_key(r): r for r in failover if r.impl == "keepalived"}
+    out = []
+    for r in failover:
+        k = base.get(_key(r))
+        if r.impl != "hagate" or r.phase is not Phase.LOCKED or k is None:
+            continue
+        if r.beyond_mdi_s and k.beyond_mdi_s:
+            diff = statistics.median(r.beyond_mdi_s) - statistics.median(k.beyond_mdi_s)
+            out.append({"what": f"v{r.version} {r.advert_int:g}s crash", "diff_s": diff})
+    return out
+
+
 def ratios(failover: list[FailoverRow], idle: list[IdleRow]) -> list[dict[str, Any]]:
     """hagate / keepalived for every measurement both produced."""
     out: list[dict[str, Any]] = []
-    base = {(r.version, r.advert_int, r.kill): r for r in failover if r.impl == "keepalived"}
+    base = {_key(r): r for r in failover if r.impl == "keepalived"}
     for r in failover:
-        k = base.get((r.version, r.advert_int, r.kill))
+        k = base.get(_key(r))
         if r.impl != "hagate" or k is None:
             continue
+        phase = " phase-locked" if r.phase is Phase.LOCKED else ""
         out.append(
             {
-                "what": f"failover v{r.version} {r.advert_int:g}s {r.kill}",
+                "what": f"failover v{r.version} {r.advert_int:g}s {r.kill}{phase}",
                 "garp": _ratio(_median(r.garp_s), _median(k.garp_s)),
                 "vip": _ratio(_median(r.vip_s), _median(k.vip_s)),
             }
@@ -321,17 +452,54 @@ def _fmt_ratio(value: object) -> str:
     return f"{value:.2f}x" if isinstance(value, float) else "-"
 
 
+def _print_locked(rows: list[FailoverRow]) -> None:
+    print(
+        "\nPhase-locked crash: ms from n1's last advert (kernel receive time in n2's namespace;"
+        "\nn1 is stopped right after it), median [min-max]; MDI = Master_Down_Interval of n2"
+    )
+    head = f"{'impl':<11}{'VRRP':<6}{'advert':<8}{'n':>3}  {'MDI':>5}  "
+    print(
+        head
+        + f"{'client sees GARP':<20}{'VIP on n2':<20}{'GARP - MDI':<20}{'n1 stopped after':<16}"
+    )
+    for r in rows:
+        lead = f"{r.impl:<11}{'v' + str(r.version):<6}{r.advert_int:<8g}"
+        if not r.available:
+            print(f"{lead}{'':>3}  not available")
+            continue
+        mdi = f"{(r.master_down_s or 0) * 1000:>5.0f}"
+        lag = f"{statistics.median(r.lag_s) * 1000:.2f} ms" if r.lag_s else "-"
+        if r.lag_s:
+            lag += f" (max {max(r.lag_s) * 1000:.2f})"
+        fails = f"  ({len(r.failures)} failed)" if r.failures else ""
+        print(
+            f"{lead}{len(r.garp_s):>3}  {mdi}  {_ms(r.garp_s):<20}{_ms(r.vip_s):<20}"
+            f"{_signed_ms(r.beyond_mdi_s):<20}{lag}{fails}"
+        )
+    diffs = beyond_mdi_diffs(rows)
+    for d in diffs:
+        print(
+            f"  {d['what']}: hagate takes over {d['diff_s'] * 1000:+.1f} ms vs keepalived "
+            "beyond Master_Down_Interval (difference of medians)"
+        )
+
+
 def print_table(failover: list[FailoverRow], idle: list[IdleRow]) -> None:
-    print("\nFailover: ms from the kill of master n1 (median [min-max])")
+    print("\nFailover: ms from the kill of master n1 at a random phase (median [min-max])")
     head = f"{'impl':<11}{'VRRP':<6}{'advert':<8}{'kill':<9}{'n':>3}  "
     print(head + f"{'client sees GARP':<22}{'VIP on n2':<22}")
     for r in failover:
+        if r.phase is not Phase.RANDOM:
+            continue
         lead = f"{r.impl:<11}{'v' + str(r.version):<6}{r.advert_int:<8g}{r.kill:<9}"
         if not r.available:
             print(f"{lead}{'':>3}  not available")
             continue
         fails = f"  ({len(r.failures)} failed)" if r.failures else ""
         print(f"{lead}{len(r.garp_s):>3}  {_ms(r.garp_s):<22}{_ms(r.vip_s):<22}{fails}")
+    locked = [r for r in failover if r.phase is Phase.LOCKED]
+    if locked:
+        _print_locked(locked)
     if idle:
         print("\nIdle cost: VRRPv3 advert_int 0.1 s, unicast pair")
         print(
@@ -348,7 +516,7 @@ def print_table(failover: list[FailoverRow], idle: list[IdleRow]) -> None:
         print("\nhagate / keepalived (medians)")
         for item in rat:
             parts = [f"{k} {_fmt_ratio(v)}" for k, v in item.items() if k != "what"]
-            print(f"  {item['what']:<34}" + ", ".join(parts))
+            print(f"  {item['what']:<40}" + ", ".join(parts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,6 +536,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=20.0, help="idle window, s (20)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-cost part")
     parser.add_argument("--no-failover", action="store_true", help="skip the failover part")
+    parser.add_argument(
+        "--no-phase-lock",
+        action="store_true",
+        help="skip the phase-locked crash rows (crash right after an advert of n1)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
 
@@ -390,12 +563,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    scenarios = list(SCENARIOS)
+    if not args.no_phase_lock:  # --quick: only v3 0.1 s (a v2 1 s trial takes ~7 s)
+        scenarios += [s for s in LOCKED_SCENARIOS if not args.quick or s[1] < 1]
     failover: list[FailoverRow] = []
     idle: list[IdleRow] = []
     try:
+        if not args.no_failover:
+            failover = run_failover([IMPLS[n] for n in names], trials, scenarios, log)
         for name in names:
-            if not args.no_failover:
-                failover += run_failover(IMPLS[name], trials, SCENARIOS, log)
             if not args.no_idle:
                 idle += run_idle(
                     IMPLS[name], counts, window, log, 0.3 if args.quick else args.settle
@@ -408,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "failover": [asdict(r) for r in failover],
             "idle": [asdict(r) for r in idle],
             "ratios": ratios(failover, idle),
+            "beyond_mdi_diffs": beyond_mdi_diffs(failover),
         }
         print(json.dumps(out, indent=2))
     else:

@@ -216,3 +216,99 @@ class AddressWatcher(_Watcher[AddrEvent]):
 
         verb = "added" if added else "removed"
         return self._wait(match, timeout, f"address {want} {verb}")
+
+
+# -- VRRP adverts -----------------------------------------------------------------------------
+
+VRRP_PROTOCOL = 112  # RFC 3768 §5.2.4, RFC 9568 §5.1.1.3
+SO_TIMESTAMPNS = 35  # <asm-generic/socket.h>; the socket module does not export it
+_TIMESPEC = struct.Struct("@qq")
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertEvent:
+    """A VRRP advertisement that arrived in a namespace.
+
+    ``t`` is the kernel's receive timestamp moved onto the ``time.monotonic()`` clock;
+    ``woke`` is ``time.monotonic()`` when the reader got it (``woke - t`` is the read latency).
+    """
+
+    t: float
+    woke: float
+    src: ipaddress.IPv4Address
+    version: int
+    vrid: int
+    priority: int
+
+
+def parse_vrrp(packet: bytes, t: float, woke: float | None = None) -> AdvertEvent | None:
+    """An AdvertEvent if ``packet`` (IPv4 header + payload) carries a VRRP advertisement."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != VRRP_PROTOCOL:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl + 8:
+        return None
+    version, kind = packet[ihl] >> 4, packet[ihl] & 0x0F
+    if version not in (2, 3) or kind != 1:  # type 1 = ADVERTISEMENT (RFC 3768 §5.3.2)
+        return None
+    src = ipaddress.IPv4Address(packet[12:16])
+    woke = t if woke is None else woke
+    return AdvertEvent(t, woke, src, version, vrid=packet[ihl + 1], priority=packet[ihl + 2])
+
+
+class AdvertSniffer:
+    """VRRP adverts (IPv4, protocol 112) arriving in a namespace, read in the caller's thread.
+
+    A raw socket gets a copy of every advert delivered to the namespace (unicast ones too),
+    so the daemons there see the same packets. No thread: :meth:`next` returns as soon as the
+    kernel hands over the packet, for callers that must act right after an advert.
+    """
+
+    def __init__(self, netns: str) -> None:
+        self._sock = socket_in_netns(netns, socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def _read(self) -> AdvertEvent | None:
+        data, anc, _, _ = self._sock.recvmsg(65536, socket.CMSG_SPACE(_TIMESPEC.size))
+        woke = time.monotonic_ns()
+        t_ns = woke
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                # the stamp is CLOCK_REALTIME; shift it by the realtime - monotonic offset now
+                offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+                t_ns = min(woke, sec * 1_000_000_000 + nsec - offset)
+        return parse_vrrp(data, t_ns / 1e9, woke / 1e9)
+
+    def drain(self) -> list[AdvertEvent]:
+        """Every advert queued now, without waiting."""
+        out = []
+        while select.select([self._sock], [], [], 0)[0]:
+            event = self._read()
+            if event:
+                out.append(event)
+        return out
+
+    def next(
+        self, src: str | ipaddress.IPv4Address | None = None, timeout: float = 5.0
+    ) -> AdvertEvent:
+        """The next advert (from ``src``) that arrives; queued ones are skipped first."""
+        want = ipaddress.IPv4Address(src) if src is not None else None
+        self.drain()
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self._sock], [], [], left)[0]:
+                break
+            event = self._read()
+            if event and (want is None or event.src == want):
+                return event
+        raise LabError(f"no VRRP advert from {want or 'anyone'} within {timeout:g} s")
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> AdvertSniffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
