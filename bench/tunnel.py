@@ -270,6 +270,14 @@ def agents_worker(start: int, count: int, port: int, pki: str) -> None:
     from hagate.gateway.tls import client_context
 
     raise_nofile_limit()
+    if os.environ.get("HAGATE_BENCH_AGENT_LOG"):  # why agents lose sessions, when debugging
+        import logging
+
+        logging.basicConfig(
+            level=logging.INFO,
+            filename=f"{os.environ['HAGATE_BENCH_AGENT_LOG']}.{start}",
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
     root = Path(pki)
     svc = [LocalService(ServiceSpec("http", ServiceKind.HTTP, None, 9), "127.0.0.1", 9)]
 

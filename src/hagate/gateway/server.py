@@ -296,7 +296,7 @@ class Gateway:
                         session.expire_pool(now - self.cfg.pool_idle)
             sessions = list(self.sessions.values())
             for i, session in enumerate(sessions):
-                if i and i % 500 == 0:
+                if i and i % 2000 == 0:
                     await asyncio.sleep(0)  # let other work in between: no long stalls
                 if len(session.conn.wbuf) > MAX_PING_BACKLOG:
                     self._end_session(session)
