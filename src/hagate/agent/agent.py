@@ -131,8 +131,8 @@ class Agent:
         rc = self.cfg.reconnect
         if failures <= rc.fast_retries:
             return rc.fast_delay * random.uniform(0.5, 1.5)
-        step = min(rc.max_delay, rc.base_delay * 2 ** (failures - rc.fast_retries - 1))
-        return step / 2 + random.uniform(0, step / 2)
+        step = min(rc.max_delay, rc.base_delay * 2.0 ** (failures - rc.fast_retries - 1))
+        return float(step / 2 + random.uniform(0, step / 2))
 
     async def _session(self) -> None:
         self._established = False

@@ -107,11 +107,14 @@ async def run_stdio(client: ClientConfig, device: str, service: str) -> int:
     # stdin/stdout may be pipes or a tty: two threads move bytes between them and one end of
     # a socket pair, whose other end is piped to the gateway like any local connection.
     near, far = socket.socketpair()
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def closed() -> None:
+        if not done.done():
+            done.set_result(None)
+
     rest = bytes(remote.rbuf)
-    Pipe(far, remote.detach(), on_close=lambda: done.done() or done.set_result(None)).start(
-        b"", rest
-    )
+    Pipe(far, remote.detach(), on_close=closed).start(b"", rest)
 
     def stdin_to_socket() -> None:
         with contextlib.suppress(OSError):

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 import ssl
 from collections import deque
+from typing import Any
 
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -297,7 +298,7 @@ async def open_tcp(host: str, port: int, timeout: float) -> socket.socket:
     try:
         ip = ipaddress.ip_address(host)
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        infos = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
+        infos: list[tuple[Any, ...]] = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
     except ValueError:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     last: Exception | None = None

@@ -89,7 +89,7 @@ class _Half:
                 # One recv takes all the kernel has; a TLS read yields one record. A short
                 # record with nothing left decrypted ends a burst: the socket is level-
                 # triggered, so stopping here costs nothing and saves a failing read.
-                if not self.src_tls or (n < TLS_RECORD and not src.pending()):
+                if not isinstance(src, ssl.SSLSocket) or (n < TLS_RECORD and not src.pending()):
                     break
         except WOULD_BLOCK:
             pass
@@ -106,7 +106,12 @@ class _Half:
                 return
         if eof:
             self._eof()
-        elif filled == BUFFER_SIZE and self.pending is None and self.src_tls and src.pending():
+        elif (
+            filled == BUFFER_SIZE
+            and self.pending is None
+            and isinstance(src, ssl.SSLSocket)
+            and src.pending()
+        ):
             self.loop.call_soon(self.on_readable)
 
     def _send(self, data: memoryview) -> None:

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hagate.gateway import http
@@ -148,7 +148,7 @@ class Gateway:
         name: str,
         host: str,
         port: int,
-        handler: Callable[[socket.socket], Awaitable[None]],
+        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
         tls: bool = False,
     ) -> None:
         try:
@@ -164,7 +164,7 @@ class Gateway:
     def _accept_on(
         self,
         lsock: socket.socket,
-        handler: Callable[[socket.socket], Awaitable[None]],
+        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
         tls: bool = False,
     ) -> None:
         assert self.loop is not None
@@ -199,7 +199,10 @@ class Gateway:
         loop.add_reader(lsock.fileno(), on_accept)
 
     async def _tls_accounted(
-        self, handler: Callable[[socket.socket], Awaitable[None]], sock: socket.socket, peer: str
+        self,
+        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
+        sock: socket.socket,
+        peer: str,
     ) -> None:
         self._tls_peer[sock.fileno()] = peer
         await handler(sock)
@@ -554,7 +557,9 @@ class Gateway:
         await conn.drain()
         self._pipe(device, conn, data)
 
-    def _tcp_handler(self, device: str, service: str) -> Callable[[socket.socket], Awaitable[None]]:
+    def _tcp_handler(
+        self, device: str, service: str
+    ) -> Callable[[socket.socket], Coroutine[Any, Any, None]]:
         async def handle(sock: socket.socket) -> None:
             set_nodelay(sock)
             user = Conn(sock)

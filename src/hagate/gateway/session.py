@@ -54,7 +54,8 @@ class Session:
         if name is None:
             http = [s for s in self.services.values() if s.kind is ServiceKind.HTTP]
             named = [s for s in http if s.name == "http"]
-            return (named or http or [None])[0]
+            candidates = named or http
+            return candidates[0] if candidates else None
         svc = self.services.get(name)
         if svc is None and name.isdigit():
             svc = next((s for s in self.services.values() if s.target_port == int(name)), None)

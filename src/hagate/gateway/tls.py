@@ -60,7 +60,7 @@ def peer_identity(sock: ssl.SSLSocket) -> Identity | None:
     cert = sock.getpeercert()
     if not cert:
         return None
-    fields = {k: v for rdn in cert.get("subject", ()) for (k, v) in rdn}
+    fields = {str(item[0]): str(item[1]) for rdn in cert.get("subject", ()) for item in rdn}
     ou, cn = fields.get("organizationalUnitName", ""), fields.get("commonName", "")
     roles = {r.ou: r for r in Role}
     serial = cert.get("serialNumber")
