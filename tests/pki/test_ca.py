@@ -84,7 +84,12 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pki", "issue", "x", "--dir", d]) == 1
     assert "pki init" in capsys.readouterr().err
     assert main(["pki", "init", "--dir", d]) == 0
-    assert main(["pki", "issue", "dev1", "--dir", d]) == 0
+    assert main(["pki", "issue", "dev1", "--dir", d, "--gateway", "10.0.0.100:7443"]) == 0
+    from hagate.agent.config import load_agent_config
+
+    agent = load_agent_config(Path(d) / "issued" / "device" / "dev1" / "agent.toml")
+    assert (agent.client.host, agent.client.port) == ("10.0.0.100", 7443)
+    assert agent.client.cert.exists() and agent.client.key.exists() and agent.client.ca.exists()
     assert main(["pki", "issue", "bob", "--user", "--dir", d]) == 0
     assert main(["pki", "issue", "dev2", "--dns", "x", "--dir", d]) == 1
     assert main(["pki", "issue", "gw", "--server", "--ip", "nonsense", "--dir", d]) == 1

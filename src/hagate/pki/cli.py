@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="server: DNS name (repeat; e.g. gw.example.com and *.gw.example.com)",
     )
     iss.add_argument("--ip", action="append", default=[], help="server: IP address (e.g. the VIP)")
+    iss.add_argument(
+        "--gateway",
+        metavar="HOST:PORT",
+        help="device/user: also write agent.toml / user.toml for this gateway (e.g. the VIP)",
+    )
+    iss.add_argument("--server-name", help="with --gateway: the gateway's TLS name")
     iss.add_argument("--days", type=int, default=1825)
     iss.add_argument("--force", action="store_true", help="re-issue an existing name")
     iss.set_defaults(func=_issue)
@@ -94,7 +100,38 @@ def _issue(args: argparse.Namespace) -> int:
     except PKIError as exc:
         return _fail(str(exc))
     print(f"{role.value} {args.name}: {out.cert}, {out.key}, {out.ca} (serial {out.serial:x})")
+    if args.gateway and role is not Role.SERVER:
+        path = _write_client_config(out.directory, role, args.gateway, args.server_name)
+        print(f"config: {path}")
     return 0
+
+
+def _write_client_config(
+    directory: Path, role: object, gateway: str, server_name: str | None
+) -> Path:
+    from hagate.pki.ca import Role
+
+    lines = [f'gateway = "{gateway}"']
+    if server_name:
+        lines.append(f'server_name = "{server_name}"')
+    lines += ["", "[tls]", 'ca = "ca.crt"', 'cert = "cert.pem"', 'key = "key.pem"']
+    if role is Role.DEVICE:
+        lines += [
+            "",
+            "# The services this device exposes (see docs/gateway.md).",
+            "[[service]]",
+            'name = "http"',
+            'type = "http"',
+            'target = "127.0.0.1:80"',
+            "",
+            "[[service]]",
+            'name = "ssh"',
+            'type = "tcp"',
+            'target = "127.0.0.1:22"',
+        ]
+    path = directory / ("agent.toml" if role is Role.DEVICE else "user.toml")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _revoke(args: argparse.Namespace) -> int:
