@@ -13,6 +13,7 @@ import ipaddress
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -312,6 +313,91 @@ async def open_tcp(host: str, port: int, timeout: float) -> socket.socket:
             sock.close()
             last = exc
     raise ConnectionError(f"cannot connect to {host}:{port}: {last}")
+
+
+async def _connect_one(
+    loop: asyncio.AbstractEventLoop,
+    make_socket: Callable[[int], socket.socket],
+    family: int,
+    addr: Any,
+) -> socket.socket:
+    sock = make_socket(family)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _stream_socket(family: int) -> socket.socket:
+    return socket.socket(family, socket.SOCK_STREAM)
+
+
+async def open_tcp_staggered(
+    host: str,
+    port: int,
+    timeout: float,
+    stagger: float = 0.25,
+    max_inflight: int = 4,
+    make_socket: Callable[[int], socket.socket] = _stream_socket,
+) -> socket.socket:
+    """Like :func:`open_tcp`, but while no SYN has been answered a fresh attempt starts every
+    ``stagger`` seconds (at most ``max_inflight`` at once); the first to connect wins.
+
+    A gateway behind a VIP that is moving answers nothing until the new master's gratuitous
+    ARP; the kernel would retransmit the first SYN only 1 s, then 3 s after it was sent, so a
+    single attempt lands up to a second or two after the VIP has moved. Earlier attempts keep
+    running, so a slow but live path still connects.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        ip = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        addr: Any = (host, port)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise ConnectionError(f"cannot resolve {host}") from None
+        family, _, _, _, addr = infos[0]
+    deadline = loop.time() + timeout
+    pending: set[asyncio.Task[socket.socket]] = set()
+    last: BaseException | None = None
+    try:
+        while True:
+            if len(pending) < max_inflight:
+                pending.add(asyncio.ensure_future(_connect_one(loop, make_socket, family, addr)))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=min(stagger, remaining), return_when=asyncio.FIRST_COMPLETED
+            )
+            winner: socket.socket | None = None
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    last = exc
+                elif winner is None:
+                    winner = task.result()
+                else:
+                    task.result().close()
+            if winner is not None:
+                return winner
+            if done and not pending:
+                break  # refused or unreachable: an answer, not silence; the caller backs off
+    finally:
+        for task in pending:
+            task.cancel()
+            task.add_done_callback(_close_result)
+    raise ConnectionError(f"cannot connect to {host}:{port}: {last or 'timed out'}")
+
+
+def _close_result(task: asyncio.Task[socket.socket]) -> None:
+    """A losing attempt that connected after all: close its socket."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
 
 
 def listen_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
