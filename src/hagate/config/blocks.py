@@ -146,13 +146,11 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
         if key != "notification_email":
             v.no_block(item)
         if key in seconds:
-            text = v.first(item)
-            value = v.seconds(item, text, *seconds[key]) if text is not None else None
+            value = v.first_seconds(item, *seconds[key])
             if value is not None:
                 f[key] = value
         elif key in integers:
-            text = v.first(item)
-            number = v.integer(item, text, *integers[key]) if text is not None else None
+            number = v.first_integer(item, *integers[key])
             if number is not None:
                 f[key] = number
         elif key in flags or key == "enable_script_security":
@@ -162,8 +160,7 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
             if flag is not None:
                 f[key] = flag
         elif key == "vrrp_version":
-            text = v.first(item)
-            number = v.integer(item, text, 2, 3) if text is not None else None
+            number = v.first_integer(item, 2, 3)
             if number is not None:
                 f[key] = number
         elif key in ("router_id", "notification_email_from", "smtp_server"):
@@ -217,8 +214,7 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
             # Unquoted words are the script's arguments (keepalived.conf(5), Quoted strings).
             f["script"] = " ".join(item.words)
         elif key in ("interval", "timeout"):
-            text = v.first(item)
-            value = v.seconds(item, text, 0.0, 2**31 / 1e6) if text is not None else None
+            value = v.first_seconds(item, 0.0, 2**31 / 1e6)
             if value is not None and value <= 0:
                 v.error(item, f"must be greater than 0; keepalived uses 1 ({name})")
                 value = 1.0
@@ -229,8 +225,7 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
             if weight is not None:
                 f["weight"], f["reverse"] = weight, reverse
         elif key in ("rise", "fall"):
-            text = v.first(item)
-            number = v.integer(item, text, 1, 2**31 - 1) if text is not None else None
+            number = v.first_integer(item, 1, 2**31 - 1)
             if number is not None:
                 f[key] = number
         elif key == "user":

@@ -219,28 +219,20 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             if text is not None:
                 f["interface"] = text
         elif key == "virtual_router_id":
-            text = v.first(item)
-            number = v.integer(item, text, *D.VRID_RANGE) if text is not None else None
+            number = v.first_integer(item, *D.VRID_RANGE)
             if number is not None:
                 f["virtual_router_id"] = number
         elif key == "priority":
-            text = v.first(item)
             otherwise = f"keepalived uses the default {D.PRIORITY}"
-            number = (
-                v.integer(item, text, *D.PRIORITY_RANGE, otherwise=otherwise)
-                if text is not None
-                else None
-            )
+            number = v.first_integer(item, *D.PRIORITY_RANGE, otherwise=otherwise)
             if number is not None:
                 f["priority"] = number
         elif key == "advert_int":
-            text = v.first(item)
-            value = v.seconds(item, text, *D.ADVERT_INT_RANGE) if text is not None else None
+            value = v.first_seconds(item, *D.ADVERT_INT_RANGE)
             if value is not None:
                 f["advert_int"] = value
         elif key == "version":
-            text = v.first(item)
-            number = v.integer(item, text, 2, 3) if text is not None else None
+            number = v.first_integer(item, 2, 3)
             if number is not None:
                 f["version"] = number
         elif key in ("mcast_src_ip", "unicast_src_ip"):
@@ -268,13 +260,11 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             v.extra(item, 0)
             f["nopreempt"] = False
         elif key in _SECONDS:
-            text = v.first(item)
-            value = v.seconds(item, text, *_SECONDS[key]) if text is not None else None
+            value = v.first_seconds(item, *_SECONDS[key])
             if value is not None:
                 f[key] = value
         elif key in _INTEGERS:
-            text = v.first(item)
-            number = v.integer(item, text, *_INTEGERS[key]) if text is not None else None
+            number = v.first_integer(item, *_INTEGERS[key])
             if number is not None:
                 f[key] = number
         elif key == "track_script":

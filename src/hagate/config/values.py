@@ -69,6 +69,16 @@ class Values:
             return None
         return value
 
+    def first_integer(self, st: Statement, lo: int, hi: int, otherwise: str = "") -> int | None:
+        """The first argument as an integer in lo..hi, or None once the error is reported."""
+        text = self.first(st)
+        return None if text is None else self.integer(st, text, lo, hi, otherwise)
+
+    def first_seconds(self, st: Statement, lo: float, hi: float) -> float | None:
+        """The first argument as seconds in lo..hi, or None once the error is reported."""
+        text = self.first(st)
+        return None if text is None else self.seconds(st, text, lo, hi)
+
     def seconds(self, st: Statement, text: str, lo: float, hi: float) -> float | None:
         try:
             value = float(text)
