@@ -87,6 +87,19 @@ CHK = """vrrp_script chk_app {
 """
 
 
+def tracked_pair(tmp_path: Path, weight: int, b_priority: int) -> tuple[str, str]:
+    """Node a (10.1.1.5, priority 200) tracks chk_app with ``weight``; node b has no script."""
+    a = conf(
+        tmp_path / "a.conf",
+        priority=200,
+        src="10.1.1.5",
+        scripts=CHK.replace("WEIGHT", str(weight)),
+        extra="track_script {\n        chk_app\n    }",
+    )
+    b = conf(tmp_path / "b.conf", priority=b_priority, src="10.1.1.10")
+    return a, b
+
+
 # ---- the seed pair and the sticky recipe (keepalived behaviours already measured) -----------
 
 
@@ -165,14 +178,7 @@ def test_owner_ignores_script_weights() -> None:
 
 
 def test_script_failure_counts_fall_runs_and_preempts(tmp_path: Path) -> None:
-    a = conf(
-        tmp_path / "a.conf",
-        priority=200,
-        src="10.1.1.5",
-        scripts=CHK.replace("WEIGHT", "-50"),
-        extra="track_script {\n        chk_app\n    }",
-    )
-    b = conf(tmp_path / "b.conf", priority=180, src="10.1.1.10")
+    a, b = tracked_pair(tmp_path, weight=-50, b_priority=180)
     result, found = run([a, b], "fail chk_app on a from 40s to 70s; end at 90s")
     # runs at 0, 3, ..., 39, 42: failures at 42, 45, 48 -> failed at 48 (fall 3)
     prio = [(e.time, e.text) for e in result.link.timeline if e.kind == "priority"]
@@ -198,14 +204,7 @@ def test_script_failure_counts_fall_runs_and_preempts(tmp_path: Path) -> None:
 
 
 def test_short_failure_is_not_counted(tmp_path: Path) -> None:
-    a = conf(
-        tmp_path / "a.conf",
-        priority=200,
-        src="10.1.1.5",
-        scripts=CHK.replace("WEIGHT", "-50"),
-        extra="track_script {\n        chk_app\n    }",
-    )
-    b = conf(tmp_path / "b.conf", priority=180, src="10.1.1.10")
+    a, b = tracked_pair(tmp_path, weight=-50, b_priority=180)
     result, found = run([a, b], "fail chk_app on a from 40s to 46s; end at 60s")
     assert not [e for e in result.link.timeline if e.kind == "priority"]
     assert texts(found, "tracking") == [
@@ -215,14 +214,7 @@ def test_short_failure_is_not_counted(tmp_path: Path) -> None:
 
 
 def test_weight_zero_script_and_interface_put_the_node_in_fault(tmp_path: Path) -> None:
-    a = conf(
-        tmp_path / "a.conf",
-        priority=200,
-        src="10.1.1.5",
-        scripts=CHK.replace("WEIGHT", "0"),
-        extra="track_script {\n        chk_app\n    }",
-    )
-    b = conf(tmp_path / "b.conf", priority=100, src="10.1.1.10")
+    a, b = tracked_pair(tmp_path, weight=0, b_priority=100)
     result, found = run(
         [a, b], "fail chk_app on a from 20s to 40s; fail eth0 on a from 60s to 70s; end at 90s"
     )
@@ -238,14 +230,7 @@ def test_weight_zero_script_and_interface_put_the_node_in_fault(tmp_path: Path) 
 
 
 def test_script_failing_at_boot_decides_at_once(tmp_path: Path) -> None:
-    a = conf(
-        tmp_path / "a.conf",
-        priority=200,
-        src="10.1.1.5",
-        scripts=CHK.replace("WEIGHT", "-150"),
-        extra="track_script {\n        chk_app\n    }",
-    )
-    b = conf(tmp_path / "b.conf", priority=100, src="10.1.1.10")
+    a, b = tracked_pair(tmp_path, weight=-150, b_priority=100)
     result, _ = run([a, b], "fail chk_app on a at 0s; end at 20s")
     assert result.link.vip_holders() == ["b"]
     assert result.link.machine("a").effective_priority == 50
