@@ -122,26 +122,16 @@ fast_delay_ms = 100
         check = ["gateway", "check", "-c", str(tmp_path / "gateway.toml"), "-q"]
         assert await asyncio.to_thread(main, check) == 0
         # connect: a local port for a user
+        # alice's user certificate and the gateway's tunnel port, for `hagate connect`
+        alice = [
+            *("--gateway", f"127.0.0.1:{tunnel}", "--server-name", "gw.test"),
+            *("--ca", "pki/ca.crt", "--cert", "pki/issued/user/alice/cert.pem"),
+            *("--key", "pki/issued/user/alice/key.pem"),
+        ]
         local = free_port()
         procs.append(
             subprocess.Popen(
-                [
-                    *HAGATE,
-                    "connect",
-                    "dev1:ssh",
-                    "--local",
-                    str(local),
-                    "--gateway",
-                    f"127.0.0.1:{tunnel}",
-                    "--server-name",
-                    "gw.test",
-                    "--ca",
-                    "pki/ca.crt",
-                    "--cert",
-                    "pki/issued/user/alice/cert.pem",
-                    "--key",
-                    "pki/issued/user/alice/key.pem",
-                ],
+                [*HAGATE, "connect", "dev1:ssh", "--local", str(local), *alice],
                 cwd=tmp_path,
             )
         )
@@ -150,22 +140,7 @@ fast_delay_ms = 100
         # --stdio, as ssh's ProxyCommand uses it: stdin -> device, device -> stdout.
         stdio = await asyncio.to_thread(
             subprocess.run,
-            [
-                *HAGATE,
-                "connect",
-                "dev1:ssh",
-                "--stdio",
-                "--gateway",
-                f"127.0.0.1:{tunnel}",
-                "--server-name",
-                "gw.test",
-                "--ca",
-                "pki/ca.crt",
-                "--cert",
-                "pki/issued/user/alice/cert.pem",
-                "--key",
-                "pki/issued/user/alice/key.pem",
-            ],
+            [*HAGATE, "connect", "dev1:ssh", "--stdio", *alice],
             cwd=tmp_path,
             input=b"over stdio" * 1000,
             capture_output=True,
