@@ -267,7 +267,7 @@ def agents_worker(start: int, count: int, port: int, pki: str) -> None:
     from hagate.agent.config import AgentConfig, ClientConfig, LocalService
     from hagate.gateway.protocol import ServiceKind, ServiceSpec
     from hagate.gateway.server import raise_nofile_limit
-    from hagate.gateway.tls import client_context
+    from hagate.net.tls import client_context
 
     raise_nofile_limit()
     if os.environ.get("HAGATE_BENCH_AGENT_LOG"):  # why agents lose sessions, when debugging

@@ -51,7 +51,7 @@ def test_revoked_at_start(fresh_pki: Pki) -> None:
         async with running_gateway(gateway_config(fresh_pki)) as gw:
             assert gw.revoked
             from hagate.agent.connect import ConnectError, open_stream
-            from hagate.gateway.tls import client_context
+            from hagate.net.tls import client_context
 
             user = client_config(fresh_pki, "user", "alice", gw.addresses["tunnel"][1])
             ctx = client_context(user.cert, user.key, user.ca)

@@ -12,7 +12,7 @@ import pytest
 
 from hagate.agent.connect import open_stream
 from hagate.gateway.server import raise_nofile_limit
-from hagate.gateway.tls import client_context
+from hagate.net.tls import client_context
 from hagate.pki.ca import Role, init_ca, issue
 
 from .kit import (

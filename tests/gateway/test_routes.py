@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from hagate.agent.connect import ConnectError, Forwarder, open_stream
-from hagate.gateway.tls import client_context
+from hagate.net.tls import client_context
 
 from .kit import (
     DOMAIN,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hagate.gateway.netio import open_tcp, open_tcp_staggered
+from hagate.net.conn import open_tcp, open_tcp_staggered
 
 pytestmark = pytest.mark.lab
 

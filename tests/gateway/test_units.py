@@ -10,8 +10,8 @@ import pytest
 from hagate.gateway.config import ConfigError, Endpoint, parse_gateway_config
 from hagate.gateway.http import Route, parse_head, route_for
 from hagate.gateway.metrics import Metrics
-from hagate.gateway.netio import ProtocolError, parse_hostport
 from hagate.gateway.ports import PortMap, hashed_port
+from hagate.net.conn import ProtocolError, parse_hostport
 
 FULL = """
 domain = "gw.example.com"
@@ -142,7 +142,7 @@ def test_step_budget_spreads_handshakes_over_loop_turns() -> None:
     import asyncio
     from collections import Counter
 
-    from hagate.gateway.netio import StepBudget
+    from hagate.net.conn import StepBudget
 
     async def main() -> Counter[int]:
         budget = StepBudget(4)

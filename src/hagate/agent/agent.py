@@ -19,16 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
-from hagate.gateway.netio import (
-    WOULD_BLOCK,
-    Conn,
-    ProtocolError,
-    open_tcp,
-    open_tcp_staggered,
-    set_keepalive,
-    set_nodelay,
-)
-from hagate.gateway.pipe import Pipe
 from hagate.gateway.protocol import (
     MAX_LINE,
     PING,
@@ -38,7 +28,17 @@ from hagate.gateway.protocol import (
     encode,
     read_message,
 )
-from hagate.gateway.tls import client_context
+from hagate.net.conn import (
+    WOULD_BLOCK,
+    Conn,
+    ProtocolError,
+    open_tcp,
+    open_tcp_staggered,
+    set_keepalive,
+    set_nodelay,
+)
+from hagate.net.pipe import Pipe
+from hagate.net.tls import client_context
 
 log = logging.getLogger("hagate.agent")
 

@@ -78,7 +78,7 @@ def _connect(args: argparse.Namespace) -> int:
     from hagate.agent.config import DEFAULT_TUNNEL_PORT, ClientConfig, load_client_config
     from hagate.agent.connect import Forwarder
     from hagate.gateway.config import ConfigError
-    from hagate.gateway.netio import parse_hostport
+    from hagate.net.conn import parse_hostport
 
     _logging(args.verbose)
     device, sep, service = args.target.rpartition(":")

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from hagate.gateway.config import ConfigError
-from hagate.gateway.netio import parse_hostport
 from hagate.gateway.protocol import SERVICE_RE, ServiceKind, ServiceSpec
+from hagate.net.conn import parse_hostport
 
 DEFAULT_TUNNEL_PORT = 7443
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 from hagate.agent.agent import dial
 from hagate.agent.config import ClientConfig
-from hagate.gateway.netio import Conn, ProtocolError, listen_socket, set_nodelay
-from hagate.gateway.pipe import Pipe
 from hagate.gateway.protocol import encode, read_message
-from hagate.gateway.tls import client_context
+from hagate.net.conn import Conn, ProtocolError, listen_socket, set_nodelay
+from hagate.net.pipe import Pipe
+from hagate.net.tls import client_context
 
 log = logging.getLogger("hagate.connect")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hagate.gateway.netio import parse_hostport
+from hagate.net.conn import parse_hostport
 
 
 class ConfigError(Exception):

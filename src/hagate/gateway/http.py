@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from hagate.gateway.netio import ProtocolError
+from hagate.net.conn import ProtocolError
 
 SERVICE_SEP = "--"  # <service>--<device>.<domain> picks a service other than the default
 

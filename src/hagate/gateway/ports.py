@@ -13,7 +13,7 @@ import hashlib
 import socket
 from dataclasses import dataclass, field
 
-from hagate.gateway.netio import listen_socket
+from hagate.net.conn import listen_socket
 
 
 def route_key(device: str, service: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hagate.gateway.netio import Conn, ProtocolError
+from hagate.net.conn import Conn, ProtocolError
 
 VERSION = 1
 MAX_LINE = 64 * 1024

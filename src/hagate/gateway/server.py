@@ -22,15 +22,6 @@ from hagate.gateway import http
 from hagate.gateway.admin import AdminServer
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.metrics import Metrics
-from hagate.gateway.netio import (
-    Conn,
-    ProtocolError,
-    StepBudget,
-    listen_socket,
-    set_keepalive,
-    set_nodelay,
-)
-from hagate.gateway.pipe import Pipe
 from hagate.gateway.ports import PortMap, route_key
 from hagate.gateway.protocol import (
     MAX_LINE,
@@ -42,7 +33,16 @@ from hagate.gateway.protocol import (
     read_message,
 )
 from hagate.gateway.session import Session, StreamError
-from hagate.gateway.tls import (
+from hagate.net.conn import (
+    Conn,
+    ProtocolError,
+    StepBudget,
+    listen_socket,
+    set_keepalive,
+    set_nodelay,
+)
+from hagate.net.pipe import Pipe
+from hagate.net.tls import (
     Identity,
     https_server_context,
     peer_identity,

@@ -6,9 +6,9 @@ import asyncio
 import secrets
 from collections import deque
 
-from hagate.gateway.netio import Conn
 from hagate.gateway.protocol import ServiceKind, ServiceSpec, encode
-from hagate.gateway.tls import Identity
+from hagate.net.conn import Conn
+from hagate.net.tls import Identity
 
 
 class StreamError(Exception):

@@ -2,7 +2,7 @@
 
 asyncio's own TLS transport keeps a 256 KiB buffer per connection; an idle agent here costs
 only the kernel socket and OpenSSL's state, which is what makes 10,000 idle agents cheap.
-Used for handshakes and the small control messages; bulk bytes go through :mod:`pipe`.
+Used for handshakes and the small control messages; bulk bytes go through :mod:`hagate.net.pipe`.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class Conn:
         await self._drained
 
     def detach(self) -> socket.socket:
-        """Hand the socket over (to a :class:`~hagate.gateway.pipe.Pipe`)."""
+        """Hand the socket over (to a :class:`~hagate.net.pipe.Pipe`)."""
         if self._watching:
             self.loop.remove_reader(self.fd)
             self._watching = False

@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from hagate.gateway.netio import WOULD_BLOCK
+from hagate.net.conn import WOULD_BLOCK
 
 BUFFER_SIZE = 256 * 1024
 _BUF = bytearray(BUFFER_SIZE)

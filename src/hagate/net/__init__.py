@@ -1,0 +1,1 @@
+"""The only code that touches a socket: non-blocking connections, pipes, TLS contexts."""
