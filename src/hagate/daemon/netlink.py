@@ -26,6 +26,9 @@ _EEXIST = 17
 _EADDRNOTAVAIL = 99
 _ENODEV = 19
 RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
+DEFAULT_MTU = 1500
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 
@@ -52,12 +55,13 @@ class Vip:
 
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
-    """What we need of a link: index, MAC, whether up and running."""
+    """What we need of a link: index, MAC, whether up and running, MTU."""
 
     index: int
     name: str
     mac: bytes
     flags: int
+    mtu: int = DEFAULT_MTU
 
     @property
     def usable(self) -> bool:
@@ -77,7 +81,16 @@ def _link_from_msg(msg: Any) -> LinkInfo:
         name=str(msg.get("ifname")),
         mac=_mac(msg.get("address")),
         flags=int(msg["flags"]),
+        mtu=int(msg.get("mtu") or DEFAULT_MTU),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AddressGone:
+    """An RTM_DELADDR event: ``address`` left the interface with index ``index``."""
+
+    index: int
+    address: IPv4Address | IPv6Address
 
 
 class Netlink:
@@ -89,6 +102,14 @@ class Netlink:
 
     def close(self) -> None:
         self._ipr.close()
+
+    def forget(self, name: str, index: int | None = None) -> None:
+        """The interface ``name`` went away or came back with a new index (RTM_DELLINK /
+        RTM_NEWLINK): later requests must not use the old index ("No such device")."""
+        if index is None:
+            self._index.pop(name, None)
+        else:
+            self._index[name] = index
 
     async def links(self) -> dict[str, LinkInfo]:
         out: dict[str, LinkInfo] = {}
@@ -176,31 +197,51 @@ class Netlink:
 
 
 class LinkMonitor:
-    """Calls ``on_change(LinkInfo)`` for every RTM_NEWLINK event (no polling)."""
+    """Calls ``on_change(LinkInfo)`` for every RTM_NEWLINK / RTM_DELLINK event (a deleted
+    link comes with flags 0) and ``on_address_gone(AddressGone)`` for every RTM_DELADDR, as
+    keepalived's netlink reflector does (no polling)."""
 
-    def __init__(self, on_change: Callable[[LinkInfo], None]) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[LinkInfo], None],
+        on_address_gone: Callable[[AddressGone], None] | None = None,
+    ) -> None:
         self._on_change = on_change
+        self._on_gone = on_address_gone
         self._ipr = AsyncIPRoute()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._ipr.bind(groups=RTMGRP_LINK)
+        groups = RTMGRP_LINK
+        if self._on_gone is not None:
+            groups |= RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+        await self._ipr.bind(groups=groups)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
             while True:  # get() yields the messages of one datagram
                 async for msg in self._ipr.get():
-                    event = msg.get("event")
-                    if event == "RTM_NEWLINK" and msg.get("ifname"):
-                        self._on_change(_link_from_msg(msg))
-                    elif event == "RTM_DELLINK" and msg.get("ifname"):
-                        gone = _link_from_msg(msg)
-                        self._on_change(LinkInfo(gone.index, gone.name, gone.mac, 0))
+                    try:
+                        self._dispatch(msg)
+                    except Exception:  # one odd message or handler bug must not stop us
+                        log.exception("link monitor: error handling %s", msg.get("event"))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken monitor must not take the daemon down
             log.error("link monitor stopped: %s", exc)
+
+    def _dispatch(self, msg: Any) -> None:
+        event = msg.get("event")
+        if event == "RTM_NEWLINK" and msg.get("ifname"):
+            self._on_change(_link_from_msg(msg))
+        elif event == "RTM_DELLINK" and msg.get("ifname"):
+            gone = _link_from_msg(msg)
+            self._on_change(LinkInfo(gone.index, gone.name, gone.mac, 0, gone.mtu))
+        elif event == "RTM_DELADDR" and self._on_gone is not None:
+            text = msg.get("local") or msg.get("address")
+            if text:
+                self._on_gone(AddressGone(int(msg["index"]), ip_address(text)))
 
     def close(self) -> None:
         if self._task is not None:

@@ -41,6 +41,7 @@ class Counters:
     adverts_sent: int = 0
     priority_zero_received: int = 0
     priority_zero_sent: int = 0
+    priority_zero_unanswered: int = 0  # answers held back by the rate limit
     became_master: int = 0
     released_master: int = 0
 
@@ -75,6 +76,7 @@ class VrrpInstance:
         self._stepped_down: IPAddress | None = None  # priority-0 advert source
         self._ignored: tuple[IPAddress, int] | None = None  # lower-priority master we ignore
         self._vips = params.vips
+        self._p0_answered_at: float | None = None  # last answer to a priority-0 advert
 
     # ---- derived timers -------------------------------------------------------------
 
@@ -216,6 +218,24 @@ class VrrpInstance:
         elif not faulted and self.state is State.FAULT:
             self._leave_fault(now, f"tracked {name} {word}: no tracked item down")
 
+    def vip_lost(self, now: float, address: IPAddress) -> None:
+        """One of our virtual addresses was deleted from under us (RTM_DELADDR, e.g. an
+        operator's ``ip addr del``). keepalived 2.2.7 (set_vrrp_backup): a master leaves
+        MASTER at once (priority-0 advert, the other VIPs removed) and waits only Skew_Time
+        as a backup, so that it takes the VIPs back quickly unless a better router answers."""
+        if self.state is not State.MASTER:
+            return
+        self._send_advert(PRIORITY_STOP)
+        self._release_vips()
+        self.counters.released_master += 1
+        self.master_address = None
+        self._ms_down_us = self._skew_us(self.effective_priority)
+        self._enter_backup(
+            now,
+            f"virtual address {address} was deleted: releasing, back as master after "
+            f"Skew_Time {_secs(self._ms_down_us):.3f} s unless a better router answers",
+        )
+
     def shutdown(self, now: float) -> None:
         """Stop: a master sends priority 0 and releases the VIPs (RFC 9568 §6.4.3)."""
         if self.state is State.STOP:
@@ -335,12 +355,21 @@ class VrrpInstance:
         eff = self.effective_priority
         cmp = self._addr_cmp(source)
         wins = prio > eff or (prio == eff and cmp > 0)
-        if prio == PRIORITY_STOP or (p.effective_higher_prio_send_advert and wins):
-            self._send_advert(eff)
-            if prio == PRIORITY_STOP:
-                # RFC 9568 §6.4.3: send an advert at once and reset the Adver_Timer.
-                self._deadline = now + p.advert_int
+        if prio == PRIORITY_STOP:
+            # RFC 9568 §6.4.3: send an advert at once and reset the Adver_Timer. keepalived
+            # answers every one; a stream of forged priority-0 adverts would then make us
+            # send as fast as it arrives, so we answer at most one per advert interval (a
+            # real master steps down once) and otherwise keep our own Adver_Timer.
+            last = self._p0_answered_at
+            if last is not None and now - last < p.advert_int:
+                self.counters.priority_zero_unanswered += 1
                 return
+            self._p0_answered_at = now
+            self._send_advert(eff)
+            self._deadline = now + p.advert_int
+            return
+        if p.effective_higher_prio_send_advert and wins:
+            self._send_advert(eff)
         if prio == eff and cmp and eff == PRIORITY_OWNER:
             # keepalived: two address owners is a configuration error; step down to 254.
             self.base_priority = self.effective_priority = PRIORITY_OWNER - 1

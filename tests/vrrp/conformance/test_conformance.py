@@ -9,7 +9,7 @@ Scenario format (one instance; times in seconds):
       > StateChanged INITIALIZE -> BACKUP: ...
       = BACKUP priority 200 timer 3.21875      (state, effective priority, next deadline)
     at 1 advert from 10.1.1.5 priority 255 [interval CS] [vrid N] [version V]
-    at 4.5 timer | track NAME ok|failed | shutdown
+    at 4.5 timer | track NAME ok|failed | shutdown | vip_lost ADDRESS
 
 params keys: the VrrpParams fields (primary, vips, state, strict for strict_rfc, and
 track=NAME:WEIGHT[:reverse], repeatable). Regenerate expected outputs after a deliberate
@@ -126,6 +126,8 @@ def apply(machine: VrrpInstance, line: str) -> None:
         machine.handle_timer(now)
     elif verb == "shutdown":
         machine.shutdown(now)
+    elif verb == "vip_lost":
+        machine.vip_lost(now, ip_address(args[0]))
     elif verb == "track":
         machine.set_tracked(now, args[0], {"ok": True, "failed": False}[args[1]])
     elif verb == "advert":
