@@ -22,6 +22,7 @@ _SUBCOMMAND_MODULES = (
     "hagate.gateway.cli",  # hagate gateway
     "hagate.agent.cli",  # hagate agent, hagate connect
     "hagate.pki.cli",  # hagate pki
+    "hagate.policy.cli",  # hagate policy, hagate token
     "hagate.lab.cli",  # hagate lab
 )
 

@@ -2,7 +2,8 @@
 
 Rules only allow, and anything no rule allows is refused (default deny). A device
 certificate is matched only by ``device:`` entries of a rule's ``who``: never by ``*``,
-a group or ``public = true``, so that one device never reaches another by accident.
+a group or ``public = true``, so that one device never reaches another by accident. Raw TCP
+ports carry no credentials, so only public rules open them.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def decide(
     for rule in data.rules:
         if not rule.matches_target(device, service, route):
             continue
+        if route is RouteKind.TCP and not rule.public:
+            continue  # a raw TCP port carries no credentials: only public rules open one
         if anonymous and route in _WEB and not rule.public and rule.admits_address(address):
             schemes |= _helpful_schemes(data, rule)
         if not rule_admits(rule, principal):

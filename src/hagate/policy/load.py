@@ -349,8 +349,8 @@ def _lint_rule(
     w = f"rule '{rule.name}'"
     if RouteKind.TCP in rule.routes and not rule.public:
         ctx.warn(
-            f"{w}: routes: raw TCP ports carry no credentials, so who is never met there "
-            "(public = true with from, or hagate connect)",
+            f"{w}: routes: 'tcp' opens nothing without public = true (a raw TCP port carries "
+            "no credentials; users with certificates use hagate connect)",
             "rule",
             index,
             "routes",
