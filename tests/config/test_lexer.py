@@ -6,29 +6,56 @@ from pathlib import Path
 
 from hagate.config import load
 from hagate.config.findings import Reporter
-from hagate.config.lexer import Lexer, split_line
+from hagate.config.lexer import Lexer, Token, quoted_words, split_words
 from hagate.config.parser import parse_lines
 
 
-def texts(line: str) -> list[str]:
-    tokens, problem = split_line(line)
-    assert problem is None
-    return [t.text for t in tokens]
+def pieces(tmp_path: Path, text: str | bytes) -> list[list[str]]:
+    """The lines keepalived's keyword parser would see, as lists of words."""
+    path = tmp_path / "one.conf"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return [[t.text for t in line.tokens] for line in Lexer(Reporter()).read(path)]
 
 
-def test_comments_and_quotes() -> None:
-    assert texts("interface eth0  # comment") == ["interface", "eth0"]
-    assert texts("priority 100 ! other comment") == ["priority", "100"]
-    assert texts('script "/bin/check arg # not a comment"') == [
-        "script",
-        "/bin/check arg # not a comment",
+def test_comments_and_quotes(tmp_path: Path) -> None:
+    assert pieces(tmp_path, "interface eth0  # comment") == [["interface", "eth0"]]
+    assert pieces(tmp_path, "priority 100 ! other comment") == [["priority", "100"]]
+    assert pieces(tmp_path, 'script "/bin/check arg # not a comment"') == [
+        ["script", "/bin/check arg # not a comment"]
     ]
-    assert texts("""abcd" efg h jkl "mnop""") == ["abcd efg h jkl mnop"]
-    assert texts("""abcd "efg h jkl" mnop""") == ["abcd", "efg h jkl", "mnop"]
-    assert texts(r'x "a\"b\tc"') == ["x", 'a"b\tc']
-    assert texts("unicast_peer { 10.1.1.10 }") == ["unicast_peer", "{", "10.1.1.10", "}"]
-    assert texts("vrrp_instance VI{") == ["vrrp_instance", "VI", "{"]
-    assert split_line('script "open')[1] == 'unterminated " quote'
+    # keepalived: '#' and '!' start a comment even inside a word; '\#' is a literal '#'
+    assert pieces(tmp_path, "virtual_router_id 51#c") == [["virtual_router_id", "51"]]
+    assert pieces(tmp_path, "priority 150!c") == [["priority", "150"]]
+    assert pieces(tmp_path, "x a\\#b") == [["x", "a#b"]]
+    # only double quotes protect comments; single quotes are ordinary characters
+    assert pieces(tmp_path, "x 'a # b'") == [["x", "'a"]]
+    assert pieces(tmp_path, "unicast_peer { 10.1.1.10 }") == [
+        ["unicast_peer"],
+        ["{"],
+        ["10.1.1.10"],
+        ["}"],
+    ]
+    assert pieces(tmp_path, "vrrp_instance VI{") == [["vrrp_instance", "VI"], ["{"]]
+    assert pieces(tmp_path, 'x "a{b}"') == [["x", "a{b}"]]
+    # script and notify lines are re-read with quotes and escapes (keepalived.conf(5))
+    assert quoted_words("""abcd" efg h jkl "mnop""") == ["abcd efg h jkl mnop"]
+    assert quoted_words("""abcd "efg h jkl" mnop""") == ["abcd", "efg h jkl", "mnop"]
+    assert quoted_words(r'x "a\"b\tc"') == ["x", 'a"b\tc']
+    assert quoted_words('script "open') is None
+    assert split_words('script "open') == ([Token("script")], True)
+
+
+def test_line_ends_like_keepalived(tmp_path: Path) -> None:
+    # only \n ends a line; \v \f \r are blanks; \x1c-\x1e, NEL, U+2028/9 are characters
+    assert pieces(tmp_path, "priority 100\vnopreempt\r\n") == [["priority", "100", "nopreempt"]]
+    assert pieces(tmp_path, "a\x1cb\x1dc\x1e\u0085\u2028\u2029 d\fe\r\r\n") == [
+        ["a\x1cb\x1dc\x1e\u0085\u2028\u2029", "d", "e"]
+    ]
+    # a NUL ends the line (keepalived never sees the rest)
+    assert pieces(tmp_path, b"auth_pass ab\0cd\nnext 1\n") == [["auth_pass", "ab"], ["next", "1"]]
+    # over 1023 bytes: keepalived's fgets buffer splits the line
+    long = "x" * 1023 + "nopreempt"
+    assert pieces(tmp_path, long) == [["x" * 1023], ["nopreempt"]]
 
 
 def test_blocks_on_one_line_and_brace_on_next_line(tmp_path: Path) -> None:

@@ -70,12 +70,15 @@ def unknown(v: Values, st: Statement, where: str) -> None:
 
 def notify_script(v: Values, st: Statement) -> NotifyScript | None:
     """``notify_x SCRIPT|"SCRIPT ARGS" [username [groupname]]``."""
-    if not st.args:
+    words = v.command_words(st)
+    if words is None:
+        v.error(st, "unterminated quote or backslash at the end; keepalived ignores it")
+        return None
+    if not words:
         v.r.error(st.file, st.line, st.keyword, "needs a script path", Impact.CANNOT_RUN)
         return None
-    words = st.words
     if len(words) > 3:
-        v.extra(st, 3)
+        v.extra(st, 3, words)
     user = words[1] if len(words) > 1 else None
     group = words[2] if len(words) > 2 else None
     return NotifyScript(words[0], user, group, location(st))
@@ -208,11 +211,16 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
         key = item.keyword
         v.no_block(item)
         if key == "script":
-            if not item.args:
+            words = v.command_words(item)
+            if not words:
+                # keepalived 2.2.7 crashes (SIGSEGV) on a script line it cannot split.
                 v.r.error(item.file, item.line, key, "needs a script path", Impact.CANNOT_RUN)
                 continue
-            # Unquoted words are the script's arguments (keepalived.conf(5), Quoted strings).
-            f["script"] = " ".join(item.words)
+            # keepalived runs the first word, split again at unquoted blanks (notify.c
+            # set_script_params_array): quote a command with arguments.
+            if len(words) > 1:
+                v.extra(item, 1, words)
+            f["script"] = words[0]
         elif key in ("interval", "timeout"):
             value = v.first_seconds(item, 0.0, 2**31 / 1e6)
             if value is not None and value <= 0:

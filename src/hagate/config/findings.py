@@ -64,10 +64,27 @@ def exit_code(findings: list[Finding]) -> int:
 
 
 class Reporter:
-    """Collects findings while parsing and checking."""
+    """Collects findings while parsing and checking.
 
-    def __init__(self) -> None:
+    At most ``limit`` are kept (a garbage file can make one per byte); the others are only
+    counted, with the strongest exit code among them, for :meth:`summary`.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
         self.findings: list[Finding] = []
+        self.limit = limit
+        self.dropped = 0
+        self._dropped_impacts: set[Impact] = set()
+        self._last: Finding | None = None
+
+    def _add(self, finding: Finding) -> None:
+        if len(self.findings) < self.limit:
+            self.findings.append(finding)
+            self._last = finding
+            return
+        self.dropped += 1
+        if finding.severity is Severity.ERROR:
+            self._dropped_impacts.add(finding.impact)
 
     def error(
         self,
@@ -77,7 +94,19 @@ class Reporter:
         message: str,
         impact: Impact = Impact.WOULD_RUN,
     ) -> None:
-        self.findings.append(Finding(Severity.ERROR, file, line, keyword, message, impact))
+        self._add(Finding(Severity.ERROR, file, line, keyword, message, impact))
 
     def warning(self, file: str, line: int, keyword: str, message: str) -> None:
-        self.findings.append(Finding(Severity.WARNING, file, line, keyword, message, Impact.OTHER))
+        self._add(Finding(Severity.WARNING, file, line, keyword, message, Impact.OTHER))
+
+    def summary(self) -> Finding | None:
+        """One finding standing for the dropped ones (None if none were dropped)."""
+        if not self.dropped or self._last is None:
+            return None
+        message = f"{self.dropped} more finding(s) not shown (at most {self.limit} are kept)"
+        code = exit_code([Finding(Severity.ERROR, "", 0, "", "", i) for i in self._dropped_impacts])
+        if not code:
+            return Finding(Severity.WARNING, self._last.file, self._last.line, "file", message)
+        return Finding(
+            Severity.ERROR, self._last.file, self._last.line, "file", message, Impact(code)
+        )

@@ -1,24 +1,46 @@
-"""keepalived.conf lexing: comments, quoted strings, braces and ``include`` with globs.
+"""keepalived.conf lexing exactly as keepalived 2.2.7 does it (lib/parser.c read_line).
 
-keepalived reads line by line; ``#`` and ``!`` start a comment anywhere outside quotes;
-``{`` and ``}`` are tokens of their own; ``include GLOB`` is resolved relative to the
-directory of the including file (keepalived.conf(5), DESCRIPTION).
+keepalived reads a file with ``fgets`` into a 1024-byte buffer, so:
+
+* only ``\\n`` ends a line (``\\r`` at the end is dropped; ``\\v \\f \\r`` inside are
+  blanks between words; ``\\x1c``-``\\x1e``, NEL, U+2028/9 are ordinary characters);
+* a line over 1023 bytes is read as several lines;
+* a NUL byte ends the line: the rest of it is never seen.
+
+``decomment`` drops leading and trailing blanks (space, tab) and everything from the first
+``#`` or ``!`` outside double quotes, *even inside a word* (``51#c`` is ``51``); ``\\#`` and
+``\\!`` are literal. A line starting ``@ID`` is kept only when ID is this host's config id
+(the short hostname), ``@^ID`` only when it is not. ``include`` takes the rest of the line as
+one glob. Then every ``{`` or ``}`` outside double quotes is cut out as a line of its own, and
+each piece is split into words at blanks (space, tab, ``\\f \\r \\v``) with ``"..."`` a word
+of its own (no escapes). ``script`` and ``notify*`` lines are re-read with quotes (``"`` and
+``'``) and backslash escapes (:func:`quoted_words`, keepalived's alloc_strvec_quoted_escaped).
 """
 
 from __future__ import annotations
 
-import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hagate.config.files import match_include, read_file
 from hagate.config.findings import Impact, Reporter
+from hagate.config.limits import DEFAULT_LIMITS, KEEPALIVED_LINE_BYTES, Limits
 
 INCLUDE_KEYWORDS = frozenset(
     {"include", "includer", "includem", "includew", "includeb", "includea"}
 )
-MAX_INCLUDE_DEPTH = 32
+# Kept for callers of the old name; the bound now lives in Limits.
+MAX_INCLUDE_DEPTH = DEFAULT_LIMITS.max_include_depth
 
+BLANKS = " \t\f\r\v"  # keepalived WHITE_SPACE_STR (\n cannot occur inside a line)
+_C_ISSPACE = " \t\n\v\f\r"
+_SPECIAL = re.compile(r'[!#"\\]')
+_WORDS = re.compile(r'"[^"]*"|[^ \t\f\r\v"]+|"')
+_BLANK_RUN = re.compile(r"[ \t\f\r\v]+")
+_BRACE_OR_QUOTE = re.compile(r'[{}"]')
+_DEFINITION = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*(\{[^}]*\})?\s*=")
 _ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _ESCAPES["v"] = "\v"
 
@@ -35,86 +57,193 @@ class Token:
         return self.text == "}" and not self.quoted
 
 
+OPEN = Token("{")
+CLOSE = Token("}")
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
-    """The tokens of one non-empty source line."""
+    """One piece keepalived hands its keyword parser: a brace alone, or words."""
 
     file: str
     number: int
     tokens: tuple[Token, ...]
+    raw: str = ""  # the piece's text, for quoted_words() (script and notify lines)
 
 
-def split_line(text: str) -> tuple[list[Token], str | None]:
-    """Tokens of one line; the second value is an error (unterminated quote) or None."""
+def decomment(text: str) -> tuple[str, bool]:
+    """keepalived's decomment(): the line without comments and outer blanks.
+
+    The second value is True for an unterminated double quote.
+    """
+    text = text.lstrip(" \t")
+    if _SPECIAL.search(text) is None:
+        return text.rstrip(" \t"), False
+    parts: list[str] = []
+    start = 0
+    quote = False
+    cont = False
+    skip: int | None = None  # where the comment starts, in the joined parts
+    kept = 0  # characters in parts so far
+    i = 0
+    n = len(text)
+    while True:
+        m = _SPECIAL.search(text, i)
+        if m is None:
+            break
+        p = m.start()
+        ch = text[p]
+        if ch == '"':
+            if skip is None:
+                quote = not quote
+            i = p + 1
+            continue
+        if ch == "\\":
+            if p + 1 < n:
+                if not quote and text[p + 1] in "#!":
+                    parts.append(text[start:p])  # drop the backslash
+                    kept += p - start
+                    start = p + 1
+                    i = p + 2
+                else:
+                    i = p + 2
+                continue
+            parts.append(text[start:p])  # a trailing backslash: continuation mark
+            kept += p - start
+            start = n
+            cont = True
+            break
+        if not quote and skip is None:
+            skip = kept + (p - start)
+        i = p + 1
+    if start < n:
+        parts.append(text[start:])
+    out = "".join(parts)
+    if skip is not None:
+        out = out[:skip]
+    out = out.rstrip(" \t")
+    if cont:
+        out += "\\"
+    return out, quote
+
+
+def split_words(text: str) -> tuple[list[Token], bool]:
+    """keepalived's alloc_strvec_r(): words at blanks, ``"..."`` one word (no escapes).
+
+    The second value is True when a ``"`` has no partner; words up to it are returned.
+    """
+    if '"' not in text:
+        return [Token(w) for w in _BLANK_RUN.split(text) if w], False
     tokens: list[Token] = []
+    for m in _WORDS.finditer(text):
+        word = m.group()
+        if word == '"':
+            return tokens, True
+        if word[0] == '"':
+            tokens.append(Token(word[1:-1], True))
+        else:
+            tokens.append(Token(word))
+    return tokens, False
+
+
+def quoted_words(text: str) -> list[str] | None:
+    """keepalived's alloc_strvec_quoted_escaped(): ``"`` and ``'`` quotes, backslash escapes.
+
+    None when keepalived refuses the line (unterminated quote, backslash at the end). A NUL
+    made by an escape ends its word, as keepalived's strndup does.
+    """
+    words: list[str] = []
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if ch.isspace():
+        while i < n and text[i] in BLANKS:
             i += 1
-        elif ch in "#!":
+        if i >= n:
             break
-        elif ch in "{}":
-            tokens.append(Token(ch))
-            i += 1
-        else:
-            word: list[str] = []
-            quoted = False
-            while i < n and not text[i].isspace() and text[i] not in "{}":
-                ch = text[i]
-                if ch in "\"'":
-                    end = _closing_quote(text, i + 1, ch)
-                    if end < 0:
-                        return tokens, f"unterminated {ch} quote"
-                    word.append(_unescape(text[i + 1 : end]) if ch == '"' else text[i + 1 : end])
-                    quoted = True
-                    i = end + 1
-                elif ch in "#!" and not word:
-                    break
+        word: list[str] = []
+        quote = ""
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                if i + 1 >= n:
+                    return None
+                i, ch = _escape(text, i + 1)
+                word.append(ch)
+            elif quote:
+                if c == quote:
+                    quote = ""
                 else:
-                    word.append(ch)
-                    i += 1
-            if word or quoted:
-                tokens.append(Token("".join(word), quoted))
-            if i < n and text[i] in "#!" and not word:
+                    word.append(c)
+                i += 1
+            elif c in "'\"":
+                quote = c
+                i += 1
+            elif c in BLANKS:
                 break
-    return tokens, None
+            else:
+                word.append(c)
+                i += 1
+        if quote:
+            return None
+        words.append("".join(word).split("\0", 1)[0])
+    return words
 
 
-def _closing_quote(text: str, start: int, quote: str) -> int:
-    i = start
-    while i < len(text):
-        if text[i] == "\\" and quote == '"':
-            i += 2
-            continue
-        if text[i] == quote:
-            return i
-        i += 1
-    return -1
+def _escape(text: str, i: int) -> tuple[int, str]:
+    c = text[i]
+    n = len(text)
+    hexdigits = "0123456789abcdefABCDEF"
+    if c == "x" and i + 1 < n and text[i + 1] in hexdigits:
+        j = i + 1
+        value = 0
+        while j < n and text[j] in hexdigits:
+            value = ((value << 4) | int(text[j], 16)) & 0xFF  # a C char wraps
+            j += 1
+        return j, chr(value)
+    if c == "c" and i + 1 < n:
+        return i + 2, chr(ord(text[i + 1]) & 0x1F)
+    if "0" <= c <= "7":
+        value = 0
+        j = i
+        while j < n and j < i + 3 and "0" <= text[j] <= "7":
+            value = (value << 3) + int(text[j])
+            j += 1
+        return j, chr(value & 0xFF)
+    return i + 1, _ESCAPES.get(c, c)
 
 
-def _unescape(text: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            out.append(_ESCAPES.get(nxt, nxt))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+def config_id() -> str:
+    """keepalived's default config id: the hostname up to its first dot."""
+    return os.uname().nodename.split(".", 1)[0]
+
+
+def _include_keyword(piece: str) -> str | None:
+    """keepalived is_include(): ``include`` or ``includeX`` followed by a blank."""
+    if not piece.startswith("include") or len(piece) < 8:
+        return None
+    if piece[7] in _C_ISSPACE:
+        return "include"
+    if piece[7] in "rmwba" and len(piece) > 8 and piece[8] in _C_ISSPACE:
+        return piece[:8]
+    return None
 
 
 class Lexer:
-    """Reads a main file and its includes into :class:`Line` objects, in keepalived's order."""
+    """Reads a main file and its includes into :class:`Line` objects, in keepalived's order.
 
-    def __init__(self, reporter: Reporter) -> None:
+    Every file is read at most once (a second include of it is skipped with a finding) and
+    all reading is bounded by :class:`Limits`.
+    """
+
+    def __init__(
+        self, reporter: Reporter, limits: Limits = DEFAULT_LIMITS, host_id: str | None = None
+    ) -> None:
         self.reporter = reporter
+        self.limits = limits
+        self.host_id = config_id() if host_id is None else host_id
         self.files: list[Path] = []
-        self._stack: list[Path] = []
+        self._stack: list[tuple[int, int]] = []
+        self._seen: dict[tuple[int, int], str] = {}
+        self._total = 0
 
     def read(self, path: Path) -> list[Line]:
         lines: list[Line] = []
@@ -123,70 +252,214 @@ class Lexer:
 
     def _read(self, path: Path, out: list[Line], depth: int, origin: Line | None) -> None:
         name = str(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            why = exc.strerror or str(exc)
+        r = self.reporter
+        budget = min(self.limits.max_file_bytes, self.limits.max_total_bytes - self._total)
+        result = read_file(path, max(budget, 0))
+        if result.data is None:
+            problem = result.problem
+            if "limit" in problem and budget < self.limits.max_file_bytes:
+                problem += f" (all files together may have {self.limits.max_total_bytes} bytes)"
             if origin is None:
-                self.reporter.error(name, 0, "file", f"cannot read: {why}", Impact.CANNOT_RUN)
+                r.error(name, 0, "file", f"cannot read: {problem}", Impact.CANNOT_RUN)
             else:
-                self.reporter.error(origin.file, origin.number, "include", f"{path}: {why}")
+                keyword = origin.tokens[0].text if origin.tokens else "include"
+                r.error(origin.file, origin.number, keyword, f"{path}: {problem}", Impact.OTHER)
             return
+        identity = result.identity
+        if identity in self._stack:
+            assert origin is not None
+            r.error(origin.file, origin.number, "include", f"{path}: includes itself (loop)")
+            return
+        if identity in self._seen:
+            assert origin is not None
+            r.error(
+                origin.file,
+                origin.number,
+                "include",
+                f"{path}: already read (from {self._seen[identity]}); hagate reads each file "
+                "once, this include is skipped",
+                Impact.OTHER,
+            )
+            return
+        if len(self.files) >= self.limits.max_files:
+            assert origin is not None
+            r.error(
+                origin.file,
+                origin.number,
+                "include",
+                f"{path}: more than {self.limits.max_files} files; not read",
+                Impact.CANNOT_RUN,
+            )
+            return
+        self._total += len(result.data)
+        self._seen[identity] = f"{origin.file}:{origin.number}" if origin else name
         self.files.append(path)
-        self._stack.append(path.resolve())
+        self._stack.append(identity)
         try:
-            self._lines(path, raw, out, depth)
+            self._lines(path, result.data, out, depth)
         finally:
             self._stack.pop()
 
     def _lines(self, path: Path, raw: bytes, out: list[Line], depth: int) -> None:
         name = str(path)
-        text = raw.decode("utf-8", errors="replace")
-        if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
-            self.reporter.warning(name, 0, "file", "not valid UTF-8; odd bytes replaced")
-        for number, source in enumerate(text.splitlines(), start=1):
-            tokens, problem = split_line(source)
-            if problem:
-                # keepalived 2.2.7 crashes (SIGSEGV) on an unterminated quote in a script.
-                keyword = tokens[0].text if tokens else "line"
-                self.reporter.error(name, number, keyword, problem, Impact.CANNOT_RUN)
-            if not tokens:
+        r = self.reporter
+        bad_utf8 = False
+        for number, physical in enumerate(raw.split(b"\n"), start=1):
+            if not physical:
                 continue
-            line = Line(name, number, tuple(tokens))
-            if tokens[0].text in INCLUDE_KEYWORDS and not tokens[0].quoted:
-                self._include(line, out, depth)
+            if len(physical) > KEEPALIVED_LINE_BYTES:
+                r.error(
+                    name,
+                    number,
+                    "line",
+                    f"{len(physical)} bytes: keepalived reads a line in pieces of "
+                    f"{KEEPALIVED_LINE_BYTES} bytes, each as a line of its own (so does "
+                    "hagate); split it",
+                    Impact.OTHER,
+                )
+                chunks = [
+                    physical[i : i + KEEPALIVED_LINE_BYTES]
+                    for i in range(0, len(physical), KEEPALIVED_LINE_BYTES)
+                ]
             else:
-                out.append(line)
+                chunks = [physical]
+            for chunk in chunks:
+                if b"\0" in chunk:
+                    chunk = chunk.split(b"\0", 1)[0]
+                    r.error(
+                        name,
+                        number,
+                        "line",
+                        "NUL byte: keepalived ignores the rest of the line (so does hagate)",
+                        Impact.OTHER,
+                    )
+                try:
+                    text = chunk.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = chunk.decode("utf-8", errors="replace")
+                    bad_utf8 = True
+                self._line(name, number, text.rstrip("\r"), out, depth)
+        if bad_utf8:
+            r.warning(name, 0, "file", "not valid UTF-8; odd bytes replaced")
 
-    def _include(self, line: Line, out: list[Line], depth: int) -> None:
-        keyword = line.tokens[0].text
-        if len(line.tokens) < 2:
-            self.reporter.error(line.file, line.number, keyword, "needs a file name or glob")
+    def _line(self, name: str, number: int, text: str, out: list[Line], depth: int) -> None:
+        if not text:
             return
-        if depth >= MAX_INCLUDE_DEPTH:
-            self.reporter.error(
-                line.file, line.number, keyword, f"includes nested over {MAX_INCLUDE_DEPTH} deep"
+        piece, open_quote = decomment(text)
+        if open_quote:
+            self.reporter.error(name, number, _first_word(piece), 'unterminated " quote')
+        while piece:
+            piece = self._directives(name, number, piece)
+            if not piece:
+                return
+            keyword = _include_keyword(piece)
+            if keyword is not None:
+                self._include(name, number, keyword, piece[8 if keyword == "include" else 9 :],
+                              out, depth)  # fmt: skip
+                return
+            piece, rest = _cut_brace(piece)
+            open_quote = self._emit(name, number, piece, out, quiet=open_quote)
+            piece = rest
+
+    def _directives(self, name: str, number: int, piece: str) -> str:
+        """``@ID`` host selection and the ``$`` / ``~SEQ`` features hagate refuses."""
+        r = self.reporter
+        if piece[0] == "@":
+            reverse = piece.startswith("@^")
+            ofs = 2 if reverse else 1
+            m = re.search(r"[ \t]", piece[ofs:])
+            if m is None:
+                return ""
+            ident = piece[ofs : ofs + m.start()]
+            if (ident == self.host_id) == reverse:
+                return ""
+            return piece[ofs + m.start() :].lstrip(" \t")
+        if piece[0] == "$" and _DEFINITION.match(piece):
+            r.error(
+                name,
+                number,
+                piece.split("=", 1)[0].strip(),
+                "parameter definitions ($NAME=...) are not supported by hagate; "
+                "write the values out",
+                Impact.CANNOT_RUN,
+            )
+            return ""
+        if piece.startswith(("~SEQ", "~LST")):
+            r.error(
+                name, number, piece[:4], "~SEQ/~LST are not supported by hagate", Impact.CANNOT_RUN
+            )
+            return ""
+        return piece
+
+    def _emit(self, name: str, number: int, piece: str, out: list[Line], quiet: bool) -> bool:
+        """Adds the piece's line; True once a quote problem of this line is reported."""
+        if piece == "{":
+            out.append(Line(name, number, (OPEN,), piece))
+            return quiet
+        if piece == "}":
+            out.append(Line(name, number, (CLOSE,), piece))
+            return quiet
+        tokens, unmatched = split_words(piece)
+        if unmatched and not quiet:
+            self.reporter.error(name, number, _first_word(piece), 'unterminated " quote')
+            quiet = True
+        if tokens:
+            out.append(Line(name, number, tuple(tokens), piece))
+        return quiet
+
+    def _include(
+        self, name: str, number: int, keyword: str, rest: str, out: list[Line], depth: int
+    ) -> None:
+        r = self.reporter
+        pattern = rest.lstrip(" \t")
+        origin = Line(name, number, (Token(keyword),), f"{keyword} {pattern}")
+        if not pattern:
+            r.error(name, number, keyword, "needs a file name or glob")
+            return
+        if depth >= self.limits.max_include_depth:
+            r.error(
+                name,
+                number,
+                keyword,
+                f"includes nested over {self.limits.max_include_depth} deep",
+                Impact.CANNOT_RUN,
             )
             return
-        base = Path(line.file).parent
-        for token in line.tokens[1:]:
-            pattern = os.path.join(base, os.path.expanduser(token.text))
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                if glob.has_magic(pattern):
-                    self.reporter.warning(
-                        line.file, line.number, keyword, f"{token.text}: no file matches"
-                    )
-                else:
-                    self.reporter.error(
-                        line.file, line.number, keyword, f"{token.text}: no such file"
-                    )
-                continue
-            for match in matches:
-                target = Path(match)
-                if target.resolve() in self._stack:
-                    self.reporter.error(
-                        line.file, line.number, keyword, f"{match}: includes itself (loop)"
-                    )
-                    continue
-                self._read(target, out, depth + 1, line)
+        matches = match_include(pattern, Path(name).parent, self.limits)
+        if matches.problem:
+            r.error(name, number, keyword, f"{pattern}: {matches.problem}; not read", Impact.OTHER)
+            return
+        if not matches.paths:
+            hint = ""
+            if pattern[0] in "\"'":
+                hint = " (keepalived takes quotes in an include as part of the name)"
+            if matches.magic:
+                r.warning(name, number, keyword, f"{pattern}: no file matches{hint}")
+            else:
+                r.error(name, number, keyword, f"{pattern}: no such file{hint}")
+            return
+        for match in matches.paths:
+            self._read(Path(match), out, depth + 1, origin)
+
+
+def _first_word(piece: str) -> str:
+    words = [w for w in _BLANK_RUN.split(piece, 1) if w]
+    return words[0] if words else "line"
+
+
+def _cut_brace(piece: str) -> tuple[str, str]:
+    """keepalived: the first ``{``/``}`` outside double quotes starts the next piece."""
+    if piece[0] in "{}":
+        return piece[0], piece[1:].strip(" \t")
+    i = 0
+    while True:
+        m = _BRACE_OR_QUOTE.search(piece, i)
+        if m is None:
+            return piece, ""
+        p = m.start()
+        if piece[p] != '"':
+            return piece[:p].rstrip(" \t"), piece[p:].rstrip(" \t")
+        close = piece.find('"', p + 1)
+        if close < 0:
+            return piece, ""
+        i = close + 1

@@ -10,6 +10,7 @@ from hagate.config.blocks import global_defs, unknown, vrrp_script, vrrp_sync_gr
 from hagate.config.findings import Finding, Impact, Reporter, Severity
 from hagate.config.instance import INSTANCE_KEYWORDS, parse_instance
 from hagate.config.lexer import Lexer
+from hagate.config.limits import DEFAULT_LIMITS, Limits
 from hagate.config.model import Config, GlobalDefs, VrrpInstance, VrrpScript, VrrpSyncGroup
 from hagate.config.parser import Statement, parse_lines
 from hagate.config.values import Values
@@ -46,17 +47,29 @@ class LoadResult(NamedTuple):
         return [f for f in self.findings if f.severity is Severity.ERROR]
 
 
-def load(path: str | Path) -> LoadResult:
-    """Read a keepalived.conf (and its includes); never raises for bad input."""
+def load(
+    path: str | Path, limits: Limits = DEFAULT_LIMITS, host_id: str | None = None
+) -> LoadResult:
+    """Read a keepalived.conf (and its includes); never raises for bad input.
+
+    Bounded by ``limits`` (sizes, file count, include and block depth) and it never blocks
+    on a FIFO or device, so it is safe to run in a worker thread of a daemon. ``host_id`` is
+    keepalived's config id for ``@ID`` lines (default: the short hostname).
+    """
     path = Path(path)
-    reporter = Reporter()
-    lexer = Lexer(reporter)
+    reporter = Reporter(limits.max_findings)
+    lexer = Lexer(reporter, limits, host_id)
     lines = lexer.read(path)
-    tree = parse_lines(lines, reporter)
+    tree = parse_lines(lines, reporter, limits)
+    del lines
     config = build(tree, path, tuple(lexer.files), reporter)
     if lexer.files and not any(st.keyword == "vrrp_instance" for st in tree):
         reporter.warning(str(path), 0, "vrrp_instance", "no vrrp_instance: nothing to run")
-    return LoadResult(config, sort_findings(reporter.findings))
+    findings = sort_findings(reporter.findings)
+    summary = reporter.summary()
+    if summary is not None:
+        findings.append(summary)
+    return LoadResult(config, findings)
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

@@ -7,7 +7,7 @@ import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from hagate.config.findings import Impact, Reporter
-from hagate.config.lexer import Token
+from hagate.config.lexer import Token, quoted_words
 from hagate.config.parser import Statement
 
 IPAddress = IPv4Address | IPv6Address
@@ -40,8 +40,16 @@ class Values:
             self.extra(st, used)
         return st.args[0].text
 
-    def extra(self, st: Statement, used: int) -> None:
-        rest = st.words[used:]
+    def command_words(self, st: Statement) -> list[str] | None:
+        """The words after the keyword as keepalived re-reads script and notify lines:
+        ``"`` and ``'`` quotes and backslash escapes; None if it cannot split them."""
+        if not st.raw:
+            return st.words
+        words = quoted_words(st.raw)
+        return None if words is None else words[1:]
+
+    def extra(self, st: Statement, used: int, words: list[str] | None = None) -> None:
+        rest = (st.words if words is None else words)[used:]
         if not rest:
             return
         text = " ".join(rest)
