@@ -8,6 +8,7 @@ netlink details. Tracked items are named ``script NAME`` and ``interface NAME``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 from hagate.bridge import BridgeError, InstanceMap, TrackKind, map_instance, prefixed_name
 from hagate.config import model as cfg
 from hagate.daemon.cmdline import CommandLineError, ScriptCommand, split_words
-from hagate.daemon.netlink import SCOPES, Vip
+from hagate.daemon.netlink import DEFAULT_MTU, SCOPES, Vip
 from hagate.daemon.notify import NotifySpec
 from hagate.daemon.scripts import ScriptSpec, resolve_command
 from hagate.vrrp.params import VrrpParams
@@ -27,6 +28,7 @@ __all__ = [
     "InstancePlan",
     "command",
     "disabled_scripts",
+    "fit_instance",
     "interface_item",
     "pick_source",
     "plan_instance",
@@ -51,12 +53,18 @@ class InstancePlan:
     multicast: bool
     params: VrrpParams
     receive: ReceiveParams
-    vips: tuple[Vip, ...]
+    vips: tuple[Vip, ...]  # advertised (at most what one advert holds)
     notify: NotifySpec
     scripts: tuple[tuple[str, ScriptSpec], ...]  # (tracked item name, spec)
     interfaces: tuple[tuple[str, str], ...]  # (tracked item name, interface)
     config: cfg.VrrpInstance
     mapping: InstanceMap | None = None  # the shared mapping (notes, tracked items' origin)
+    excluded: tuple[Vip, ...] = ()  # virtual_ipaddress_excluded (+ VIPs beyond the advert)
+
+    @property
+    def all_vips(self) -> tuple[Vip, ...]:
+        """Every address the instance holds while master, advertised or not."""
+        return self.vips + self.excluded
 
 
 def script_item(name: str) -> str:
@@ -120,27 +128,100 @@ def pick_source(
     raise BridgeError(f"({inst.name}) interface {inst.interface} has no {kind} address")
 
 
+VRRP_MAX_ADDR = 255  # the advert's Count IPvX Addr field is one octet
+_ETHER_HEADER = 14
+_VRRP_HEADER = 8
+_AUTH_LEN = 8  # VRRPv2 authentication data
+
+
+def max_addresses(family: int, version: int, mtu: int) -> int:
+    """How many VIPs fit in one advert: keepalived vrrp_complete_instance() (the frame within
+    the interface MTU, at most 255)."""
+    if family == 4:
+        header = _ETHER_HEADER + 20 + _VRRP_HEADER + (_AUTH_LEN if version == 2 else 0)
+        size = 4
+    else:
+        header, size = _ETHER_HEADER + 40 + _VRRP_HEADER, 16
+    return max(0, min(VRRP_MAX_ADDR, (mtu - header) // size))
+
+
+def fit_instance(
+    inst: cfg.VrrpInstance, mtu: int = DEFAULT_MTU
+) -> tuple[cfg.VrrpInstance, list[str]]:
+    """What keepalived makes of an instance the model accepts but an advert cannot carry,
+    with a note for each change (so that whatever ``hagate check`` accepts, the daemon runs):
+
+    * VIPs of the other address family than the instance's are ignored (keepalived: "address
+      family must match VRRP instance - ignoring");
+    * VIPs beyond what one advert holds (255, or fewer within the MTU) are moved to the
+      excluded VIPs: held while master, not advertised ("excess moved to eVIPs");
+    * unicast peers of the other family are dropped; if none is left the instance
+      advertises by multicast.
+    """
+    notes: list[str] = []
+    label = f"({inst.name})"
+    family = inst.family
+    vips = tuple(v for v in inst.virtual_ipaddresses if v.address.version == family)
+    for v in inst.virtual_ipaddresses:
+        if v.address.version != family:
+            notes.append(
+                f"{label} virtual_ipaddress {v.address}: address family must match the "
+                f"instance (IPv{family}) - ignoring"
+            )
+    excluded = inst.virtual_ipaddresses_excluded
+    version = 3 if family == 6 else inst.version
+    limit = max_addresses(family, version, mtu)
+    if len(vips) > limit:
+        notes.append(
+            f"{label} number of VIPs ({len(vips)}) exceeds the space in an advert (max "
+            f"{limit} addresses) - excess moved to virtual_ipaddress_excluded"
+        )
+        vips, excluded = vips[:limit], vips[limit:] + excluded
+    peers = tuple(p for p in inst.unicast_peers if p.address.version == family)
+    for p in inst.unicast_peers:
+        if p.address.version != family:
+            notes.append(
+                f"{label} unicast_peer {p.address} is not IPv{family} like the instance - dropped"
+            )
+    if inst.unicast_peers and not peers:
+        notes.append(f"{label} no unicast_peer left: advertising by multicast")
+    if not notes:
+        return inst, notes
+    fitted = dataclasses.replace(
+        inst, virtual_ipaddresses=vips, virtual_ipaddresses_excluded=excluded, unicast_peers=peers
+    )
+    return fitted, notes
+
+
+def _netlink_vip(v: cfg.VirtualIp, interface: str) -> Vip:
+    return Vip(
+        address=v.address,
+        prefixlen=v.prefixlen,
+        dev=v.dev or interface,
+        brd=v.brd,
+        scope=SCOPES.get(v.scope or "global", 0),
+        label=v.label,
+    )
+
+
 def plan_instance(
     config: cfg.Config,
     inst: cfg.VrrpInstance,
     addresses: Sequence[IPAddr],
     disabled_scripts: frozenset[str] = frozenset(),
     default_user: str | None = None,
+    mtu: int = DEFAULT_MTU,
 ) -> InstancePlan:
-    """Plan one instance; ``addresses`` are those on its interface now."""
+    """Plan one instance; ``addresses`` are those on its interface now, ``mtu`` its MTU."""
     if not inst.interface:
         raise BridgeError(f"({inst.name}) has no interface")
-    vips = tuple(
-        Vip(
-            address=v.address,
-            prefixlen=v.prefixlen,
-            dev=v.dev or inst.interface,
-            brd=v.brd,
-            scope=SCOPES.get(v.scope or "global", 0),
-            label=v.label,
-        )
-        for v in inst.virtual_ipaddresses
-    )
+    inst, fitted = fit_instance(inst, mtu)
+    for note in fitted:
+        log.warning("%s", note)
+    interface = inst.interface
+    assert interface is not None
+    vips = tuple(_netlink_vip(v, interface) for v in inst.virtual_ipaddresses)
+    excluded = tuple(_netlink_vip(v, interface) for v in inst.virtual_ipaddresses_excluded)
     vip_addrs = tuple(v.address for v in inst.virtual_ipaddresses)
     source = pick_source(inst, inst.family, addresses, vip_addrs)
     mapped = map_instance(config, inst, source, disabled_scripts=disabled_scripts)
@@ -161,7 +242,7 @@ def plan_instance(
     )
     return InstancePlan(
         name=inst.name,
-        interface=inst.interface,
+        interface=interface,
         family=mapped.family,
         source=source,
         destinations=mapped.destinations,
@@ -174,6 +255,7 @@ def plan_instance(
         interfaces=tuple((t.item.name, t.name) for t in mapped.interfaces),
         config=inst,
         mapping=mapped,
+        excluded=excluded,
     )
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -32,12 +34,19 @@ from hagate.daemon.bridge import (
     plan_instance,
 )
 from hagate.daemon.garp import GarpSender
-from hagate.daemon.netlink import LinkInfo, LinkMonitor, Netlink, NetlinkFailure
+from hagate.daemon.netlink import AddressGone, LinkInfo, LinkMonitor, Netlink, NetlinkFailure
 from hagate.daemon.notify import Notifier
 from hagate.daemon.runtime import Host, InstanceRuntime
 from hagate.daemon.scripts import ScriptRunner, ScriptSpec, ScriptStatus, default_script_user
 from hagate.daemon.sockets import VrrpSocket
-from hagate.daemon.status import PID_FILE, STATUS_SOCKET, MetricsServer, StatusServer
+from hagate.daemon.status import (
+    LOCK_FILE,
+    PID_FILE,
+    STATUS_SOCKET,
+    MetricsServer,
+    SocketInUse,
+    StatusServer,
+)
 
 log = logging.getLogger("hagate.vrrp")
 
@@ -47,6 +56,9 @@ SockKey = tuple[str, int]  # (interface, address family)
 
 class StartError(RuntimeError):
     """The daemon cannot start; the message says why (no traceback for the user)."""
+
+
+LOAD_TIMEOUT = 10.0  # seconds a config load may take (at start and on SIGHUP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,47 @@ def load_config(path: Path) -> cfg.Config:
             "vrrp_sync_group %s: sync groups are not supported; members run alone", group.name
         )
     return config
+
+
+async def load_config_off_loop(path: Path, timeout: float = LOAD_TIMEOUT) -> cfg.Config:
+    """:func:`load_config` in a worker thread, so that the event loop (adverts, timers,
+    status socket) keeps running whatever the file does: a FIFO or a slow device in an
+    include, a huge file. Past ``timeout`` the load is abandoned (StartError): the thread is
+    a daemon thread, left to finish or block on its own, never joined."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[cfg.Config] = loop.create_future()
+
+    def deliver(result: cfg.Config | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            assert result is not None
+            done.set_result(result)
+
+    def work() -> None:
+        result: cfg.Config | None = None
+        error: BaseException | None = None
+        try:
+            result = load_config(path)
+        except BaseException as exc:  # handed to the loop, which decides
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(deliver, result, error)
+
+    threading.Thread(target=work, name=f"config-load {path}", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), timeout)
+    except TimeoutError:
+        raise StartError(
+            f"{path}: loading the configuration did not finish in {timeout:g} s "
+            "(a FIFO, device or huge file in an include?)"
+        ) from None
+    except StartError:
+        raise
+    except Exception as exc:  # the loader's own bug: reported, never a traceback
+        raise StartError(f"{path}: cannot load the configuration: {exc!r}") from None
 
 
 def lab_guard() -> None:
@@ -128,7 +181,10 @@ class Daemon:
         self._metrics: MetricsServer | None = None
         self._monitor: LinkMonitor | None = None
         self._pidfile_owned = False
+        self._lock_fd: int | None = None
         self._script_user: str | None = None
+        self._loading = False  # a config load (thread) is running
+        self.load_timeout = LOAD_TIMEOUT
 
     # ---- top level --------------------------------------------------------------------
 
@@ -155,7 +211,7 @@ class Daemon:
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         lab_guard()
-        self.config = config = load_config(self.options.config)
+        self.config = config = await load_config_off_loop(self.options.config, self.load_timeout)
         self._take_run_dir()
         self.started_at = loop.time()
         self._script_user = default_script_user(config.global_defs.script_user)
@@ -177,10 +233,10 @@ class Daemon:
         self.links = await netlink.links()
         plans = await self._plan_all(config)
         # keepalived leaves VIPs behind after SIGKILL: remove ours before starting.
-        stale = await netlink.remove_stale(v for p in plans.values() for v in p.vips)
+        stale = await netlink.remove_stale(v for p in plans.values() for v in p.all_vips)
         for vip in stale:
             log.warning("removed virtual address %s left behind by a previous run", vip)
-        self._monitor = LinkMonitor(self._on_link)
+        self._monitor = LinkMonitor(self._on_link, self._on_address_gone)
         await self._monitor.start()
         self.links = await netlink.links()  # nothing missed between dump and subscribe
         self._sync_scripts(config, plans)
@@ -190,7 +246,11 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._status = StatusServer(self.options.run_dir / STATUS_SOCKET, self.snapshot)
-        await self._status.start()
+        try:
+            await self._status.start()
+        except SocketInUse as exc:
+            self._status = None  # not ours: leave it in place
+            raise StartError(f"{exc}; give each node its own --run-dir") from None
         if self.options.metrics is not None:
             host, port = self.options.metrics
             self._metrics = MetricsServer(host, port, self.snapshot)
@@ -214,9 +274,15 @@ class Daemon:
                 addrs = await self._host.netlink.addresses(inst.interface or "")
             except NetlinkFailure as exc:
                 raise StartError(f"({inst.name}) {exc}") from None
+            link = self.links.get(inst.interface or "")
             try:
                 plan = plan_instance(
-                    config, inst, [a for a, _ in addrs], disabled, self._script_user
+                    config,
+                    inst,
+                    [a for a, _ in addrs],
+                    disabled,
+                    self._script_user,
+                    mtu=link.mtu if link is not None else 1500,
                 )
             except BridgeError as exc:
                 raise StartError(str(exc)) from None
@@ -237,19 +303,61 @@ class Daemon:
         key = (ifname, af)
         sock = self.sockets.get(key)
         if sock is None:
-            assert self._host is not None
-            link = self.links[ifname]
-            try:
-                sock = VrrpSocket(ifname, link.index, af)
-            except PermissionError:
-                raise StartError("raw sockets need root (CAP_NET_RAW)") from None
-            except OSError as exc:
-                raise StartError(f"{ifname}: cannot open VRRP socket: {exc.strerror}") from None
             table: dict[int, InstanceRuntime] = {}
-            sock.start(self._host.loop, functools.partial(self._on_packet, table), self._on_discard)
+            sock = self._open_socket(ifname, self.links[ifname].index, af, table)
             self.sockets[key] = sock
             self.by_vrid[key] = table
         return key, sock
+
+    def _open_socket(
+        self, ifname: str, index: int, af: int, table: dict[int, InstanceRuntime]
+    ) -> VrrpSocket:
+        assert self._host is not None
+        try:
+            sock = VrrpSocket(ifname, index, af)
+        except PermissionError:
+            raise StartError("raw sockets need root (CAP_NET_RAW)") from None
+        except OSError as exc:
+            raise StartError(f"{ifname}: cannot open VRRP socket: {exc.strerror}") from None
+        sock.start(self._host.loop, functools.partial(self._on_packet, table), self._on_discard)
+        return sock
+
+    def _refilter(self, key: SockKey) -> None:
+        sock, table = self.sockets.get(key), self.by_vrid.get(key)
+        if sock is not None and table:
+            sock.set_filter(frozenset(table))
+
+    def _reopen_sockets(self, info: LinkInfo) -> None:
+        """``info.name`` came back with a new index (deleted and re-created): a socket bound
+        to the old one sends nothing ("No such device") and hears nothing. Open new ones on
+        the new index, join the group again, and move the instances over."""
+        assert self._host is not None
+        for key in [k for k in self.sockets if k[0] == info.name]:
+            old = self.sockets[key]
+            if old.ifindex == info.index:
+                continue
+            table = self.by_vrid[key]
+            try:
+                new = self._open_socket(info.name, info.index, key[1], table)
+            except StartError as exc:
+                log.error("interface %s is back but %s", info.name, exc)
+                continue
+            try:
+                if any(rt.plan.multicast for rt in table.values()):
+                    new.join_multicast()
+            except OSError as exc:
+                log.error("%s: cannot join the VRRP group: %s", info.name, exc.strerror)
+            self.sockets[key] = new
+            old.close(self._host.loop)
+            self._refilter(key)
+            for rt in table.values():
+                rt.rebind(new, info.mac)
+            log.info(
+                "interface %s is back with index %d (was %d): VRRP socket re-opened",
+                info.name,
+                info.index,
+                old.ifindex,
+            )
 
     def _add_instance(self, plan: InstancePlan) -> InstanceRuntime:
         assert self._host is not None
@@ -259,6 +367,7 @@ class Daemon:
         rt = InstanceRuntime(plan, sock, self._host, self.links[plan.interface].mac)
         self.runtimes[plan.name] = rt
         self.by_vrid[key][plan.params.vrid] = rt
+        self._refilter(key)
         for item, ifname in plan.interfaces:
             link = self.links.get(ifname)
             rt.set_tracked(item, link is not None and link.usable)
@@ -284,6 +393,7 @@ class Daemon:
         table = self.by_vrid.get(key, {})
         if table.get(rt.plan.params.vrid) is rt:
             del table[rt.plan.params.vrid]
+            self._refilter(key)
         if not table and key in self.sockets:
             assert self._host is not None
             self.sockets.pop(key).close(self._host.loop)
@@ -338,6 +448,11 @@ class Daemon:
     def _on_link(self, info: LinkInfo) -> None:
         old = self.links.get(info.name)
         self.links[info.name] = info
+        if self._host is not None:
+            gone = info.flags == 0  # RTM_DELLINK
+            self._host.netlink.forget(info.name, None if gone else info.index)
+            if not gone:
+                self._reopen_sockets(info)
         if old is not None and old.usable == info.usable:
             return
         log.info("interface %s is %s", info.name, "up" if info.usable else "down")
@@ -346,15 +461,38 @@ class Daemon:
                 if ifname == info.name:
                     rt.set_tracked(item, info.usable)
 
+    def _on_address_gone(self, event: AddressGone) -> None:
+        """RTM_DELADDR: one of our VIPs deleted by someone else (keepalived: "If one of our
+        VIPs/eVIPs has been deleted, transition to backup", then back after Skew_Time)."""
+        if self._host is None or self._host.netlink.ours(event.address):
+            return  # our own removal
+        names = {name for name, link in self.links.items() if link.index == event.index}
+        for rt in list(self.runtimes.values()):
+            for vip in rt.plan.all_vips:
+                if vip.address == event.address and vip.dev in names:
+                    rt.address_gone(event.address)
+                    break
+
     def _on_sighup(self) -> None:
         assert self._host is not None
         self._host.loop.create_task(self.reload())
 
     async def reload(self) -> bool:
         """Re-read the config; True if applied. Unchanged instances are not touched."""
+        if self._loading:
+            log.error(
+                "reload refused, keeping the running configuration: the previous load of %s "
+                "has not finished",
+                self.options.config,
+            )
+            return False
         async with self._reload_lock:
             try:
-                config = load_config(self.options.config)
+                self._loading = True
+                try:
+                    config = await load_config_off_loop(self.options.config, self.load_timeout)
+                finally:
+                    self._loading = False
                 assert self._host is not None
                 self.links = await self._host.netlink.links()
                 plans = await self._plan_all(config)
@@ -406,6 +544,9 @@ class Daemon:
         if self._pidfile_owned:
             with contextlib.suppress(FileNotFoundError):
                 (self.options.run_dir / PID_FILE).unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the lock file stays: unlinking it would race a starter
+            self._lock_fd = None
 
     # ---- run directory ----------------------------------------------------------------
 
@@ -415,6 +556,20 @@ class Daemon:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StartError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+        # The lock is what excludes a second daemon (a deleted pid file does not free it);
+        # the pid file is for people and scripts.
+        try:
+            fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StartError(f"cannot open {run_dir / LOCK_FILE}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StartError(
+                f"another hagate vrrp holds {run_dir / LOCK_FILE}; give each node its own --run-dir"
+            ) from None
+        self._lock_fd = fd
         pidfile = run_dir / PID_FILE
         with contextlib.suppress(FileNotFoundError, ValueError):
             pid = int(pidfile.read_text().strip())
@@ -453,6 +608,17 @@ class Daemon:
             "instances": instances,
             "discards_unknown_vrid": self.unknown_vrid,
             "socket_discards": dict(self.sock_discards),
+            "sockets": [
+                {
+                    "interface": ifname,
+                    "family": 4 if af == socket.AF_INET else 6,
+                    "ifindex": sock.ifindex,
+                    "vrids": sorted(sock.vrids),
+                    "kernel_drops": sock.kernel_drops(),
+                    "receive_buffer": sock.receive_buffer(),
+                }
+                for (ifname, af), sock in self.sockets.items()
+            ],
         }
 
 

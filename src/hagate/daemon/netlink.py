@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -26,6 +27,7 @@ _EEXIST = 17
 _EADDRNOTAVAIL = 99
 _ENODEV = 19
 RTMGRP_LINK = 0x1
+_OURS_FOR = 5.0  # seconds: how long an RTM_DELADDR may lag our own deletion
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
 DEFAULT_MTU = 1500
@@ -99,6 +101,30 @@ class Netlink:
     def __init__(self) -> None:
         self._ipr = AsyncIPRoute()
         self._index: dict[str, int] = {}
+        # Our own deletions, so that their RTM_DELADDR is not taken for an operator's.
+        self._removing: dict[IPv4Address | IPv6Address, list[float]] = {}
+
+    def ours(self, address: IPv4Address | IPv6Address) -> bool:
+        """True (once) if ``address`` was deleted by us in the last few seconds."""
+        stamps = self._removing.get(address)
+        if not stamps:
+            return False
+        now = time.monotonic()
+        while stamps and now - stamps[0] > _OURS_FOR:
+            stamps.pop(0)
+        if not stamps:
+            del self._removing[address]
+            return False
+        stamps.pop(0)
+        return True
+
+    def _expect(self, address: IPv4Address | IPv6Address) -> None:
+        self._removing.setdefault(address, []).append(time.monotonic())
+
+    def _unexpect(self, address: IPv4Address | IPv6Address) -> None:
+        stamps = self._removing.get(address)
+        if stamps:
+            stamps.pop()
 
     def close(self) -> None:
         self._ipr.close()
@@ -166,17 +192,23 @@ class Netlink:
 
     async def remove_vip(self, vip: Vip) -> bool:
         """Remove ``vip``; True if removed, False if it was not there."""
+        self._expect(vip.address)
         try:
             index = await self._ifindex(vip.dev)
             await self._ipr.addr(
                 "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen
             )
         except NetlinkFailure:
+            self._unexpect(vip.address)
             return False
         except NetlinkError as exc:
+            self._unexpect(vip.address)
             if exc.code in (_EADDRNOTAVAIL, _ENODEV):
                 return False
             raise NetlinkFailure(f"cannot remove {vip}: {exc.args[-1]}") from None
+        except BaseException:
+            self._unexpect(vip.address)
+            raise
         return True
 
     async def remove_stale(self, vips: Iterable[Vip]) -> list[Vip]:

@@ -79,9 +79,11 @@ class InstanceRuntime:
         self._wire_for: Advert | None = None
         self._wire: list[bytes] = []
         self._accepted: tuple[_PacketKey, Advert] | None = None  # last accepted, decoded
+        self._rejected: tuple[_PacketKey, Discarded] | None = None  # last discarded
         self._handle: asyncio.TimerHandle | None = None
         self._armed: float | None = None
-        self._vips = {v.address: v for v in plan.vips}
+        self._vips = {v.address: v for v in plan.all_vips}
+        self._excluded = tuple(v.address for v in plan.excluded)
         self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.waiting: set[str] = set()  # weight-0 scripts without a first result
@@ -130,13 +132,20 @@ class InstanceRuntime:
         # A master repeats the same octets every interval: the verdict of check_packet (a
         # pure function of these facts and our fixed ReceiveParams) for the last accepted
         # packet is kept, so the repeats skip decoding and the checksum.
+        # The same holds for the last discarded packet: a flood of one invalid packet costs
+        # a comparison each, not a decode.
         key = (payload, src, dst, ttl)
         cached = self._accepted
         if cached is not None and cached[0] == key:
             advert = cached[1]
         else:
+            rejected = self._rejected
+            if rejected is not None and rejected[0] == key:
+                self.discards[rejected[1].reason.value] += 1
+                return
             result = check_packet(self.plan.receive, src, dst, ttl, payload)
             if not isinstance(result, Accepted):
+                self._rejected = (key, result)
                 self._discard(src, result)
                 return
             advert = result.advert
@@ -154,6 +163,22 @@ class InstanceRuntime:
             log.warning(
                 "%s: discarding advert from %s: %s (%s)", self.name, src, reason, result.detail
             )
+
+    def address_gone(self, address: IPAddr) -> None:
+        """One of our VIPs was deleted by someone else (RTM_DELADDR): keepalived leaves
+        MASTER at once and is back after Skew_Time with every VIP re-added."""
+        if not self.started or self.machine.state is not State.MASTER:
+            return
+        log.warning("%s: virtual address %s was deleted from under us", self.name, address)
+        self.machine.vip_lost(self._loop.time(), address)
+        self.drain()
+
+    def rebind(self, sock: VrrpSocket, mac: bytes) -> None:
+        """The interface came back with a new index (deleted and re-created): send through
+        the new socket, from the new MAC."""
+        self.sock = sock
+        self.mac = mac
+        self._targets = [sock.prepare(self.plan.source, d) for d in self.plan.destinations]
 
     def set_tracked(self, item: str, ok: bool) -> None:
         try:
@@ -272,7 +297,7 @@ class InstanceRuntime:
         return vip
 
     async def _add(self, job: AddVips) -> None:
-        for address in job.addresses:
+        for address in (*job.addresses, *self._excluded):
             vip = self._vip(address)
             try:
                 await self.host.netlink.add_vip(vip)
@@ -280,7 +305,7 @@ class InstanceRuntime:
                 log.error("%s: %s", self.name, exc)
 
     async def _remove(self, job: RemoveVips) -> None:
-        for address in job.addresses:
+        for address in (*job.addresses, *self._excluded):
             try:
                 await self.host.netlink.remove_vip(self._vip(address))
             except NetlinkFailure as exc:
@@ -289,8 +314,9 @@ class InstanceRuntime:
     async def _gratuitous(self, job: SendGratuitous) -> None:
         if self.machine.state is not State.MASTER:
             return  # left MASTER meanwhile: do not announce addresses we no longer hold
+        addresses = (*job.addresses, *self._excluded)
         for _ in range(job.repeat):
-            for address in job.addresses:
+            for address in addresses:
                 vip = self._vip(address)
                 if self.host.garp.send(vip.dev, self.mac, address):
                     self.garps_sent += 1
@@ -322,6 +348,7 @@ class InstanceRuntime:
             "source": str(self.plan.source),
             "mode": "multicast" if self.plan.multicast else "unicast",
             "vips": [str(v.address) + f"/{v.prefixlen}" for v in self.plan.vips],
+            "excluded_vips": [str(v.address) + f"/{v.prefixlen}" for v in self.plan.excluded],
             "last_transition": None
             if last is None
             else {"at": last.at, "old": last.old, "new": last.new, "reason": last.reason},
@@ -330,6 +357,7 @@ class InstanceRuntime:
                 "adverts_out": self.adverts_out,
                 "garps_sent": self.garps_sent,
                 "transitions": self.transitions,
+                "priority_zero_unanswered": m.counters.priority_zero_unanswered,
                 "discards": dict(self.discards),
             },
             "scripts": scripts,

@@ -98,6 +98,7 @@ async def run_command(
     user: str | None = None,
     group: str | None = None,
     env: dict[str, str] | None = None,
+    reap_group: bool = False,
 ) -> tuple[str, int]:
     """Run ``argv`` to completion or ``timeout`` (None: no limit); return (outcome, code).
 
@@ -128,6 +129,12 @@ async def run_command(
     except asyncio.CancelledError:
         await asyncio.shield(_terminate(proc))
         raise
+    if reap_group:
+        # A check that forked (``sleep 600 &``, a hung curl in a pipeline) leaves children
+        # in its process group; run every second they pile up. The group is the script's
+        # alone (own session): SIGKILL what is left of it once its leader is done.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
     if code < 0:
         return "signalled", -code
     return "exited", code
@@ -210,7 +217,7 @@ class ScriptRunner:
 
     async def _run_once(self) -> None:
         outcome, code = await run_command(
-            self._argv, self.spec.effective_timeout, self._user, self._group
+            self._argv, self.spec.effective_timeout, self._user, self._group, reap_group=True
         )
         self.runs += 1
         if outcome == "exec_failed":

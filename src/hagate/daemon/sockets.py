@@ -12,6 +12,7 @@ choose the source address ourselves and pass it with IP_PKTINFO / IPV6_PKTINFO.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import socket
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from hagate.daemon import bpf
 from hagate.vrrp.advert import MULTICAST_V4, MULTICAST_V6, VRRP_PROTOCOL, VRRP_TTL
 from hagate.vrrp.packet import PacketError, decode_ip
 
@@ -36,6 +38,14 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
 IP_MULTICAST_ALL = 49
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+SO_MEMINFO = 55  # Linux 4.12: u32 sk_meminfo[SK_MEMINFO_VARS]
+_SK_MEMINFO_DROPS = 8
+_SK_MEMINFO_VARS = 9
+# keepalived's kernel_rx_buf_size has no default (the kernel's ~200 KiB); a few MiB let a
+# backup ride out a burst of junk without the kernel dropping the master's adverts with it.
+RX_BUF_SIZE = 4 * 1024 * 1024
 
 PacketHandler = Callable[[IPAddr, IPAddr, "int | None", bytes], None]
 _RECV_SIZE = 2048
@@ -64,10 +74,14 @@ class Prepared:
 class VrrpSocket:
     """A raw protocol-112 socket bound to one interface for one address family."""
 
-    def __init__(self, ifname: str, ifindex: int, family: int) -> None:
+    def __init__(
+        self, ifname: str, ifindex: int, family: int, rx_buf_size: int = RX_BUF_SIZE
+    ) -> None:
         self.ifname = ifname
         self.ifindex = ifindex
         self.family = family
+        self.rx_buf_size = rx_buf_size
+        self.vrids: frozenset[int] = frozenset()  # what the attached filter lets through
         self._joined = False
         self._sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK, VRRP_PROTOCOL)
         try:
@@ -82,6 +96,11 @@ class VrrpSocket:
     def _setup(self) -> None:
         s = self._sock
         s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        if self.rx_buf_size > 0:
+            try:  # beyond net.core.rmem_max (needs CAP_NET_ADMIN), else within it
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rx_buf_size)
+            except OSError:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rx_buf_size)
         if self.family == socket.AF_INET:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
@@ -113,6 +132,37 @@ class VrrpSocket:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def set_filter(self, vrids: frozenset[int]) -> None:
+        """Let only these VRIDs (with a consistent length) reach us (:mod:`bpf`); an empty
+        set removes nothing (the socket is about to close). Errors are logged: without the
+        filter the codec still rejects everything, only at a higher cost."""
+        if not vrids or vrids == self.vrids:
+            return
+        program = bpf.vrrp_filter(4 if self.family == socket.AF_INET else 6, vrids)
+        code = ctypes.create_string_buffer(bpf.pack(program))
+        fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        except OSError as exc:
+            log.warning("%s: cannot attach the receive filter: %s", self.ifname, exc.strerror)
+            return
+        self.vrids = vrids
+
+    def kernel_drops(self) -> int | None:
+        """Packets the kernel dropped for this socket (receive queue full: sk_drops, what
+        SO_RXQ_OVFL reports), None if the kernel cannot tell (before Linux 4.12)."""
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * _SK_MEMINFO_VARS)
+        except OSError:
+            return None
+        if len(raw) < 4 * (_SK_MEMINFO_DROPS + 1):
+            return None
+        return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
+
+    def receive_buffer(self) -> int:
+        """The receive buffer the kernel granted (it doubles what was asked for)."""
+        return int(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
     def prepare(self, src: IPAddr, dst: IPAddr) -> Prepared:
         """Ancillary data and address for sending from ``src`` to ``dst`` (built once)."""

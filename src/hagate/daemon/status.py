@@ -26,10 +26,26 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 STATUS_SOCKET = "vrrp.sock"
 PID_FILE = "vrrp.pid"
+LOCK_FILE = "vrrp.lock"
 
 
 class StatusError(RuntimeError):
     """The daemon's status could not be read; the message says why."""
+
+
+class SocketInUse(RuntimeError):
+    """Another live daemon answers on the status socket."""
+
+
+def socket_alive(path: Path, timeout: float = 0.5) -> bool:
+    """True if something accepts connections on the Unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 class StatusServer:
@@ -41,6 +57,11 @@ class StatusServer:
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
+        # A socket file left by a dead daemon is replaced; a live one is not ours to take
+        # (its pid file may have been deleted: the run directory's lock is the first guard,
+        # this the second).
+        if socket_alive(self.path):
+            raise SocketInUse(f"another daemon answers on {self.path}")
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
@@ -129,6 +150,14 @@ def format_text(snap: Snapshot, now: float | None = None) -> str:
             lines.append(f"  discarded     {detail}")
         for s in inst.get("scripts", []):
             lines.append(f"  script        {s['name']}: {s['status']} (weight {s['weight']})")
+    sockets = [sk for sk in snap.get("sockets", []) if sk.get("kernel_drops") is not None]
+    if sockets:
+        lines.append("")
+        for sk in sockets:
+            lines.append(
+                f"socket {sk['interface']} IPv{sk['family']}: kernel drops {sk['kernel_drops']}, "
+                f"receive buffer {sk.get('receive_buffer', 0) // 1024} KiB"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +223,25 @@ def prometheus_text(snap: Snapshot) -> str:
             out.append(
                 f"hagate_vrrp_script_ok{labels(inst, extra)} {1 if s['status'] == 'ok' else 0}"
             )
+    family(
+        "hagate_vrrp_priority_zero_unanswered_total",
+        "counter",
+        "Priority-0 adverts not answered (at most one answer per advert interval).",
+    )
+    for inst in insts:
+        n = inst["counters"].get("priority_zero_unanswered", 0)
+        out.append(f"hagate_vrrp_priority_zero_unanswered_total{labels(inst)} {n}")
+    sockets = snap.get("sockets", [])
+    family(
+        "hagate_vrrp_kernel_drops_total",
+        "counter",
+        "Packets the kernel dropped on a VRRP socket (receive queue full).",
+    )
+    for sk in sockets:
+        if sk.get("kernel_drops") is None:
+            continue
+        lab = f'interface="{_label(sk["interface"])}",family="{sk["family"]}"'
+        out.append(f"hagate_vrrp_kernel_drops_total{{{lab}}} {sk['kernel_drops']}")
     unrouted = snap.get("discards_unknown_vrid", 0)
     family("hagate_vrrp_unknown_vrid_total", "counter", "Adverts for a VRID we do not run.")
     out.append(f"hagate_vrrp_unknown_vrid_total {unrouted}")
