@@ -285,7 +285,11 @@ def load_policy(
     if revocations is not None:
         revoked = frozenset(e.jti for e in tk.read_revocations(revocations, key))
     warnings = list(data.warnings)
-    if key is None and any(w.kind is PrincipalKind.TOKEN for r in data.rules for w in r.who):
-        warnings.append(f"{path}:1: tokens: rules name token: but no CA certificate is given")
+    named = [w for r in data.rules for w in r.who] + [m for g in data.groups.values() for m in g]
+    if key is None and any(w.kind is PrincipalKind.TOKEN for w in named):
+        warnings.append(
+            f"{path}:1: tokens: token: principals are named but no CA certificate is given "
+            "([tokens] ca or --ca): every token is refused"
+        )
     data = replace(data, tokens=key is not None, warnings=tuple(warnings))
     return Policy(data, key, revoked)
