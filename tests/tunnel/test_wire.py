@@ -45,6 +45,7 @@ EVERY_MESSAGE: list[Message] = [
         3,
     ),
     Welcome("s1", 300, 3000, 2, 30.0, {"web": "dev1.gw.test"}, {"ssh": "port taken"}),
+    Hello((), 0, 2, "5f0c9a1e"),
     Ping(),
     Probe(),
     Open("t1"),

@@ -39,6 +39,12 @@ from hagate.tunnel.connection import (
     State,
     TunnelConnection,
 )
+from hagate.tunnel.registry import (
+    BACKOFF_BASE_MS,
+    BACKOFF_CAP_MS,
+    TWIN_WINDOW_S,
+    SessionRegistry,
+)
 from hagate.tunnel.wire import ServiceSpec, WireError, decode
 
 HERE = Path(__file__).parent / "transcripts"
@@ -171,6 +177,43 @@ def apply_conn(conn: TunnelConnection, line: str) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- registry
+
+
+def make_registry(subject: str) -> SessionRegistry:
+    opts = dict(w.split("=", 1) for w in subject.split()[1:])
+    return SessionRegistry(
+        twin_window_s=float(opts.get("twin_window_s", TWIN_WINDOW_S)),
+        base_ms=int(opts.get("base_ms", BACKOFF_BASE_MS)),
+        cap_ms=int(opts.get("cap_ms", BACKOFF_CAP_MS)),
+    )
+
+
+def apply_registry(reg: SessionRegistry, line: str) -> list[str]:
+    _, when, verb, *args = line.split()
+    now = float(when)
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    words = [a for a in args if "=" not in a]
+    if verb == "attach":
+        device, session = words
+        actions = reg.attach(
+            device, int(opts.get("serial", "1")), session, now, opts.get("instance", "")
+        )
+    elif verb == "detach":
+        actions = reg.detach(words[0], now)
+    elif verb == "expire":
+        reg.expire(now)
+        actions = []
+    else:
+        raise ValueError(f"unknown input {verb!r}")
+    out = [f"> {describe(a)}" for a in actions]
+    out.append(
+        f"= sessions {len(reg)} remembered {reg.remembered()} superseded {reg.superseded}"
+        f" twins {reg.twins} refused {reg.twins_refused}"
+    )
+    return out
+
+
 # ---------------------------------------------------------------------------- replay
 
 
@@ -181,7 +224,9 @@ def replay(t: Transcript) -> list[Step]:
         for step in t.steps:
             out.append(Step(step.comments, step.line, apply_conn(conn, step.line)))
     else:
-        raise ValueError(f"unknown subject {t.subject!r}")
+        reg = make_registry(t.subject)
+        for step in t.steps:
+            out.append(Step(step.comments, step.line, apply_registry(reg, step.line)))
     return out
 
 

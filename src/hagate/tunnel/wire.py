@@ -101,6 +101,7 @@ class Hello:
     services: tuple[ServiceSpec, ...]
     reconnects: int = 0  # sessions this agent process had before: 0 on a fresh start
     version: int = VERSION
+    instance: str = ""  # v2: random per agent process, tells a reconnect from a twin
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,7 @@ def to_json(msg: Message) -> dict[str, Any]:
             "v": msg.version,
             "services": [s.to_json() for s in msg.services],
             "reconnects": msg.reconnects,
+            **({"instance": msg.instance} if msg.instance else {}),
         }
     if isinstance(msg, Welcome):
         return {
@@ -366,7 +368,12 @@ def _hello(d: dict[str, Any]) -> Hello:
     services = tuple(ServiceSpec.from_json(s) for s in raw)
     if len({s.name for s in services}) != len(services):
         raise WireError("service names must be unique")
-    return Hello(services, _int(d, "reconnects", 0, 0, 2**31 - 1), _version(d))
+    return Hello(
+        services,
+        _int(d, "reconnects", 0, 0, 2**31 - 1),
+        _version(d),
+        _text(d, "instance", "", MAX_ID),
+    )
 
 
 def _welcome(d: dict[str, Any]) -> Welcome:
