@@ -123,5 +123,7 @@ def test_revocations_without_ca_refused(write: Write, tmp_path: Path) -> None:
 
 def test_tokens_table_relative_to_the_file(write: Write, pki: Path) -> None:
     path = write('[tokens]\nca = "pki/ca.crt"\n' + RULE)
-    assert load_policy(path).tokens_enabled
+    policy = load_policy(path)
+    assert policy.tokens_enabled
+    assert policy.files == (path, path.parent / "pki" / "ca.crt")
     assert not load_policy(write(RULE)).tokens_enabled

@@ -45,6 +45,7 @@ def test_token_verified_with_the_ca_certificate_only(policy: Policy, pki: Path) 
     assert got.groups == {"ops", "extra"}  # policy's groups + the token's claims
     assert got.token_id and len(got.token_id) == 16
     assert got.label() == "token:carol"
+    assert got.expires == NOW + HOUR
 
 
 def test_group_claims_admit(policy: Policy, pki: Path) -> None:

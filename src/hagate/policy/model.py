@@ -48,6 +48,7 @@ class Principal:
     groups: frozenset[str] = frozenset()
     serial: int | None = None  # certificate serial (DEVICE/USER)
     token_id: str | None = None  # TOKEN: the jti, for revocation
+    expires: float | None = None  # TOKEN: exp, so that streams can be cut when it passes
 
     def label(self) -> str:
         if self.kind is PrincipalKind.ANONYMOUS:

@@ -49,9 +49,11 @@ class Policy:
         data: PolicyData,
         token_key: ec.EllipticCurvePublicKey | None = None,
         revoked: frozenset[str] = frozenset(),
+        files: tuple[Path, ...] = (),
     ) -> None:
         self.data = data
         self.source = data.source
+        self.files = files  # every file this policy was read from: watch them all for reloads
         self._key = token_key
         self._revoked = revoked
         self._auth: LRU[bytes, tuple[_Result, float]] = LRU(AUTH_CACHE)
@@ -169,7 +171,9 @@ class Policy:
             self._auth.put(key, (failure, float("inf")), now, TOKEN_TTL)
             return failure
         groups = claims.groups | self.groups_of(PrincipalKind.TOKEN, claims.sub)
-        principal = Principal(PrincipalKind.TOKEN, claims.sub, groups, token_id=claims.jti)
+        principal = Principal(
+            PrincipalKind.TOKEN, claims.sub, groups, token_id=claims.jti, expires=claims.exp
+        )
         self._auth.put(key, (principal, float(claims.exp)), now, TOKEN_TTL)
         return principal
 
@@ -292,4 +296,5 @@ def load_policy(
             "([tokens] ca or --ca): every token is refused"
         )
     data = replace(data, tokens=key is not None, warnings=tuple(warnings))
-    return Policy(data, key, revoked)
+    read = tuple(f for f in (path, ca, revocations) if f is not None)
+    return Policy(data, key, revoked, read)
