@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.policy.conftest import POLICY as POLICY_TEXT
 
 from hagate.policy import (
     ANONYMOUS,
@@ -23,7 +24,7 @@ IP = "10.9.8.7"
 
 def p(policy: Policy, label: str, extra: frozenset[str] = frozenset()) -> Principal:
     principal = policy.principal(label)
-    return Principal(principal.kind, principal.name, principal.groups | extra)
+    return Principal(principal.kind, principal.name, principal.groups | extra, claims=extra)
 
 
 @pytest.mark.parametrize(
@@ -174,3 +175,23 @@ def test_first_allowing_rule_is_named(write: Callable[[str], Path]) -> None:
     text += 'routes = ["connect"]\n'
     d = load_policy(write(text)).explain("user:a", "d", "s", C)
     assert d.rule == "policy.toml:1 rule 'one'"
+
+
+def test_groups_come_from_the_current_policy(
+    policy: Policy, write: Callable[[str], Path], pki: Path
+) -> None:
+    # A principal built without groups (from a bare certificate) is judged by its groups here.
+    bare = Principal(PrincipalKind.USER, "alice", serial=1)
+    assert policy.decide(bare, "dev1", "ssh", C, IP).allowed
+    # A principal authenticated under the old policy, re-checked after a reload that takes
+    # alice out of ops, is refused: stale groups it carries do not count.
+    old = policy.principal("user:alice")
+    assert old.groups == {"ops"}
+    reloaded = load_policy(write(POLICY_TEXT.replace('"user:alice", ', "")), ca_cert=pki / "ca.crt")
+    assert not reloaded.decide(old, "dev1", "ssh", C, IP).allowed
+    # ... while a token's signed group claims still count.
+    guests = frozenset({"guests"})
+    token = Principal(PrincipalKind.TOKEN, "zed", guests, claims=guests)
+    assert reloaded.decide(token, "cam-1", "http", S, IP).allowed
+    forged = Principal(PrincipalKind.TOKEN, "zed", guests)  # groups, no claims
+    assert not reloaded.decide(forged, "cam-1", "http", S, IP).allowed

@@ -80,9 +80,8 @@ def test_second_rule_error_names_its_own_line(write: Write) -> None:
 
 
 def test_error_line_never_past_the_end(write: Write) -> None:
-    message = error(write, "a = 1\nb = [")
-    line = int(message.split(":", 1)[0])
-    assert 1 <= line <= 2
+    assert error(write, "a = 1\nb = [").startswith("2: not valid TOML: Invalid value")
+    assert error(write, 'a = 1\nb = "x\n\n').startswith("2: not valid TOML")
 
 
 def test_plaintext_password_refused_names_the_hint(write: Write) -> None:

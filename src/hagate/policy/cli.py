@@ -218,7 +218,7 @@ def can_main(args: argparse.Namespace) -> int:
     extra = frozenset(g for g in args.groups.split(",") if g)
     if extra and principal.kind is not PrincipalKind.TOKEN:
         return _fail("--groups is for token: principals (their claims carry groups)")
-    principal = replace(principal, groups=principal.groups | extra)
+    principal = replace(principal, groups=principal.groups | extra, claims=extra)
     routes = [RouteKind(args.route)] if args.route else list(RouteKind)
     answers = [(r, policy.decide(principal, device, service, r, source)) for r in routes]
     allowed = any(d.allowed for _r, d in answers)

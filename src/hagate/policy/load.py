@@ -52,7 +52,7 @@ _NAMED = {
     k.value: k
     for k in (PrincipalKind.USER, PrincipalKind.PASSWORD, PrincipalKind.TOKEN, PrincipalKind.DEVICE)
 }
-_TOML_POS = re.compile(r"\(at line (\d+), column \d+\)")
+_TOML_POS = re.compile(r"\(at line (\d+), column \d+\)")  # tomllib's only position
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +85,10 @@ def parse_policy(text: str, path: Path) -> tuple[PolicyData, TokenFiles]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_POS.search(str(exc))
-        line = int(found.group(1)) if found else 1
-        line = max(1, min(line, max(1, len(text.splitlines()))))
-        why = _TOML_POS.sub("", str(exc)).strip()
+        last = max(1, len(text.splitlines()))
+        line = int(found.group(1)) if found else last if "end of document" in str(exc) else 1
+        line = max(1, min(line, last))
+        why = _TOML_POS.sub("", str(exc)).replace("(at end of document)", "").strip()
         raise PolicyError(f"{path}:{line}: not valid TOML: {why}") from None
     for key in doc:
         if key not in _TOP:

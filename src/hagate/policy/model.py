@@ -49,6 +49,7 @@ class Principal:
     serial: int | None = None  # certificate serial (DEVICE/USER)
     token_id: str | None = None  # TOKEN: the jti, for revocation
     expires: float | None = None  # TOKEN: exp, so that streams can be cut when it passes
+    claims: frozenset[str] = frozenset()  # TOKEN: the groups its signed claims carry
 
     def label(self) -> str:
         if self.kind is PrincipalKind.ANONYMOUS:

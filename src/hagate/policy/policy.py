@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -172,7 +173,12 @@ class Policy:
             return failure
         groups = claims.groups | self.groups_of(PrincipalKind.TOKEN, claims.sub)
         principal = Principal(
-            PrincipalKind.TOKEN, claims.sub, groups, token_id=claims.jti, expires=claims.exp
+            PrincipalKind.TOKEN,
+            claims.sub,
+            groups,
+            token_id=claims.jti,
+            expires=claims.exp,
+            claims=claims.groups,
         )
         self._auth.put(key, (principal, float(claims.exp)), now, TOKEN_TTL)
         return principal
@@ -201,13 +207,28 @@ class Policy:
     def decide(
         self, principal: Principal, device: str, service: str, route: RouteKind, client_ip: str
     ) -> Decision:
-        """May ``principal`` reach ``device``/``service`` by ``route`` from ``client_ip``?"""
+        """May ``principal`` reach ``device``/``service`` by ``route`` from ``client_ip``?
+
+        Group membership is taken from *this* policy (plus a token's signed claims), not from
+        ``principal.groups``: a principal kept from before a reload (a running stream being
+        re-checked) is judged by the groups of the new file, and a principal the caller built
+        from a certificate without groups is judged right."""
         key = (principal, device, service, route, client_ip)
         found = self._decisions.get(key)
         if found is None:
-            found = rules.decide(self.data, principal, device, service, route, client_ip)
+            current = self._current(principal)
+            found = rules.decide(self.data, current, device, service, route, client_ip)
             self._decisions.put(key, found)
         return found
+
+    def _current(self, principal: Principal) -> Principal:
+        kind = principal.kind
+        if kind is PrincipalKind.DEVICE or kind is PrincipalKind.ANONYMOUS:
+            return principal
+        groups = self.groups_of(kind, principal.name) | principal.claims
+        if groups == principal.groups:
+            return principal
+        return replace(principal, groups=groups)
 
     def tcp_public(self, device: str, service: str) -> bool:
         """Whether some public rule opens this raw TCP route (perhaps only from some
@@ -252,9 +273,8 @@ class Policy:
         client_ip: str = rules.ANY_ADDRESS,
     ) -> Decision:
         """The decision for a principal named by its label, for the CLI."""
-        return rules.decide(
-            self.data, self.principal(principal_label), device, service, route, client_ip
-        )
+        principal = self.principal(principal_label)
+        return rules.decide(self.data, principal, device, service, route, client_ip)
 
 
 def _label(result: Principal | AuthFailure) -> str:
@@ -271,8 +291,6 @@ def load_policy(
 ) -> Policy:
     """Read and check a policy file (and the token CA and revocation list, if any);
     PolicyError ``FILE:LINE: why`` for anything wrong."""
-    from dataclasses import replace
-
     from hagate.policy.load import parse_policy
 
     try:
