@@ -83,6 +83,17 @@ def metric(admin_port: int, name: str) -> float:
     return 0.0
 
 
+# The benchmark's access policy: every web route and inventory port open (no authentication).
+BENCH_POLICY = """
+[[rule]]
+name = "open"
+devices = ["*"]
+services = ["*"]
+routes = ["http", "https", "tcp"]
+public = true
+"""
+
+
 class Procs:
     """Child processes, all killed at the end whatever happens."""
 
@@ -211,6 +222,7 @@ class Hagate:
             issue(pki, Role.DEVICE, f"idle{i}", days=2)
 
     def write_configs(self, sink: int, web: int) -> None:
+        (self.work / "policy.toml").write_text(BENCH_POLICY)
         (self.work / "gateway.toml").write_text(
             f"""domain = "{DOMAIN}"
 [tls]
@@ -224,9 +236,10 @@ http = "127.0.0.1:{self.http}"
 admin = "127.0.0.1:{self.admin}"
 [tcp]
 listen = "127.0.0.1"
-ports = "1024-65535"
 [tcp.pinned]
 "dev1/bulk" = {self.tcp}
+[policy]
+file = "policy.toml"
 [limits]
 pool = {self.pool}
 """

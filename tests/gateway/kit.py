@@ -19,6 +19,24 @@ from hagate.pki.ca import Role, init_ca, issue
 
 DOMAIN = "gw.test"
 
+# What the tests that are not about access control run with: every web route and every
+# inventory TCP port open, `connect` for any user certificate (not for devices).
+OPEN_POLICY = """
+[[rule]]
+name = "open-web"
+devices = ["*"]
+services = ["*"]
+routes = ["http", "https", "tcp"]
+public = true
+
+[[rule]]
+name = "users-connect"
+who = ["user:*"]
+devices = ["*"]
+services = ["*"]
+routes = ["connect"]
+"""
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -44,7 +62,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def gateway_config(pki: Pki, **changes: object) -> GatewayConfig:
+def write_policy(pki: Pki, text: str, name: str = "policy.toml") -> Path:
+    path = pki.dir / name
+    path.write_text(text)
+    return path
+
+
+def gateway_config(pki: Pki, policy: str = OPEN_POLICY, **changes: object) -> GatewayConfig:
+    """A loopback gateway; ``policy`` is the policy file's text, written beside the PKI."""
     srv = pki.bundle("server", "gateway")
     cfg = GatewayConfig(
         domain=DOMAIN,
@@ -59,7 +84,8 @@ def gateway_config(pki: Pki, **changes: object) -> GatewayConfig:
         https_cert=srv / "cert.pem",
         https_key=srv / "key.pem",
         tcp_host="127.0.0.1",
-        tcp_ports=range(1024, 65536),
+        policy=write_policy(pki, policy),
+        node="test",
         heartbeat_ms=100,
     )
     return replace(cfg, **changes)  # type: ignore[arg-type]

@@ -114,25 +114,56 @@ def test_agent_refuses_gateway_of_another_ca(fresh_pki: Pki, tmp_path) -> None: 
 
 
 def test_handshake_flood_from_one_address_is_bounded(fresh_pki: Pki) -> None:
-    from hagate.gateway import server
-
     async def main() -> None:
-        async with running_gateway(gateway_config(fresh_pki, handshake_timeout=1.0)) as gw:
+        cfg = gateway_config(fresh_pki, handshake_timeout=1.0, handshakes_per_address=64)
+        async with running_gateway(cfg) as gw:
             tport = gw.addresses["tunnel"][1]
             # Connections that never start a TLS handshake (slowloris on the tunnel port).
-            idle = [
-                await asyncio.open_connection("127.0.0.1", tport)
-                for _ in range(server.MAX_HANDSHAKES_PER_ADDRESS + 20)
-            ]
+            idle = [await asyncio.open_connection("127.0.0.1", tport) for _ in range(64 + 20)]
             await asyncio.sleep(0.3)
             assert gw.metrics.auth_failures["busy"] >= 20
-            assert gw._handshakes <= server.MAX_HANDSHAKES_PER_ADDRESS
+            assert len(gw.admission.inflight) <= 64
             await asyncio.sleep(1.2)  # their handshake time is up: the slots are free again
-            assert gw._handshakes == 0
+            assert len(gw.admission.inflight) == 0
             acfg = agent_config(fresh_pki, "dev1", tport, http=free_port())
             async with running_agent(acfg) as agent:
                 assert agent.connected.is_set()
             for _, w in idle:
+                w.close()
+
+    asyncio.run(main())
+
+
+def test_handshake_flood_from_many_addresses_evicts_the_oldest(fresh_pki: Pki) -> None:
+    """Issue 11: ten flooding addresses filled every slot and a real handshake took 8 s.
+
+    Now the global budget evicts the oldest incomplete handshake: the flood holds its slots
+    only until newer connections arrive, and a fresh agent gets through at once.
+    """
+
+    async def main() -> None:
+        cfg = gateway_config(
+            fresh_pki, handshake_timeout=30.0, max_handshakes=100, handshakes_per_address=100
+        )
+        async with running_gateway(cfg) as gw:
+            tport = gw.addresses["tunnel"][1]
+            idle = []
+            for i in range(10):  # ten addresses of the loopback range, 15 half-open each
+                for _ in range(15):
+                    _r, w = await asyncio.open_connection(
+                        "127.0.0.1", tport, local_addr=(f"127.0.0.{10 + i}", 0)
+                    )
+                    w.write(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+                    idle.append(w)
+            await asyncio.sleep(0.3)
+            assert len(gw.admission.inflight) == 100
+            assert gw.admission.evicted >= 50
+            t0 = time.monotonic()
+            acfg = agent_config(fresh_pki, "dev1", tport, http=free_port())
+            async with running_agent(acfg) as agent:
+                assert agent.connected.is_set()
+            assert time.monotonic() - t0 < 2.0
+            for w in idle:
                 w.close()
 
     asyncio.run(main())

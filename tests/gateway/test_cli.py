@@ -15,7 +15,7 @@ import pytest
 
 from hagate.cli import main
 
-from .kit import echo_roundtrip, echo_service, free_port, http_get, http_service
+from .kit import OPEN_POLICY, echo_roundtrip, echo_service, free_port, http_get, http_service
 
 HAGATE = [sys.executable, "-m", "hagate"]
 
@@ -44,6 +44,23 @@ def _wait_port(port: int, timeout: float = 10) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
+
+
+def _wait_agents(admin: int, timeout: float = 10) -> None:
+    """Until the gateway's /healthz counts an agent (TCP ports listen before agents attach)."""
+    import json
+    import urllib.request
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1) as r:
+                if json.loads(r.read()).get("agents", 0) >= 1:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no agent attached")
 
 
 def test_end_to_end_processes(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -81,11 +98,13 @@ http = "127.0.0.1:{http}"
 admin = "127.0.0.1:{admin}"
 [tcp]
 listen = "127.0.0.1"
-ports = "1024-65535"
 [tcp.pinned]
 "dev1/ssh" = {tcp}
+[policy]
+file = "policy.toml"
 """
     )
+    (tmp_path / "policy.toml").write_text(OPEN_POLICY)
 
     async def services() -> None:
         web, web_port = await http_service("dev1")
@@ -116,7 +135,7 @@ fast_delay_ms = 100
         procs.append(gw)
         await asyncio.to_thread(_wait_port, admin)
         procs.append(subprocess.Popen([*HAGATE, "agent", "-c", "agent.toml"], cwd=tmp_path))
-        await asyncio.to_thread(_wait_port, tcp)
+        await asyncio.to_thread(_wait_agents, admin)
         assert await http_get(http, "dev1.gw.test", "/p") == (200, b"hello from dev1 /p")
         assert await echo_roundtrip(tcp, b"tcp ok") == b"tcp ok"
         check = ["gateway", "check", "-c", str(tmp_path / "gateway.toml"), "-q"]
@@ -156,7 +175,7 @@ fast_delay_ms = 100
         assert time.monotonic() - t0 < 2
         gw2 = subprocess.Popen([*HAGATE, "gateway", "-c", "gateway.toml"], cwd=tmp_path, env=env)
         procs.append(gw2)
-        await asyncio.to_thread(_wait_port, tcp, 15)
+        await asyncio.to_thread(_wait_agents, admin, 15)
         assert await echo_roundtrip(tcp, b"back") == b"back"
         assert await http_get(http, "dev1.gw.test") == (200, b"hello from dev1 /")
         gw2.send_signal(signal.SIGTERM)

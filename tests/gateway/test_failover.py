@@ -43,6 +43,7 @@ def test_gateway_restart_agent_reconnects(pki: Pki) -> None:
             pki,
             tunnel=Endpoint("127.0.0.1", free_port()),
             http=Endpoint("127.0.0.1", free_port()),
+            tcp_pinned={"dev1/ssh": tcp_port},
         )
         acfg = agent_config(
             pki, "dev1", cfg.tunnel.port, http=web_port, tcp=echo_port, tcp_port=tcp_port
@@ -96,7 +97,9 @@ def test_stale_session_is_replaced_at_once(pki: Pki) -> None:
         web, web_port = await http_service("dev1")
         echo, echo_port = await echo_service()
         tcp_port = free_port()
-        cfg = gateway_config(pki, heartbeat_ms=200, dead_after_ms=600)
+        cfg = gateway_config(
+            pki, heartbeat_ms=200, dead_after_ms=600, tcp_pinned={"dev1/ssh": tcp_port}
+        )
         async with running_gateway(cfg) as gw:
             vip = await Relay(gw.addresses["tunnel"][1]).start()
             acfg = agent_config(

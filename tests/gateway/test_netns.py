@@ -16,6 +16,8 @@ import pytest
 
 from hagate.pki.ca import Role, init_ca, issue
 
+from .kit import OPEN_POLICY
+
 pytestmark = pytest.mark.lab
 
 GW_ADDR = "10.231.77.1"
@@ -74,8 +76,11 @@ http = "0.0.0.0:8080"
 admin = "127.0.0.1:9180"
 [tcp.pinned]
 "dev1/ssh" = 20022
+[policy]
+file = "policy.toml"
 """
     )
+    (tmp_path / "policy.toml").write_text(OPEN_POLICY)
     (tmp_path / "agent.toml").write_text(
         f"""gateway = "{GW_ADDR}:7443"
 [tls]

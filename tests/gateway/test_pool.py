@@ -28,7 +28,7 @@ def test_spares_follow_use(pki: Pki) -> None:
     async def main() -> None:
         echo, echo_port = await echo_service()
         port = free_port()
-        cfg = gateway_config(pki, pool=2, pool_idle=0.5)
+        cfg = gateway_config(pki, pool=2, pool_idle=0.5, tcp_pinned={"dev1/ssh": port})
         async with running_gateway(cfg) as gw:
             acfg = agent_config(
                 pki, "dev1", gw.addresses["tunnel"][1], tcp=echo_port, tcp_port=port

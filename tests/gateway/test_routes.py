@@ -32,7 +32,7 @@ def test_http_and_tcp_routes(pki: Pki) -> None:
         web, web_port = await http_service("dev1")
         echo, echo_port = await echo_service()
         tcp_port = free_port()
-        async with running_gateway(gateway_config(pki)) as gw:
+        async with running_gateway(gateway_config(pki, tcp_pinned={"dev1/ssh": tcp_port})) as gw:
             tport = gw.addresses["tunnel"][1]
             cfg = agent_config(pki, "dev1", tport, http=web_port, tcp=echo_port, tcp_port=tcp_port)
             async with running_agent(cfg) as agent:
@@ -48,7 +48,7 @@ def test_http_and_tcp_routes(pki: Pki) -> None:
                 assert "hagate_agents_connected 1" in text
                 assert "hagate_streams_total 3" in text
                 assert 'hagate_bytes_total{direction="to_device"}' in text
-                assert gw.metrics.bytes[0] >= len(payload)
+                assert gw.bytes_forwarded()[0] >= len(payload)
         web.close()
         echo.close()
 
@@ -168,7 +168,7 @@ def test_connect_by_name_and_port(pki: Pki) -> None:
         echo, echo_port = await echo_service()
         async with running_gateway(gateway_config(pki)) as gw:
             tport = gw.addresses["tunnel"][1]
-            cfg = agent_config(pki, "dev1", tport, tcp=echo_port, tcp_port=free_port())
+            cfg = agent_config(pki, "dev1", tport, tcp=echo_port)
             async with running_agent(cfg):
                 user = client_config(pki, "user", "alice", tport)
                 fwd = Forwarder(user, "dev1", "ssh")
@@ -187,10 +187,27 @@ def test_connect_by_name_and_port(pki: Pki) -> None:
     asyncio.run(main())
 
 
+ALICE_DEV_ONLY = """
+[[rule]]
+name = "alice-devs"
+who = ["user:alice"]
+devices = ["dev*"]
+services = ["*"]
+routes = ["connect"]
+
+[[rule]]
+name = "bob-others"
+who = ["user:bob"]
+devices = ["other-*"]
+services = ["*"]
+routes = ["connect"]
+"""
+
+
 def test_user_access_list(pki: Pki) -> None:
     async def main() -> None:
         echo, echo_port = await echo_service()
-        cfg = gateway_config(pki, users={"alice": ["dev*"], "bob": ["other-*"]})
+        cfg = gateway_config(pki, policy=ALICE_DEV_ONLY)
         async with running_gateway(cfg) as gw:
             tport = gw.addresses["tunnel"][1]
             async with running_agent(agent_config(pki, "dev1", tport, tcp=echo_port)):
@@ -200,9 +217,11 @@ def test_user_access_list(pki: Pki) -> None:
                     if allowed:
                         (await open_stream(user, ctx, "dev1", "ssh")).close()
                     else:
-                        with pytest.raises(ConnectError, match="may not reach"):
+                        with pytest.raises(
+                            ConnectError, match="no rule lets user:bob reach dev1/ssh"
+                        ):
                             await open_stream(user, ctx, "dev1", "ssh")
-            assert gw.metrics.auth_failures["forbidden"] == 1
+            assert gw.metrics.access["dev1", "denied"] == 1
         echo.close()
 
     asyncio.run(main())
@@ -232,7 +251,7 @@ def test_half_close_passes_through(pki: Pki) -> None:
     async def main() -> None:
         echo, echo_port = await echo_service()
         port = free_port()
-        async with running_gateway(gateway_config(pki)) as gw:
+        async with running_gateway(gateway_config(pki, tcp_pinned={"dev1/ssh": port})) as gw:
             tport = gw.addresses["tunnel"][1]
             cfg = agent_config(pki, "dev1", tport, tcp=echo_port, tcp_port=port)
             async with running_agent(cfg):

@@ -1,4 +1,4 @@
-"""Pure pieces: gateway.toml, Host routing, head parsing, deterministic ports, metrics."""
+"""Pure pieces: gateway.toml, Host routing, head parsing, metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from hagate.gateway.config import ConfigError, Endpoint, parse_gateway_config
 from hagate.gateway.http import Route, parse_head, route_for
 from hagate.gateway.metrics import Metrics
-from hagate.gateway.ports import PortMap, hashed_port
 from hagate.net.conn import ProtocolError, parse_hostport
 
 FULL = """
@@ -25,15 +24,15 @@ tunnel = "0.0.0.0:7443"
 https = "0.0.0.0:443"
 http = "[::]:80"
 admin = "127.0.0.1:9180"
-[tcp]
-ports = "20000-20999"
 [tcp.pinned]
 "dev1/ssh" = 20022
 [limits]
 streams_per_device = 64
 heartbeat_ms = 250
-[users]
-alice = ["dev*"]
+[policy]
+file = "policy.toml"
+[log]
+access = "/var/log/hagate/access.log"
 """
 
 
@@ -44,9 +43,9 @@ def test_full_gateway_config() -> None:
     assert cfg.crl == Path("/etc/hagate/crl.pem")
     assert cfg.https_cert == cfg.cert  # the same wildcard certificate by default
     assert cfg.http == Endpoint("::", 80) and str(cfg.http) == "[::]:80"
-    assert cfg.tcp_ports == range(20000, 21000)
     assert cfg.tcp_pinned == {"dev1/ssh": 20022}
-    assert cfg.users == {"alice": ["dev*"]}
+    assert cfg.policy == Path("/etc/hagate/policy.toml")
+    assert cfg.access_log == Path("/var/log/hagate/access.log")
     assert (cfg.streams_per_device, cfg.heartbeat_ms, cfg.pool, cfg.pool_idle) == (64, 250, 2, 60)
 
 
@@ -58,7 +57,7 @@ def test_full_gateway_config() -> None:
         ('domain = "d"\nport = 1\n', "unknown keys"),
         (
             'domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[tcp]\nports = "9-2"\n',
-            "bad port range",
+            r"\[tcp.pinned\]",
         ),
         ('domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[listen]\nhttp = "x:y"\n', "bad port"),
         ('domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[limits]\npool = "2"\n', "expected int"),
@@ -67,7 +66,7 @@ def test_full_gateway_config() -> None:
             'domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[tcp.pinned]\n"x/a" = 1\n"y/b" = 1\n',
             "pinned twice",
         ),
-        ('domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[users]\nbob = "dev1"\n', "[users]"),
+        ('domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[users]\nbob = "dev1"\n', "policy file"),
     ],
 )
 def test_gateway_config_errors(text: str, message: str) -> None:
@@ -99,26 +98,6 @@ def test_parse_head() -> None:
             parse_head(bad)
 
 
-def test_ports_are_deterministic_and_pinned_wins() -> None:
-    ports = range(20000, 21000)
-    a = PortMap("127.0.0.1", ports, {"dev1/ssh": 20022})
-    b = PortMap("127.0.0.1", ports, {"dev1/ssh": 20022})
-    assert a.port_for("dev1/ssh", None) == 20022
-    assert a.port_for("dev1/ssh", 20500) == 20022  # the gateway's pin beats the agent's wish
-    assert (
-        a.port_for("dev2/ssh", None)
-        == b.port_for("dev2/ssh", None)
-        == hashed_port("dev2/ssh", ports)
-    )
-    assert a.port_for("dev2/ssh", 20777) == 20777
-    with pytest.raises(ValueError, match="outside"):
-        a.port_for("dev2/ssh", 80)
-    with pytest.raises(ValueError, match="pinned to another route"):
-        a.port_for("dev3/ssh", 20022)
-    spread = {hashed_port(f"d{i}/ssh", ports) for i in range(200)}
-    assert len(spread) > 170  # few collisions in a range of 1000
-
-
 def test_parse_hostport() -> None:
     assert parse_hostport("h:1") == ("h", 1)
     assert parse_hostport("[::1]:22") == ("::1", 22)
@@ -138,16 +117,17 @@ def test_metrics_text() -> None:
     assert "# TYPE hagate_agents_connected gauge" in text
 
 
-def test_step_budget_spreads_handshakes_over_loop_turns() -> None:
+def test_fair_budget_spreads_handshakes_over_loop_turns_and_addresses() -> None:
     import asyncio
     from collections import Counter
 
-    from hagate.net.conn import StepBudget
+    from hagate.gateway.admission import FairBudget
 
-    async def main() -> Counter[int]:
-        budget = StepBudget(4)
+    async def main() -> tuple[Counter[int], list[str]]:
+        budget = FairBudget(4)
         turn = 0
         granted: list[int] = []
+        order: list[str] = []
 
         async def ticker() -> None:
             nonlocal turn
@@ -155,16 +135,21 @@ def test_step_budget_spreads_handshakes_over_loop_turns() -> None:
                 turn += 1
                 await asyncio.sleep(0)
 
-        async def step() -> None:
-            await budget.acquire()
+        async def step(peer: str) -> None:
+            await budget.for_peer(peer).acquire()
             granted.append(turn)
+            order.append(peer)
 
         tick = asyncio.create_task(ticker())
-        await asyncio.gather(*(step() for _ in range(40)))
+        # A flood of 36 steps from one address queued first, then 4 from a fresh client.
+        flood = [step("10.0.0.1") for _ in range(36)]
+        await asyncio.gather(*flood, *(step("192.0.2.7") for _ in range(4)))
         tick.cancel()
-        return Counter(granted)
+        return Counter(granted), order
 
-    per_turn = asyncio.run(main())
+    per_turn, order = asyncio.run(main())
     assert sum(per_turn.values()) == 40
     assert max(per_turn.values()) <= 4
     assert len(per_turn) >= 10
+    # Round-robin: the fresh client's four steps are all done within the first dozen.
+    assert max(i for i, p in enumerate(order) if p == "192.0.2.7") < 12

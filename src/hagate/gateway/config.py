@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,19 @@ class GatewayConfig:
     https_cert: Path
     https_key: Path
     tcp_host: str
-    tcp_ports: range
     tcp_pinned: dict[str, int] = field(default_factory=dict)
-    users: dict[str, list[str]] | None = None
+    policy: Path | None = None
+    token_revocations: Path | None = None
+    access_log: Path | None = None
+    access_log_format: str = "json"
+    node: str = ""
+    https_client_certs: bool = True
     streams_per_device: int = 256
+    streams_per_principal: int = 32
+    anonymous_share: float = 0.5
+    requests_per_s: float = 200.0
+    max_handshakes: int = 2048
+    handshakes_per_address: int = 256
     header_bytes: int = 16384
     heartbeat_ms: int = 300
     dead_after_ms: int = 3000
@@ -78,17 +88,6 @@ def _path(base: Path, text: str | None) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def _port_range(text: str, where: str) -> range:
-    lo_text, sep, hi_text = text.partition("-")
-    try:
-        lo, hi = int(lo_text), int(hi_text if sep else lo_text)
-    except ValueError:
-        raise ConfigError(f"{where}: expected 'LOW-HIGH', got {text!r}") from None
-    if not 1 <= lo <= hi <= 65535:
-        raise ConfigError(f"{where}: bad port range {text!r}")
-    return range(lo, hi + 1)
-
-
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Read and check gateway.toml; relative paths are relative to the file."""
     try:
@@ -103,7 +102,12 @@ def load_gateway_config(path: Path) -> GatewayConfig:
 def parse_gateway_config(
     data: dict[str, Any], base: Path, name: str = "gateway.toml"
 ) -> GatewayConfig:
-    known = {"domain", "tls", "listen", "tcp", "limits", "users"}
+    if "users" in data:
+        raise ConfigError(
+            f"{name}: [users] is replaced by the access policy: name a policy file in "
+            "[policy] file = ... (see docs/policy.md)"
+        )
+    known = {"domain", "node", "tls", "listen", "tcp", "limits", "policy", "log"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -128,7 +132,11 @@ def parse_gateway_config(
     tcp = _get(data, "tcp", dict, f"{name}: ", {})
     w = f"{name}: [tcp] "
     tcp_host = _get(tcp, "listen", str, w, "0.0.0.0")
-    tcp_ports = _port_range(_get(tcp, "ports", str, w, "20000-29999"), w + "ports")
+    if "ports" in tcp:
+        raise ConfigError(
+            f"{w}ports: TCP ports are no longer derived from a range; list each device "
+            'service\'s port in [tcp.pinned] ("DEVICE/SERVICE" = PORT, see docs/gateway.md)'
+        )
     pinned_raw = _get(tcp, "pinned", dict, w, {})
     pinned: dict[str, int] = {}
     for route, port in pinned_raw.items():
@@ -137,14 +145,16 @@ def parse_gateway_config(
         pinned[route] = port
     if len(set(pinned.values())) != len(pinned):
         raise ConfigError(f"{w}pinned: a port is pinned twice")
-    users_raw = data.get("users")
-    users: dict[str, list[str]] | None = None
-    if users_raw is not None:
-        if not isinstance(users_raw, dict) or not all(
-            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in users_raw.values()
-        ):
-            raise ConfigError(f"{name}: [users] maps a user name to a list of device patterns")
-        users = {str(k): list(v) for k, v in users_raw.items()}
+    pol = _get(data, "policy", dict, f"{name}: ", {})
+    w = f"{name}: [policy] "
+    policy = _path(base, _get(pol, "file", str, w))
+    token_revocations = _path(base, _get(pol, "token_revocations", str, w))
+    logs = _get(data, "log", dict, f"{name}: ", {})
+    w = f"{name}: [log] "
+    access_log = _path(base, _get(logs, "access", str, w))
+    access_fmt = _get(logs, "access_format", str, w, "json")
+    if access_fmt not in ("json", "text"):
+        raise ConfigError(f"{w}access_format: 'json' or 'text', got {access_fmt!r}")
     limits = _get(data, "limits", dict, f"{name}: ", {})
     w = f"{name}: [limits] "
     cfg = GatewayConfig(
@@ -160,10 +170,19 @@ def parse_gateway_config(
         https_cert=https_cert,
         https_key=https_key,
         tcp_host=tcp_host,
-        tcp_ports=tcp_ports,
         tcp_pinned=pinned,
-        users=users,
+        policy=policy,
+        token_revocations=token_revocations,
+        access_log=access_log,
+        access_log_format=access_fmt,
+        node=_get(data, "node", str, f"{name}: ", "") or socket.gethostname(),
+        https_client_certs=bool(_get(tls, "https_client_certs", bool, f"{name}: [tls] ", True)),
         streams_per_device=_get(limits, "streams_per_device", int, w, 256),
+        streams_per_principal=_get(limits, "streams_per_principal", int, w, 32),
+        anonymous_share=_get(limits, "anonymous_share", float, w, 0.5),
+        requests_per_s=_get(limits, "requests_per_s", float, w, 200.0),
+        max_handshakes=_get(limits, "max_handshakes", int, w, 2048),
+        handshakes_per_address=_get(limits, "handshakes_per_address", int, w, 256),
         header_bytes=_get(limits, "header_bytes", int, w, 16384),
         heartbeat_ms=_get(limits, "heartbeat_ms", int, w, 300),
         dead_after_ms=_get(limits, "dead_after_ms", int, w, 3000),
@@ -174,6 +193,8 @@ def parse_gateway_config(
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
+    if not 0 <= cfg.anonymous_share <= 1 or cfg.streams_per_principal < 1:
+        raise ConfigError(f"{w}0 <= anonymous_share <= 1, streams_per_principal >= 1")
     if cfg.dead_after_ms < 2 * cfg.heartbeat_ms:
         raise ConfigError(f"{w}dead_after_ms must be at least twice heartbeat_ms")
     return cfg

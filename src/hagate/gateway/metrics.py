@@ -19,9 +19,14 @@ class Metrics:
     superseded_total: int = 0
     auth_failures: Counter[str] = field(default_factory=Counter)
     http_responses: Counter[int] = field(default_factory=Counter)
+    # (device, result): result is allowed, denied or cut (revoked / no longer allowed)
+    access: Counter[tuple[str, str]] = field(default_factory=Counter)
+    handshakes_evicted: int = 0
 
-    def render(self) -> str:
+    def render(self, live_bytes: tuple[int, int] | None = None) -> str:
+        """Prometheus text; ``live_bytes`` counts streams still running too."""
         lines: list[str] = []
+        up, down = live_bytes or (self.bytes[0], self.bytes[1])
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, int]]) -> None:
             lines.append(f"# HELP hagate_{name} {help_}")
@@ -43,15 +48,15 @@ class Metrics:
             "stream_failures_total",
             "counter",
             "User streams that could not be opened.",
-            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.stream_failures.items())],
+            [(f'{{reason="{label(r)}"}}', n) for r, n in sorted(self.stream_failures.items())],
         )
         metric(
             "bytes_total",
             "counter",
             "Bytes forwarded, by direction.",
             [
-                ('{direction="to_device"}', self.bytes[0]),
-                ('{direction="from_device"}', self.bytes[1]),
+                ('{direction="to_device"}', up),
+                ('{direction="from_device"}', down),
             ],
         )
         metric("sessions_total", "counter", "Agent sessions accepted.", [("", self.sessions_total)])
@@ -71,7 +76,7 @@ class Metrics:
             "auth_failures_total",
             "counter",
             "Refused TLS clients, by reason.",
-            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.auth_failures.items())],
+            [(f'{{reason="{label(r)}"}}', n) for r, n in sorted(self.auth_failures.items())],
         )
         metric(
             "http_responses_total",
@@ -79,4 +84,24 @@ class Metrics:
             "Responses the gateway itself sent.",
             [(f'{{code="{c}"}}', n) for c, n in sorted(self.http_responses.items())],
         )
+        metric(
+            "access_total",
+            "counter",
+            "User streams by device and result (allowed, denied, cut).",
+            [
+                (f'{{device="{label(d)}",result="{label(r)}"}}', n)
+                for (d, r), n in sorted(self.access.items())
+            ],
+        )
+        metric(
+            "handshakes_evicted_total",
+            "counter",
+            "Incomplete TLS handshakes closed to admit newer ones (a flood, or a slow client).",
+            [("", self.handshakes_evicted)],
+        )
         return "\n".join(lines) + "\n"
+
+
+def label(value: str) -> str:
+    """A Prometheus label value, escaped (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

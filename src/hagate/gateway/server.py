@@ -1,46 +1,38 @@
-"""The gateway: tunnel listener for agents and `connect`, HTTP(S) and TCP fronts for users.
+"""The gateway node: its listeners, and the state the fronts share (sessions, policy, streams).
 
-Nothing here outlives the process except what gateway.toml and the PKI files hold, so both
-nodes behind the VIP are interchangeable and a restart loses nothing: agents reconnect.
+Each front is a module of its own: :mod:`tunnel_front` (agents and `connect`),
+:mod:`http_front` (users by Host), :mod:`tcp_front` (inventory ports); :mod:`admission` bounds
+handshakes, :mod:`revocation` applies CRL/policy/token changes, :mod:`streams` holds every
+user stream's lease. Nothing here outlives the process except what gateway.toml, the policy
+and the PKI files hold, so both nodes behind the VIP are interchangeable and a restart loses
+nothing: agents reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
-import gc
 import logging
 import socket
 import ssl
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from hagate.gateway import http
+from hagate.gateway.accesslog import AccessEntry, AccessLog
 from hagate.gateway.admin import AdminServer
+from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.metrics import Metrics
-from hagate.gateway.ports import PortMap, route_key
-from hagate.gateway.protocol import (
-    MAX_LINE,
-    PING,
-    VERSION,
-    ServiceKind,
-    ServiceSpec,
-    encode,
-    read_message,
-)
+from hagate.gateway.protocol import ServiceKind, encode, read_message
+from hagate.gateway.ratelimit import RateLimiter
+from hagate.gateway.revocation import Revocation
 from hagate.gateway.session import Session, StreamError
-from hagate.net.conn import (
-    Conn,
-    ProtocolError,
-    StepBudget,
-    listen_socket,
-    set_keepalive,
-    set_nodelay,
-)
+from hagate.gateway.streams import Lease, Limits, StreamTable
+from hagate.gateway.tcp_front import TcpFront
+from hagate.gateway.tunnel_front import TunnelFront
+from hagate.net.conn import Conn, ProtocolError, listen_socket, set_nodelay
 from hagate.net.pipe import Pipe
 from hagate.net.tls import (
     Identity,
@@ -48,19 +40,12 @@ from hagate.net.tls import (
     peer_identity,
     tunnel_server_context,
 )
-from hagate.pki.ca import PKIError, Role, load_revoked
+from hagate.policy import ANONYMOUS, AuthFailure, Principal, RouteKind, empty_policy
 
 log = logging.getLogger("hagate.gateway")
 
 HEAD_TIMEOUT = 10.0
-# TLS handshakes in progress at most (more wait in the kernel's accept queue), and from one
-# address (more are closed at once and redial): bounds the memory of a handshake flood and
-# keeps one address that never finishes its handshakes from starving everybody else.
-MAX_HANDSHAKES = 2048
-MAX_HANDSHAKES_PER_ADDRESS = 256
 HANDSHAKE_STEPS_PER_TURN = 16  # ~1.5 ms each with OpenSSL 3: pings never wait long
-MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
-MAX_PING_BACKLOG = 64 * 1024
 
 
 class Gateway:
@@ -69,49 +54,65 @@ class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
         self.tunnel_ctx = tunnel_server_context(cfg.cert, cfg.key, cfg.ca)
-        self.https_ctx = https_server_context(cfg.https_cert, cfg.https_key)
-        self.https_ctx.sni_callback = self._sni
+        self.https_ctx = https_server_context(
+            cfg.https_cert, cfg.https_key, cfg.ca if cfg.https_client_certs else None
+        )
+        self.https_ctx.sni_callback = _remember_sni
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
-        self.device_streams: Counter[str] = Counter()
-        self.ports = PortMap(cfg.tcp_host, cfg.tcp_ports, dict(cfg.tcp_pinned))
         self.revoked: frozenset[int] = frozenset()
-        self._crl_mtime: float | None = None
+        self.policy = empty_policy()
+        self.access = AccessLog(cfg.access_log, cfg.access_log_format)
+        self.streams = StreamTable(
+            Limits(cfg.streams_per_device, cfg.streams_per_principal, cfg.anonymous_share),
+            on_end=self._lease_ended,
+        )
+        self.rates = RateLimiter(cfg.requests_per_s, max(10.0, cfg.requests_per_s))
+        self.admission = Admission(cfg.max_handshakes, cfg.handshakes_per_address)
+        self.budget = FairBudget(HANDSHAKE_STEPS_PER_TURN)
+        self.tunnel = TunnelFront(self)
+        self.tcp = TcpFront(self)
+        self.revocation = Revocation(self)
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         self.addresses: dict[str, tuple[str, int]] = {}
-        self._sni_names: dict[int, str] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._handshakes = 0
-        self._budget = StepBudget(HANDSHAKE_STEPS_PER_TURN)
-        self._handshakes_from: Counter[str] = Counter()
-        self._tls_peer: dict[int, str] = {}  # fd -> address, while its handshake runs
+        self._acceptor: Acceptor | None = None
         self._admin: AdminServer | None = None
         self.tick = time.monotonic()  # stamped by the loop; /healthz checks it is fresh
-        self._paused: list[tuple[socket.socket, Callable[[], None]]] = []
+        if cfg.policy is None:
+            log.warning("no [policy] file: every user route is closed (see docs/policy.md)")
+
+    @property
+    def acceptor(self) -> Acceptor:
+        assert self._acceptor is not None, "start() first"
+        return self._acceptor
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._reload_crl(initial=True)
+        self._acceptor = Acceptor(self.loop, self._spawn)
+        self.revocation.initial()
         cfg = self.cfg
-        self._listen("tunnel", cfg.tunnel.host, cfg.tunnel.port, self._on_tunnel, tls=True)
+        self._listen("tunnel", cfg.tunnel.host, cfg.tunnel.port, self.tunnel.on_connection)
         if cfg.https:
-            self._listen("https", cfg.https.host, cfg.https.port, self._on_https, tls=True)
+            self._listen("https", cfg.https.host, cfg.https.port, self._on_https)
         if cfg.http:
             self._listen("http", cfg.http.host, cfg.http.port, self._on_http)
+        self.tcp.sync()
         if cfg.admin:
             self._admin = AdminServer(
                 cfg.admin.host, cfg.admin.port, self.health, self.render_metrics
             )
             self.addresses["admin"] = self._admin.address
             self._admin.start()
-        self._background.append(asyncio.create_task(self._heartbeat()))
-        self._background.append(asyncio.create_task(self._watch_crl()))
+        self._background.append(asyncio.create_task(self.tunnel.heartbeat()))
+        self._background.append(asyncio.create_task(self.revocation.run()))
         log.info(
-            "gateway listening: %s",
+            "gateway %s listening: %s",
+            cfg.node,
             ", ".join(f"{k} {h}:{p}" for k, (h, p) in self.addresses.items()),
         )
 
@@ -121,13 +122,13 @@ class Gateway:
             self._admin = None
         for task in self._background:
             task.cancel()
-        assert self.loop is not None
         for lsock in self._listeners:
-            self.loop.remove_reader(lsock.fileno())
+            self.acceptor.unwatch(lsock)
             lsock.close()
         self._listeners.clear()
-        for port in list(self.ports.socks):
-            self._release_port(port)
+        self.tcp.close_all()
+        for lease in self.streams:
+            lease.cut("gateway stopping")
         for session in list(self.sessions.values()):
             session.close()
         self.sessions.clear()
@@ -135,6 +136,7 @@ class Gateway:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
+        self.access.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -143,14 +145,7 @@ class Gateway:
         finally:
             await self.stop()
 
-    def _listen(
-        self,
-        name: str,
-        host: str,
-        port: int,
-        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
-        tls: bool = False,
-    ) -> None:
+    def _listen(self, name: str, host: str, port: int, handler: Handler) -> None:
         try:
             lsock = listen_socket(host, port)
         except OSError as exc:
@@ -159,70 +154,64 @@ class Gateway:
             ) from None
         self._listeners.append(lsock)
         self.addresses[name] = lsock.getsockname()[:2]
-        self._accept_on(lsock, handler, tls)
-
-    def _accept_on(
-        self,
-        lsock: socket.socket,
-        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
-        tls: bool = False,
-    ) -> None:
-        assert self.loop is not None
-        loop = self.loop
-
-        def on_accept() -> None:
-            for _ in range(256):
-                if tls and self._handshakes >= MAX_HANDSHAKES:
-                    loop.remove_reader(lsock.fileno())
-                    self._paused.append((lsock, on_accept))
-                    return
-                try:
-                    sock, addr = lsock.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:  # EMFILE and friends: log, keep serving
-                    log.warning("accept failed: %s", exc)
-                    return
-                sock.setblocking(False)
-                if tls:
-                    peer = str(addr[0])
-                    if self._handshakes_from[peer] >= MAX_HANDSHAKES_PER_ADDRESS:
-                        self.metrics.auth_failures["busy"] += 1
-                        sock.close()
-                        continue
-                    self._handshakes += 1  # given back in _tls_accept
-                    self._handshakes_from[peer] += 1
-                    self._spawn(self._tls_accounted(handler, sock, peer))
-                else:
-                    self._spawn(handler(sock))
-
-        loop.add_reader(lsock.fileno(), on_accept)
-
-    async def _tls_accounted(
-        self,
-        handler: Callable[[socket.socket], Coroutine[Any, Any, None]],
-        sock: socket.socket,
-        peer: str,
-    ) -> None:
-        self._tls_peer[sock.fileno()] = peer
-        await handler(sock)
-
-    def _handshake_done(self, peer: str | None) -> None:
-        if peer is not None:
-            self._handshakes_from[peer] -= 1
-            if self._handshakes_from[peer] <= 0:
-                del self._handshakes_from[peer]
-        self._handshakes -= 1
-        if self._paused and self._handshakes < MAX_HANDSHAKES and self.loop is not None:
-            for lsock, on_accept in self._paused:
-                if lsock.fileno() >= 0:
-                    self.loop.add_reader(lsock.fileno(), on_accept)
-            self._paused.clear()
+        self.acceptor.watch(lsock, handler)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ TLS
+
+    async def tls_accept(
+        self, sock: socket.socket, client: tuple[str, int], ctx: ssl.SSLContext
+    ) -> tuple[Conn, ssl.SSLSocket] | None:
+        """Handshake under admission control; None (and counted) if it failed or was evicted."""
+        tunnel = ctx is self.tunnel_ctx
+        holder: list[Conn] = []
+
+        def evict() -> None:
+            if holder:
+                holder[0].close()
+            else:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+        ticket = self.admission.admit(client[0], evict)
+        if ticket is None:
+            self.metrics.auth_failures["busy"] += 1
+            sock.close()
+            return None
+        try:
+            set_nodelay(sock)
+            try:
+                ssock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                sock.close()
+                return None
+            conn = Conn(ssock)
+            holder.append(conn)
+            try:
+                await asyncio.wait_for(
+                    conn.handshake(self.budget.for_peer(client[0])),
+                    self.cfg.handshake_timeout,
+                )
+            except ssl.SSLError as exc:
+                reason = (exc.reason or type(exc).__name__).lower()
+                if tunnel:
+                    self.metrics.auth_failures[reason] += 1
+                    log.info("TLS client %s refused: %s", client[0], reason)
+                conn.close()
+                return None
+            except (OSError, TimeoutError, EOFError):
+                if tunnel:
+                    key = "evicted" if ticket.done else "handshake_failed"
+                    self.metrics.auth_failures[key] += 1
+                conn.close()
+                return None
+            return conn, ssock
+        finally:
+            self.admission.release(ticket)
 
     # ------------------------------------------------------------------ health
 
@@ -232,189 +221,32 @@ class Gateway:
         stale = max(2.0, 3 * self.cfg.heartbeat_ms / 1000)
         return {
             "ok": bool(self._listeners) and lag < stale,
+            "node": self.cfg.node,
             "agents": len(self.sessions),
-            "streams": self.metrics.streams_open,
+            "streams": len(self.streams),
+            "handshakes": len(self.admission.inflight),
+            "policy": self.policy.source,
             "loop_lag_ms": round(max(0.0, lag - self.cfg.heartbeat_ms / 1000) * 1000),
         }
 
+    def bytes_forwarded(self) -> tuple[int, int]:
+        """(user -> device, device -> user) so far, streams still running included."""
+        up, down = self.metrics.bytes
+        for lease in self.streams:
+            up += lease.bytes[0]
+            down += lease.bytes[1]
+        return up, down
+
     def render_metrics(self) -> str:
         self.metrics.agents_connected = len(self.sessions)
-        return self.metrics.render()
+        self.metrics.streams_open = len(self.streams)
+        self.metrics.handshakes_evicted = self.admission.evicted
+        return self.metrics.render(live_bytes=self.bytes_forwarded())
 
-    # ---------------------------------------------------------------- revocation
+    # ------------------------------------------------------------ sessions
 
-    def _reload_crl(self, initial: bool = False) -> None:
-        path = self.cfg.crl
-        if path is None:
-            return
-        try:
-            mtime = path.stat().st_mtime
-        except OSError as exc:
-            if initial:
-                raise ValueError(f"CRL {path}: {exc.strerror}") from None
-            return
-        if mtime == self._crl_mtime:
-            return
-        try:
-            revoked = load_revoked(path, self.cfg.ca)
-        except PKIError as exc:
-            if initial:
-                raise ValueError(str(exc)) from None
-            log.error("keeping the old CRL: %s", exc)
-            return
-        self._crl_mtime = mtime
-        self.revoked = revoked
-        for session in list(self.sessions.values()):
-            if session.identity.serial in revoked:
-                log.warning("device %s: certificate revoked, closing its session", session.device)
-                self._end_session(session, encode(op="error", error="certificate revoked"))
-
-    async def _watch_crl(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self._reload_crl()
-
-    # ---------------------------------------------------------------- heartbeat
-
-    async def _heartbeat(self) -> None:
-        """One ping per interval to every agent; an agent that hears none for ~1 s redials."""
-        interval = self.cfg.heartbeat_ms / 1000
-        assert self.loop is not None
-        next_expiry = 0.0
-        frozen_at = 0
-        while True:
-            await asyncio.sleep(interval)
-            self.tick = time.monotonic()
-            now = self.loop.time()
-            if len(self.sessions) > frozen_at * 1.1 + 100:
-                # Sessions live long and form no garbage cycles: take them out of the cyclic
-                # collector's view, or each full collection walks every session (0.3 s at
-                # 8,000 agents, enough for agents to see a silent gateway).
-                gc.freeze()
-                frozen_at = len(self.sessions)
-            if self.cfg.pool_idle >= 0 and now >= next_expiry:
-                next_expiry = now + 1.0
-                for session in list(self.sessions.values()):
-                    if session.pool:
-                        session.expire_pool(now - self.cfg.pool_idle)
-            sessions = list(self.sessions.values())
-            for i, session in enumerate(sessions):
-                if i and i % 2000 == 0:
-                    await asyncio.sleep(0)  # let other work in between: no long stalls
-                if len(session.conn.wbuf) > MAX_PING_BACKLOG:
-                    self._end_session(session)
-                elif not session.closed:
-                    session.conn.write(PING)
-                if session.conn.closed:
-                    self._end_session(session)
-
-    # ------------------------------------------------------------ tunnel port
-
-    async def _tls_accept(
-        self, sock: socket.socket, ctx: ssl.SSLContext
-    ) -> tuple[Conn, ssl.SSLSocket] | None:
-        peer = self._tls_peer.pop(sock.fileno(), None)
-        try:
-            return await self._tls_handshake(sock, ctx)
-        finally:
-            self._handshake_done(peer)
-
-    async def _tls_handshake(
-        self, sock: socket.socket, ctx: ssl.SSLContext
-    ) -> tuple[Conn, ssl.SSLSocket] | None:
-        set_nodelay(sock)
-        try:
-            ssock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except (OSError, ValueError):
-            sock.close()
-            return None
-        conn = Conn(ssock)
-        try:
-            await asyncio.wait_for(conn.handshake(self._budget), self.cfg.handshake_timeout)
-        except ssl.SSLError as exc:
-            reason = (exc.reason or type(exc).__name__).lower()
-            if ctx is self.tunnel_ctx:
-                self.metrics.auth_failures[reason] += 1
-                log.info("TLS client refused: %s", reason)
-            conn.close()
-            return None
-        except (OSError, TimeoutError, EOFError):
-            if ctx is self.tunnel_ctx:
-                self.metrics.auth_failures["handshake_failed"] += 1
-            conn.close()
-            return None
-        return conn, ssock
-
-    async def _on_tunnel(self, sock: socket.socket) -> None:
-        accepted = await self._tls_accept(sock, self.tunnel_ctx)
-        if accepted is None:
-            return
-        conn, ssock = accepted
-        ident = peer_identity(ssock)
-        try:
-            if ident is None:
-                raise _Refused("bad_certificate", "certificate has no hagate role")
-            if ident.serial in self.revoked:
-                raise _Refused("revoked", "certificate revoked")
-            msg = await asyncio.wait_for(read_message(conn), self.cfg.handshake_timeout)
-            op = msg.get("op")
-            if op == "hello" and ident.role is Role.DEVICE:
-                await self._control(conn, ident, msg)
-            elif op == "data" and ident.role is Role.DEVICE:
-                self._data(conn, ident, msg)
-            elif op == "connect" and ident.role in (Role.USER, Role.DEVICE):
-                await self._connect(conn, ident, msg)
-            else:
-                raise _Refused("wrong_role", f"a {ident.role.value} certificate cannot {op!r}")
-        except _Refused as exc:
-            self.metrics.auth_failures[exc.reason] += 1
-            log.info("refused %s: %s", ident.name if ident else "?", exc.message)
-            conn.write(encode(op="error", error=exc.message))
-            conn.close()
-        except (ProtocolError, EOFError, TimeoutError, OSError) as exc:
-            log.debug("tunnel connection dropped: %s", exc)
-            conn.close()
-
-    async def _control(self, conn: Conn, ident: Identity, msg: dict[str, Any]) -> None:
-        raw = msg.get("services")
-        if not isinstance(raw, list) or len(raw) > 64:
-            raise ProtocolError("hello needs a list of at most 64 services")
-        services = [ServiceSpec.from_json(s) for s in raw]
-        if len({s.name for s in services}) != len(services):
-            raise ProtocolError("service names must be unique")
-        session = Session(ident, conn, services, max_pool=MAX_SPARES)
-        routes, errors = self._attach(session)
-        reconnects = msg.get("reconnects")
-        if isinstance(reconnects, int) and reconnects > 0:
-            self.metrics.reconnects_total += 1
-        set_keepalive(conn.sock)
-        conn.write(
-            encode(
-                op="welcome",
-                v=VERSION,
-                session=session.sid,
-                heartbeat_ms=self.cfg.heartbeat_ms,
-                dead_after_ms=self.cfg.dead_after_ms,
-                pool=self.cfg.pool,
-                pool_idle_s=self.cfg.pool_idle,
-                routes=routes,
-                errors=errors,
-            )
-        )
-        try:
-            while not session.closed:
-                line = await conn.read_until(b"\n", MAX_LINE)
-                if b'"probe"' in line:
-                    conn.write(PING)  # an agent that heard nothing for a while asks
-                elif b'"bye"' in line:
-                    break
-        except (EOFError, ProtocolError, OSError):
-            pass
-        finally:
-            self._end_session(session)
-
-    def _attach(self, session: Session) -> tuple[dict[str, str], dict[str, str]]:
-        """Make ``session`` the device's only session and bind its routes, at once."""
+    def attach(self, session: Session) -> tuple[dict[str, str], dict[str, str]]:
+        """Make ``session`` the device's only session; its routes and route errors."""
         device = session.device
         old = self.sessions.get(device)
         self.sessions[device] = session
@@ -423,65 +255,159 @@ class Gateway:
             self.metrics.superseded_total += 1
             log.info("device %s: new session %s replaces %s", device, session.sid, old.sid)
             old.close(encode(op="superseded"))
+            self.streams.cut_where(
+                lambda lease: "session superseded" if lease.device == device else None
+            )
         routes: dict[str, str] = {}
         errors: dict[str, str] = {}
-        wanted: set[int] = set()
+        default_http = session.service(None)
         for svc in session.services.values():
             if svc.kind is ServiceKind.HTTP:
                 host = f"{device}.{self.cfg.domain}"
-                if svc is not session.service(None):
+                if svc is not default_http:
                     host = f"{svc.name}{http.SERVICE_SEP}{device}.{self.cfg.domain}"
                 routes[svc.name] = host
                 continue
-            key = route_key(device, svc.name)
-            try:
-                port = self.ports.port_for(key, svc.port)
-                lsock = self.ports.bind(key, port)
-            except ValueError as exc:
-                errors[svc.name] = str(exc)
-                log.warning("device %s service %s: %s", device, svc.name, exc)
-                continue
-            wanted.add(port)
-            if lsock is not None:
-                self._accept_on(lsock, self._tcp_handler(device, svc.name))
-            routes[svc.name] = f"tcp:{port}"
-        for port in self.ports.ports_of(device):
-            if port not in wanted:
-                self._release_port(port)
+            port = self.tcp.port_of(device, svc.name)
+            if port is not None and port in self.tcp.socks:
+                routes[svc.name] = f"tcp:{port}"
+            else:
+                routes[svc.name] = "connect"
+                if svc.port is not None and svc.port != port:
+                    errors[svc.name] = (
+                        f"port {svc.port} is not this service's port in the gateway's "
+                        "inventory ([tcp.pinned]); reach it with `hagate connect`"
+                    )
         log.info("device %s: session %s up, routes %s", device, session.sid, routes)
         return routes, errors
 
-    def _end_session(self, session: Session, message: bytes = b"") -> None:
-        session.close(message)
+    def end_session(self, session: Session, error: str = "") -> None:
+        session.close(encode(op="error", error=error) if error else b"")
         if self.sessions.get(session.device) is session:
             del self.sessions[session.device]
-            for port in self.ports.ports_of(session.device):
-                self._release_port(port)
+            device = session.device
+            self.streams.cut_where(
+                lambda lease: f"device {device} went away" if lease.device == device else None
+            )
             log.info("device %s: session %s ended", session.device, session.sid)
-
-    def _release_port(self, port: int) -> None:
-        lsock = self.ports.release(port)
-        if lsock is not None and self.loop is not None:
-            self.loop.remove_reader(lsock.fileno())
-            lsock.close()
-
-    def _data(self, conn: Conn, ident: Identity, msg: dict[str, Any]) -> None:
-        sid, token = msg.get("session"), msg.get("token") or ""
-        session = self.sessions.get(ident.name)
-        if session is None or session.sid != sid or not isinstance(token, str):
-            conn.write(encode(op="error", error="not the current session of this device"))
-            conn.close()
-            return
-        set_nodelay(conn.sock)
-        if not session.add_data(token, conn):
-            conn.close()
 
     # ------------------------------------------------------------ user streams
 
-    async def open_stream(
-        self, device: str, service: str | None, kind: ServiceKind | None, initial: bytes
+    def admit(
+        self,
+        device: str,
+        service: str,
+        route: RouteKind,
+        principal: Principal,
+        client_ip: str,
+        rule: str,
+    ) -> Lease:
+        """A lease for one stream (fair limits and rates); StreamError 429/503 when over."""
+        loop_now = time.monotonic()
+        key = principal.label() if principal is not ANONYMOUS else f"ip:{client_ip}"
+        if not self.rates.allow(key, loop_now):
+            raise StreamError(429, "rate", f"too many requests from {key}")
+        lease = self.streams.admit(device, service, route, principal, client_ip, rule, loop_now)
+        self.metrics.streams_total += 1
+        return lease
+
+    def authorize_stream(
+        self,
+        principal: Principal,
+        device: str,
+        service: str | None,
+        route: RouteKind,
+        client_ip: str,
+        kind: ServiceKind | None,
+    ) -> Lease:
+        """Policy decision, then a lease; StreamError (403/401/429/503) if either says no."""
+        name = service or "http"
+        session = self.sessions.get(device)
+        if session is not None:
+            svc = session.service(service, kind)
+            if svc is not None:
+                name = svc.name
+        decision = self.policy.decide(principal, device, name, route, client_ip)
+        if not decision.allowed:
+            self.log_refusal(
+                principal,
+                client_ip,
+                device,
+                name,
+                route,
+                decision.rule,
+                decision.status,
+                decision.reason,
+            )
+            raise StreamError(decision.status, "denied", decision.reason)
+        try:
+            return self.admit(device, name, route, principal, client_ip, decision.rule)
+        except StreamError as exc:
+            self.log_refusal(
+                principal, client_ip, device, name, route, exc.reason, exc.code, exc.message
+            )
+            raise
+
+    def log_refusal(
+        self,
+        principal: Principal,
+        client_ip: str,
+        device: str,
+        service: str,
+        route: RouteKind,
+        rule: str,
+        status: int,
+        reason: str,
+    ) -> None:
+        self.metrics.access[device, "denied"] += 1
+        self.access.write(
+            AccessEntry(
+                time.time(),
+                self.cfg.node,
+                principal.label(),
+                client_ip,
+                device,
+                service,
+                route.value,
+                f"denied: {reason}",
+                rule,
+                status,
+            )
+        )
+
+    def _lease_ended(
+        self, lease: Lease, result: str, status: int | None, now: float | None
+    ) -> None:
+        end = time.monotonic() if now is None else now
+        self.metrics.bytes[0] += lease.bytes[0]
+        self.metrics.bytes[1] += lease.bytes[1]
+        self.metrics.access[lease.device, "cut" if result.startswith("cut") else "allowed"] += 1
+        self.access.write(
+            AccessEntry(
+                time.time(),
+                self.cfg.node,
+                lease.principal.label(),
+                lease.client_ip,
+                lease.device,
+                lease.service,
+                lease.route.value,
+                result,
+                lease.rule,
+                status,
+                lease.bytes[0],
+                lease.bytes[1],
+                end - lease.started,
+            )
+        )
+
+    async def open_upstream(
+        self, device: str, service: str | None, kind: ServiceKind | None
     ) -> Conn:
-        """A data connection to ``device``'s service, after the agent said it connected."""
+        """A data connection to ``device``'s service, after the agent said it connected.
+
+        Within ``open_timeout`` overall: a frozen agent is a 504, never retried as if its
+        connection had died. Only a pre-opened spare found dead is replaced (twice at most).
+        """
         session = self.sessions.get(device)
         if session is None:
             # Unknown and offline look the same without a device database: both are "not here".
@@ -490,124 +416,71 @@ class Gateway:
         if svc is None:
             what = f"service {service!r}" if service else "HTTP service"
             raise StreamError(404, "no_service", f"device {device} has no {what}")
-        if self.device_streams[device] >= self.cfg.streams_per_device:
-            raise StreamError(503, "limit", f"device {device} has too many open streams")
-        self.device_streams[device] += 1
-        try:
-            for _attempt in range(3):
-                data = await session.take_data(self.cfg.open_timeout)
-                data.write(encode(op="stream", service=svc.name) + initial)
-                self.metrics.bytes[0] += len(initial)
-                try:
-                    status = await asyncio.wait_for(read_message(data), self.cfg.open_timeout)
-                except (EOFError, OSError):
-                    data.close()  # a pre-opened connection that died: try another
-                    continue
-                except TimeoutError:
-                    data.close()
-                    raise StreamError(504, "timeout", f"device {device} did not answer") from None
-                if not status.get("ok"):
-                    data.close()
-                    err = str(status.get("error", "refused"))[:200]
-                    raise StreamError(502, "device_error", f"device {device}: {err}")
-                return data
-            raise StreamError(502, "offline", f"device {device} went away")
-        except BaseException:
-            self._stream_done(device)
-            raise
-
-    def _stream_done(self, device: str) -> None:
-        self.device_streams[device] -= 1
-        if self.device_streams[device] <= 0:
-            del self.device_streams[device]
-
-    def _pipe(self, device: str, user: Conn, data: Conn) -> None:
-        """Forward user <-> device; counters and limits are released when both ends close."""
-        m = self.metrics
-        m.streams_open += 1
-        m.streams_total += 1
-
-        def done() -> None:
-            m.streams_open -= 1
-            self._stream_done(device)
-
-        user_rest, data_rest = bytes(user.rbuf), bytes(data.rbuf)
-        Pipe(user.detach(), data.detach(), on_close=done, counter=m.bytes).start(
-            user_rest, data_rest
-        )
-
-    async def _connect(self, conn: Conn, ident: Identity, msg: dict[str, Any]) -> None:
-        device, service = msg.get("device"), msg.get("service")
-        if not isinstance(device, str) or not isinstance(service, str):
-            raise ProtocolError("connect needs device and service")
-        users = self.cfg.users
-        if ident.role is Role.USER and users is not None:
-            patterns = users.get(ident.name, [])
-            if not any(fnmatch.fnmatchcase(device, p) for p in patterns):
-                raise _Refused("forbidden", f"user {ident.name} may not reach {device}")
-        try:
-            data = await self.open_stream(device, service, None, b"")
-        except StreamError as exc:
-            self.metrics.stream_failures[exc.reason] += 1
-            conn.write(encode(ok=False, error=exc.message))
-            await asyncio.wait_for(conn.drain(), 2.0)
-            conn.close()
-            return
-        conn.write(encode(ok=True))
-        await conn.drain()
-        self._pipe(device, conn, data)
-
-    def _tcp_handler(
-        self, device: str, service: str
-    ) -> Callable[[socket.socket], Coroutine[Any, Any, None]]:
-        async def handle(sock: socket.socket) -> None:
-            set_nodelay(sock)
-            user = Conn(sock)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.open_timeout
+        for _attempt in range(3):
+            data = await session.take_data(max(0.01, deadline - loop.time()))
+            data.write(encode(op="stream", service=svc.name))
             try:
-                data = await self.open_stream(device, service, ServiceKind.TCP, b"")
-            except StreamError as exc:
-                self.metrics.stream_failures[exc.reason] += 1
-                log.info("tcp %s/%s refused: %s", device, service, exc.message)
-                user.close()
-                return
-            self._pipe(device, user, data)
+                status = await asyncio.wait_for(
+                    read_message(data), max(0.01, deadline - loop.time())
+                )
+            except TimeoutError:  # before OSError: TimeoutError is one
+                data.close()
+                raise StreamError(504, "timeout", f"device {device} did not answer") from None
+            except (EOFError, OSError):
+                data.close()  # a pre-opened connection that died: try another
+                continue
+            if not status.get("ok"):
+                data.close()
+                err = str(status.get("error", "refused"))[:200]
+                raise StreamError(502, "device_error", f"device {device}: {err}")
+            return data
+        raise StreamError(502, "offline", f"device {device} went away")
 
-        return handle
+    def pipe(self, lease: Lease, user: Conn, data: Conn, initial: bytes = b"") -> None:
+        """Forward user <-> device until both ends close; the lease ends with the pipe."""
+        user_rest, data_rest = initial + bytes(user.rbuf), bytes(data.rbuf)
+        pipe = Pipe(user.detach(), data.detach(), on_close=lease.end, counter=lease.bytes)
+        lease.on_abort(pipe.abort)
+        pipe.start(user_rest, data_rest)
 
     # --------------------------------------------------------------- HTTP(S)
 
-    def _sni(self, sslsock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
-        if name:
-            if len(self._sni_names) > 10000:  # entries of failed handshakes
-                self._sni_names.clear()
-            self._sni_names[id(sslsock)] = name.lower()
-
-    async def _on_https(self, sock: socket.socket) -> None:
-        accepted = await self._tls_accept(sock, self.https_ctx)
+    async def _on_https(self, sock: socket.socket, client: tuple[str, int]) -> None:
+        accepted = await self.tls_accept(sock, client, self.https_ctx)
         if accepted is not None:
             conn, ssock = accepted
-            sni = self._sni_names.pop(id(ssock), None)
-            await self._serve_http(conn, sni)
+            sni = getattr(ssock, "hagate_sni", None)
+            await self._serve_http(conn, client, sni, peer_identity(ssock), RouteKind.HTTPS)
 
-    async def _on_http(self, sock: socket.socket) -> None:
+    async def _on_http(self, sock: socket.socket, client: tuple[str, int]) -> None:
         set_nodelay(sock)
-        await self._serve_http(Conn(sock), None)
+        await self._serve_http(Conn(sock), client, None, None, RouteKind.HTTP)
 
-    async def _serve_http(self, conn: Conn, sni: str | None) -> None:
-        m = self.metrics
+    async def _serve_http(
+        self,
+        conn: Conn,
+        client: tuple[str, int],
+        sni: str | None,
+        cert: Identity | None,
+        route_kind: RouteKind,
+    ) -> None:
         try:
             head = await asyncio.wait_for(
                 conn.read_until(b"\r\n\r\n", self.cfg.header_bytes), HEAD_TIMEOUT
             )
-            _method, _target, headers = http.parse_head(head)
-        except ProtocolError as exc:
-            code = 431 if "more than" in str(exc) else 400
-            return await self._reply(conn, code, f"bad request: {exc}")
+        except ProtocolError as exc:  # read_until's only protocol error: the limit
+            return await self._reply(conn, 431, f"request head too large: {exc}")
         except TimeoutError:
             return await self._reply(conn, 408, "request head not received in time")
         except (EOFError, OSError):
             conn.close()
             return
+        try:
+            _method, _target, headers = http.parse_head(head)
+        except ProtocolError as exc:
+            return await self._reply(conn, 400, f"bad request: {exc}")
         host = headers.get("host", "")
         route = http.route_for(host, self.cfg.domain)
         if route is None:
@@ -616,28 +489,46 @@ class Gateway:
             )
         if sni is not None and http.host_name(host) != sni:
             return await self._reply(conn, 421, "TLS server name and Host differ")
+        policy = self.policy
+        principal = policy.authenticate(headers.get("authorization"), cert, time.time())
+        if isinstance(principal, AuthFailure):
+            extra = f"WWW-Authenticate: {principal.challenge}\r\n" if principal.challenge else ""
+            return await self._reply(conn, principal.status, principal.reason, extra)
+        try:
+            lease = self.authorize_stream(
+                principal, route.device, route.service, route_kind, client[0], ServiceKind.HTTP
+            )
+        except StreamError as exc:
+            self.metrics.stream_failures[exc.reason] += 1
+            decision = policy.decide(
+                principal, route.device, route.service or "http", route_kind, client[0]
+            )
+            extra = ""
+            if exc.code == 401 and decision.challenge:
+                extra = f"WWW-Authenticate: {decision.challenge}\r\n"
+            return await self._reply(conn, exc.code, exc.message, extra)
         initial = head + bytes(conn.rbuf)
         conn.rbuf.clear()
         try:
-            data = await self.open_stream(route.device, route.service, ServiceKind.HTTP, initial)
+            data = await self.open_upstream(route.device, route.service, ServiceKind.HTTP)
         except StreamError as exc:
-            m.stream_failures[exc.reason] += 1
+            lease.end(f"error: {exc.reason}", exc.code)
+            self.metrics.stream_failures[exc.reason] += 1
             return await self._reply(conn, exc.code, exc.message)
-        self._pipe(route.device, conn, data)
+        self.pipe(lease, conn, data, initial)
 
-    async def _reply(self, conn: Conn, code: int, message: str) -> None:
+    async def _reply(self, conn: Conn, code: int, message: str, extra: str = "") -> None:
         self.metrics.http_responses[code] += 1
-        conn.write(http.response(code, message))
+        conn.write(http.response(code, message, extra))
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(conn.drain(), 5.0)
         conn.close()
 
 
-class _Refused(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+def _remember_sni(sslsock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
+    """Keep the client's server name on its own socket (no side table to go stale)."""
+    if name:
+        sslsock.hagate_sni = name.lower()
 
 
 def run(cfg: GatewayConfig) -> int:

@@ -12,9 +12,8 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -23,44 +22,10 @@ class ProtocolError(Exception):
     """The peer sent something we cannot accept (message is safe to log)."""
 
 
-class StepBudget:
-    """At most ``per_turn`` expensive steps (TLS handshake steps) per event-loop turn.
+class Budget(Protocol):
+    """Paces expensive steps (TLS handshake steps); see hagate.gateway.admission.FairBudget."""
 
-    Thousands of agents redialling at once would otherwise put thousands of ~1 ms handshake
-    steps into one loop iteration and starve pings and streams for seconds.
-    """
-
-    def __init__(self, per_turn: int) -> None:
-        self.per_turn = per_turn
-        self.used = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-        self._scheduled = False
-
-    async def acquire(self) -> None:
-        if self.used < self.per_turn and not self.waiters:
-            self.used += 1
-            self._schedule()
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
-        self._schedule()
-        await fut
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._next_turn)
-
-    def _next_turn(self) -> None:
-        self._scheduled = False
-        self.used = 0
-        while self.waiters and self.used < self.per_turn:
-            fut = self.waiters.popleft()
-            if not fut.done():  # a cancelled waiter (timeout) gives its turn away
-                fut.set_result(None)
-                self.used += 1
-        if self.waiters or self.used:
-            self._schedule()
+    async def acquire(self) -> None: ...
 
 
 class Conn:
@@ -141,7 +106,7 @@ class Conn:
         self._rfut = None
         fut.set_result(None)
 
-    async def handshake(self, budget: StepBudget | None = None) -> None:
+    async def handshake(self, budget: Budget | None = None) -> None:
         assert isinstance(self.sock, ssl.SSLSocket)
         while True:
             if budget is not None:

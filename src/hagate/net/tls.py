@@ -39,12 +39,18 @@ def tunnel_server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     return _load(ctx, cert, key, ca)
 
 
-def https_server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """Users' browsers: the wildcard certificate, TLS 1.2 or newer, no client certificate."""
+def https_server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """Users' browsers: the wildcard certificate, TLS 1.2 or newer.
+
+    With ``client_ca`` a browser may present a user certificate from the cluster's CA (it is
+    asked for, not required): the access policy then knows the user without a password.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
-    return _load(ctx, cert, key, None)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return _load(ctx, cert, key, client_ca)
 
 
 def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:

@@ -80,6 +80,7 @@ class DemoCluster:
         configs.make_pki(self.shared / "pki")
         gw = self.gateway_toml
         gw.write_text(configs.gateway_toml(self.shared / "pki", self.plan.heartbeat_ms))
+        (self.shared / "policy.toml").write_text(configs.policy_toml())
         self.agent_toml.write_text(configs.agent_toml(self.shared / "pki"))
         web = self.shared / "www"
         web.mkdir()

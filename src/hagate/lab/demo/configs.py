@@ -157,8 +157,23 @@ def gateway_toml(pki: Path, heartbeat_ms: int) -> str:
         f'tunnel = "0.0.0.0:{TUNNEL_PORT}"\n'
         f'http = "0.0.0.0:{HTTP_PORT}"\n'
         f'admin = "127.0.0.1:{ADMIN_PORT}"\n\n'
+        "[policy]\n"
+        f'file = "{pki.parent / "policy.toml"}"\n\n'
         "[limits]\n"
         f"heartbeat_ms = {heartbeat_ms}\n"
+    )
+
+
+def policy_toml() -> str:
+    """The access policy, the same file on both nodes: the demo device's web UI is public."""
+    return (
+        "# Who may reach which device (docs/policy.md). Everything not opened here is closed.\n"
+        "[[rule]]\n"
+        'name = "demo-web"\n'
+        f'devices = ["{DEVICE_NAME}"]\n'
+        'services = ["web"]\n'
+        'routes = ["http", "https"]\n'
+        "public = true\n"
     )
 
 

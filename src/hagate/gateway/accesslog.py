@@ -1,0 +1,79 @@
+"""The access log: one line per user stream or refusal, JSON lines or a readable text form.
+
+Each line says who (identity, client address) reached what (device, service, route), the
+answer and the rule behind it, bytes each way and how long it lasted, on which node. A stream
+is logged when it ends; a refusal when it happens. Lines go to a file (``[log] access``) and to
+the ``hagate.access`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+log = logging.getLogger("hagate.access")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    time: float  # wall clock, seconds since the epoch
+    node: str
+    identity: str
+    client: str
+    device: str
+    service: str
+    route: str
+    result: str  # "allowed", "denied", "ok", "cut: revoked", "error: ..."
+    rule: str
+    status: int | None = None
+    bytes_in: int = 0  # user -> device
+    bytes_out: int = 0  # device -> user
+    duration: float = 0.0
+
+    def json(self) -> str:
+        d = asdict(self)
+        d["time"] = round(self.time, 3)
+        d["duration"] = round(self.duration, 4)
+        return json.dumps(d, separators=(",", ":"))
+
+    def text(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time))
+        status = f" {self.status}" if self.status is not None else ""
+        return (
+            f"{stamp}Z {self.node} {self.identity}@{self.client} -> {self.device}/{self.service}"
+            f" {self.route}: {self.result}{status} ({self.rule}) in={self.bytes_in}"
+            f" out={self.bytes_out} {self.duration:.3f}s"
+        )
+
+
+class AccessLog:
+    """Writes entries as JSON lines (``fmt="json"``) or text; never raises on a full disk."""
+
+    def __init__(self, path: Path | None, fmt: str = "json") -> None:
+        self.path = path
+        self.fmt = fmt
+        self._file: TextIO | None = None
+        self.recent: list[AccessEntry] = []  # the last few, for tests and the console
+        if path is not None:
+            self._file = path.open("a", buffering=1, encoding="utf-8")
+
+    def write(self, entry: AccessEntry) -> None:
+        self.recent.append(entry)
+        if len(self.recent) > 1000:
+            del self.recent[:500]
+        line = entry.json() if self.fmt == "json" else entry.text()
+        log.info("%s", line)
+        if self._file is not None:
+            try:
+                self._file.write(line + "\n")
+            except OSError as exc:  # a full disk loses log lines, never streams
+                log.warning("access log %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
