@@ -195,3 +195,13 @@ def test_groups_come_from_the_current_policy(
     assert reloaded.decide(token, "cam-1", "http", S, IP).allowed
     forged = Principal(PrincipalKind.TOKEN, "zed", guests)  # groups, no claims
     assert not reloaded.decide(forged, "cam-1", "http", S, IP).allowed
+
+
+def test_removed_password_entry_refused(write: Callable[[str], Path], pki: Path) -> None:
+    bob = Principal(PrincipalKind.PASSWORD, "bob", frozenset({"ops"}))
+    before = load_policy(write(POLICY_TEXT))
+    assert before.decide(bob, "dev1", "http", S, IP).allowed
+    lines = [line for line in POLICY_TEXT.splitlines(True) if not line.startswith("bob = ")]
+    after = load_policy(write("".join(lines)))  # bob stays in ops: only his hash is gone
+    d = after.decide(Principal(PrincipalKind.PASSWORD, "bob"), "dev1", "http", S, IP)
+    assert not d.allowed and d.status == 403 and "no longer in [passwords]" in d.reason

@@ -216,8 +216,17 @@ class Policy:
         key = (principal, device, service, route, client_ip)
         found = self._decisions.get(key)
         if found is None:
-            current = self._current(principal)
-            found = rules.decide(self.data, current, device, service, route, client_ip)
+            if (
+                principal.kind is PrincipalKind.PASSWORD
+                and principal.name not in self.data.passwords
+            ):
+                # Deleting a [passwords] entry revokes it: streams re-checked after the reload
+                # are cut (new requests fail in authenticate already).
+                why = f"{principal.label()} is no longer in [passwords]"
+                found = Decision(False, "default deny", 403, why)
+            else:
+                current = self._current(principal)
+                found = rules.decide(self.data, current, device, service, route, client_ip)
             self._decisions.put(key, found)
         return found
 
