@@ -1,6 +1,14 @@
-"""The device agent: dial out to the gateway, keep the session, serve stream requests.
+"""The device agent: a thin asyncio driver around :class:`hagate.tunnel.TunnelConnection`.
+
+Sockets come from :mod:`hagate.net` (no asyncio transports: an idle agent costs one kernel
+socket and OpenSSL's state); every protocol decision (what a line means, when to probe, when
+the gateway counts as dead) is the sans-IO core's, tested by transcripts in tests/tunnel.
 
 Reconnects after any loss: a few fast retries, then jittered exponential backoff (capped).
+A session that ended superseded (another agent runs with our certificate) or refused does
+not reset the failure count, and the gateway's ``retry_after_ms`` hint is obeyed, so two
+agents with one certificate back off instead of taking the device from each other.
+
 The gateway pings every ``heartbeat_ms``. After two silent intervals the agent sends a probe:
 if the VIP has moved, the node that now holds it answers with a TCP reset at once (so a moved
 gateway is noticed within about a second); a live but busy gateway answers with a ping. Only
@@ -14,20 +22,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import ssl
 from collections.abc import Callable
-from typing import Any
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
-from hagate.gateway.protocol import (
-    MAX_LINE,
-    PING,
-    PROBE,
-    VERSION,
-    decode,
-    encode,
-    read_message,
-)
 from hagate.net.conn import (
     WOULD_BLOCK,
     Conn,
@@ -39,6 +38,17 @@ from hagate.net.conn import (
 )
 from hagate.net.pipe import Pipe
 from hagate.net.tls import client_context
+from hagate.tunnel import wire
+from hagate.tunnel.connection import (
+    Closed,
+    Event,
+    Kind,
+    PeerDead,
+    ProtocolViolation,
+    Role,
+    Sentinel,
+    TunnelConnection,
+)
 
 log = logging.getLogger("hagate.agent")
 
@@ -47,14 +57,24 @@ HANDSHAKE_TIMEOUT = 10.0
 LOCAL_CONNECT_TIMEOUT = 5.0
 MAX_SPARES = 16  # spare data connections a busy device may keep (the gateway's limit too)
 SPARE_DECAY_S = 10.0  # halve the extra spares after this long without an on-demand open
+HINT_JITTER = 0.1  # wait up to 10% longer than a retry_after hint, never shorter
 
 
 class Refused(Exception):
     """The gateway refused us (revoked, wrong role, ...): retrying soon will not help."""
 
+    def __init__(self, message: str, code: str = "", retry_after_ms: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after_ms / 1000
+
 
 class Superseded(Exception):
     """A newer session of this device took over: another agent runs with our identity."""
+
+    def __init__(self, retry_after_ms: int = 0) -> None:
+        super().__init__("superseded by a newer session of this device")
+        self.retry_after = retry_after_ms / 1000
 
 
 async def dial(
@@ -82,6 +102,34 @@ async def dial(
     return conn
 
 
+async def next_event(conn: Conn, tc: TunnelConnection) -> Event | None:
+    """The next event of ``tc``, reading ``conn`` as needed; None once raw bytes follow."""
+    while True:
+        event = tc.next_event()
+        if event is Sentinel.PAUSED:
+            return None
+        if not isinstance(event, Sentinel):
+            return event
+        data = await conn.recv_some()
+        tc.receive_data(data, conn.loop.time())
+
+
+def raise_for(event: Event | None) -> None:
+    """The exception that ends a session for a refusing or broken event."""
+    if isinstance(event, wire.Refused):
+        raise Refused(event.error, event.code, event.retry_after_ms)
+    if isinstance(event, wire.Superseded):
+        raise Superseded(event.retry_after_ms)
+    if isinstance(event, ProtocolViolation):
+        raise ProtocolError(event.reason)
+    if isinstance(event, PeerDead):
+        raise TimeoutError(f"no heartbeat for {event.silent_s:.1f} s")
+    if isinstance(event, wire.Bye):
+        raise EOFError("the gateway ended the session")
+    if isinstance(event, Closed) or event is None:
+        raise EOFError("the gateway closed the connection")
+
+
 class Agent:
     """One device's agent. ``await run()`` forever; ``connected`` is set while in session."""
 
@@ -94,7 +142,9 @@ class Agent:
         self.routes: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         self.sessions = 0  # sessions established so far
+        self.superseded = 0  # sessions that ended because another agent took over
         self.last_error = ""
+        self.instance = secrets.token_hex(8)  # tells the gateway a reconnect from a twin
         self._sid = ""
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,26 +158,36 @@ class Agent:
         rc = self.cfg.reconnect
         failures = 0
         while True:
+            hint = 0.0
+            keep_failures = False  # a superseded session is no success
             try:
                 await self._session()
                 self.last_error = "session lost"
-            except Superseded:
-                self.last_error = "superseded by a newer session of this device"
+            except Superseded as exc:
+                self.superseded += 1
+                self.last_error = str(exc)
                 log.warning("%s; is this device's agent running twice?", self.last_error)
                 failures = max(failures, rc.fast_retries + 10)
+                hint, keep_failures = exc.retry_after, True
             except Refused as exc:
                 self.last_error = f"refused: {exc}"
                 log.error("gateway refused us: %s", exc)
                 failures = max(failures, rc.fast_retries + 10)
+                # One quick retry after a refused session gets the definitive answer at the
+                # hello (e.g. revoked: then the back-off above); a hint (twin) is obeyed.
+                hint, keep_failures = exc.retry_after, exc.retry_after > 0
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("gateway %s:%s: %s", self.cfg.client.host, self.cfg.client.port, exc)
             finally:
                 self._end_session()
-            if self._established:
+            if self._established and not keep_failures:
                 failures = 0
             failures += 1
-            await asyncio.sleep(self._delay(failures))
+            delay = self._delay(failures)
+            if hint > 0:  # the gateway knows best (it sees both twins): never earlier
+                delay = hint * random.uniform(1.0, 1.0 + HINT_JITTER)
+            await asyncio.sleep(delay)
 
     def _delay(self, failures: int) -> float:
         """Fast retries first, then exponential backoff with jitter, capped."""
@@ -146,46 +206,37 @@ class Agent:
             conn.close()
 
     async def _serve(self, conn: Conn) -> None:
-        services = [s.spec.to_json() for s in self.cfg.services]
-        conn.write(encode(op="hello", v=VERSION, services=services, reconnects=self.sessions))
-        msg = await asyncio.wait_for(read_message(conn), HANDSHAKE_TIMEOUT)
-        if msg.get("op") == "error":
-            raise Refused(str(msg.get("error")))
-        if msg.get("op") != "welcome":
-            raise ProtocolError(f"expected welcome, got {msg.get('op')!r}")
-        self._sid = str(msg.get("session", ""))
-        heartbeat = max(0.05, float(msg.get("heartbeat_ms", 300)) / 1000)
-        self._pool_size = int(msg.get("pool", 1))
-        eager = float(msg.get("pool_idle_s", -1)) < 0
-        self.routes = dict(msg.get("routes") or {})
-        self.errors = dict(msg.get("errors") or {})
+        tc = TunnelConnection(Role.AGENT, Kind.CONTROL)
+        hello = wire.Hello(
+            tuple(s.spec for s in self.cfg.services), self.sessions, wire.VERSION, self.instance
+        )
+        conn.write(tc.send(hello, conn.loop.time()))
+        welcome = await asyncio.wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
+        if not isinstance(welcome, wire.Welcome):
+            raise_for(welcome)
+            raise ProtocolError(f"expected welcome, got {type(welcome).__name__}")
+        self._sid = welcome.session
+        self._pool_size = welcome.pool
+        self.routes = dict(welcome.routes)
+        self.errors = dict(welcome.errors)
         for name, err in self.errors.items():
             log.error("service %s has no route: %s", name, err)
         self._established = True
         self._tls_session = conn.sock.session if isinstance(conn.sock, ssl.SSLSocket) else None
         self.sessions += 1
         self.connected.set()
-        log.info("session %s up; routes %s", self._sid, self.routes)
+        log.info("session %s up (v%d); routes %s", self._sid, tc.version, self.routes)
         set_keepalive(conn.sock)
-        if eager:  # else spares are opened once streams are asked for (idle devices hold none)
+        if welcome.pool_idle_s < 0:  # else spares open once streams are asked for
             self._top_up()
-        dead_after = max(2 * heartbeat, float(msg.get("dead_after_ms", 3000)) / 1000)
-        await _ControlReader(conn, self._handle, heartbeat, dead_after).run()
+        await _ControlReader(conn, tc, self._on_open).run()
 
-    def _handle(self, msg: dict[str, Any]) -> None:
-        op = msg.get("op")
-        if op == "ping":
-            return
-        if op == "open":
-            # No spare was ready: this device opens streams faster than it keeps spares.
-            if self._pool_size > 0:
-                self._spares = min(MAX_SPARES, max(self._spares, self._pool_size) + 1)
-                self._last_demand = asyncio.get_running_loop().time()
-            self._spawn_data(str(msg.get("token", "")))
-        elif op == "superseded":
-            raise Superseded()
-        elif op == "error":
-            raise Refused(str(msg.get("error")))
+    def _on_open(self, msg: wire.Open) -> None:
+        # No spare was ready: this device opens streams faster than it keeps spares.
+        if self._pool_size > 0:
+            self._spares = min(MAX_SPARES, max(self._spares, self._pool_size) + 1)
+            self._last_demand = asyncio.get_running_loop().time()
+        self._spawn_data(msg.token)
 
     def _end_session(self) -> None:
         self.connected.clear()
@@ -218,33 +269,35 @@ class Agent:
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("data connection failed: %s", exc)
             return
+        tc = TunnelConnection(Role.AGENT, Kind.DATA)
         try:
-            conn.write(encode(op="data", session=sid, token=token))
-            msg = await read_message(conn)
+            conn.write(tc.send(wire.Data(sid, token), conn.loop.time()))
+            event = await next_event(conn, tc)
             if task is not None:
                 self._pool_tasks.discard(task)  # in use now: survives the session's end
-            if msg.get("op") != "stream":  # e.g. an error: not the gateway's session any more
+            if not isinstance(event, wire.StreamOpen):  # e.g. refused: not the session now
                 conn.close()
                 return
             if sid == self._sid:
                 self._top_up()  # a device in use keeps spare connections ready
-            svc = self.services.get(str(msg.get("service")))
+            svc = self.services.get(event.service)
             if svc is None:
-                conn.write(encode(ok=False, error="no such service"))
+                refusal = wire.StreamRefused("no such service", "no_service")
+                conn.write(tc.send(refusal, conn.loop.time()))
                 conn.close()
                 return
             try:
                 local = await open_tcp(svc.target_host, svc.target_port, LOCAL_CONNECT_TIMEOUT)
             except (ConnectionError, OSError) as exc:
-                conn.write(encode(ok=False, error=f"{svc.spec.name}: {exc}"))
+                refusal = wire.StreamRefused(f"{svc.spec.name}: {exc}", "device_error")
+                conn.write(tc.send(refusal, conn.loop.time()))
                 await asyncio.wait_for(conn.drain(), 2.0)
                 conn.close()
                 return
             set_nodelay(local)
-            conn.write(encode(ok=True))
+            conn.write(tc.send(wire.StreamReady(), conn.loop.time()))
             await conn.drain()
-            rest = bytes(conn.rbuf)
-            Pipe(local, conn.detach()).start(b"", rest)
+            Pipe(local, conn.detach()).start(b"", tc.trailing_data)
         except (OSError, EOFError, ProtocolError, TimeoutError):
             conn.close()
         except asyncio.CancelledError:
@@ -259,37 +312,29 @@ async def run_agent(cfg: AgentConfig) -> None:
 
 
 class _ControlReader:
-    """Reads the control connection from callbacks, not a coroutine: a ping costs one read.
+    """Feeds the control connection to the core from callbacks: a ping costs one read.
 
-    A timer every heartbeat interval checks the silence: after two intervals it sends a probe
-    (a moved VIP answers it with a reset; a busy gateway with a ping), after ``dead_after``
-    it gives up. Readable data is handled before due timers in a loop iteration, so a process
-    that was itself late does not mistake its own delay for the gateway's silence.
+    One timer, at the core's ``get_timer()``; it is not moved when a ping arrives (that would
+    be a heap operation per ping): when it fires early the core does nothing and says when
+    to come back. Readable data is handled before due timers in a loop iteration, so a
+    process that was itself late does not mistake its own delay for the gateway's silence.
     """
 
     def __init__(
-        self,
-        conn: Conn,
-        handle: Callable[[dict[str, Any]], None],
-        heartbeat: float,
-        dead_after: float,
+        self, conn: Conn, tc: TunnelConnection, on_open: Callable[[wire.Open], None]
     ) -> None:
         self.conn = conn
-        self.handle = handle
-        self.heartbeat = heartbeat
-        self.dead_after = dead_after
+        self.tc = tc
+        self.on_open = on_open
         self.loop = asyncio.get_running_loop()
-        self.heard = self.loop.time()
         self.lost: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
-        self.probed = 0.0  # when the last probe went out (one per second of silence at most)
 
     async def run(self) -> None:
         conn = self.conn
         self.loop.add_reader(conn.fd, self._on_readable)
-        self.timer = self.loop.call_later(self.heartbeat, self._check)
-        if conn.rbuf:  # lines that came with the welcome
-            self.loop.call_soon(self._lines)
+        self._events()  # lines that came with the welcome
+        self._arm()
         try:
             await self.lost
         finally:
@@ -302,46 +347,47 @@ class _ControlReader:
         if not self.lost.done():
             self.lost.set_exception(exc)
 
+    def _arm(self) -> None:
+        when = self.tc.get_timer()
+        if when is not None and not self.lost.done():
+            self.timer = self.loop.call_at(when, self._on_timer)
+
     def _on_readable(self) -> None:
-        conn = self.conn
         try:
-            chunk = conn.sock.recv(65536)
+            chunk = self.conn.sock.recv(65536)
         except WOULD_BLOCK:
             return
         except OSError as exc:
             self._fail(exc)
             return
-        if not chunk:
-            self._fail(EOFError("the gateway closed the connection"))
-            return
-        conn.rbuf += chunk
-        self._lines()
+        self.tc.receive_data(chunk, self.loop.time())
+        self._events()
 
-    def _lines(self) -> None:
-        rbuf = self.conn.rbuf
-        self.heard = self.loop.time()
-        try:
-            while (i := rbuf.find(b"\n")) >= 0:
-                line = bytes(rbuf[: i + 1])
-                del rbuf[: i + 1]
-                if line != PING:
-                    self.handle(decode(line))
-            if len(rbuf) > MAX_LINE:
-                raise ProtocolError("control line too long")
-        except Exception as exc:  # Superseded, Refused, ProtocolError
-            self._fail(exc)
+    def _events(self) -> None:
+        tc = self.tc
+        while True:
+            event = tc.next_event()
+            if isinstance(event, Sentinel):
+                return
+            if isinstance(event, wire.Ping):
+                continue
+            if isinstance(event, wire.Open):
+                self.on_open(event)
+                continue
+            try:
+                raise_for(event)
+                raise ProtocolError(f"unexpected {type(event).__name__}")
+            except Exception as exc:  # Superseded, Refused, ProtocolError, EOF, timeout
+                self._fail(exc)
+                return
 
-    def _check(self) -> None:
-        silent = self.loop.time() - self.heard
-        if silent >= self.dead_after:
-            self._fail(TimeoutError(f"no heartbeat for {silent:.1f} s"))
-            return
-        now = self.loop.time()
-        if silent >= 2 * self.heartbeat and now - self.probed >= max(1.0, 3 * self.heartbeat):
-            # Rarely: a busy gateway must not get a probe from every agent every interval.
-            self.probed = now
-            self.conn.write(PROBE)
+    def _on_timer(self) -> None:
+        self.timer = None
+        out = self.tc.handle_timer(self.loop.time())
+        if out:
+            self.conn.write(out)
             if self.conn.closed:  # the write failed: reset by the new VIP holder
                 self._fail(ConnectionResetError("connection reset"))
                 return
-        self.timer = self.loop.call_later(self.heartbeat, self._check)
+        self._events()  # PeerDead
+        self._arm()

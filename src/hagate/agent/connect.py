@@ -15,12 +15,13 @@ import ssl
 import threading
 from collections.abc import Callable
 
-from hagate.agent.agent import dial
+from hagate.agent.agent import dial, next_event
 from hagate.agent.config import ClientConfig
-from hagate.gateway.protocol import encode, read_message
 from hagate.net.conn import Conn, ProtocolError, listen_socket, set_nodelay
 from hagate.net.pipe import Pipe
 from hagate.net.tls import client_context
+from hagate.tunnel import wire
+from hagate.tunnel.connection import Kind, ProtocolViolation, Role, TunnelConnection
 
 log = logging.getLogger("hagate.connect")
 
@@ -30,18 +31,27 @@ class ConnectError(Exception):
 
 
 async def open_stream(client: ClientConfig, ctx: ssl.SSLContext, device: str, service: str) -> Conn:
-    """A TLS connection to the gateway that now carries ``device``'s ``service``."""
+    """A TLS connection to the gateway that now carries ``device``'s ``service``.
+
+    Bytes the gateway sent after its answer are left in ``conn.rbuf`` for the caller's pipe.
+    """
     conn = await dial(client, ctx)
+    tc = TunnelConnection(Role.AGENT, Kind.CONNECT)
     try:
-        conn.write(encode(op="connect", device=device, service=service))
-        msg = await asyncio.wait_for(read_message(conn), 15.0)
+        conn.write(tc.send(wire.Connect(device, service), conn.loop.time()))
+        event = await asyncio.wait_for(next_event(conn, tc), 15.0)
     except (EOFError, OSError, ProtocolError, TimeoutError) as exc:
         conn.close()
         raise ConnectError(f"gateway closed the connection ({exc or 'refused'})") from None
-    if not msg.get("ok"):
-        conn.close()
-        raise ConnectError(str(msg.get("error", "refused")))
-    return conn
+    if isinstance(event, wire.StreamReady):
+        conn.rbuf += tc.trailing_data
+        return conn
+    conn.close()
+    if isinstance(event, (wire.StreamRefused, wire.Refused)):
+        raise ConnectError(event.error)
+    if isinstance(event, ProtocolViolation):
+        raise ConnectError(f"gateway sent garbage ({event.reason})")
+    raise ConnectError("gateway closed the connection (refused)")
 
 
 class Forwarder:

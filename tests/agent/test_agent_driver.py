@@ -1,0 +1,84 @@
+"""The agent's reconnect decisions around the core: superseded, refused and hints.
+
+No network: ``_session`` is replaced by a script of outcomes and ``asyncio.sleep`` records
+the delays the agent chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hagate.agent import agent as agent_mod
+from hagate.agent.agent import Agent, Refused, Superseded
+from hagate.agent.config import AgentConfig, ClientConfig, Reconnect
+
+RC = Reconnect(fast_retries=3, fast_delay=0.1, base_delay=0.5, max_delay=30)
+
+
+def _agent() -> Agent:
+    cfg = AgentConfig(ClientConfig("h", 1, "h", Path("a"), Path("b"), Path("c")), [], RC)
+    agent = Agent.__new__(Agent)
+    agent.cfg = cfg
+    agent.connected = asyncio.Event()
+    agent._pool_tasks = set()
+    agent.superseded = 0
+    agent._sid = ""
+    return agent
+
+
+def _delays(outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Run the agent through ``outcomes`` (None: an established session that was lost)."""
+    agent = _agent()
+    script: Iterator[BaseException | None] = iter(outcomes)
+    delays: list[float] = []
+
+    async def session() -> None:
+        agent._established = True  # every scripted session got its welcome first
+        outcome = next(script)
+        if outcome is not None:
+            raise outcome
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) == len(outcomes):
+            raise asyncio.CancelledError
+
+    agent._session = session  # type: ignore[method-assign]
+    monkeypatch.setattr(agent_mod.asyncio, "sleep", sleep)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await agent.run()
+
+    asyncio.run(main())
+    return delays
+
+
+def test_a_lost_session_is_retried_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = _delays([None, None, None], monkeypatch)
+    assert all(d <= 0.15 for d in delays)
+
+
+def test_superseded_sessions_do_not_reset_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The twin flap of issue 11: a session that ended superseded is no success.
+
+    A v1 gateway gives no hint: the agent's own back-off applies and keeps growing to the cap
+    (it used to be reset to a 0.1 s fast retry after every superseded session).
+    """
+    delays = _delays([Superseded()] * 4, monkeypatch)
+    assert all(d >= 15 for d in delays), delays  # at the 30 s cap, jittered down to half
+
+
+def test_the_gateway_hint_is_obeyed_and_never_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = _delays([Superseded(4000), Refused("twin", "twin", 1900)], monkeypatch)
+    assert 4.0 <= delays[0] <= 4.4
+    assert 1.9 <= delays[1] <= 2.09
+
+
+def test_a_good_session_after_superseded_resets(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = _delays([Superseded(2000), None], monkeypatch)
+    assert delays[0] >= 2.0 and delays[1] <= 0.15
