@@ -209,6 +209,16 @@ class FakePolicy:
             return AuthFailure(401, "wrong password", CHALLENGE)
         return ANONYMOUS
 
+    def authenticate_cached(
+        self, authorization: str | None, cert: Identity | None, now: float
+    ) -> Principal | AuthFailure | None:
+        if authorization == "Basic YWxpY2U6c2VjcmV0":
+            return None  # the slow path: argon2 in a worker thread
+        return self.authenticate(authorization, cert, now)
+
+    def is_gateway_credential(self, authorization: str | None) -> bool:
+        return authorization in ("Basic YWxpY2U6c2VjcmV0", "Basic d3Jvbmc=")
+
     def decide(
         self, principal: Principal, device: str, service: str, route: RouteKind, client_ip: str
     ) -> Decision:
@@ -225,11 +235,12 @@ class FakeHub:
         self.leases: list[FakeLease] = []
         self.opened = 0
         self.full: set[str] = set()
+        self.refusals: list[tuple[str, int, str]] = []
         self._policy = FakePolicy()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def open_upstream(
-        self, device: str, service: str | None, kind: ServiceKind = ServiceKind.HTTP
+        self, device: str, service: str | None, kind: ServiceKind | None
     ) -> Conn:
         dev = self.devices.get(device)
         if dev is None:
@@ -242,8 +253,22 @@ class FakeHub:
         task.add_done_callback(self._tasks.discard)
         return Conn(a)
 
+    @property
     def policy(self) -> FakePolicy:
         return self._policy
+
+    def log_refusal(
+        self,
+        principal: Principal,
+        client_ip: str,
+        device: str,
+        service: str,
+        route: RouteKind,
+        rule: str,
+        status: int,
+        reason: str,
+    ) -> None:
+        self.refusals.append((device, status, reason))
 
     def admit(
         self,
@@ -606,6 +631,7 @@ def test_401_and_403_are_the_gateways_answers_never_the_devices_page() -> None:
             assert resp.status == 403
             assert resp.body.startswith(b"no rule lets")
             assert g.hub.opened == 0
+            assert [(d, s) for d, s, _ in g.hub.refusals] == [("dev2", 401)] * 2 + [("dev3", 403)]
             ok = await c.get("dev2.gw.test", extra="Authorization: Basic YWxpY2U6c2VjcmV0\r\n")
             assert ok.status == 200
             assert "authorization" not in ok.json()["headers"]  # the gateway's credential

@@ -47,7 +47,7 @@ from hagate.gateway.session import StreamError
 from hagate.net.conn import WOULD_BLOCK, Conn
 from hagate.net.pipe import Pipe
 from hagate.net.tls import Identity
-from hagate.policy.model import AuthFailure, Decision, Principal, PrincipalKind, RouteKind
+from hagate.policy.model import ANONYMOUS, AuthFailure, Decision, Principal, RouteKind
 
 log = logging.getLogger("hagate.gateway.http")
 
@@ -69,6 +69,12 @@ class AccessPolicy(Protocol):
         self, authorization: str | None, cert: Identity | None, now: float
     ) -> Principal | AuthFailure: ...
 
+    def authenticate_cached(
+        self, authorization: str | None, cert: Identity | None, now: float
+    ) -> Principal | AuthFailure | None: ...
+
+    def is_gateway_credential(self, authorization: str | None) -> bool: ...
+
     def decide(
         self, principal: Principal, device: str, service: str, route: RouteKind, client_ip: str
     ) -> Decision: ...
@@ -88,10 +94,11 @@ class Hub(Protocol):
     """The gateway as the front sees it (gateway/streams.py provides it)."""
 
     async def open_upstream(
-        self, device: str, service: str | None, kind: ServiceKind = ServiceKind.HTTP
+        self, device: str, service: str | None, kind: ServiceKind | None
     ) -> Conn: ...
 
-    def policy(self) -> AccessPolicy: ...
+    @property
+    def policy(self) -> AccessPolicy: ...  # the current one (reloads replace it)
 
     def admit(
         self,
@@ -102,6 +109,18 @@ class Hub(Protocol):
         client_ip: str,
         rule: str,
     ) -> Lease: ...
+
+    def log_refusal(
+        self,
+        principal: Principal,
+        client_ip: str,
+        device: str,
+        service: str,
+        route: RouteKind,
+        rule: str,
+        status: int,
+        reason: str,
+    ) -> None: ...
 
 
 # ---------------------------------------------------------------------------- upstream pool
@@ -545,24 +564,50 @@ class _UserConn:
             )
         if self.sni is not None and name != self.sni:
             return await self.refuse(req, 421, "TLS server name and Host differ")
-        policy = front.hub.policy()
+        hub = front.hub
+        policy = hub.policy
         auth = req.authorization.decode("latin-1") if req.authorization is not None else None
-        who = policy.authenticate(auth, self.cert, time.time())
-        if isinstance(who, AuthFailure):
-            return await self.refuse(req, who.status, who.reason, who.challenge)
+        now = time.time()
+        who = policy.authenticate_cached(auth, self.cert, now)
+        if who is None:  # a password to check with argon2: tens of ms, off the event loop
+            who = await asyncio.to_thread(policy.authenticate, auth, self.cert, now)
         service = route.service or DEFAULT_SERVICE
-        decision = policy.decide(who, route.device, service, front.route_kind, self.client_ip)
+        kind = front.route_kind
+        if isinstance(who, AuthFailure):
+            hub.log_refusal(
+                ANONYMOUS, self.client_ip, route.device, service, kind, "", who.status, who.reason
+            )
+            return await self.refuse(req, who.status, who.reason, who.challenge)
+        decision = policy.decide(who, route.device, service, kind, self.client_ip)
         if not decision.allowed:
             status = decision.status if decision.status in (401, 403) else 403
+            hub.log_refusal(
+                who,
+                self.client_ip,
+                route.device,
+                service,
+                kind,
+                decision.rule,
+                status,
+                decision.reason,
+            )
             return await self.refuse(req, status, decision.reason, decision.challenge)
         try:
-            lease = front.hub.admit(
-                route.device, service, front.route_kind, who, self.client_ip, decision.rule
-            )
+            lease = hub.admit(route.device, service, kind, who, self.client_ip, decision.rule)
         except StreamError as exc:
+            hub.log_refusal(
+                who,
+                self.client_ip,
+                route.device,
+                service,
+                kind,
+                exc.reason,
+                exc.code,
+                exc.message,
+            )
             return await self.refuse(req, exc.code, exc.message)
         # Credentials meant for the gateway stop here; a device's own auth passes through.
-        strip_auth = who.kind in (PrincipalKind.PASSWORD, PrincipalKind.TOKEN)
+        strip_auth = policy.is_gateway_credential(auth)
         lease.on_abort(self.abort)
         ex = _Exchange(self, req, route, lease, strip_auth)
         try:
@@ -851,7 +896,10 @@ class _Exchange:
         if conn is not None:
             return conn, True
         self.user.front.pool.opened += 1
-        return await self.user.front.hub.open_upstream(self.route.device, self.route.service), False
+        hub = self.user.front.hub
+        return await hub.open_upstream(
+            self.route.device, self.route.service, ServiceKind.HTTP
+        ), False
 
     async def run(self) -> bool:
         user = self.user
