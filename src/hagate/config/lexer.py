@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from hagate.config.files import match_include, read_file
 from hagate.config.findings import Impact, Reporter
@@ -37,6 +38,13 @@ MAX_INCLUDE_DEPTH = DEFAULT_LIMITS.max_include_depth
 BLANKS = " \t\f\r\v"  # keepalived WHITE_SPACE_STR (\n cannot occur inside a line)
 _C_ISSPACE = " \t\n\v\f\r"
 _SPECIAL = re.compile(r'[!#"\\]')
+# A line with none of these needs no decomment, and str.split() splits it exactly at
+# keepalived's blanks (it also splits at \x1c-\x1f and Unicode spaces: those go the slow way).
+_SPECIAL_OR_SPACE = re.compile(
+    '[!#"\\\\\0\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'
+)
+_BRACES = re.compile(r"([{}])")
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (KEEPALIVED_LINE_BYTES + 1))
 _WORDS = re.compile(r'"[^"]*"|[^ \t\f\r\v"]+|"')
 _BLANK_RUN = re.compile(r"[ \t\f\r\v]+")
 _BRACE_OR_QUOTE = re.compile(r'[{}"]')
@@ -45,8 +53,9 @@ _ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", 
 _ESCAPES["v"] = "\v"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
+    """One word (a tuple: a config has millions of them, and they are shared)."""
+
     text: str
     quoted: bool = False
 
@@ -61,9 +70,9 @@ OPEN = Token("{")
 CLOSE = Token("}")
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One piece keepalived hands its keyword parser: a brace alone, or words."""
+class Line(NamedTuple):
+    """One piece keepalived hands its keyword parser: ``OPEN`` or ``CLOSE`` alone, or words
+    (never a brace among them: the lexer cuts braces out)."""
 
     file: str
     number: int
@@ -127,13 +136,16 @@ def decomment(text: str) -> tuple[str, bool]:
     return out, quote
 
 
-def split_words(text: str) -> tuple[list[Token], bool]:
+def split_words(text: str, cache: dict[str, Token] | None = None) -> tuple[list[Token], bool]:
     """keepalived's alloc_strvec_r(): words at blanks, ``"..."`` one word (no escapes).
 
     The second value is True when a ``"`` has no partner; words up to it are returned.
+    ``cache`` shares one Token per distinct word (keywords repeat thousands of times).
     """
     if '"' not in text:
-        return [Token(w) for w in _BLANK_RUN.split(text) if w], False
+        if cache is None:
+            return [Token(w) for w in _BLANK_RUN.split(text) if w], False
+        return [cache.get(w) or _cached(cache, w) for w in _BLANK_RUN.split(text) if w], False
     tokens: list[Token] = []
     for m in _WORDS.finditer(text):
         word = m.group()
@@ -144,6 +156,11 @@ def split_words(text: str) -> tuple[list[Token], bool]:
         else:
             tokens.append(Token(word))
     return tokens, False
+
+
+def _cached(cache: dict[str, Token], word: str) -> Token:
+    token = cache[word] = Token(word)
+    return token
 
 
 def quoted_words(text: str) -> list[str] | None:
@@ -245,12 +262,16 @@ class Lexer:
         self._seen: dict[tuple[int, int], str] = {}
         self._total = 0
 
-    def read(self, path: Path) -> list[Line]:
-        lines: list[Line] = []
-        self._read(path, lines, depth=0, origin=None)
-        return lines
+        self._cache: dict[str, Token] = {}
 
-    def _read(self, path: Path, out: list[Line], depth: int, origin: Line | None) -> None:
+    def read(self, path: Path) -> list[Line]:
+        return list(self.lines(path))
+
+    def lines(self, path: Path) -> Iterator[Line]:
+        """The lines of ``path`` and its includes, as they are read (nothing is held)."""
+        return self._read(path, depth=0, origin=None)
+
+    def _read(self, path: Path, depth: int, origin: Line | None) -> Iterator[Line]:
         name = str(path)
         r = self.reporter
         budget = min(self.limits.max_file_bytes, self.limits.max_total_bytes - self._total)
@@ -296,55 +317,122 @@ class Lexer:
         self.files.append(path)
         self._stack.append(identity)
         try:
-            self._lines(path, result.data, out, depth)
+            yield from self._lines(path, result.data, depth)
         finally:
             self._stack.pop()
 
-    def _lines(self, path: Path, raw: bytes, out: list[Line], depth: int) -> None:
+    def _lines(self, path: Path, raw: bytes, depth: int) -> Iterator[Line]:
         name = str(path)
-        r = self.reporter
+        out: list[Line] = []
+        includes: list[tuple[int, str, str]] = []
+        cache = self._cache
+        special = _SPECIAL_OR_SPACE.search
+        for number, text in self._texts(name, raw):
+            if special(text) is None:
+                words = text.split()
+                if not words:
+                    continue
+                if "{" not in text and "}" not in text:
+                    first = words[0]
+                    if first[0] not in "@$~" and first[:7] != "include":
+                        tokens = tuple([cache.get(w) or _cached(cache, w) for w in words])
+                        yield Line(name, number, tokens, text)
+                        continue
+                elif self._braces(name, number, text, out):
+                    yield from out
+                    out.clear()
+                    continue
+            self._line(name, number, text, out, includes)
+            if out:
+                yield from out
+                out.clear()
+            if includes:
+                for at, keyword, pattern in includes:
+                    yield from self._include(name, at, keyword, pattern, depth)
+                includes.clear()
+
+    def _texts(self, name: str, raw: bytes) -> Iterator[tuple[int, str]]:
+        """(line number, text) of each line keepalived reads, without its final ``\\r``s."""
+        if b"\0" not in raw and _LONG_LINE.search(raw) is None:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", errors="replace")
+                self.reporter.warning(name, 0, "file", "not valid UTF-8; odd bytes replaced")
+            for number, line in enumerate(text.split("\n"), start=1):
+                if line:
+                    yield number, line.rstrip("\r")
+            return
         bad_utf8 = False
         for number, physical in enumerate(raw.split(b"\n"), start=1):
             if not physical:
                 continue
-            if len(physical) > KEEPALIVED_LINE_BYTES:
-                r.error(
-                    name,
-                    number,
-                    "line",
-                    f"{len(physical)} bytes: keepalived reads a line in pieces of "
-                    f"{KEEPALIVED_LINE_BYTES} bytes, each as a line of its own (so does "
-                    "hagate); split it",
-                    Impact.OTHER,
-                )
-                chunks = [
-                    physical[i : i + KEEPALIVED_LINE_BYTES]
-                    for i in range(0, len(physical), KEEPALIVED_LINE_BYTES)
-                ]
-            else:
-                chunks = [physical]
-            for chunk in chunks:
-                if b"\0" in chunk:
-                    chunk = chunk.split(b"\0", 1)[0]
-                    r.error(
-                        name,
-                        number,
-                        "line",
-                        "NUL byte: keepalived ignores the rest of the line (so does hagate)",
-                        Impact.OTHER,
-                    )
+            for chunk in self._chunks(name, number, physical):
                 try:
-                    text = chunk.decode("utf-8")
+                    line = chunk.decode("utf-8")
                 except UnicodeDecodeError:
-                    text = chunk.decode("utf-8", errors="replace")
+                    line = chunk.decode("utf-8", errors="replace")
                     bad_utf8 = True
-                self._line(name, number, text.rstrip("\r"), out, depth)
+                yield number, line.rstrip("\r")
         if bad_utf8:
-            r.warning(name, 0, "file", "not valid UTF-8; odd bytes replaced")
+            self.reporter.warning(name, 0, "file", "not valid UTF-8; odd bytes replaced")
 
-    def _line(self, name: str, number: int, text: str, out: list[Line], depth: int) -> None:
-        if not text:
-            return
+    def _braces(self, name: str, number: int, text: str, out: list[Line]) -> bool:
+        """Fast path for a plain line with braces; False (nothing added) if it needs more."""
+        cache = self._cache
+        lines: list[Line] = []
+        for part in _BRACES.split(text):
+            if part == "{":
+                lines.append(Line(name, number, (OPEN,), part))
+            elif part == "}":
+                lines.append(Line(name, number, (CLOSE,), part))
+            else:
+                words = part.split()
+                if not words:
+                    continue
+                first = words[0]
+                if first[0] in "@$~" or first[:7] == "include":
+                    return False
+                tokens = tuple([cache.get(w) or _cached(cache, w) for w in words])
+                lines.append(Line(name, number, tokens, part.strip()))
+        out.extend(lines)
+        return True
+
+    def _chunks(self, name: str, number: int, physical: bytes) -> list[bytes]:
+        """keepalived's fgets(1024) pieces of a line, each cut at its first NUL."""
+        r = self.reporter
+        chunks = [physical]
+        if len(physical) > KEEPALIVED_LINE_BYTES:
+            r.error(
+                name,
+                number,
+                "line",
+                f"{len(physical)} bytes: keepalived reads a line in pieces of "
+                f"{KEEPALIVED_LINE_BYTES} bytes, each as a line of its own (so does "
+                "hagate); split it",
+                Impact.OTHER,
+            )
+            size = KEEPALIVED_LINE_BYTES
+            chunks = [physical[i : i + size] for i in range(0, len(physical), size)]
+        if b"\0" in physical:
+            r.error(
+                name,
+                number,
+                "line",
+                "NUL byte: keepalived ignores the rest of the line (so does hagate)",
+                Impact.OTHER,
+            )
+            chunks = [c.split(b"\0", 1)[0] for c in chunks]
+        return chunks
+
+    def _line(
+        self,
+        name: str,
+        number: int,
+        text: str,
+        out: list[Line],
+        includes: list[tuple[int, str, str]],
+    ) -> None:
         piece, open_quote = decomment(text)
         if open_quote:
             self.reporter.error(name, number, _first_word(piece), 'unterminated " quote')
@@ -354,8 +442,8 @@ class Lexer:
                 return
             keyword = _include_keyword(piece)
             if keyword is not None:
-                self._include(name, number, keyword, piece[8 if keyword == "include" else 9 :],
-                              out, depth)  # fmt: skip
+                pattern = piece[8 if keyword == "include" else 9 :].lstrip(" \t")
+                includes.append((number, keyword, pattern))
                 return
             piece, rest = _cut_brace(piece)
             open_quote = self._emit(name, number, piece, out, quiet=open_quote)
@@ -399,7 +487,7 @@ class Lexer:
         if piece == "}":
             out.append(Line(name, number, (CLOSE,), piece))
             return quiet
-        tokens, unmatched = split_words(piece)
+        tokens, unmatched = split_words(piece, self._cache)
         if unmatched and not quiet:
             self.reporter.error(name, number, _first_word(piece), 'unterminated " quote')
             quiet = True
@@ -408,10 +496,9 @@ class Lexer:
         return quiet
 
     def _include(
-        self, name: str, number: int, keyword: str, rest: str, out: list[Line], depth: int
-    ) -> None:
+        self, name: str, number: int, keyword: str, pattern: str, depth: int
+    ) -> Iterator[Line]:
         r = self.reporter
-        pattern = rest.lstrip(" \t")
         origin = Line(name, number, (Token(keyword),), f"{keyword} {pattern}")
         if not pattern:
             r.error(name, number, keyword, "needs a file name or glob")
@@ -439,7 +526,7 @@ class Lexer:
                 r.error(name, number, keyword, f"{pattern}: no such file{hint}")
             return
         for match in matches.paths:
-            self._read(Path(match), out, depth + 1, origin)
+            yield from self._read(Path(match), depth + 1, origin)
 
 
 def _first_word(piece: str) -> str:

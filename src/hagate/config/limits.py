@@ -22,6 +22,7 @@ class Limits:
     max_glob_matches: int = 1024  # files one include pattern may match
     max_brace_alternatives: int = 256  # GLOB_BRACE expansions of one include pattern
     max_block_depth: int = 64  # nested { } blocks
+    max_statements: int = 1_000_000  # a 10 MB keepalived.conf has about 500,000
     max_findings: int = 1000  # findings kept; the rest are counted in one summary
 
 

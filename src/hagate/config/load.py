@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -59,10 +62,9 @@ def load(
     path = Path(path)
     reporter = Reporter(limits.max_findings)
     lexer = Lexer(reporter, limits, host_id)
-    lines = lexer.read(path)
-    tree = parse_lines(lines, reporter, limits)
-    del lines
-    config = build(tree, path, tuple(lexer.files), reporter)
+    with _no_gc():
+        tree = parse_lines(lexer.lines(path), reporter, limits)
+        config = build(tree, path, tuple(lexer.files), reporter)
     if lexer.files and not any(st.keyword == "vrrp_instance" for st in tree):
         reporter.warning(str(path), 0, "vrrp_instance", "no vrrp_instance: nothing to run")
     findings = sort_findings(reporter.findings)
@@ -70,6 +72,18 @@ def load(
     if summary is not None:
         findings.append(summary)
     return LoadResult(config, findings)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic GC off while building millions of acyclic objects (2-3x faster)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
