@@ -32,6 +32,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--timeout", type=float, default=1.0)
     check.add_argument("-q", "--quiet", action="store_true")
     check.set_defaults(func=_check)
+    from hagate.policy.cli import add_check_arguments, check_main
+
+    check_policy = gw_sub.add_parser(
+        "check-policy",
+        help="lint the access policy file (the same as `hagate policy check`)",
+        description=(
+            "Load the policy file as the gateway would and report FILE:LINE errors and "
+            "warnings; exit 0 if the gateway would load it, 2 if not. Ask who may reach what "
+            "with `hagate policy can`."
+        ),
+    )
+    add_check_arguments(check_policy)
+    check_policy.set_defaults(func=check_main)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -38,7 +39,7 @@ class FileWatch:
         self.what = what
         self.stamp: tuple[object, ...] | None = None
 
-    def _stamp(self) -> tuple[object, ...]:
+    def current(self) -> tuple[object, ...]:
         out: list[object] = []
         for p in self.paths:
             try:
@@ -49,11 +50,11 @@ class FileWatch:
         return tuple(out)
 
     def changed(self) -> bool:
-        return self._stamp() != self.stamp
+        return self.current() != self.stamp
 
     def poll(self, initial: bool = False) -> object | None:
         """The newly loaded value, or None if unchanged or not loadable (initial: raise)."""
-        stamp = self._stamp()
+        stamp = self.current()
         if stamp == self.stamp:
             return None
         try:
@@ -79,9 +80,11 @@ class Revocation:
             self.watches.append(
                 (FileWatch([crl], lambda: load_revoked(crl, ca), f"CRL {crl}"), self._crl)
             )
+        self.policy_watch: FileWatch | None = None
         if cfg.policy is not None:
             files = [cfg.policy] + ([cfg.token_revocations] if cfg.token_revocations else [])
-            self.watches.append((FileWatch(files, self._load_policy, "policy"), self._policy))
+            self.policy_watch = FileWatch(files, self._load_policy, "policy")
+            self.watches.append((self.policy_watch, self._policy))
 
     def _load_policy(self) -> Policy:
         cfg = self.gw.cfg
@@ -120,6 +123,10 @@ class Revocation:
         assert isinstance(value, Policy)
         gw = self.gw
         gw.policy = value
+        if self.policy_watch is not None and value.files:
+            # Watch every file the policy was read from ([tokens] paths included).
+            self.policy_watch.paths = list(value.files)
+            self.policy_watch.stamp = self.policy_watch.current()
         log.info("policy loaded from %s", value.source)
         gw.tcp.sync()
         self.recheck("policy changed")
@@ -137,6 +144,8 @@ class Revocation:
             return f"certificate of {p.label()} revoked"
         if p.kind is PrincipalKind.TOKEN and p.token_id in gw.policy.revoked_tokens():
             return f"token of {p.name} revoked"
+        if p.expires is not None and time.time() >= p.expires:
+            return f"token of {p.name} expired"
         session = gw.sessions.get(lease.device)
         if session is not None and session.identity.serial in gw.revoked:
             return f"device {lease.device} revoked"

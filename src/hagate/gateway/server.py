@@ -23,6 +23,7 @@ from hagate.gateway import http
 from hagate.gateway.accesslog import AccessEntry, AccessLog
 from hagate.gateway.admin import AdminServer
 from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler
+from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.metrics import Metrics
 from hagate.gateway.protocol import ServiceKind, encode, read_message
@@ -70,6 +71,7 @@ class Gateway:
         self.rates = RateLimiter(cfg.requests_per_s, max(10.0, cfg.requests_per_s))
         self.admission = Admission(cfg.max_handshakes, cfg.handshakes_per_address)
         self.budget = FairBudget(HANDSHAKE_STEPS_PER_TURN)
+        self.auth = Authenticator()
         self.tunnel = TunnelFront(self)
         self.tcp = TcpFront(self)
         self.revocation = Revocation(self)
@@ -490,7 +492,9 @@ class Gateway:
         if sni is not None and http.host_name(host) != sni:
             return await self._reply(conn, 421, "TLS server name and Host differ")
         policy = self.policy
-        principal = policy.authenticate(headers.get("authorization"), cert, time.time())
+        principal = await self.auth.authenticate(
+            policy, headers.get("authorization"), cert, client[0]
+        )
         if isinstance(principal, AuthFailure):
             extra = f"WWW-Authenticate: {principal.challenge}\r\n" if principal.challenge else ""
             return await self._reply(conn, principal.status, principal.reason, extra)

@@ -26,7 +26,7 @@ from hagate.gateway.session import Session, StreamError
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
 from hagate.net.tls import Identity, peer_identity
 from hagate.pki.ca import Role
-from hagate.policy import Principal, PrincipalKind, RouteKind
+from hagate.policy import AuthFailure, RouteKind
 
 if TYPE_CHECKING:
     from hagate.gateway.server import Gateway
@@ -42,11 +42,6 @@ class Refused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-def principal_of(ident: Identity) -> Principal:
-    kind = PrincipalKind.DEVICE if ident.role is Role.DEVICE else PrincipalKind.USER
-    return Principal(kind, ident.name, serial=ident.serial)
 
 
 class TunnelFront:
@@ -179,7 +174,9 @@ class TunnelFront:
         device, service = msg.get("device"), msg.get("service")
         if not isinstance(device, str) or not isinstance(service, str):
             raise ProtocolError("connect needs device and service")
-        principal = principal_of(ident)
+        principal = gw.policy.authenticate(None, ident, time.time())  # certificates: no I/O
+        if isinstance(principal, AuthFailure):
+            raise Refused("wrong_role", principal.reason)
         try:
             lease = gw.authorize_stream(
                 principal, device, service, RouteKind.CONNECT, client[0], ServiceKind.TCP
