@@ -6,6 +6,7 @@ from typing import Any
 
 from hagate.config import defaults as D
 from hagate.config.findings import Impact
+from hagate.config.lexer import quoted_words
 from hagate.config.model import (
     GlobalDefs,
     Location,
@@ -79,9 +80,24 @@ def notify_script(v: Values, st: Statement) -> NotifyScript | None:
         return None
     if len(words) > 3:
         v.extra(st, 3, words)
+    if not _command_ok(v, st, words[0]):
+        return None
     user = words[1] if len(words) > 1 else None
     group = words[2] if len(words) > 2 else None
     return NotifyScript(words[0], user, group, location(st))
+
+
+def _command_ok(v: Values, st: Statement, command: str) -> bool:
+    """keepalived splits the command word once more into argv (quotes, escapes); refuse what
+    that cannot split or what would put a NUL in an argument (keepalived cuts it there)."""
+    argv = quoted_words(command, cut_nul=False)
+    if not argv:
+        v.error(st, f"{command!r}: keepalived cannot split this command; it is ignored")
+        return False
+    if any("\0" in word for word in argv):
+        v.error(st, f"{command!r}: a NUL in the command; it is ignored")
+        return False
+    return True
 
 
 def _weight(
@@ -220,7 +236,8 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
             # set_script_params_array): quote a command with arguments.
             if len(words) > 1:
                 v.extra(item, 1, words)
-            f["script"] = words[0]
+            if _command_ok(v, item, words[0]):
+                f["script"] = words[0]
         elif key in ("interval", "timeout"):
             value = v.first_seconds(item, 0.0, 2**31 / 1e6)
             if value is not None and value <= 0:

@@ -16,6 +16,8 @@ VERSION = 2  # global vrrp_version default
 PREEMPT_DELAY_RANGE = (0.0, 1000.0)
 DOWN_TIMER_ADVERTS = 3  # Master_Down_Interval = 3 * advert_int + skew_time (RFC 3768 §6.1)
 DOWN_TIMER_ADVERTS_RANGE = (1, 100)
+VRRP_MAX_ADDR = 255  # the 8-bit Count IPvX Addr field
+DEFAULT_MTU = 1500  # keepalived's DEFAULT_MTU; check assumes Ethernet
 AUTH_PASS_LEN = 8  # RFC 2338 §5.3.10: 8 octets of authentication data
 TTL_RANGE = (0, 255)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address
 from typing import Any
 
 from hagate.config import defaults as D
@@ -19,6 +19,7 @@ from hagate.config.blocks import (
 from hagate.config.model import (
     AuthType,
     GlobalDefs,
+    Location,
     State,
     UnicastPeer,
     VirtualIp,
@@ -131,8 +132,9 @@ def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:
     return VirtualIp(address, prefixlen, where=location(entry), **f)
 
 
-def unicast_peers(v: Values, st: Statement) -> tuple[UnicastPeer, ...]:
-    out: list[UnicastPeer] = []
+def unicast_peers(v: Values, st: Statement) -> list[tuple[UnicastPeer, Statement]]:
+    """The block's peers, each with its entry (for findings)."""
+    out: list[tuple[UnicastPeer, Statement]] = []
     for entry in v.entries(st):
         address = v.address(entry, entry.args[0].text)
         if address is None:
@@ -151,8 +153,33 @@ def unicast_peers(v: Values, st: Statement) -> tuple[UnicastPeer, ...]:
                 i += 1
         if ttl.get("min_ttl", 0) > ttl.get("max_ttl", 255):
             v.error(entry, "min_ttl is above max_ttl; no advert could pass")
-        out.append(UnicastPeer(address, ttl.get("min_ttl"), ttl.get("max_ttl")))
-    return tuple(out)
+        out.append((UnicastPeer(address, ttl.get("min_ttl"), ttl.get("max_ttl")), entry))
+    return out
+
+
+def _same_family(
+    v: Values,
+    st: Statement,
+    name: str,
+    f: dict[str, Any],
+    version: int,
+    what: str,
+    vip: VirtualIp | None = None,
+) -> bool:
+    """keepalived: the first address configured (source, peer or VIP, in file order) sets
+    the instance's family; a later one of the other family is skipped with an error."""
+    where = vip.where if vip is not None else Location(st.file, st.line)
+    family, origin = f.setdefault("_family", (version, f"{st.keyword} at line {where.line}"))
+    if family == version:
+        return True
+    v.r.error(
+        where.file,
+        where.line,
+        st.keyword,
+        f"({name}) {what} is IPv{version} but the instance is IPv{family} (set by "
+        f"{origin}); keepalived skips it",
+    )
+    return False
 
 
 def _authentication(v: Values, st: Statement, f: dict[str, Any]) -> None:
@@ -238,10 +265,15 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
         elif key in ("mcast_src_ip", "unicast_src_ip"):
             text = v.first(item)
             addr = v.address(item, text) if text is not None else None
-            if addr is not None:
+            if addr is not None and _same_family(v, item, name, f, addr.version, str(addr)):
                 f[key] = addr
         elif key == "unicast_peer":
-            f["unicast_peers"] = f.get("unicast_peers", ()) + unicast_peers(v, item)
+            peers = tuple(
+                p
+                for p, entry in unicast_peers(v, item)
+                if _same_family(v, entry, name, f, p.address.version, str(p.address))
+            )
+            f["unicast_peers"] = f.get("unicast_peers", ()) + peers
         elif key in ("check_unicast_src", "v3_checksum_as_v2", "smtp_alert"):
             flag = v.flag(item)
             if flag is not None:
@@ -250,8 +282,15 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
                 v.warning(item, "not known to keepalived 2.2.7 (added in a later release)")
         elif key == "authentication":
             _authentication(v, item, f)
-        elif key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
-            field = "virtual_ipaddresses" + key[len("virtual_ipaddress") :]
+        elif key == "virtual_ipaddress":
+            vips = tuple(
+                vip
+                for vip in virtual_ips(v, item)
+                if _same_family(v, item, name, f, vip.address.version, str(vip.address), vip)
+            )
+            f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + vips
+        elif key == "virtual_ipaddress_excluded":
+            field = "virtual_ipaddresses_excluded"
             f[field] = f.get(field, ()) + virtual_ips(v, item)
         elif key == "nopreempt":
             v.extra(item, 0)
@@ -280,6 +319,37 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
     return _complete(v, st, name, f, seen, g)
 
 
+def max_addresses(family: int, version: int, mtu: int = D.DEFAULT_MTU) -> int:
+    """How many VIPs one advert carries (keepalived vrrp_complete_instance): the MTU less
+    Ethernet, IP and VRRP headers (and v2's 8 octets of authentication), in addresses, and
+    at most 255 (the 8-bit count field, RFC 3768 §5.3.5 / RFC 9568 §5.2.5)."""
+    if family == 4:
+        header, size = 14 + 20 + 8 + (D.AUTH_PASS_LEN if version == 2 else 0), 4
+    else:
+        header, size = 14 + 40 + 8, 16
+    return max(0, min(D.VRRP_MAX_ADDR, (mtu - header) // size))
+
+
+def _fit_advert(v: Values, name: str, f: dict[str, Any], family: int, version: int) -> None:
+    """keepalived moves VIPs beyond what an advert carries to the excluded VIPs (held while
+    master, not advertised); ``check`` assumes Ethernet's MTU of 1500."""
+    vips: tuple[VirtualIp, ...] = f.get("virtual_ipaddresses", ())
+    limit = max_addresses(family, version)
+    if len(vips) <= limit:
+        return
+    first = vips[limit]
+    v.r.error(
+        first.where.file,
+        first.where.line,
+        "virtual_ipaddress",
+        f"({name}) {len(vips)} VIPs: an advert carries at most {limit} (IPv{family}, MTU "
+        f"{D.DEFAULT_MTU}); keepalived moves the other {len(vips) - limit}, from {first.address} "
+        "on, to virtual_ipaddress_excluded (held while master, not advertised)",
+    )
+    f["virtual_ipaddresses"] = vips[:limit]
+    f["virtual_ipaddresses_excluded"] = vips[limit:] + f.get("virtual_ipaddresses_excluded", ())
+
+
 def _complete(
     v: Values,
     st: Statement,
@@ -305,20 +375,7 @@ def _complete(
     priority: int = f.get("priority", D.PRIORITY)
 
     vips: tuple[VirtualIp, ...] = f.get("virtual_ipaddresses", ())
-    families = {vip.address.version for vip in vips}
-    family = next(iter(vips)).address.version if vips else 4
-    if len(families) > 1:
-        kept = tuple(vip for vip in vips if vip.address.version == family)
-        for vip in vips:
-            if vip.address.version != family:
-                v.r.error(
-                    vip.where.file,
-                    vip.where.line,
-                    "virtual_ipaddress",
-                    f"({name}) {vip.address} is not IPv{family} like the first address; "
-                    "put it in virtual_ipaddress_excluded",
-                )
-        f["virtual_ipaddresses"] = kept
+    family: int = f.pop("_family", (4, ""))[0]
     if not vips:
         v.warning(st, f"({name}) no virtual_ipaddress: this instance protects no address")
 
@@ -352,6 +409,8 @@ def _complete(
         f["advert_int"] = D.ADVERT_INT_V3_MAX
     elif version == 3 and advert < 0.01:
         f["advert_int"] = 0.01
+
+    _fit_advert(v, name, f, family, version)
 
     if f.get("auth_type") is not None and version == 3:
         v.error(
@@ -400,9 +459,6 @@ def _complete(
             )
     else:
         for peer in peers:
-            if src is not None and peer.address.version != src.version:
-                v.error(seen["unicast_peer"], f"({name}) peer {peer.address} and "
-                        f"unicast_src_ip {src} are different address families")  # fmt: skip
             if src is not None and peer.address == src:
                 v.error(seen["unicast_peer"], f"({name}) {peer.address} is its own peer")
         if any(p.min_ttl is not None or p.max_ttl is not None for p in peers):
@@ -441,6 +497,4 @@ def _complete(
         )
         f["track_interfaces"] = tuple(t for t in f["track_interfaces"] if t.name != interface)
 
-    if isinstance(src, IPv6Address) and family == 4 and vips:
-        v.error(seen["unicast_src_ip"], f"({name}) IPv6 unicast_src_ip with IPv4 addresses")
     return VrrpInstance(name=name, where=location(st), **f)

@@ -163,7 +163,7 @@ def _cached(cache: dict[str, Token], word: str) -> Token:
     return token
 
 
-def quoted_words(text: str) -> list[str] | None:
+def quoted_words(text: str, cut_nul: bool = True) -> list[str] | None:
     """keepalived's alloc_strvec_quoted_escaped(): ``"`` and ``'`` quotes, backslash escapes.
 
     None when keepalived refuses the line (unterminated quote, backslash at the end). A NUL
@@ -201,7 +201,8 @@ def quoted_words(text: str) -> list[str] | None:
                 i += 1
         if quote:
             return None
-        words.append("".join(word).split("\0", 1)[0])
+        joined = "".join(word)
+        words.append(joined.split("\0", 1)[0] if cut_nul else joined)
     return words
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hagate.config.findings import Finding, Impact, Reporter
-from hagate.config.model import Config, Location, NotifyScript, VrrpInstance
+from hagate.config.model import Config, Location, NotifyScript, VrrpInstance, command_path
 
 _NOTIFY_FIELDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 
@@ -136,36 +137,49 @@ def _script_uses(config: Config) -> list[ScriptUse]:
 
 
 def _resolve(command: str) -> Path | None:
-    words = command.split()
-    if not words:
+    program = command_path(command)
+    if not program:
         return None
-    if "/" in words[0]:
-        return Path(words[0])
-    found = shutil.which(words[0])
+    if "/" in program:
+        return Path(program)
+    try:
+        found = shutil.which(program)
+    except (OSError, ValueError):
+        return None
     return Path(found) if found else None
+
+
+def _probe(path: Path) -> str:
+    """ "" for an executable regular file, else why not (never raises: a name component over
+    255 bytes or a NUL is an ordinary 'no such file', as keepalived reports it)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return "no such file (a name in the path is over 255 bytes)"
+        return "no such file"
+    except ValueError:
+        return "no such file"
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        return "not an executable file"
+    return ""
 
 
 def _script_file(use: ScriptUse, config: Config, r: Reporter) -> bool:
     """Checks one script file; True when keepalived would keep it."""
-    words = use.command.split()
+    program = command_path(use.command)
     path = _resolve(use.command)
     where = use.where
-    if path is None or not path.exists():
+    problem = "no such file" if path is None else _probe(path)
+    if problem or path is None:
+        name = program or repr(use.command)
+        if path is not None and not problem.startswith("no such"):
+            name = str(path)
         r.error(
             where.file,
             where.line,
             use.keyword,
-            f"{words[0] if words else repr(use.command)}: no such file "
-            "(keepalived disables the script)",
-            use.impact,
-        )
-        return False
-    if not path.is_file() or not os.access(path, os.X_OK):
-        r.error(
-            where.file,
-            where.line,
-            use.keyword,
-            f"{path}: not an executable file (keepalived disables the script)",
+            f"{name}: {problem} (keepalived disables the script)",
             use.impact,
         )
         return False

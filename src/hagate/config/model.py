@@ -12,8 +12,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip
 from pathlib import Path
 
 from hagate.config import defaults as D
+from hagate.config.lexer import quoted_words
 
 IPAddress = IPv4Address | IPv6Address
+
+
+def command_path(command: str) -> str:
+    """The program a script line runs: its first word, split as keepalived splits it."""
+    words = quoted_words(command)
+    return words[0] if words else ""
 
 
 class State(Enum):
@@ -105,7 +112,7 @@ class NotifyScript:
 
     @property
     def path(self) -> str:
-        return self.command.split()[0] if self.command.split() else ""
+        return command_path(self.command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ class VrrpScript:
 
     @property
     def path(self) -> str:
-        return self.script.split()[0] if self.script.split() else ""
+        return command_path(self.script)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +208,9 @@ class VrrpInstance:
         for vip in self.virtual_ipaddresses:
             return vip.address.version
         src = self.unicast_src_ip or self.mcast_src_ip
-        return src.version if src is not None else 4
+        if src is not None:
+            return src.version
+        return self.unicast_peers[0].address.version if self.unicast_peers else 4
 
     @property
     def unicast(self) -> bool:
