@@ -51,8 +51,16 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
+# Where hagate disagrees on purpose (the reason is in the .expect/.conf).
+NOT_ORACLE = {
+    # keepalived reads the 1024th byte on as a new line: an unknown keyword, which is an
+    # error for keepalived and a warning for hagate (which also flags the long line).
+    "lex_long_line.conf",
+}
+
+
 def corpus_files() -> list[Path]:
-    return sorted(CORPUS.rglob("*.conf"), key=str)
+    return sorted((p for p in CORPUS.rglob("*.conf") if p.name not in NOT_ORACLE), key=str)
 
 
 @pytest.mark.parametrize(

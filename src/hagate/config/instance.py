@@ -16,6 +16,7 @@ from hagate.config.blocks import (
     unknown,
     unsupported,
 )
+from hagate.config.findings import Impact
 from hagate.config.model import (
     AuthType,
     GlobalDefs,
@@ -197,7 +198,9 @@ def _authentication(v: Values, st: Statement, f: dict[str, Any]) -> None:
                 f.pop("auth_type", None)
         elif item.keyword == "auth_pass":
             if not item.args:
-                v.error(item, "needs a password")
+                # keepalived 2.2.7 stops on a missing parameter (exit 2)
+                v.r.error(item.file, item.line, item.keyword, "needs a password",
+                          Impact.CANNOT_RUN)  # fmt: skip
                 continue
             # keepalived takes the rest of the line, and uses 8 octets (RFC 2338 §5.3.10).
             password = " ".join(item.words)

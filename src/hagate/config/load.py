@@ -12,7 +12,7 @@ from typing import NamedTuple, TypeVar
 from hagate.config.blocks import global_defs, unknown, vrrp_script, vrrp_sync_group
 from hagate.config.findings import Finding, Impact, Reporter, Severity
 from hagate.config.instance import INSTANCE_KEYWORDS, parse_instance
-from hagate.config.lexer import Lexer
+from hagate.config.lexer import INCLUDE_KEYWORDS, Lexer
 from hagate.config.limits import DEFAULT_LIMITS, Limits
 from hagate.config.model import Config, GlobalDefs, VrrpInstance, VrrpScript, VrrpSyncGroup
 from hagate.config.parser import Statement, parse_lines
@@ -120,6 +120,8 @@ def build(tree: list[Statement], path: Path, files: tuple[Path, ...], r: Reporte
             group = vrrp_sync_group(v, st)
             if group is not None:
                 _add(v, st, groups, group.name, group, "vrrp_sync_group")
+        elif key in INCLUDE_KEYWORDS:
+            v.error(st, "needs a file name or glob (keepalived: unknown keyword)")
         elif key in UNSUPPORTED_BLOCKS:
             v.warning(st, f"{UNSUPPORTED_BLOCKS[key]} is not supported by hagate; block ignored")
         elif key in INSTANCE_KEYWORDS:
