@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import hagate.lab.shell as shell
 from hagate.daemon.status import StatusError, query
 from hagate.lab import Lab, Node
 
@@ -140,3 +142,27 @@ def poll(pred: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
             return True
         time.sleep(step)
     return pred()
+
+
+def delete_eth0(node: Node) -> None:
+    """``ip link del eth0`` inside the node (its bridge-side peer goes with it)."""
+    shell.ip("-n", node.netns, "link", "del", node.ifname)
+
+
+def recreate_eth0(node: Node) -> float:
+    """A new veth ``eth0`` with the node's address, plugged into the bridge again (a NIC
+    reset, a VLAN rebuilt, a container restart); the node's ifindex/mac follow the new one.
+    Returns ``time.monotonic()`` just before the link gets its carrier (the bridge side up)."""
+    ns, br, port = node.netns, node.bridge_netns, node.bridge_port
+    cmds = [
+        f"link add {node.ifname} type veth peer name {port} netns {br}",
+        f"addr add {node.address} dev {node.ifname}",
+        f"link set {node.ifname} up",
+    ]
+    shell.run(["ip", "-n", ns, "-b", "-"], input="\n".join(cmds) + "\n")
+    link = json.loads(shell.ip("-n", ns, "-j", "link", "show", "dev", node.ifname).stdout)[0]
+    node.ifindex = int(link["ifindex"])
+    node.mac = str(link["address"])
+    t_up = time.monotonic()
+    shell.ip("-n", br, "link", "set", port, "master", "br0", "up")
+    return t_up

@@ -88,11 +88,14 @@ def load_config(path: Path) -> cfg.Config:
     return config
 
 
-async def load_config_off_loop(path: Path, timeout: float = LOAD_TIMEOUT) -> cfg.Config:
+async def load_config_off_loop(
+    path: Path, timeout: float = LOAD_TIMEOUT, running: threading.Event | None = None
+) -> cfg.Config:
     """:func:`load_config` in a worker thread, so that the event loop (adverts, timers,
     status socket) keeps running whatever the file does: a FIFO or a slow device in an
     include, a huge file. Past ``timeout`` the load is abandoned (StartError): the thread is
-    a daemon thread, left to finish or block on its own, never joined."""
+    a daemon thread, left to finish or block on its own, never joined. ``running`` (if
+    given) is set while the thread runs, so that a caller can refuse to start another."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[cfg.Config] = loop.create_future()
 
@@ -112,13 +115,21 @@ async def load_config_off_loop(path: Path, timeout: float = LOAD_TIMEOUT) -> cfg
             result = load_config(path)
         except BaseException as exc:  # handed to the loop, which decides
             error = exc
+        finally:
+            if running is not None:
+                running.clear()
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
             loop.call_soon_threadsafe(deliver, result, error)
 
+    if running is not None:
+        running.set()
     threading.Thread(target=work, name=f"config-load {path}", daemon=True).start()
     try:
         return await asyncio.wait_for(asyncio.shield(done), timeout)
     except TimeoutError:
+        # Nobody will read the result: cancel it, so that a late error is not logged from a
+        # finalizer as "never retrieved".
+        done.cancel()
         raise StartError(
             f"{path}: loading the configuration did not finish in {timeout:g} s "
             "(a FIFO, device or huge file in an include?)"
@@ -183,7 +194,7 @@ class Daemon:
         self._pidfile_owned = False
         self._lock_fd: int | None = None
         self._script_user: str | None = None
-        self._loading = False  # a config load (thread) is running
+        self._loading = threading.Event()  # set while a config load thread runs
         self.load_timeout = LOAD_TIMEOUT
 
     # ---- top level --------------------------------------------------------------------
@@ -479,7 +490,7 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Re-read the config; True if applied. Unchanged instances are not touched."""
-        if self._loading:
+        if self._loading.is_set():
             log.error(
                 "reload refused, keeping the running configuration: the previous load of %s "
                 "has not finished",
@@ -488,11 +499,9 @@ class Daemon:
             return False
         async with self._reload_lock:
             try:
-                self._loading = True
-                try:
-                    config = await load_config_off_loop(self.options.config, self.load_timeout)
-                finally:
-                    self._loading = False
+                config = await load_config_off_loop(
+                    self.options.config, self.load_timeout, self._loading
+                )
                 assert self._host is not None
                 self.links = await self._host.netlink.links()
                 plans = await self._plan_all(config)

@@ -47,6 +47,7 @@ _SK_MEMINFO_VARS = 9
 # backup ride out a burst of junk without the kernel dropping the master's adverts with it.
 RX_BUF_SIZE = 4 * 1024 * 1024
 
+_LINK_GONE = (errno.ENODEV, errno.ENXIO, errno.ENETDOWN, errno.ENETUNREACH)
 PacketHandler = Callable[[IPAddr, IPAddr, "int | None", bytes], None]
 _RECV_SIZE = 2048
 _ANC_SIZE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
@@ -179,7 +180,9 @@ class VrrpSocket:
         try:
             self._sock.sendmsg([payload], to.ancillary, 0, to.address)
         except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+            if exc.errno in _LINK_GONE:  # the link monitor says why, once (keepalived too)
+                log.debug("%s: cannot send advert to %s: %s", self.ifname, to.dst, exc.strerror)
+            elif exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
                 log.warning("%s: cannot send advert to %s: %s", self.ifname, to.dst, exc.strerror)
             return False
         return True
