@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
+from typing import TYPE_CHECKING
 
-from hagate.gateway.protocol import ServiceKind, ServiceSpec, encode
 from hagate.net.conn import Conn
 from hagate.net.tls import Identity
+from hagate.tunnel.wire import Open, ServiceKind, ServiceSpec, encode
+
+if TYPE_CHECKING:
+    from hagate.tunnel.connection import TunnelConnection
 
 
 class StreamError(Exception):
@@ -33,6 +37,7 @@ class Session:
         "pool",
         "services",
         "sid",
+        "tc",
         "waiters",
     )
 
@@ -48,6 +53,7 @@ class Session:
         self.waiters: dict[str, asyncio.Future[Conn]] = {}
         self.max_pool = max_pool
         self.closed = False
+        self.tc: TunnelConnection | None = None  # the control connection's protocol state
 
     def service(self, name: str | None, kind: ServiceKind | None = None) -> ServiceSpec | None:
         """By name; a number matches a target port; None means the default HTTP service."""
@@ -74,7 +80,7 @@ class Session:
         token = secrets.token_hex(8)
         fut: asyncio.Future[Conn] = asyncio.get_running_loop().create_future()
         self.waiters[token] = fut
-        self.conn.write(encode(op="open", token=token))
+        self.conn.write(encode(Open(token)))
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:

@@ -1,8 +1,10 @@
 """The tunnel port: agents' control and data connections, and users' `hagate connect` streams.
 
-The driver around the tunnel protocol: it reads the first message of each authenticated TLS
-connection and hands it to the session registry (agents) or to the access policy and a stream
-(``connect``). Heartbeats to every agent go out from here.
+A thin asyncio driver around the sans-IO core in :mod:`hagate.tunnel`: every line is decoded
+by :class:`~hagate.tunnel.connection.TunnelConnection` into a typed event (no substring
+dispatch on raw JSON), peer garbage is a ``ProtocolViolation`` answered with one ``error``
+line, and who owns a device (supersede, twin back-off) is decided by the pure
+:class:`~hagate.tunnel.registry.SessionRegistry`. Heartbeats to every agent go out from here.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from hagate.gateway.protocol import (
-    MAX_LINE,
-    PING,
-    VERSION,
-    ServiceKind,
-    ServiceSpec,
-    encode,
-    read_message,
-)
 from hagate.gateway.session import Session, StreamError
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
 from hagate.net.tls import Identity, peer_identity
 from hagate.pki.ca import Role
 from hagate.policy import AuthFailure, RouteKind
+from hagate.tunnel import wire
+from hagate.tunnel.connection import (
+    Closed,
+    Event,
+    ProtocolViolation,
+    Sentinel,
+    State,
+    TunnelConnection,
+)
+from hagate.tunnel.connection import Role as Side
+from hagate.tunnel.registry import RefuseTwin, SessionRegistry, Supersede
 
 if TYPE_CHECKING:
     from hagate.gateway.server import Gateway
@@ -38,15 +42,30 @@ MAX_PING_BACKLOG = 64 * 1024
 
 
 class Refused(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    """Refuse the connection with one ``error`` line; ``reason`` is the metrics label/code."""
+
+    def __init__(self, reason: str, message: str, retry_after_ms: int = 0) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+async def read_event(conn: Conn, tc: TunnelConnection) -> Event | None:
+    """The next event of ``tc``, reading ``conn`` as needed; None once raw bytes follow."""
+    while True:
+        event = tc.next_event()
+        if event is Sentinel.PAUSED:
+            return None
+        if not isinstance(event, Sentinel):
+            return event
+        tc.receive_data(await conn.recv_some(), conn.loop.time())
 
 
 class TunnelFront:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self.registry = SessionRegistry()
 
     async def on_connection(self, sock: Any, client: tuple[str, int]) -> None:
         gw = self.gw
@@ -55,25 +74,34 @@ class TunnelFront:
             return
         conn, ssock = accepted
         ident = peer_identity(ssock)
+        tc = TunnelConnection(Side.GATEWAY)
         try:
             if ident is None:
                 raise Refused("bad_certificate", "certificate has no hagate role")
             if ident.serial in gw.revoked:
                 raise Refused("revoked", "certificate revoked")
-            msg = await asyncio.wait_for(read_message(conn), gw.cfg.handshake_timeout)
-            op = msg.get("op")
-            if op == "hello" and ident.role is Role.DEVICE:
-                await self._control(conn, ident, msg)
-            elif op == "data" and ident.role is Role.DEVICE:
-                self._data(conn, ident, msg)
-            elif op == "connect" and ident.role in (Role.USER, Role.DEVICE):
-                await self._connect(conn, ident, msg, client)
+            event = await asyncio.wait_for(read_event(conn, tc), gw.cfg.handshake_timeout)
+            if isinstance(event, ProtocolViolation):
+                code = "version" if event.status_hint == wire.BAD_VERSION else "protocol"
+                raise Refused(code, event.reason)
+            if isinstance(event, wire.Hello) and ident.role is Role.DEVICE:
+                await self._control(conn, tc, ident, event)
+            elif isinstance(event, wire.Data) and ident.role is Role.DEVICE:
+                self._data(conn, tc, ident, event)
+            elif isinstance(event, wire.Connect) and ident.role in (Role.USER, Role.DEVICE):
+                conn.rbuf += tc.trailing_data  # user bytes after the line go to the pipe
+                await self._connect(conn, tc, ident, event, client)
+            elif isinstance(event, (wire.Hello, wire.Data, wire.Connect)):
+                what = type(event).__name__.lower()
+                raise Refused("wrong_role", f"a {ident.role.value} certificate cannot {what}")
             else:
-                raise Refused("wrong_role", f"a {ident.role.value} certificate cannot {op!r}")
+                conn.close()  # closed before its first line
         except Refused as exc:
             gw.metrics.auth_failures[exc.reason] += 1
             log.info("refused %s: %s", ident.name if ident else "?", exc.message)
-            conn.write(encode(op="error", error=exc.message))
+            refusal = wire.Refused(exc.message, exc.reason, exc.retry_after_ms)
+            if tc.state is not State.RAW:
+                conn.write(tc.send(refusal, conn.loop.time()))
             conn.close()
         except (ProtocolError, EOFError, TimeoutError, OSError) as exc:
             log.debug("tunnel connection dropped: %s", exc)
@@ -81,55 +109,99 @@ class TunnelFront:
 
     # ------------------------------------------------------------ agents
 
-    async def _control(self, conn: Conn, ident: Identity, msg: dict[str, Any]) -> None:
+    async def _control(
+        self, conn: Conn, tc: TunnelConnection, ident: Identity, hello: wire.Hello
+    ) -> None:
         gw = self.gw
-        raw = msg.get("services")
-        if not isinstance(raw, list) or len(raw) > 64:
-            raise ProtocolError("hello needs a list of at most 64 services")
-        services = [ServiceSpec.from_json(s) for s in raw]
-        if len({s.name for s in services}) != len(services):
-            raise ProtocolError("service names must be unique")
-        session = Session(ident, conn, services, max_pool=MAX_SPARES)
+        loop = conn.loop
+        session = Session(ident, conn, list(hello.services), max_pool=MAX_SPARES)
+        session.tc = tc
+        device = ident.name
+        self._reconcile(device)
+        for action in self.registry.attach(
+            device, ident.serial, session.sid, loop.time(), hello.instance
+        ):
+            if isinstance(action, RefuseTwin):
+                log.warning(
+                    "device %s: another agent with this certificate came back early;"
+                    " told to wait %.1f s (is this device's agent running twice?)",
+                    device,
+                    action.retry_after_ms / 1000,
+                )
+                raise Refused(
+                    "twin",
+                    "another agent with this device's certificate holds the session",
+                    action.retry_after_ms,
+                )
+            if isinstance(action, Supersede):
+                self._supersede(action)
         routes, errors = gw.attach(session)
-        reconnects = msg.get("reconnects")
-        if isinstance(reconnects, int) and reconnects > 0:
+        if hello.reconnects > 0:
             gw.metrics.reconnects_total += 1
         set_keepalive(conn.sock)
         cfg = gw.cfg
-        conn.write(
-            encode(
-                op="welcome",
-                v=VERSION,
-                session=session.sid,
-                heartbeat_ms=cfg.heartbeat_ms,
-                dead_after_ms=cfg.dead_after_ms,
-                pool=cfg.pool,
-                pool_idle_s=cfg.pool_idle,
-                routes=routes,
-                errors=errors,
-            )
+        welcome = wire.Welcome(
+            session=session.sid,
+            heartbeat_ms=cfg.heartbeat_ms,
+            dead_after_ms=cfg.dead_after_ms,
+            pool=cfg.pool,
+            pool_idle_s=cfg.pool_idle,
+            routes=routes,
+            errors=errors,
+            version=tc.version,
         )
+        conn.write(tc.send(welcome, loop.time()))
         try:
-            while not session.closed:
-                line = await conn.read_until(b"\n", MAX_LINE)
-                if b'"probe"' in line:
-                    conn.write(PING)  # an agent that heard nothing for a while asks
-                elif b'"bye"' in line:
-                    break
+            await self._control_loop(conn, tc, session)
         except (EOFError, ProtocolError, OSError):
             pass
         finally:
             gw.end_session(session)
+            self.registry.detach(session.sid, loop.time())
 
-    def _data(self, conn: Conn, ident: Identity, msg: dict[str, Any]) -> None:
-        sid, token = msg.get("session"), msg.get("token") or ""
+    async def _control_loop(self, conn: Conn, tc: TunnelConnection, session: Session) -> None:
+        while not session.closed:
+            event = await read_event(conn, tc)
+            if isinstance(event, wire.Probe):
+                conn.write(tc.send(wire.Ping(), conn.loop.time()))  # an agent that heard none
+            elif isinstance(event, ProtocolViolation):
+                log.info("device %s: %s", session.device, event.reason)
+                conn.write(tc.send(wire.Refused(event.reason, "protocol"), conn.loop.time()))
+                return
+            elif event is None or isinstance(event, (wire.Bye, Closed)):
+                return
+
+    def _reconcile(self, device: str) -> None:
+        """Sessions ended elsewhere (revocation, backlog) leave the registry too."""
+        current = self.gw.sessions.get(device)
+        held = self.registry.session_of(device)
+        if held is not None and (current is None or current.sid != held):
+            self.registry.detach(held, asyncio.get_running_loop().time())
+
+    def _supersede(self, action: Supersede) -> None:
+        old = self.gw.sessions.get(action.device)
+        if old is None or old.sid != action.session:
+            return
+        if action.twins:
+            log.warning(
+                "device %s: sessions supersede each other (%d in a row); is this device's"
+                " agent running twice? The loser is told to wait %.0f s",
+                action.device,
+                action.repeats,
+                action.retry_after_ms / 1000,
+            )
+        # Closed here with the hint; gw.attach then finds it closed and only does the rest.
+        old.close(wire.encode(wire.Superseded(action.retry_after_ms)))
+
+    def _data(self, conn: Conn, tc: TunnelConnection, ident: Identity, msg: wire.Data) -> None:
         session = self.gw.sessions.get(ident.name)
-        if session is None or session.sid != sid or not isinstance(token, str):
-            conn.write(encode(op="error", error="not the current session of this device"))
+        if session is None or session.sid != msg.session:
+            refusal = wire.Refused("not the current session of this device", "stale_session")
+            conn.write(tc.send(refusal, conn.loop.time()))
             conn.close()
             return
         set_nodelay(conn.sock)
-        if not session.add_data(token, conn):
+        if not session.add_data(msg.token, conn):
             conn.close()
 
     async def heartbeat(self) -> None:
@@ -139,6 +211,7 @@ class TunnelFront:
         loop = asyncio.get_running_loop()
         next_expiry = 0.0
         frozen_at = 0
+        ping = wire.encode(wire.Ping())
         while True:
             await asyncio.sleep(interval)
             gw.tick = time.monotonic()
@@ -151,6 +224,7 @@ class TunnelFront:
                 frozen_at = len(gw.sessions)
             if gw.cfg.pool_idle >= 0 and now >= next_expiry:
                 next_expiry = now + 1.0
+                self.registry.expire(now)
                 for session in list(gw.sessions.values()):
                     if session.pool:
                         session.expire_pool(now - gw.cfg.pool_idle)
@@ -161,37 +235,46 @@ class TunnelFront:
                 if len(session.conn.wbuf) > MAX_PING_BACKLOG:
                     gw.end_session(session)
                 elif not session.closed:
-                    session.conn.write(PING)
+                    # One shared line for all (no per-session encode); the core's own
+                    # per-connection timer is for drivers that keep one per session.
+                    session.conn.write(ping)
                 if session.conn.closed:
                     gw.end_session(session)
 
     # ------------------------------------------------------------ connect
 
     async def _connect(
-        self, conn: Conn, ident: Identity, msg: dict[str, Any], client: tuple[str, int]
+        self,
+        conn: Conn,
+        tc: TunnelConnection,
+        ident: Identity,
+        msg: wire.Connect,
+        client: tuple[str, int],
     ) -> None:
         gw = self.gw
-        device, service = msg.get("device"), msg.get("service")
-        if not isinstance(device, str) or not isinstance(service, str):
-            raise ProtocolError("connect needs device and service")
         principal = gw.policy.authenticate(None, ident, time.time())  # certificates: no I/O
         if isinstance(principal, AuthFailure):
             raise Refused("wrong_role", principal.reason)
         try:
             lease = gw.authorize_stream(
-                principal, device, service, RouteKind.CONNECT, client[0], ServiceKind.TCP
+                principal,
+                msg.device,
+                msg.service,
+                RouteKind.CONNECT,
+                client[0],
+                wire.ServiceKind.TCP,
             )
             try:
-                data = await gw.open_upstream(device, service, None)
+                data = await gw.open_upstream(msg.device, msg.service, None)
             except BaseException:
                 lease.end("error")
                 raise
         except StreamError as exc:
             gw.metrics.stream_failures[exc.reason] += 1
-            conn.write(encode(ok=False, error=exc.message))
+            conn.write(tc.send(wire.StreamRefused(exc.message, exc.reason), conn.loop.time()))
             await asyncio.wait_for(conn.drain(), 2.0)
             conn.close()
             return
-        conn.write(encode(ok=True))
+        conn.write(tc.send(wire.StreamReady(), conn.loop.time()))
         await conn.drain()
         gw.pipe(lease, conn, data)

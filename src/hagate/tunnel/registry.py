@@ -10,7 +10,9 @@ other forever. A supersede within ``twin_window_s`` of the previous one of the s
 counts as a repeat; the hint doubles with each repeat (1 s, 2 s, 4 s ... capped at 60 s), and
 from the first repeat on the registry enforces it: a newcomer that comes back before the
 hint it was given ran out is refused (:class:`RefuseTwin`) instead of taking over, so
-agents that ignore the hint (v1) cannot flap either. A single reconnect is never refused.
+agents that ignore the hint (v1) cannot flap either. The hold protects the current holder
+only: once its session ends, the next newcomer is attached at once. A single reconnect is
+never refused.
 
 A v2 agent names its process (``instance`` in its hello, random per start): a new session of
 the instance that holds the device is that agent reconnecting, never a twin, so it is never
@@ -156,6 +158,7 @@ class SessionRegistry:
             return []
         d = self._devices[device]
         d.session = None
+        d.hold_until = -math.inf  # the hold protected this holder; whoever comes next wins
         if now - d.last_supersede > self.twin_window_s:
             del self._devices[device]  # no flapping history worth keeping
         return [Detached(device, session)]
