@@ -448,6 +448,8 @@ def test_pooled_upstream_reused_across_user_connections_and_expired() -> None:
             c = await g.client()
             assert (await c.get("dev1.gw.test")).status == 200
             assert g.dev("dev1").connections == 2
+            g.front.drop_device("dev1")  # its session ended: the idle upstream goes too
+            assert len(g.front.pool) == 0
 
     run(main)
 

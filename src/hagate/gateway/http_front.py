@@ -267,6 +267,11 @@ class HttpFront:
         """Close the idle upstreams (gateway stopping)."""
         self.pool.close()
 
+    def drop_device(self, device: str) -> None:
+        """The device's session ended (gone, superseded, revoked): its idle upstreams must
+        not carry another request."""
+        self.pool.drop_device(device)
+
     def route(self, host: bytes) -> tuple[str, http.Route | None]:
         """(host name, route or None for another domain); HostError for a bad Host."""
         hit = self._routes.get(host)
@@ -369,6 +374,33 @@ IDLE, HEAD, BODY, DEVICE, SEND = "idle", "head", "body", "device", "send"
 
 class _UserConn:
     """One user connection: its request parser, its deadline, and the exchange in progress."""
+
+    __slots__ = (
+        "_head_fed",
+        "_head_size",
+        "_headers",
+        "_in_head",
+        "_timer",
+        "_url",
+        "cert",
+        "client_ip",
+        "conn",
+        "deadline",
+        "deadline_kind",
+        "error",
+        "events",
+        "forwarded",
+        "front",
+        "loop",
+        "parser",
+        "peer_done",
+        "pipe",
+        "sni",
+        "task",
+        "timed_out",
+        "upgrade_tail",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -733,6 +765,34 @@ class _UserConn:
 
 class _Exchange:
     """One request forwarded and its response brought back (response parser callbacks)."""
+
+    __slots__ = (
+        "_headers",
+        "_in_head",
+        "_reason",
+        "body_error",
+        "body_sent",
+        "close_user",
+        "done",
+        "got_bytes",
+        "head_request",
+        "key",
+        "lease",
+        "out",
+        "parser",
+        "rechunk",
+        "req",
+        "result",
+        "reusable",
+        "route",
+        "sent",
+        "status",
+        "strip_auth",
+        "switched",
+        "until_eof",
+        "user",
+        "user_11",
+    )
 
     def __init__(
         self, user: _UserConn, req: _Request, route: http.Route, lease: Lease, strip_auth: bool
