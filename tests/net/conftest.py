@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from hagate.net.conn import Conn
+from hagate.net.tls import client_context, tunnel_server_context
 from hagate.pki.ca import Role, init_ca, issue
 
 T = TypeVar("T")
@@ -84,3 +86,25 @@ def address(sock: socket.socket) -> tuple[str, int]:
     """A listener's (host, port), typed."""
     host, port = sock.getsockname()[:2]
     return str(host), int(port)
+
+
+def registered(loop: asyncio.AbstractEventLoop, fd: int) -> tuple[bool, bool]:
+    """(reader, writer) registered for ``fd`` on the loop's selector."""
+    selector = loop._selector  # type: ignore[attr-defined]
+    try:
+        key = selector.get_key(fd)
+    except KeyError:
+        return False, False
+    return key.data[0] is not None, key.data[1] is not None
+
+
+def tls_pair(pki: Pki) -> tuple[Conn, Conn]:
+    """(client, server) Conns over a socketpair, before the handshake."""
+    srv = pki.bundle("server", "gateway")
+    dev = pki.bundle("device", "dev1")
+    server_ctx = tunnel_server_context(srv / "cert.pem", srv / "key.pem", pki.ca)
+    client_ctx = client_context(dev / "cert.pem", dev / "key.pem", pki.ca)
+    a, b = socket.socketpair()
+    client = client_ctx.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
+    server = server_ctx.wrap_socket(b, server_side=True, do_handshake_on_connect=False)
+    return Conn(client), Conn(server)

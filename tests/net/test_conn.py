@@ -9,20 +9,9 @@ import ssl
 import pytest
 
 from hagate.net.conn import Conn, ProtocolError
-from hagate.net.tls import client_context, tunnel_server_context
+from hagate.net.tls import tunnel_server_context
 
-from .conftest import Pki, pattern, read_all, read_exactly, run, small_pair
-
-
-def registered(loop: asyncio.AbstractEventLoop, fd: int) -> tuple[bool, bool]:
-    """(reader, writer) registered for ``fd`` on the loop's selector."""
-    selector = loop._selector  # type: ignore[attr-defined]
-    try:
-        key = selector.get_key(fd)
-    except KeyError:
-        return False, False
-    return key.data[0] is not None, key.data[1] is not None
-
+from .conftest import Pki, pattern, read_all, read_exactly, registered, run, small_pair, tls_pair
 
 # ------------------------------------------------------------------ read_until
 
@@ -324,18 +313,6 @@ class CountingBudget:
         self.steps += 1
         if self.hold is not None:
             await self.hold.wait()
-
-
-def tls_pair(pki: Pki) -> tuple[Conn, Conn]:
-    """(client, server) Conns over a socketpair, before the handshake."""
-    srv = pki.bundle("server", "gateway")
-    dev = pki.bundle("device", "dev1")
-    server_ctx = tunnel_server_context(srv / "cert.pem", srv / "key.pem", pki.ca)
-    client_ctx = client_context(dev / "cert.pem", dev / "key.pem", pki.ca)
-    a, b = socket.socketpair()
-    client = client_ctx.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
-    server = server_ctx.wrap_socket(b, server_side=True, do_handshake_on_connect=False)
-    return Conn(client), Conn(server)
 
 
 def test_tls_handshake_with_a_budget_then_messages_and_bulk(pki: Pki) -> None:
