@@ -3,30 +3,42 @@
     python bench/tunnel.py            # full: iperf3, wrk, nginx, sshd (apt-installed if missing)
     python bench/tunnel.py --quick    # ~20 s smoke run: ours vs direct, built-in tiny servers
 
-Everything runs on 127.0.0.1. The gateway and the agent run as separate processes, as they
+Everything runs on 127.0.0.1. The gateway and the agents run as separate processes, as they
 are deployed (`hagate gateway -c`, `hagate agent -c`); the user reaches the device's service
-through the gateway's TCP port (bulk) or its HTTP route by Host name (HTTP). The OpenSSH
+through the gateway's TCP port (bulk) or its HTTP(S) route by Host name (HTTP). The OpenSSH
 baseline is a private sshd on 127.0.0.1 (its own config and keys, /run on a private tmpfs in
 an `unshare --mount` namespace) and `ssh -N -R` from the "device" side.
+
+Besides the main table, the same run measures what authentication costs (issue 10: HTTP basic
+auth on the http route, a user certificate on the https route, each against the same route
+without credentials), a keep-alive connection that alternates between two devices' Hosts
+(issue 11: every answer must come from the device its Host names), and prints the issues'
+targets with PASS/MISS. The gateway is a black box here: only its ports are used. Its rate
+and stream limits are raised in the bench's gateway.toml, since one loopback address stands
+for many users here.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +47,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 DOMAIN = "gw.bench"
 HTTP_BODY = b"hello, world\n"
-HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(HTTP_BODY), HTTP_BODY)
+DEV2_BODY = b"hello, dev2!\n"  # dev2's web service: tells its answers from dev1's
+
+
+def http_response(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+HTTP_RESPONSE = http_response(HTTP_BODY)
 APT_PACKAGES = ["openssh-server", "openssh-client", "iperf3", "wrk", "nginx-light"]
 
 
@@ -83,15 +102,29 @@ def metric(admin_port: int, name: str) -> float:
     return 0.0
 
 
-# The benchmark's access policy: every web route and inventory port open (no authentication).
+# The benchmark's access policy: the devices' `http` services and the inventory port are open
+# (no authentication); dev1's `auth` service (the same web server) needs a password or the
+# user certificate `alice`, so "with auth" and "without" differ only in the credential check.
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
 BENCH_POLICY = """
+[passwords]
+{user} = "{hash}"
+
 [[rule]]
 name = "open"
 devices = ["*"]
-services = ["*"]
+services = ["http", "bulk"]
 routes = ["http", "https", "tcp"]
 public = true
+
+[[rule]]
+name = "auth"
+who = ["password:{user}", "user:alice"]
+devices = ["dev1"]
+services = ["auth"]
+routes = ["http", "https"]
 """
+BASIC_AUTH = "Basic " + base64.b64encode(f"{BENCH_USER}:{BENCH_PASSWORD}".encode()).decode()
 
 
 class Procs:
@@ -103,7 +136,7 @@ class Procs:
     def start(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
-        p = subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
+        p: subprocess.Popen[bytes] = subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
         self.procs.append(p)
         return p
 
@@ -142,8 +175,9 @@ def serve_sink(port: int) -> None:
             print(total, t1 - t0, flush=True)
 
 
-def serve_http(port: int) -> None:
+def serve_http(port: int, body: bytes = HTTP_BODY) -> None:
     """A keep-alive HTTP/1.1 server answering every request with a fixed small body."""
+    response = http_response(body)
 
     class Proto(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,7 +189,7 @@ def serve_http(port: int) -> None:
             n = self.buf.count(b"\r\n\r\n")
             if n:
                 self.buf = self.buf[self.buf.rfind(b"\r\n\r\n") + 4 :]
-                self.t.write(HTTP_RESPONSE * n)  # type: ignore[attr-defined]
+                self.t.write(response * n)  # type: ignore[attr-defined]
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(Proto, "127.0.0.1", port)
@@ -177,25 +211,353 @@ def bulk_send(port: int, seconds: float) -> float:
     return total * 8 / (time.perf_counter() - t0) / 1e9
 
 
-def http_client(port: int, host: str, seconds: float) -> tuple[float, float, float]:
-    """One keep-alive connection, one request at a time: (req/s, p50 ms, p99 ms)."""
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    req = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    lat: list[float] = []
-    t_end = time.perf_counter() + seconds
-    while (t0 := time.perf_counter()) < t_end:
-        s.sendall(req)
-        got = b""
-        while len(got) < len(HTTP_RESPONSE):
+# ------------------------------------------------------------- the bench's HTTP client
+
+
+@dataclass
+class Load:
+    """One load measurement: keep-alive connections, one request at a time on each."""
+
+    rps: float
+    p50: float  # ms
+    p99: float  # ms
+    errors: int = 0  # answers other than 200, connections closed under the client
+    wrong: int = 0  # 200 answers with another device's body
+    first_error: str = ""
+    reconnects: int = 0  # connections the server closed with "Connection: close"
+    answers: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one request asks for: a Host, and the body its device answers with."""
+
+    host: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    used: int  # bytes of the buffer it took
+    close: bool  # "Connection: close": the server ends the connection after it
+
+
+def combine(x: Load, y: Load) -> Load:
+    """Two halves of one measurement of equal length."""
+    return Load(
+        (x.rps + y.rps) / 2,
+        (x.p50 + y.p50) / 2,
+        (x.p99 + y.p99) / 2,
+        x.errors + y.errors,
+        x.wrong + y.wrong,
+        x.first_error or y.first_error,
+        x.reconnects + y.reconnects,
+        x.answers + y.answers,
+    )
+
+
+def parse_response(buf: bytes | bytearray) -> Response | None:
+    """The first whole response in ``buf``; None while incomplete.
+
+    Content-Length and chunked bodies, so that whatever framing the gateway chooses works.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    parts = head[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {head[0]!r}")
+    status = int(parts[1])
+    fields = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    start = end + 4
+    close = "close" in fields.get("connection", "").lower()
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        body = bytearray()
+        pos = start
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+            if size == 0:
+                trailer = buf.find(b"\r\n\r\n", eol)
+                if trailer < 0:
+                    return None
+                return Response(status, bytes(body), trailer + 4, close)
+            if len(buf) < eol + 2 + size + 2:
+                return None
+            body += buf[eol + 2 : eol + 2 + size]
+            pos = eol + 2 + size + 2
+    length = int(fields.get("content-length", "0"))
+    if len(buf) < start + length:
+        return None
+    return Response(status, bytes(buf[start : start + length]), start + length, close)
+
+
+def request_bytes(host: str, headers: dict[str, str]) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"GET / HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+def client_tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """A browser-like TLS client: verifies the gateway; presents ``cert`` when given one."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+    return ctx
+
+
+@dataclass
+class _Tally:
+    """What the connections of one measurement saw."""
+
+    targets: tuple[Target, ...]
+    t_end: float
+    lat: list[float] = field(default_factory=list)
+    errors: int = 0
+    wrong: int = 0
+    reconnects: int = 0
+    first_error: str = ""
+
+    def answer(self, target: Target, status: int, body: bytes, dt: float) -> None:
+        if status != 200:
+            self.error(f"{status} from {target.host}")
+        elif body != target.body:
+            self.wrong += 1
+        self.lat.append(dt)
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or what
+
+    def result(self, seconds: float) -> Load:
+        if len(self.lat) < 2:
+            raise RuntimeError(f"fewer than 2 answers in {seconds:.1f} s ({self.first_error})")
+        q = statistics.quantiles(self.lat, n=100)
+        return Load(
+            len(self.lat) / seconds,
+            q[49] * 1000,
+            q[98] * 1000,
+            self.errors,
+            self.wrong,
+            self.first_error,
+            self.reconnects,
+            len(self.lat),
+        )
+
+
+MAX_ERRORS = 1000  # a measurement that keeps failing stops rather than spin
+
+
+def py_load(
+    port: int,
+    targets: tuple[Target, ...],
+    conns: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Load:
+    """``conns`` keep-alive connections; each cycles through ``targets``, one request at a time.
+
+    Each answer is checked (status 200, the body of the device its Host names). One connection
+    runs on a blocking socket (the client's own latency stays small); more on asyncio.
+    """
+    reqs = [request_bytes(t.host, headers or {}) for t in targets]
+    if conns == 1:
+        return _sync_load(port, targets, reqs, seconds, tls)
+    return asyncio.run(_async_load(port, targets, reqs, conns, seconds, tls))
+
+
+def _sync_load(
+    port: int,
+    targets: tuple[Target, ...],
+    reqs: list[bytes],
+    seconds: float,
+    tls: ssl.SSLContext | None,
+) -> Load:
+    def connect() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return tls.wrap_socket(s, server_hostname=targets[0].host) if tls else s
+
+    tally = _Tally(targets, time.perf_counter() + seconds)
+    s = connect()
+    i = 0
+    while (t0 := time.perf_counter()) < tally.t_end and tally.errors < MAX_ERRORS:
+        k = i % len(targets)
+        i += 1
+        buf = b""
+        try:
+            s.sendall(reqs[k])
+            while (got := parse_response(buf)) is None:
+                data = s.recv(65536)
+                if not data:
+                    raise ConnectionError(f"connection closed after {len(buf)} bytes")
+                buf += data
+        except (OSError, ValueError) as exc:
+            tally.error(f"{targets[k].host}: {exc}")
+            s.close()
+            s = connect()
+            continue
+        tally.answer(targets[k], got.status, got.body, time.perf_counter() - t0)
+        if got.close:  # the server said so: a new connection, as a browser would
+            tally.reconnects += 1
+            s.close()
+            s = connect()
+    s.close()
+    return tally.result(seconds)
+
+
+class _LoadConn(asyncio.Protocol):
+    """One keep-alive connection of an asyncio measurement."""
+
+    def __init__(self, tally: _Tally, reqs: list[bytes], first: int) -> None:
+        self.tally, self.reqs, self.i = tally, reqs, first
+        self.buf = bytearray()
+        self.k = 0
+        self.t0 = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.announced_close = False
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self) -> None:
+        assert self.transport is not None
+        if time.perf_counter() >= self.tally.t_end or self.tally.errors >= MAX_ERRORS:
+            self.transport.close()
+            return
+        self.k = self.i % len(self.reqs)
+        self.i += 1
+        self.t0 = time.perf_counter()
+        self.transport.write(self.reqs[self.k])
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        try:
+            got = parse_response(self.buf)
+        except ValueError as exc:
+            self.tally.error(str(exc))
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        if got is None:
+            return
+        del self.buf[: got.used]
+        self.tally.answer(
+            self.tally.targets[self.k], got.status, got.body, time.perf_counter() - self.t0
+        )
+        if got.close:  # the server said so; _async_load dials again
+            self.announced_close = True
+            self.tally.reconnects += 1
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if time.perf_counter() < self.tally.t_end and not self.announced_close:
+            self.tally.error(f"connection closed early ({exc or 'EOF'})")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _async_load(
+    port: int,
+    targets: tuple[Target, ...],
+    reqs: list[bytes],
+    conns: int,
+    seconds: float,
+    tls: ssl.SSLContext | None,
+) -> Load:
+    loop = asyncio.get_running_loop()
+    tally = _Tally(targets, 0.0)
+    made: list[_LoadConn] = []
+    for c in range(conns):  # connect all first: the clock starts when every one is up
+        _, proto = await loop.create_connection(
+            lambda c=c: _LoadConn(tally, reqs, c),
+            "127.0.0.1",
+            port,
+            ssl=tls,
+            server_hostname=targets[0].host if tls else None,
+        )
+        made.append(proto)
+    tally.t_end = time.perf_counter() + seconds
+    for proto in made:
+        proto.send()
+    while time.perf_counter() < tally.t_end and tally.errors < MAX_ERRORS:
+        lost = [p for p in made if p.closed.done()]
+        for p in lost:  # the gateway closed one: dial again, as a browser would
+            made.remove(p)
+            _, proto = await loop.create_connection(
+                lambda p=p: _LoadConn(tally, reqs, p.i),
+                "127.0.0.1",
+                port,
+                ssl=tls,
+                server_hostname=targets[0].host if tls else None,
+            )
+            made.append(proto)
+            proto.send()
+        await asyncio.sleep(0.05)
+    await asyncio.wait([p.closed for p in made], timeout=5.0)
+    for p in made:
+        if p.transport is not None:
+            p.transport.abort()
+    return tally.result(seconds)
+
+
+def probe(
+    port: int, target: Target, headers: dict[str, str] | None, tls: ssl.SSLContext | None
+) -> tuple[int, bytes]:
+    """One request on a fresh connection: (status, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        if tls:
+            s = tls.wrap_socket(s, server_hostname=target.host)
+        s.sendall(request_bytes(target.host, headers or {}))
+        buf = b""
+        while (got := parse_response(buf)) is None:
             data = s.recv(65536)
             if not data:
-                raise RuntimeError(f"connection closed after {got!r}")
-            got += data
-        lat.append(time.perf_counter() - t0)
-    s.close()
-    q = statistics.quantiles(lat, n=100)
-    return len(lat) / seconds, q[49] * 1000, q[98] * 1000
+                raise ConnectionError(f"closed after {buf[:80]!r}")
+            buf += data
+        return got.status, got.body
+    finally:
+        s.close()
+
+
+def wait_answer(
+    port: int,
+    target: Target,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 15.0,
+) -> str:
+    """Retry until ``target`` answers 200 with its body: "" then, else why not."""
+    t_end = time.monotonic() + timeout
+    why = ""
+    while time.monotonic() < t_end:
+        try:
+            status, body = probe(port, target, headers, tls)
+        except (OSError, ValueError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            if status == 200 and body == target.body:
+                return ""
+            why = f"{status} {body[:60]!r}"
+        time.sleep(0.1)
+    return f"{target.host} did not answer 200 with its page within {timeout:.0f} s: {why}"
 
 
 # ----------------------------------------------------------------- hagate set-up
@@ -206,23 +568,41 @@ class Hagate:
     work: Path
     tunnel: int = field(default_factory=free_port)
     http: int = field(default_factory=free_port)
+    https: int = field(default_factory=free_port)
     admin: int = field(default_factory=free_port)
     tcp: int = field(default_factory=free_port)
     gw_pid: int = 0
     pool: int = 1
 
+    @property
+    def pki(self) -> Path:
+        return self.work / "pki"
+
     def make_pki(self, devices: int) -> None:
         from hagate.pki.ca import Role, init_ca, issue
 
-        pki = self.work / "pki"
-        init_ca(pki)
-        issue(pki, Role.SERVER, "gw", dns=[DOMAIN, f"*.{DOMAIN}"], ips=["127.0.0.1"])
-        issue(pki, Role.DEVICE, "dev1")
+        init_ca(self.pki)
+        issue(self.pki, Role.SERVER, "gw", dns=[DOMAIN, f"*.{DOMAIN}"], ips=["127.0.0.1"])
+        issue(self.pki, Role.DEVICE, "dev1")
+        issue(self.pki, Role.DEVICE, "dev2")
+        issue(self.pki, Role.USER, "alice")
         for i in range(devices):
-            issue(pki, Role.DEVICE, f"idle{i}", days=2)
+            issue(self.pki, Role.DEVICE, f"idle{i}", days=2)
 
-    def write_configs(self, sink: int, web: int) -> None:
-        (self.work / "policy.toml").write_text(BENCH_POLICY)
+    def user_tls(self, with_cert: bool) -> ssl.SSLContext:
+        """A browser's TLS context for the https route, holding alice's certificate or none."""
+        alice = self.pki / "issued" / "user" / "alice"
+        if with_cert:
+            return client_tls(self.pki / "ca.crt", alice / "cert.pem", alice / "key.pem")
+        return client_tls(self.pki / "ca.crt")
+
+    def write_configs(self, sink: int, web: int, web2: int) -> None:
+        from hagate.policy.passwords import hash_password
+
+        policy = BENCH_POLICY.format(user=BENCH_USER, hash=hash_password(BENCH_PASSWORD))
+        (self.work / "policy.toml").write_text(policy)
+        # The limits are raised: every bench client comes from 127.0.0.1 and stands for many
+        # users; the defaults (200 requests/s per address, 32 streams) would measure the limits.
         (self.work / "gateway.toml").write_text(
             f"""domain = "{DOMAIN}"
 [tls]
@@ -233,6 +613,7 @@ crl = "pki/crl.pem"
 [listen]
 tunnel = "127.0.0.1:{self.tunnel}"
 http = "127.0.0.1:{self.http}"
+https = "127.0.0.1:{self.https}"
 admin = "127.0.0.1:{self.admin}"
 [tcp]
 listen = "127.0.0.1"
@@ -242,16 +623,25 @@ listen = "127.0.0.1"
 file = "policy.toml"
 [limits]
 pool = {self.pool}
+requests_per_s = 1000000.0
+streams_per_device = 4096
+streams_per_principal = 4096
 """
         )
-        (self.work / "agent.toml").write_text(
-            f"""gateway = "127.0.0.1:{self.tunnel}"
+        agent = """gateway = "127.0.0.1:{tunnel}"
 [tls]
 ca = "pki/ca.crt"
-cert = "pki/issued/device/dev1/cert.pem"
-key = "pki/issued/device/dev1/key.pem"
+cert = "pki/issued/device/{name}/cert.pem"
+key = "pki/issued/device/{name}/key.pem"
 [[service]]
 name = "http"
+type = "http"
+target = "127.0.0.1:{web}"
+"""
+        (self.work / "agent.toml").write_text(
+            agent.format(tunnel=self.tunnel, name="dev1", web=web)
+            + f"""[[service]]
+name = "auth"
 type = "http"
 target = "127.0.0.1:{web}"
 [[service]]
@@ -259,6 +649,9 @@ name = "bulk"
 type = "tcp"
 target = "127.0.0.1:{sink}"
 """
+        )
+        (self.work / "agent2.toml").write_text(
+            agent.format(tunnel=self.tunnel, name="dev2", web=web2)
         )
 
     def start(self, procs: Procs) -> None:
@@ -270,8 +663,12 @@ target = "127.0.0.1:{sink}"
         )
         self.gw_pid = gw.pid
         wait_port(self.admin)
-        procs.start([*hagate, "agent", "-c", "agent.toml"], cwd=self.work, env=env)
+        for conf in ("agent.toml", "agent2.toml"):
+            procs.start([*hagate, "agent", "-c", conf], cwd=self.work, env=env)
         wait_port(self.tcp)
+        for target in (Target(f"dev1.{DOMAIN}", HTTP_BODY), Target(f"dev2.{DOMAIN}", DEV2_BODY)):
+            if why := wait_answer(self.http, target):
+                raise RuntimeError(why)
 
 
 def agents_worker(start: int, count: int, port: int, pki: str) -> None:
@@ -400,13 +797,23 @@ def start_ssh_tunnel(
         wait_port(remote)
 
 
-def start_nginx(work: Path, procs: Procs) -> int:
-    port = free_port()
+def start_nginx(work: Path, procs: Procs) -> tuple[int, int]:
+    """nginx with dev1's page and, on a second port, dev2's: (port, port2)."""
+    port, port2 = free_port(), free_port()
     d = work / "nginx"
     d.mkdir()
     temps = "\n".join(
         f"    {k}_temp_path {d / k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+
+    def server(p: int, body: bytes) -> str:
+        text = body.decode().replace("\n", "\\n")
+        return f"""    server {{
+        listen 127.0.0.1:{p};
+        location / {{ return 200 "{text}"; }}
+    }}
+"""
+
     (d / "nginx.conf").write_text(
         f"""worker_processes 1;
 daemon off;
@@ -416,18 +823,15 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
 {temps}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 200 "hello, world\\n"; }}
-    }}
-}}
+{server(port, HTTP_BODY)}{server(port2, DEV2_BODY)}}}
 """
     )
     procs.start(
         ["/usr/sbin/nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
     )
     wait_port(port)
-    return port
+    wait_port(port2)
+    return port, port2
 
 
 def iperf(port: int, seconds: float) -> float:
@@ -447,18 +851,15 @@ def iperf(port: int, seconds: float) -> float:
     raise RuntimeError(f"iperf3 via port {port} failed: {result.get('error', out.stderr)}")
 
 
-def wrk(port: int, host: str, conns: int, seconds: float) -> tuple[float, float, float]:
+def wrk(
+    port: int, host: str, conns: int, seconds: float, headers: dict[str, str] | None = None
+) -> Load:
+    """wrk, one thread: req/s, p50/p99 and its count of non-2xx answers and socket errors."""
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1.0, seconds):.0f}s", "--latency"]
+    for k, v in {"Host": host, **(headers or {})}.items():
+        argv += ["-H", f"{k}: {v}"]
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{conns}",
-            f"-d{seconds:.0f}s",
-            "--latency",
-            "-H",
-            f"Host: {host}",
-            f"http://127.0.0.1:{port}/",
-        ],
+        [*argv, f"http://127.0.0.1:{port}/"],
         capture_output=True,
         text=True,
         check=True,
@@ -472,10 +873,19 @@ def wrk(port: int, host: str, conns: int, seconds: float) -> tuple[float, float,
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rps, ms("50"), ms("99")
+    errors = 0
+    first = ""
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(m.group(1))
+        first = f"{m.group(1)} non-2xx answers"
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(x) for x in m.groups())
+        first = first or m.group(0)
+    m = re.search(r"(\d+) requests in", out)
+    return Load(rps, ms("50"), ms("99"), errors, 0, first, 0, int(m.group(1)) if m else 0)
 
 
-# ----------------------------------------------------------------------- the run
+# ----------------------------------------------------------------------- tables
 
 
 @dataclass
@@ -489,6 +899,36 @@ class Row:
     higher_is_better: bool = True
 
 
+@dataclass
+class Pair:
+    """One measurement against its baseline through the gateway, taken back to back."""
+
+    metric: str
+    tool: str
+    base: Load | None = None
+    test: Load | None = None
+    why_not: str = ""  # why it was not measured
+
+    @property
+    def cost(self) -> float | None:
+        """Per cent of the baseline's req/s lost (negative: faster)."""
+        if self.base is None or self.test is None or not self.base.rps:
+            return None
+        return (1 - self.test.rps / self.base.rps) * 100
+
+
+@dataclass
+class Check:
+    """One of the issues' targets: PASS, MISS, or None when this run cannot tell."""
+
+    name: str
+    want: str
+    measured: str
+    vs_ssh: str
+    vs_direct: str
+    ok: bool | None
+
+
 def fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -497,8 +937,27 @@ def fmt(v: float | None) -> str:
     return f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
 
+def of(load: Load | None, name: str) -> float | None:
+    """A figure of a measurement that may not have been taken."""
+    return None if load is None else float(getattr(load, name))
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
+
+
+def print_grid(lines: list[list[str]]) -> None:
+    """Column 0 left-aligned, the others right-aligned, a rule under the head."""
+    widths = [max(len(x[i]) for x in lines) for i in range(len(lines[0]))]
+    for i, line in enumerate(lines):
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
 
 
 def print_table(rows: list[Row], with_ssh: bool) -> None:
@@ -513,20 +972,235 @@ def print_table(rows: list[Row], with_ssh: bool) -> None:
             line += [fmt(r.ssh), fmt(r.ssh_aes), ratio(r.hagate, r.ssh)]
         line += [ratio(r.hagate, r.direct)]
         lines.append(line)
-    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
-    for i, line in enumerate(lines):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(line, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_grid(lines)
+
+
+def print_pairs(title: str, base: str, test: str, pairs: list[Pair], extra: str) -> None:
+    """``extra``: "wrong" adds the wrong-device column (mixed Hosts)."""
+    print()
+    print(title)
+    head = ["metric", "tool", f"req/s {base}", f"req/s {test}", "change"]
+    head += [f"p50 {base}", f"p50 {test}", f"p99 {base}", f"p99 {test}"]
+    head += (["wrong device"] if extra == "wrong" else []) + ["errors"]
+    lines = [head]
+    for p in pairs:
+        b, t = p.base, p.test
+        cost = p.cost
+        line = [p.metric, p.tool, fmt(of(b, "rps")), fmt(of(t, "rps"))]
+        line += ["-" if cost is None else f"{-cost:+.1f}%"]
+        line += [fmt(of(b, "p50")), fmt(of(t, "p50")), fmt(of(b, "p99")), fmt(of(t, "p99"))]
+        if extra == "wrong":
+            line += [str(t.wrong) if t else "-"]
+        line += [f"{b.errors}/{t.errors}" if b and t else "-"]
+        lines.append(line)
+    print_grid(lines)
+
+
+def print_checks(checks: list[Check]) -> None:
+    print()
+    print("targets (issues 10 and 11)")
+    lines = [["target", "want", "measured", "hagate/ssh", "hagate/direct", "verdict"]]
+    for c in checks:
+        verdict = "n/a" if c.ok is None else ("PASS" if c.ok else "MISS")
+        lines.append([c.name, c.want, c.measured, c.vs_ssh, c.vs_direct, verdict])
+    print_grid(lines)
+
+
+# ----------------------------------------------------------------------- the run
 
 
 def py(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+class Measure:
+    """Runs the HTTP measurements of one run: wrk in the full run, else the bench's client.
+
+    HTTPS with a client certificate and mixed Hosts always use the bench's client (wrk can
+    present no certificate and cannot tell which request an answer belongs to); so does every
+    baseline they are compared with.
+    """
+
+    def __init__(self, seconds: float, use_wrk: bool) -> None:
+        self.seconds = seconds
+        self.use_wrk = use_wrk
+
+    def tool(self, tls: ssl.SSLContext | None, targets: tuple[Target, ...]) -> str:
+        return "wrk" if self.use_wrk and tls is None and len(targets) == 1 else "bench"
+
+    def load(
+        self,
+        port: int,
+        targets: tuple[Target, ...],
+        conns: int,
+        headers: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        seconds: float | None = None,
+        force_bench: bool = False,
+    ) -> Load:
+        seconds = seconds or self.seconds
+        if self.tool(tls, targets) == "wrk" and not force_bench:
+            return wrk(port, targets[0].host, conns, seconds, headers)
+        return py_load(port, targets, conns, seconds, headers, tls)
+
+    def abba(self, a: Callable[[float], Load], b: Callable[[float], Load]) -> tuple[Load, Load]:
+        """A, B, B, A for half the time each: drift of a shared machine's load cancels out.
+
+        Each result is the mean of its two halves (req/s; p50 and p99 too, approximately).
+        """
+        half = self.seconds / 2
+        if self.use_wrk:
+            half = float(max(1, math.ceil(half)))  # wrk takes whole seconds
+        a1, b1 = a(half), b(half)
+        b2, a2 = b(half), a(half)
+        return combine(a1, a2), combine(b1, b2)
+
+    def warm(self, port: int, target: Target, tls: ssl.SSLContext | None = None) -> None:
+        """A short unmeasured load first, so that no row pays for pools still growing."""
+        py_load(port, (target,), 32, min(1.0, self.seconds / 2), None, tls)
+
+
+def auth_pair(
+    m: Measure,
+    metric: str,
+    port: int,
+    conns: int,
+    open_target: Target,
+    auth_target: Target,
+    headers: dict[str, str] | None,
+    tls_without: ssl.SSLContext | None = None,
+    tls_with: ssl.SSLContext | None = None,
+) -> Pair:
+    """The public route without credentials, then the guarded one with them, back to back.
+
+    First the guarded route is asked once without credentials (it must refuse: else the row
+    would measure no authentication) and once with them (200, and the password is verified
+    and cached before the clock starts, as after a browser's first request).
+    """
+    pair = Pair(metric, m.tool(tls_with, (auth_target,)))
+    try:
+        status, _ = probe(port, auth_target, None, tls_without)
+        if status not in (401, 403):
+            pair.why_not = f"{metric}: {auth_target.host} without credentials answered {status}"
+            return pair
+        if why := wait_answer(port, auth_target, headers, tls_with, timeout=5.0):
+            pair.why_not = f"{metric}: with credentials, {why}"
+            return pair
+        pair.base, pair.test = m.abba(
+            lambda t: m.load(port, (open_target,), conns, None, tls_without, t),
+            lambda t: m.load(port, (auth_target,), conns, headers, tls_with, t),
+        )
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+        pair.why_not = f"{metric}: {type(exc).__name__}: {exc}"
+    return pair
+
+
+def mixed_pair(m: Measure, port: int, conns: int, dev1: Target, dev2: Target) -> Pair:
+    """dev1 alone, then dev1 and dev2 alternating on each connection (each answer checked)."""
+    pair = Pair(f"HTTP mixed Hosts {conns} conn", "bench")
+    try:
+        pair.base, pair.test = m.abba(  # the baseline with the same client as the test
+            lambda t: m.load(port, (dev1,), conns, seconds=t, force_bench=True),
+            lambda t: m.load(port, (dev1, dev2), conns, seconds=t),
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        pair.why_not = f"{pair.metric}: {type(exc).__name__}: {exc}"
+    return pair
+
+
+def cost_text(cost: float) -> str:
+    return f"{cost:.1f}% slower" if cost >= 0 else f"{-cost:.1f}% faster"
+
+
+def checks_for(rows: list[Row], auth: list[Pair], mixed: list[Pair], with_ssh: bool) -> list[Check]:
+    """The issues' targets, from the rows and pairs of this run."""
+    by = {r.metric: r for r in rows}
+    out: list[Check] = []
+
+    def row_after(metric: str, offset: int) -> Row | None:
+        names = [r.metric for r in rows]
+        return rows[names.index(metric) + offset] if metric in names else None
+
+    for conns in (1, 32):
+        r = by.get(f"HTTP keep-alive {conns} conn")
+        if r is None:
+            continue
+        ok = r.hagate / r.ssh >= 1.5 if with_ssh and r.hagate and r.ssh else None
+        out.append(
+            Check(
+                f"HTTP keep-alive {conns} conn req/s",
+                ">= 1.5x ssh -R",
+                f"{fmt(r.hagate)} req/s",
+                ratio(r.hagate, r.ssh),
+                ratio(r.hagate, r.direct),
+                ok,
+            )
+        )
+    p99 = row_after("HTTP keep-alive 1 conn", 2)
+    if p99 is not None and p99.hagate is not None:
+        out.append(
+            Check(
+                "HTTP keep-alive 1 conn p99",
+                "< 2 ms",
+                f"{fmt(p99.hagate)} ms",
+                ratio(p99.hagate, p99.ssh),
+                ratio(p99.hagate, p99.direct),
+                p99.hagate < 2.0,
+            )
+        )
+    bulk = by.get("bulk 1 stream user->device")
+    if bulk is not None:
+        ok = (
+            bulk.hagate / bulk.ssh_aes >= 1.0 if with_ssh and bulk.hagate and bulk.ssh_aes else None
+        )
+        out.append(
+            Check(
+                "bulk 1 stream",
+                ">= 1.0x ssh aes128-gcm",
+                f"{fmt(bulk.hagate)} Gbit/s",
+                ratio(bulk.hagate, bulk.ssh_aes),
+                ratio(bulk.hagate, bulk.direct),
+                ok,
+            )
+        )
+    mem = by.get("gateway RSS per idle agent")
+    if mem is not None and mem.hagate is not None:
+        out.append(
+            Check(
+                "idle agent memory",
+                "< 50 KiB",
+                f"{fmt(mem.hagate)} KiB",
+                ratio(mem.hagate, mem.ssh),
+                "-",
+                mem.hagate < 50,
+            )
+        )
+    for p in auth:
+        cost = p.cost
+        clean = p.base is not None and p.test is not None and not p.base.errors + p.test.errors
+        out.append(
+            Check(
+                f"{p.metric} cost",
+                "< 10% of req/s",
+                "not measured" if cost is None else cost_text(cost),
+                "-",
+                "-",
+                cost is not None and cost < 10 and clean,
+            )
+        )
+    for p in mixed:
+        t = p.test
+        out.append(
+            Check(
+                f"{p.metric}: wrong device",
+                "0, no errors",
+                "not measured" if t is None else f"{t.wrong} of {t.answers:,}",
+                "-",
+                "-",
+                t is not None and t.wrong == 0 and t.errors == 0,
+            )
+        )
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -537,6 +1211,8 @@ def run(args: argparse.Namespace) -> int:
         ensure_tools()
     procs = Procs()
     rows: list[Row] = []
+    auth: list[Pair] = []
+    mixed: list[Pair] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="hagate-bench-") as tmp:
         work = Path(tmp)
@@ -545,23 +1221,27 @@ def run(args: argparse.Namespace) -> int:
             h = Hagate(work)
             h.make_pki(n_agents)
             notes.append(
-                f"PKI with {n_agents + 2} certificates made in {time.monotonic() - t0:.1f} s"
+                f"PKI with {n_agents + 4} certificates made in {time.monotonic() - t0:.1f} s"
             )
             if quick:
                 sink = free_port()
                 sink_proc = procs.start(py("--serve-sink", str(sink)), stdout=subprocess.PIPE)
-                web = free_port()
+                web, web2 = free_port(), free_port()
                 procs.start(py("--serve-http", str(web)))
-                wait_port(sink)
-                wait_port(web)
+                procs.start(py("--serve-http", str(web2), "--body", DEV2_BODY.decode()))
+                for port in (sink, web, web2):
+                    wait_port(port)
             else:
                 sink = free_port()
                 procs.start(["iperf3", "-s", "-p", str(sink)])
                 wait_port(sink)
-                web = start_nginx(work, procs)
-            h.write_configs(sink, web)
+                web, web2 = start_nginx(work, procs)
+            h.write_configs(sink, web, web2)
             h.start(procs)
             host = f"dev1.{DOMAIN}"
+            dev1, dev2 = Target(host, HTTP_BODY), Target(f"dev2.{DOMAIN}", DEV2_BODY)
+            guarded = Target(f"auth--dev1.{DOMAIN}", HTTP_BODY)
+            m = Measure(seconds, use_wrk=not quick)
 
             # ---- bulk
             if quick:
@@ -597,97 +1277,160 @@ def run(args: argparse.Namespace) -> int:
                 )
 
             # ---- HTTP
-            if quick:
-                d = http_client(web, host, seconds)
-                g = http_client(h.http, host, seconds)
-                rows.append(Row("HTTP keep-alive 1 conn", "req/s", d[0], g[0]))
-                rows.append(Row("  latency p50", "ms", d[1], g[1], higher_is_better=False))
-                rows.append(Row("  latency p99", "ms", d[2], g[2], higher_is_better=False))
-            else:
-                for conns in (1, 32):
-                    d, g = wrk(web, host, conns, seconds), wrk(h.http, host, conns, seconds)
-                    s, s2 = (
-                        wrk(fwd_http, host, conns, seconds),
-                        wrk(fwd_http2, host, conns, seconds),
+            for port in (web, h.http) if quick else (web, h.http, fwd_http, fwd_http2):
+                m.warm(port, dev1)
+            m.warm(h.https, dev1, h.user_tls(False))
+            for conns in (1, 32):
+                d = m.load(web, (dev1,), conns)
+                g = m.load(h.http, (dev1,), conns)
+                s = s2 = None
+                if not quick:
+                    s, s2 = m.load(fwd_http, (dev1,), conns), m.load(fwd_http2, (dev1,), conns)
+                rows.append(
+                    Row(
+                        f"HTTP keep-alive {conns} conn",
+                        "req/s",
+                        d.rps,
+                        g.rps,
+                        of(s, "rps"),
+                        of(s2, "rps"),
                     )
-                    rows.append(
-                        Row(f"HTTP keep-alive {conns} conn", "req/s", d[0], g[0], s[0], s2[0])
+                )
+                rows.append(
+                    Row("  latency p50", "ms", d.p50, g.p50, of(s, "p50"), of(s2, "p50"), False)
+                )
+                rows.append(
+                    Row("  latency p99", "ms", d.p99, g.p99, of(s, "p99"), of(s2, "p99"), False)
+                )
+                if g.errors:
+                    notes.append(
+                        f"HTTP keep-alive {conns} conn: {g.errors} errors ({g.first_error})"
                     )
-                    rows.append(Row("  latency p50", "ms", d[1], g[1], s[1], s2[1], False))
-                    rows.append(Row("  latency p99", "ms", d[2], g[2], s[2], s2[2], False))
+
+            # ---- authentication (issue 10): public route vs the guarded one, same device
+            basic = {"Authorization": BASIC_AUTH}
+            no_cert, cert = h.user_tls(False), h.user_tls(True)
+            for conns in (1, 32):
+                auth.append(
+                    auth_pair(
+                        m, f"http basic auth {conns} conn", h.http, conns, dev1, guarded, basic
+                    )
+                )
+            for conns in (1, 32):
+                auth.append(
+                    auth_pair(
+                        m,
+                        f"https client cert {conns} conn",
+                        h.https,
+                        conns,
+                        dev1,
+                        guarded,
+                        None,
+                        no_cert,
+                        cert,
+                    )
+                )
+
+            # ---- mixed Hosts on one connection (issue 11)
+            for conns in (1, 32):
+                mixed.append(mixed_pair(m, h.http, conns, dev1, dev2))
 
             # ---- idle agents
             if n_agents:
-                workers = 1 if n_agents < 2000 else 2
-                per = -(-n_agents // workers)
-                base = rss_kb(h.gw_pid)
-                t0 = time.monotonic()
-                for w in range(workers):
-                    count = min(per, n_agents - w * per)
-                    if count > 0:
-                        procs.start(
-                            py(
-                                "--agents-worker",
-                                str(w * per),
-                                str(count),
-                                str(h.tunnel),
-                                str(work / "pki"),
-                            )
-                        )
-                want = n_agents + 1
-                slowest = 0.0
-                while True:
-                    t_m = time.monotonic()
-                    got = metric(h.admin, "hagate_agents_connected")
-                    slowest = max(slowest, time.monotonic() - t_m)
-                    if got >= want:
-                        break
-                    print(
-                        f"  {got:.0f} of {want} agents connected after "
-                        f"{time.monotonic() - t0:.0f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    if time.monotonic() - t0 > 120 + n_agents / 20:
-                        raise RuntimeError(f"only {got:.0f} of {want} agents connected")
-                    time.sleep(2.0)
-                up = time.monotonic() - t0
-                time.sleep(2.0)  # settle
-                rss = rss_kb(h.gw_pid)
-                c0, w0 = cpu_seconds(h.gw_pid), time.monotonic()
-                time.sleep(3.0)
-                cpu = (cpu_seconds(h.gw_pid) - c0) / (time.monotonic() - w0) * 100
-                per_agent = (rss - base) / n_agents
-                notes.append(
-                    f"{n_agents:,} idle agents connected in {up:.1f} s; gateway RSS "
-                    f"{base / 1024:.1f} -> {rss / 1024:.1f} MiB = {per_agent:.1f} KiB per agent "
-                    f"(target < 50); gateway CPU with all idle (300 ms heartbeat): {cpu:.0f}%; "
-                    f"slowest /metrics answer while they connected: {slowest * 1000:.0f} ms"
-                )
-                rows.append(Row("idle agents connected", "count", None, n_agents))
-                rows.append(
-                    Row(
-                        "gateway RSS per idle agent",
-                        "KiB",
-                        None,
-                        per_agent,
-                        1.7 * 1024 if not quick else None,
-                        None,
-                        False,
-                    )
-                )
+                rows += idle_agents(h, procs, n_agents, quick, notes)
         finally:
             procs.close()
     print(
-        f"bench/tunnel {'--quick ' if quick else ''}({seconds:.0f} s per measurement, "
-        "127.0.0.1, gateway and agent as separate processes)"
+        f"bench/tunnel {'--quick ' if quick else ''}({seconds:g} s per measurement, "
+        "127.0.0.1, gateway and agents as separate processes)"
     )
     print_table(rows, with_ssh=not quick)
+    print_pairs(
+        "authentication (issue 10): the public route without credentials vs the guarded one "
+        "with them",
+        "open",
+        "auth",
+        auth,
+        "",
+    )
+    print_pairs(
+        "mixed Hosts (issue 11): dev1 alone vs dev1/dev2 alternating on each connection",
+        "1 Host",
+        "2 Hosts",
+        mixed,
+        "wrong",
+    )
+    print_checks(checks_for(rows, auth, mixed, with_ssh=not quick))
+    for p in auth + mixed:
+        if p.why_not:
+            notes.append(f"not measured: {p.why_not}")
+        for what, load in (("open", p.base), ("auth/mixed", p.test)):
+            if load is not None and load.errors:
+                notes.append(
+                    f"{p.metric} ({what}): {load.errors} errors, first: {load.first_error}"
+                )
+    notes.append(
+        "'bench' = this script's client (one request at a time per keep-alive connection, each "
+        "answer checked); it costs more CPU than wrk, so its req/s compare only with each other"
+    )
     for n in notes:
         print(f"- {n}")
     if not quick:
         print("- ssh -R RSS per idle tunnel is the earlier measurement (sshd PSS +1.6-1.8 MB)")
     return 0
+
+
+def idle_agents(h: Hagate, procs: Procs, n_agents: int, quick: bool, notes: list[str]) -> list[Row]:
+    """Connect ``n_agents`` idle agents; the gateway's RSS per agent and its idle CPU."""
+    workers = 1 if n_agents < 2000 else 2
+    per = -(-n_agents // workers)
+    base = rss_kb(h.gw_pid)
+    t0 = time.monotonic()
+    for w in range(workers):
+        count = min(per, n_agents - w * per)
+        if count > 0:
+            procs.start(py("--agents-worker", str(w * per), str(count), str(h.tunnel), str(h.pki)))
+    want = n_agents + 2  # and dev1, dev2
+    slowest = 0.0
+    while True:
+        t_m = time.monotonic()
+        got = metric(h.admin, "hagate_agents_connected")
+        slowest = max(slowest, time.monotonic() - t_m)
+        if got >= want:
+            break
+        print(
+            f"  {got:.0f} of {want} agents connected after {time.monotonic() - t0:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        if time.monotonic() - t0 > 120 + n_agents / 20:
+            raise RuntimeError(f"only {got:.0f} of {want} agents connected")
+        time.sleep(0.5 if quick else 2.0)
+    up = time.monotonic() - t0
+    time.sleep(0.5 if quick else 2.0)  # settle
+    rss = rss_kb(h.gw_pid)
+    c0, w0 = cpu_seconds(h.gw_pid), time.monotonic()
+    time.sleep(1.0 if quick else 3.0)
+    cpu = (cpu_seconds(h.gw_pid) - c0) / (time.monotonic() - w0) * 100
+    per_agent = (rss - base) / n_agents
+    notes.append(
+        f"{n_agents:,} idle agents connected in {up:.1f} s; gateway RSS "
+        f"{base / 1024:.1f} -> {rss / 1024:.1f} MiB = {per_agent:.1f} KiB per agent "
+        f"(target < 50); gateway CPU with all idle (300 ms heartbeat): {cpu:.0f}%; "
+        f"slowest /metrics answer while they connected: {slowest * 1000:.0f} ms"
+    )
+    return [
+        Row("idle agents connected", "count", None, n_agents),
+        Row(
+            "gateway RSS per idle agent",
+            "KiB",
+            None,
+            per_agent,
+            1.7 * 1024 if not quick else None,
+            None,
+            False,
+        ),
+    ]
 
 
 def main() -> int:
@@ -697,6 +1440,7 @@ def main() -> int:
     p.add_argument("--agents", type=int, help="idle agents (200 quick, 10000 full)")
     p.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
     p.add_argument("--serve-http", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--body", default=HTTP_BODY.decode(), help=argparse.SUPPRESS)
     p.add_argument("--agents-worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up children on kill
@@ -704,7 +1448,7 @@ def main() -> int:
         serve_sink(args.serve_sink)
         return 0
     if args.serve_http:
-        serve_http(args.serve_http)
+        serve_http(args.serve_http, args.body.encode())
         return 0
     if args.agents_worker:
         start, count, port, pki = args.agents_worker
