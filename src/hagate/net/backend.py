@@ -73,7 +73,7 @@ class Fault(enum.Enum):
     REFUSE = "refuse"  # an answer: nobody listens there (RST to the SYN)
     SILENT = "silent"  # SYNs dropped: connect waits until healed or timed out
     BLACKHOLE = "blackhole"  # the connection is made but nobody ever reads or answers
-    RESET = "reset"  # the connection is made, then reset before a byte is answered
+    RESET = "reset"  # made, then reset: ECONNRESET on the first read, EPIPE on a write
 
 
 _PREFIX = b"\0hagate-mem:"
