@@ -197,6 +197,39 @@ def test_fault_silent_times_out_or_connects_when_healed() -> None:
     run(main())
 
 
+def test_silent_turning_into_refused_answers_the_waiting_connect() -> None:
+    async def main() -> None:
+        mem = MemoryBackend()
+        mem.fault("10.1.1.100", 7000, Fault.SILENT)
+        waiting = asyncio.ensure_future(mem.connect("10.1.1.100", 7000, 2.0))
+        await asyncio.sleep(0.02)
+        mem.fault("10.1.1.100", 7000, Fault.REFUSE)  # the new holder has no such listener
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(waiting, 0.1)
+
+    run(main())
+
+
+def test_one_backend_serves_several_event_loops() -> None:
+    mem = MemoryBackend()
+    mem.fault("127.0.0.1", 7000, Fault.SILENT)
+
+    async def timed_out() -> None:
+        with pytest.raises(ConnectionError, match="timed out"):
+            await mem.connect("127.0.0.1", 7000, 0.01)
+
+    async def healed() -> None:
+        lsock = mem.listen("127.0.0.1", 7000)
+        waiting = asyncio.ensure_future(mem.connect("127.0.0.1", 7000, 1.0))
+        await asyncio.sleep(0.01)
+        mem.heal("127.0.0.1", 7000)
+        (await waiting).close()
+        lsock.close()
+
+    run(timed_out())
+    run(healed())  # a fresh loop: nothing left bound to the first one
+
+
 def test_fault_blackhole_connects_but_never_answers() -> None:
     async def main() -> None:
         mem = MemoryBackend()

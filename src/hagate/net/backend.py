@@ -116,7 +116,9 @@ class _Namespace:
     token: str
     ports: itertools.count[int] = field(default_factory=lambda: itertools.count(_EPHEMERAL))
     faults: dict[Address, Fault] = field(default_factory=dict)
-    healed: dict[Address, asyncio.Event] = field(default_factory=dict)
+    # Connects waiting on a SILENT address; futures, not an Event, so that one backend can
+    # serve several event loops (one per test) without binding to the first.
+    waiting: dict[Address, list[asyncio.Future[None]]] = field(default_factory=dict)
     attempts: Counter[Address] = field(default_factory=Counter)
     sink: socket.socket | None = None  # BLACKHOLE and RESET connections go here
     sink_name: bytes = b""
@@ -161,11 +163,15 @@ class MemoryBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (fault := ns.faults.get(dest)) is Fault.SILENT:
-            event = ns.healed.setdefault(dest, asyncio.Event())
+            fut = loop.create_future()
+            ns.waiting.setdefault(dest, []).append(fut)
             try:
-                await asyncio.wait_for(event.wait(), max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise ConnectionError(f"cannot connect to {host}:{port}: timed out") from None
+            finally:
+                with contextlib.suppress(KeyError, ValueError):
+                    ns.waiting[dest].remove(fut)
         if fault is Fault.REFUSE:
             raise _refused(host, port)
         sock = MemorySocket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -190,14 +196,15 @@ class MemoryBackend:
     # --------------------------------------------------------------- faults
 
     def fault(self, host: str, port: int, fault: Fault) -> None:
+        """From now on; connects waiting on a SILENT address get the new behaviour now."""
         self._ns.faults[(host, port)] = fault
+        if fault is not Fault.SILENT:
+            self._wake((host, port))
 
     def heal(self, host: str, port: int) -> None:
         """Back to normal; connects waiting on a SILENT address go ahead now."""
         self._ns.faults.pop((host, port), None)
-        event = self._ns.healed.pop((host, port), None)
-        if event is not None:
-            event.set()
+        self._wake((host, port))
 
     def close(self) -> None:
         """Drop the BLACKHOLE connections (their clients see a reset); listeners are the
@@ -215,6 +222,11 @@ class MemoryBackend:
         self.close()
 
     # ------------------------------------------------------------- internals
+
+    def _wake(self, dest: Address) -> None:
+        for fut in self._ns.waiting.pop(dest, []):
+            if not fut.done():
+                fut.set_result(None)
 
     def _bind(self, sock: socket.socket, role: str, host: str, port: int) -> None:
         ns = self._ns
