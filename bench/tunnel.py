@@ -1370,6 +1370,11 @@ def run(args: argparse.Namespace) -> int:
                     f"{p.metric} ({what}): {load.errors} errors, first: {load.first_error}"
                 )
     notes.append(
+        "auth and mixed-Host pairs: 'change' is the second req/s against the first (negative = "
+        "slower), each side the mean of two halves measured A B B A; 'cost' in the targets is "
+        "that loss (the guarded route asks the policy for a password or certificate each request)"
+    )
+    notes.append(
         "'bench' = this script's client (one request at a time per keep-alive connection, each "
         "answer checked); it costs more CPU than wrk, so its req/s compare only with each other"
     )
