@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,9 +43,24 @@ public = true
 """
 
 
+def no_ip(name: str) -> Callable[..., Any]:
+    """``socket.socket.<name>`` that refuses IP sockets: should a refactor stop the swap
+    below from taking effect, the test fails instead of sending a SYN to 10.1.1.100."""
+    real = getattr(socket.socket, name)
+
+    def guarded(self: socket.socket, *args: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise PermissionError(f"socket.{name}{args}: this test must not use the network")
+        return real(self, *args)
+
+    return guarded
+
+
 @pytest.fixture
 def mem(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
     """One in-memory network; the gateway and the agent make every socket on it."""
+    for name in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, no_ip(name))
     net = MemoryBackend()
     device = net.from_source("192.0.2.10")  # where the agent's connections come from
     monkeypatch.setattr(server_mod, "listen_socket", net.listen)
