@@ -226,11 +226,36 @@ def test_revoked_device_loses_a_download_in_flight(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+async def upload_service() -> tuple[asyncio.Server, int]:
+    """Reads each request's whole body (Content-Length) before it answers, as uploads need."""
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await r.readexactly(length)
+                path = head.split(b" ")[1].decode()
+                body = f"hello from dev1 {path}".encode()
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
 def test_anonymous_trickle_cannot_lock_out_an_authenticated_user(three: Pki) -> None:
     """Hole 4: 260 uploads trickling a byte every 2 s took every slot of a device."""
 
     async def main() -> None:
-        web, web_port = await http_service("dev1")
+        web, web_port = await upload_service()
         extra = """
 [[rule]]
 name = "dev1-upload-open"

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +257,17 @@ class FakeHub:
     @property
     def policy(self) -> FakePolicy:
         return self._policy
+
+    async def authenticate(
+        self, policy: FakePolicy, authorization: str | None, cert: Identity | None, client_ip: str
+    ) -> Principal | AuthFailure:
+        found = policy.authenticate_cached(authorization, cert, time.time())
+        if found is None:
+            found = await asyncio.to_thread(policy.authenticate, authorization, cert, time.time())
+        return found
+
+    def service_name(self, device: str, service: str | None) -> str:
+        return service or "http"
 
     def log_refusal(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -35,9 +35,22 @@ class AccessEntry:
     duration: float = 0.0
 
     def json(self) -> str:
-        d = asdict(self)
-        d["time"] = round(self.time, 3)
-        d["duration"] = round(self.duration, 4)
+        # A plain dict, not dataclasses.asdict (a deep copy): this runs once per request.
+        d = {
+            "time": round(self.time, 3),
+            "node": self.node,
+            "identity": self.identity,
+            "client": self.client,
+            "device": self.device,
+            "service": self.service,
+            "route": self.route,
+            "result": self.result,
+            "rule": self.rule,
+            "status": self.status,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration": round(self.duration, 4),
+        }
         return json.dumps(d, separators=(",", ":"))
 
     def text(self) -> str:
@@ -65,8 +78,13 @@ class AccessLog:
         self.recent.append(entry)
         if len(self.recent) > 1000:
             del self.recent[:500]
+        # With a file, the logger (the console) gets only refusals and cuts; without one,
+        # every line goes to the logger.
+        level = logging.DEBUG if self._file is not None and entry.result == "ok" else logging.INFO
+        if self._file is None and not log.isEnabledFor(level):
+            return
         line = entry.json() if self.fmt == "json" else entry.text()
-        log.info("%s", line)
+        log.log(level, "%s", line)
         if self._file is not None:
             try:
                 self._file.write(line + "\n")

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from hagate.gateway.ratelimit import RateLimiter
 from hagate.net.tls import Identity
-from hagate.policy import AuthFailure, Policy, Principal
+from hagate.policy import AuthFailure, Principal
+
+if TYPE_CHECKING:
+    from hagate.gateway.http_front import AccessPolicy
 
 MAX_SLOW = 2  # argon2 checks running at once (this machine has two cores)
 SLOW_RATE = 1.0  # per client address, per second, after the burst
@@ -29,7 +33,7 @@ class Authenticator:
         self.throttled = 0
 
     async def authenticate(
-        self, policy: Policy, authorization: str | None, cert: Identity | None, client_ip: str
+        self, policy: AccessPolicy, authorization: str | None, cert: Identity | None, client_ip: str
     ) -> Principal | AuthFailure:
         now = time.time()
         found = policy.authenticate_cached(authorization, cert, now)

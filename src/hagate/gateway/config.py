@@ -48,7 +48,7 @@ class GatewayConfig:
     streams_per_device: int = 256
     streams_per_principal: int = 32
     anonymous_share: float = 0.5
-    requests_per_s: float = 200.0
+    requests_per_s: float = 1000.0
     max_handshakes: int = 2048
     handshakes_per_address: int = 256
     header_bytes: int = 16384
@@ -180,7 +180,7 @@ def parse_gateway_config(
         streams_per_device=_get(limits, "streams_per_device", int, w, 256),
         streams_per_principal=_get(limits, "streams_per_principal", int, w, 32),
         anonymous_share=_get(limits, "anonymous_share", float, w, 0.5),
-        requests_per_s=_get(limits, "requests_per_s", float, w, 200.0),
+        requests_per_s=_get(limits, "requests_per_s", float, w, 1000.0),
         max_handshakes=_get(limits, "max_handshakes", int, w, 2048),
         handshakes_per_address=_get(limits, "handshakes_per_address", int, w, 256),
         header_bytes=_get(limits, "header_bytes", int, w, 16384),

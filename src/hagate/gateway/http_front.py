@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
@@ -91,7 +90,17 @@ class Lease(Protocol):
 
 
 class Hub(Protocol):
-    """The gateway as the front sees it (gateway/streams.py provides it)."""
+    """The gateway as the front sees it (gateway/server.py provides it)."""
+
+    async def authenticate(
+        self,
+        policy: AccessPolicy,
+        authorization: str | None,
+        cert: Identity | None,
+        client_ip: str,
+    ) -> Principal | AuthFailure: ...
+
+    def service_name(self, device: str, service: str | None) -> str: ...
 
     async def open_upstream(
         self, device: str, service: str | None, kind: ServiceKind | None
@@ -599,11 +608,10 @@ class _UserConn:
         hub = front.hub
         policy = hub.policy
         auth = req.authorization.decode("latin-1") if req.authorization is not None else None
-        now = time.time()
-        who = policy.authenticate_cached(auth, self.cert, now)
-        if who is None:  # a password to check with argon2: tens of ms, off the event loop
-            who = await asyncio.to_thread(policy.authenticate, auth, self.cert, now)
-        service = route.service or DEFAULT_SERVICE
+        # A password seen for the first time is checked with argon2 off the event loop, a
+        # few at a time and rate-limited per address (gateway/auth.py).
+        who = await hub.authenticate(policy, auth, self.cert, self.client_ip)
+        service = hub.service_name(route.device, route.service)
         kind = front.route_kind
         if isinstance(who, AuthFailure):
             hub.log_refusal(

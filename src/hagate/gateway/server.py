@@ -25,6 +25,7 @@ from hagate.gateway.admin import AdminServer
 from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler
 from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
+from hagate.gateway.http_front import AccessPolicy, HttpFront, UpstreamPool
 from hagate.gateway.metrics import Metrics
 from hagate.gateway.protocol import ServiceKind, encode, read_message
 from hagate.gateway.ratelimit import RateLimiter
@@ -33,7 +34,7 @@ from hagate.gateway.session import Session, StreamError
 from hagate.gateway.streams import Lease, Limits, StreamTable
 from hagate.gateway.tcp_front import TcpFront
 from hagate.gateway.tunnel_front import TunnelFront
-from hagate.net.conn import Conn, ProtocolError, listen_socket, set_nodelay
+from hagate.net.conn import Conn, listen_socket, set_nodelay
 from hagate.net.pipe import Pipe
 from hagate.net.tls import (
     Identity,
@@ -68,10 +69,11 @@ class Gateway:
             Limits(cfg.streams_per_device, cfg.streams_per_principal, cfg.anonymous_share),
             on_end=self._lease_ended,
         )
-        self.rates = RateLimiter(cfg.requests_per_s, max(10.0, cfg.requests_per_s))
+        self.rates = RateLimiter(cfg.requests_per_s, max(10.0, 2 * cfg.requests_per_s))
         self.admission = Admission(cfg.max_handshakes, cfg.handshakes_per_address)
         self.budget = FairBudget(HANDSHAKE_STEPS_PER_TURN)
-        self.auth = Authenticator()
+        self.authenticator = Authenticator()
+        self.fronts: list[HttpFront] = []
         self.tunnel = TunnelFront(self)
         self.tcp = TcpFront(self)
         self.revocation = Revocation(self)
@@ -101,8 +103,10 @@ class Gateway:
         self._listen("tunnel", cfg.tunnel.host, cfg.tunnel.port, self.tunnel.on_connection)
         if cfg.https:
             self._listen("https", cfg.https.host, cfg.https.port, self._on_https)
+            self.https_front = self._front(RouteKind.HTTPS, "https")
         if cfg.http:
             self._listen("http", cfg.http.host, cfg.http.port, self._on_http)
+            self.http_front = self._front(RouteKind.HTTP, "http")
         self.tcp.sync()
         if cfg.admin:
             self._admin = AdminServer(
@@ -128,6 +132,8 @@ class Gateway:
             self.acceptor.unwatch(lsock)
             lsock.close()
         self._listeners.clear()
+        for front in self.fronts:
+            front.close()
         self.tcp.close_all()
         for lease in self.streams:
             lease.cut("gateway stopping")
@@ -157,6 +163,21 @@ class Gateway:
         self._listeners.append(lsock)
         self.addresses[name] = lsock.getsockname()[:2]
         self.acceptor.watch(lsock, handler)
+
+    def _front(self, kind: RouteKind, listener: str) -> HttpFront:
+        # The port users put in Host is the listener's own (a node behind a port-mapping
+        # proxy would need it configured; hagate listens on the VIP itself).
+        front = HttpFront(
+            self,
+            kind,
+            self.addresses[listener][1],
+            self.cfg.domain,
+            self.cfg.header_bytes,
+            HEAD_TIMEOUT,
+            pool=UpstreamPool(32, 15.0),
+        )
+        self.fronts.append(front)
+        return front
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -243,6 +264,9 @@ class Gateway:
         self.metrics.agents_connected = len(self.sessions)
         self.metrics.streams_open = len(self.streams)
         self.metrics.handshakes_evicted = self.admission.evicted
+        for front in self.fronts:  # answers the HTTP fronts made themselves
+            self.metrics.http_responses.update(front.responses)
+            front.responses.clear()
         return self.metrics.render(live_bytes=self.bytes_forwarded())
 
     # ------------------------------------------------------------ sessions
@@ -257,6 +281,8 @@ class Gateway:
             self.metrics.superseded_total += 1
             log.info("device %s: new session %s replaces %s", device, session.sid, old.sid)
             old.close(encode(op="superseded"))
+            for front in self.fronts:
+                front.drop_device(device)  # idle upstreams belong to the old session's agent
             self.streams.cut_where(
                 lambda lease: "session superseded" if lease.device == device else None
             )
@@ -288,12 +314,31 @@ class Gateway:
         if self.sessions.get(session.device) is session:
             del self.sessions[session.device]
             device = session.device
+            for front in self.fronts:
+                front.drop_device(device)  # its idle upstreams must not serve anyone again
             self.streams.cut_where(
                 lambda lease: f"device {device} went away" if lease.device == device else None
             )
             log.info("device %s: session %s ended", session.device, session.sid)
 
     # ------------------------------------------------------------ user streams
+
+    async def authenticate(
+        self,
+        policy: AccessPolicy,
+        authorization: str | None,
+        cert: Identity | None,
+        client_ip: str,
+    ) -> Principal | AuthFailure:
+        return await self.authenticator.authenticate(policy, authorization, cert, client_ip)
+
+    def service_name(self, device: str, service: str | None) -> str:
+        """The name the policy sees: ``None`` (a device's default web UI) resolved if online."""
+        if service is None:
+            session = self.sessions.get(device)
+            svc = session.service(None) if session is not None else None
+            return svc.name if svc is not None else "http"
+        return service
 
     def admit(
         self,
@@ -307,9 +352,13 @@ class Gateway:
         """A lease for one stream (fair limits and rates); StreamError 429/503 when over."""
         loop_now = time.monotonic()
         key = principal.label() if principal is not ANONYMOUS else f"ip:{client_ip}"
-        if not self.rates.allow(key, loop_now):
-            raise StreamError(429, "rate", f"too many requests from {key}")
-        lease = self.streams.admit(device, service, route, principal, client_ip, rule, loop_now)
+        try:
+            if not self.rates.allow(key, loop_now):
+                raise StreamError(429, "rate", f"too many requests from {key}")
+            lease = self.streams.admit(device, service, route, principal, client_ip, rule, loop_now)
+        except StreamError as exc:
+            self.metrics.stream_failures[exc.reason] += 1
+            raise
         self.metrics.streams_total += 1
         return lease
 
@@ -331,6 +380,7 @@ class Gateway:
                 name = svc.name
         decision = self.policy.decide(principal, device, name, route, client_ip)
         if not decision.allowed:
+            self.metrics.stream_failures["denied"] += 1
             self.log_refusal(
                 principal,
                 client_ip,
@@ -405,6 +455,15 @@ class Gateway:
     async def open_upstream(
         self, device: str, service: str | None, kind: ServiceKind | None
     ) -> Conn:
+        try:
+            return await self._open_upstream(device, service, kind)
+        except StreamError as exc:
+            self.metrics.stream_failures[exc.reason] += 1
+            raise
+
+    async def _open_upstream(
+        self, device: str, service: str | None, kind: ServiceKind | None
+    ) -> Conn:
         """A data connection to ``device``'s service, after the agent said it connected.
 
         Within ``open_timeout`` overall: a frozen agent is a 504, never retried as if its
@@ -454,79 +513,11 @@ class Gateway:
         if accepted is not None:
             conn, ssock = accepted
             sni = getattr(ssock, "hagate_sni", None)
-            await self._serve_http(conn, client, sni, peer_identity(ssock), RouteKind.HTTPS)
+            await self.https_front.serve(conn, client, sni, peer_identity(ssock))
 
     async def _on_http(self, sock: socket.socket, client: tuple[str, int]) -> None:
         set_nodelay(sock)
-        await self._serve_http(Conn(sock), client, None, None, RouteKind.HTTP)
-
-    async def _serve_http(
-        self,
-        conn: Conn,
-        client: tuple[str, int],
-        sni: str | None,
-        cert: Identity | None,
-        route_kind: RouteKind,
-    ) -> None:
-        try:
-            head = await asyncio.wait_for(
-                conn.read_until(b"\r\n\r\n", self.cfg.header_bytes), HEAD_TIMEOUT
-            )
-        except ProtocolError as exc:  # read_until's only protocol error: the limit
-            return await self._reply(conn, 431, f"request head too large: {exc}")
-        except TimeoutError:
-            return await self._reply(conn, 408, "request head not received in time")
-        except (EOFError, OSError):
-            conn.close()
-            return
-        try:
-            _method, _target, headers = http.parse_head(head)
-        except ProtocolError as exc:
-            return await self._reply(conn, 400, f"bad request: {exc}")
-        host = headers.get("host", "")
-        route = http.route_for(host, self.cfg.domain)
-        if route is None:
-            return await self._reply(
-                conn, 404, f"unknown host {host!r}: use <device>.{self.cfg.domain}"
-            )
-        if sni is not None and http.host_name(host) != sni:
-            return await self._reply(conn, 421, "TLS server name and Host differ")
-        policy = self.policy
-        principal = await self.auth.authenticate(
-            policy, headers.get("authorization"), cert, client[0]
-        )
-        if isinstance(principal, AuthFailure):
-            extra = f"WWW-Authenticate: {principal.challenge}\r\n" if principal.challenge else ""
-            return await self._reply(conn, principal.status, principal.reason, extra)
-        try:
-            lease = self.authorize_stream(
-                principal, route.device, route.service, route_kind, client[0], ServiceKind.HTTP
-            )
-        except StreamError as exc:
-            self.metrics.stream_failures[exc.reason] += 1
-            decision = policy.decide(
-                principal, route.device, route.service or "http", route_kind, client[0]
-            )
-            extra = ""
-            if exc.code == 401 and decision.challenge:
-                extra = f"WWW-Authenticate: {decision.challenge}\r\n"
-            return await self._reply(conn, exc.code, exc.message, extra)
-        initial = head + bytes(conn.rbuf)
-        conn.rbuf.clear()
-        try:
-            data = await self.open_upstream(route.device, route.service, ServiceKind.HTTP)
-        except StreamError as exc:
-            lease.end(f"error: {exc.reason}", exc.code)
-            self.metrics.stream_failures[exc.reason] += 1
-            return await self._reply(conn, exc.code, exc.message)
-        self.pipe(lease, conn, data, initial)
-
-    async def _reply(self, conn: Conn, code: int, message: str, extra: str = "") -> None:
-        self.metrics.http_responses[code] += 1
-        conn.write(http.response(code, message, extra))
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(conn.drain(), 5.0)
-        conn.close()
+        await self.http_front.serve(Conn(sock), client, None, None)
 
 
 def _remember_sni(sslsock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:

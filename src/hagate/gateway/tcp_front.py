@@ -84,7 +84,6 @@ class TcpFront:
                     lease.end("error")
                     raise
             except StreamError as exc:
-                gw.metrics.stream_failures[exc.reason] += 1
                 log.info("tcp %s/%s refused: %s", device, service, exc.message)
                 user.close()
                 return

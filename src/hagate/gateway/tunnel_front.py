@@ -270,7 +270,6 @@ class TunnelFront:
                 lease.end("error")
                 raise
         except StreamError as exc:
-            gw.metrics.stream_failures[exc.reason] += 1
             conn.write(tc.send(wire.StreamRefused(exc.message, exc.reason), conn.loop.time()))
             await asyncio.wait_for(conn.drain(), 2.0)
             conn.close()

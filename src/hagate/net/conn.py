@@ -34,6 +34,7 @@ class Conn:
     __slots__ = (
         "_drained",
         "_rfut",
+        "_spurious",
         "_waiters",
         "_watching",
         "closed",
@@ -56,6 +57,7 @@ class Conn:
         self._waiters: list[asyncio.Future[None]] = []  # woken with an error by close()
         self._rfut: asyncio.Future[None] | None = None
         self._watching = False
+        self._spurious = False
 
     @property
     def tls(self) -> bool:
@@ -99,10 +101,18 @@ class Conn:
 
     def _on_readable(self) -> None:
         fut = self._rfut
-        if fut is None or fut.done():  # nobody reads now: stop watching rather than spin
-            self.loop.remove_reader(self.fd)
-            self._watching = False
+        if fut is None or fut.done():
+            # The reader just woken has not run yet: the next select reports the socket again
+            # before it reads. Allow that once (re-registering would cost two epoll_ctl calls
+            # and a loop turn per read); readiness twice with nobody reading: stop watching.
+            if self._spurious:
+                self.loop.remove_reader(self.fd)
+                self._watching = False
+                self._spurious = False
+            else:
+                self._spurious = True
             return
+        self._spurious = False
         self._rfut = None
         fut.set_result(None)
 
@@ -162,7 +172,7 @@ class Conn:
                 raise EOFError("connection closed")
             self.rbuf += chunk
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send now if the socket takes it, else buffer and flush when writable."""
         if self.closed:
             return
