@@ -280,11 +280,6 @@ async def _web(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
-@pytest.mark.xfail(
-    reason="on 9582c7e Gateway._serve_http re-decides a refusal with service 'http' instead "
-    "of the device's HTTP service name ('web' here), so the 401 loses its WWW-Authenticate; "
-    "drop this marker once the HTTP front that names the service (hub.service_name) is in",
-)
 def test_anonymous_401_challenges(tmp_path: Path) -> None:
     """The demo's device names its HTTP service `web`: an anonymous user of a rule that
     admits password and token users gets 401 with a Basic and a Bearer challenge (docs/

@@ -16,9 +16,6 @@ from typing import Any
 
 import pytest
 
-import hagate.agent.agent as agent_mod
-import hagate.gateway.server as server_mod
-import hagate.gateway.tcp_front as tcp_front_mod
 from hagate.agent.agent import Agent
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService, Reconnect
 from hagate.gateway.config import Endpoint, GatewayConfig
@@ -61,13 +58,7 @@ def mem(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
     """One in-memory network; the gateway and the agent make every socket on it."""
     for name in ("bind", "connect", "connect_ex"):
         monkeypatch.setattr(socket.socket, name, no_ip(name))
-    net = MemoryBackend()
-    device = net.from_source("192.0.2.10")  # where the agent's connections come from
-    monkeypatch.setattr(server_mod, "listen_socket", net.listen)
-    monkeypatch.setattr(tcp_front_mod, "listen_socket", net.listen)
-    monkeypatch.setattr(agent_mod, "open_tcp_staggered", device.connect_staggered)
-    monkeypatch.setattr(agent_mod, "open_tcp", device.connect)
-    return net
+    return MemoryBackend()
 
 
 def gateway_config(pki: Pki, tmp_path: Path) -> GatewayConfig:
@@ -132,8 +123,9 @@ async def running(gw: Gateway, agent: Agent) -> AsyncIterator[asyncio.Task[None]
 def test_gateway_tcp_data_path_in_memory(pki: Pki, tmp_path: Path, mem: MemoryBackend) -> None:
     async def main() -> None:
         service = await echo_service(mem)
-        gw = Gateway(gateway_config(pki, tmp_path))
-        agent = Agent(agent_config(pki))
+        gw = Gateway(gateway_config(pki, tmp_path), backend=mem)
+        # The agent's connections come from the device's address.
+        agent = Agent(agent_config(pki), backend=mem.from_source("192.0.2.10"))
         async with running(gw, agent):
             await asyncio.wait_for(agent.connected.wait(), 3.0)
             assert gw.addresses["tunnel"] == (VIP, TUNNEL_PORT)
@@ -167,8 +159,9 @@ def test_agent_rides_out_a_reset_then_a_silent_vip(
 
     async def main() -> None:
         service = await echo_service(mem)
-        gw = Gateway(gateway_config(pki, tmp_path))
-        agent = Agent(agent_config(pki))
+        gw = Gateway(gateway_config(pki, tmp_path), backend=mem)
+        # The agent's connections come from the device's address.
+        agent = Agent(agent_config(pki), backend=mem.from_source("192.0.2.10"))
         tunnel_port = TUNNEL_PORT
         mem.fault(VIP, tunnel_port, Fault.RESET)
         async with running(gw, agent):

@@ -27,12 +27,11 @@ import ssl
 from collections.abc import Callable
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
+from hagate.net.backend import KERNEL, Backend
 from hagate.net.conn import (
     WOULD_BLOCK,
     Conn,
     ProtocolError,
-    open_tcp,
-    open_tcp_staggered,
     set_keepalive,
     set_nodelay,
 )
@@ -78,7 +77,10 @@ class Superseded(Exception):
 
 
 async def dial(
-    client: ClientConfig, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+    client: ClientConfig,
+    ctx: ssl.SSLContext,
+    session: ssl.SSLSession | None = None,
+    backend: Backend = KERNEL,
 ) -> Conn:
     """A TLS connection to the gateway's tunnel port, handshake done.
 
@@ -88,7 +90,7 @@ async def dial(
     """
     # A fresh SYN every 0.25 s while unanswered: after a failover the new master's
     # gratuitous ARP is followed by a connect within ~0.25 s, not the kernel's 1-3 s SYN retry.
-    sock = await open_tcp_staggered(client.host, client.port, CONNECT_TIMEOUT)
+    sock = await backend.connect_staggered(client.host, client.port, CONNECT_TIMEOUT)
     set_nodelay(sock)
     ssock = ctx.wrap_socket(
         sock, server_hostname=client.server_name, do_handshake_on_connect=False, session=session
@@ -133,8 +135,12 @@ def raise_for(event: Event | None) -> None:
 class Agent:
     """One device's agent. ``await run()`` forever; ``connected`` is set while in session."""
 
-    def __init__(self, cfg: AgentConfig, ctx: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, ctx: ssl.SSLContext | None = None, backend: Backend = KERNEL
+    ) -> None:
+        """``backend`` makes the sockets (tests pass hagate.net.backend.MemoryBackend)."""
         self.cfg = cfg
+        self.backend = backend
         c = cfg.client
         self.ctx = ctx or client_context(c.cert, c.key, c.ca)
         self.services: dict[str, LocalService] = {s.spec.name: s for s in cfg.services}
@@ -199,7 +205,7 @@ class Agent:
 
     async def _session(self) -> None:
         self._established = False
-        conn = await dial(self.cfg.client, self.ctx)
+        conn = await dial(self.cfg.client, self.ctx, backend=self.backend)
         try:
             await self._serve(conn)
         finally:
@@ -265,7 +271,7 @@ class Agent:
         """One data connection: announce it, wait for a stream, connect locally, pipe."""
         task = asyncio.current_task()
         try:
-            conn = await dial(self.cfg.client, self.ctx, self._tls_session)
+            conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("data connection failed: %s", exc)
             return
@@ -287,7 +293,9 @@ class Agent:
                 conn.close()
                 return
             try:
-                local = await open_tcp(svc.target_host, svc.target_port, LOCAL_CONNECT_TIMEOUT)
+                local = await self.backend.connect(
+                    svc.target_host, svc.target_port, LOCAL_CONNECT_TIMEOUT
+                )
             except (ConnectionError, OSError) as exc:
                 refusal = wire.StreamRefused(f"{svc.spec.name}: {exc}", "device_error")
                 conn.write(tc.send(refusal, conn.loop.time()))

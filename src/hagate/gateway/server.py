@@ -34,7 +34,8 @@ from hagate.gateway.session import Session, StreamError
 from hagate.gateway.streams import Lease, Limits, StreamTable
 from hagate.gateway.tcp_front import TcpFront
 from hagate.gateway.tunnel_front import TunnelFront
-from hagate.net.conn import Conn, listen_socket, set_nodelay
+from hagate.net.backend import KERNEL, Backend
+from hagate.net.conn import Conn, set_nodelay
 from hagate.net.pipe import Pipe
 from hagate.net.tls import (
     Identity,
@@ -53,8 +54,10 @@ HANDSHAKE_STEPS_PER_TURN = 16  # ~1.5 ms each with OpenSSL 3: pings never wait l
 class Gateway:
     """All listeners of one node. ``await start()``, then ``await stop()``."""
 
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, backend: Backend = KERNEL) -> None:
+        """``backend`` makes the listening sockets (tests may pass a MemoryBackend)."""
         self.cfg = cfg
+        self.backend = backend
         self.tunnel_ctx = tunnel_server_context(cfg.cert, cfg.key, cfg.ca)
         self.https_ctx = https_server_context(
             cfg.https_cert, cfg.https_key, cfg.ca if cfg.https_client_certs else None
@@ -155,7 +158,7 @@ class Gateway:
 
     def _listen(self, name: str, host: str, port: int, handler: Handler) -> None:
         try:
-            lsock = listen_socket(host, port)
+            lsock = self.backend.listen(host, port)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot listen on {host}:{port} ({name}): {exc.strerror}"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from hagate.gateway.protocol import ServiceKind
 from hagate.gateway.session import StreamError
-from hagate.net.conn import Conn, listen_socket, set_nodelay
+from hagate.net.conn import Conn, set_nodelay
 from hagate.policy import ANONYMOUS, RouteKind
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class TcpFront:
         for port in sorted(wanted - set(self.socks)):
             device, service = self.routes[port]
             try:
-                lsock = listen_socket(self.gw.cfg.tcp_host, port, backlog=128)
+                lsock = self.gw.backend.listen(self.gw.cfg.tcp_host, port, backlog=128)
             except OSError as exc:
                 log.error("tcp %s/%s: cannot listen on port %d: %s", device, service, port, exc)
                 continue
