@@ -122,16 +122,15 @@ def request(cluster: DemoCluster, authorization: str | None, timeout: float = 3.
 
 
 def access_lines(cluster: DemoCluster, spec: NodeSpec) -> list[dict[str, object]]:
-    """The access log entries of ``spec``'s gateway (its own log file, not shared)."""
+    """The access log entries of ``spec``'s gateway (its own access.log, not shared)."""
     entries = []
     try:
-        text = cluster.log_path(spec, "gateway").read_text(errors="replace")
+        text = cluster.access_log_path(spec).read_text(errors="replace")
     except FileNotFoundError:
         return []
     for line in text.splitlines():
-        _, marker, rest = line.partition(" hagate.access INFO ")
-        if marker:
-            entry = json.loads(rest)
+        if line.strip():
+            entry = json.loads(line)
             if isinstance(entry, dict) and entry.get("device") == DEVICE_NAME:
                 entries.append(entry)
     return entries

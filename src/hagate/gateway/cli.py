@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     gw.add_argument("-c", "--config", type=Path, default=Path("gateway.toml"))
     gw.add_argument("-v", "--verbose", action="store_true", help="log every session and stream")
+    gw.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="PATH",
+        help="this node's access log file (JSON lines), overriding [log] access: both nodes "
+        "share gateway.toml, the log is each node's own",
+    )
+    gw.add_argument("--node", help="this node's name in logs and /healthz (default: host name)")
     gw.set_defaults(func=_run)
     gw_sub = gw.add_subparsers(title="gateway commands", metavar="GWCMD")
     check = gw_sub.add_parser(
@@ -57,6 +66,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         cfg = load_gateway_config(args.config)
+        if args.access_log is not None:
+            cfg = dataclasses.replace(cfg, access_log=args.access_log)
+        if args.node:
+            cfg = dataclasses.replace(cfg, node=args.node)
         return run(cfg)
     except ConfigError as exc:
         print(f"hagate gateway: {exc}", file=sys.stderr)

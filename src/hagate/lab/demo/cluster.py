@@ -111,7 +111,12 @@ class DemoCluster:
 
     def start_gateway(self, spec: NodeSpec) -> None:
         argv = [sys.executable, "-m", "hagate", "gateway", "-c", str(self.gateway_toml)]
+        argv += ["--node", spec.label, "--access-log", str(self.access_log_path(spec))]
         self._spawn(spec, "gateway", argv)
+
+    def access_log_path(self, spec: NodeSpec) -> Path:
+        """The node's own access log (JSON lines): the gateway.toml is shared, this is not."""
+        return self.log_path(spec, "gateway").with_name("access.log")
 
     def start_vrrp(self, spec: NodeSpec) -> None:
         conf = self.vrrp_confs[spec.key]
