@@ -49,9 +49,6 @@ class FileWatch:
                 out.append(None)
         return tuple(out)
 
-    def changed(self) -> bool:
-        return self.current() != self.stamp
-
     def poll(self, initial: bool = False) -> object | None:
         """The newly loaded value, or None if unchanged or not loadable (initial: raise)."""
         stamp = self.current()

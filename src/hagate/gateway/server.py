@@ -31,7 +31,7 @@ from hagate.gateway.protocol import ServiceKind, encode, read_message
 from hagate.gateway.ratelimit import RateLimiter
 from hagate.gateway.revocation import Revocation
 from hagate.gateway.session import Session, StreamError
-from hagate.gateway.streams import Lease, Limits, StreamTable
+from hagate.gateway.streams import Lease, Limits, StreamTable, principal_key
 from hagate.gateway.tcp_front import TcpFront
 from hagate.gateway.tunnel_front import TunnelFront
 from hagate.net.backend import KERNEL, Backend
@@ -43,7 +43,7 @@ from hagate.net.tls import (
     peer_identity,
     tunnel_server_context,
 )
-from hagate.policy import ANONYMOUS, AuthFailure, Principal, RouteKind, empty_policy
+from hagate.policy import AuthFailure, Principal, RouteKind, empty_policy
 
 log = logging.getLogger("hagate.gateway")
 
@@ -354,7 +354,7 @@ class Gateway:
     ) -> Lease:
         """A lease for one stream (fair limits and rates); StreamError 429/503 when over."""
         loop_now = time.monotonic()
-        key = principal.label() if principal is not ANONYMOUS else f"ip:{client_ip}"
+        key = principal_key(principal, client_ip)
         try:
             if not self.rates.allow(key, loop_now):
                 raise StreamError(429, "rate", f"too many requests from {key}")

@@ -17,6 +17,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from hagate.gateway.admission import Handler
 from hagate.gateway.protocol import ServiceKind
 from hagate.gateway.session import StreamError
 from hagate.net.conn import Conn, set_nodelay
@@ -67,7 +68,7 @@ class TcpFront:
         with contextlib.suppress(OSError):
             lsock.close()
 
-    def _handler(self, port: int):  # type: ignore[no-untyped-def]
+    def _handler(self, port: int) -> Handler:
         device, service = self.routes[port]
         gw = self.gw
 
