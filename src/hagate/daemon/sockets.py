@@ -1,12 +1,13 @@
 """Raw IP protocol 112 sockets, one per (interface, family), shared by all instances on it.
 
 As keepalived does: bound to the interface (SO_BINDTODEVICE), TTL / hop limit 255 on every
-advert (RFC 3768 §5.2.3, RFC 9568 §5.1.1.3), our own multicast not looped back, the VRRP
-group joined on the interface only when some instance uses multicast. IPv4 raw sockets hand
-us the IP header (TTL and destination are read there); IPv6 gives hop limit and destination
-as ancillary data (IPV6_RECVHOPLIMIT, IPV6_RECVPKTINFO). The kernel does not checksum for us
-(IPV6_CHECKSUM off): the codec computes the VRRP checksum over its pseudo-header, so we
-choose the source address ourselves and pass it with IP_PKTINFO / IPV6_PKTINFO.
+advert (RFC 3768 §5.2.3, RFC 9568 §5.1.1.3), DSCP CS6 (TOS / traffic class 0xc0), our own
+multicast not looped back, the VRRP group joined on the interface only when some instance
+uses multicast. IPv4 raw sockets hand us the IP header (TTL and destination are read
+there); IPv6 gives hop limit and destination as ancillary data (IPV6_RECVHOPLIMIT,
+IPV6_RECVPKTINFO). The kernel does not checksum for us (IPV6_CHECKSUM off): the codec
+computes the VRRP checksum over its pseudo-header, so we choose the source address
+ourselves and pass it with IP_PKTINFO / IPV6_PKTINFO.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+# DSCP CS6 ("network control", RFC 4594), as keepalived (IPTOS_PREC_INTERNETCONTROL) and
+# FRR's vrrpd mark adverts: on a congested QoS link they are the last to be dropped.
+DSCP_CS6_TOS = 0xC0
 IP_MULTICAST_ALL = 49
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
@@ -104,6 +109,7 @@ class VrrpSocket:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rx_buf_size)
         if self.family == socket.AF_INET:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_CS6_TOS)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             # Only the groups this socket joined, not every socket's (as keepalived sets).
@@ -112,6 +118,7 @@ class VrrpSocket:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         else:
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, -1)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, DSCP_CS6_TOS)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
