@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from hagate.vrrp.advert import Advert
-from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.machine import VrrpMachine
 from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.state import State
 
@@ -24,7 +24,7 @@ MASTER_ADDR = IPv4Address("10.1.1.5")
 
 
 def _backup() -> Callable[[int], None]:
-    m = VrrpInstance(
+    m = VrrpMachine(
         VrrpParams(vrid=51, primary_address=IPv4Address("10.1.1.10"), vips=(VIP,), priority=200)
     )
     m.start(0.0)
@@ -43,7 +43,7 @@ def _backup() -> Callable[[int], None]:
 
 
 def _master() -> Callable[[int], None]:
-    m = VrrpInstance(
+    m = VrrpMachine(
         VrrpParams(
             vrid=51, primary_address=MASTER_ADDR, vips=(VIP,), priority=255, garp_master_delay=0
         )

@@ -18,7 +18,7 @@ from hagate.bridge import (
 )
 from hagate.config import load
 from hagate.config import model as cfg
-from hagate.daemon.bridge import plan_instance
+from hagate.daemon.plan import plan_instance
 from hagate.simulate.cluster import load_cluster
 from hagate.vrrp.advert import AuthType
 from hagate.vrrp.receive import AddressCheck

@@ -1,6 +1,6 @@
 """The one mapping from the keepalived.conf model to the VRRP core's parameters.
 
-``hagate vrrp`` (hagate.daemon.bridge) and ``hagate simulate`` (hagate.simulate.cluster) both
+``hagate vrrp`` (hagate.daemon.plan) and ``hagate simulate`` (hagate.simulate.cluster) both
 call :func:`map_instance`, so a config behaves the same in the daemon, the simulator and the
 lab. Pure: no sockets, no logging; what keepalived would log comes back as ``notes``. The one
 host fact, the advert source address, is passed in.

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hagate.config.check import check
-from hagate.daemon.bridge import BridgeError, disabled_scripts, plan_instance
 from hagate.daemon.driver import StartError, load_config
+from hagate.daemon.plan import BridgeError, disabled_scripts, plan_instance
 
 PIECES = [
     b"vrrp_instance VI ", b"{", b"}", b"\n", b"\n", b" ", b"\t", b"\v", b"\f", b"\r", b"\0",

@@ -16,7 +16,7 @@ import pytest
 from hagate.config import Impact, Severity, load
 from hagate.config.check import check
 from hagate.config.limits import Limits
-from hagate.daemon.bridge import BridgeError, disabled_scripts, plan_instance
+from hagate.daemon.plan import BridgeError, disabled_scripts, plan_instance
 
 CORPUS = Path(__file__).parent / "corpus"
 INSTANCE = """vrrp_instance VI_{n} {{

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hagate.config import load
-from hagate.daemon.bridge import plan_instance
 from hagate.daemon.driver import Daemon, Options
+from hagate.daemon.plan import plan_instance
 from hagate.daemon.runtime import Host, InstanceRuntime
 from hagate.daemon.sockets import VrrpSocket
 from hagate.vrrp.advert import MULTICAST_V4, Advert

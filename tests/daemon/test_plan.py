@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hagate.config import load
-from hagate.daemon.bridge import (
+from hagate.daemon.plan import (
     BridgeError,
     InstancePlan,
     disabled_scripts,

@@ -16,12 +16,12 @@ import pytest
 from hagate.config import load
 from hagate.config import model as cfg
 from hagate.daemon import driver
-from hagate.daemon.bridge import fit_instance, max_addresses, plan_instance
 from hagate.daemon.driver import Daemon, Options, StartError, load_config_off_loop
+from hagate.daemon.plan import fit_instance, max_addresses, plan_instance
 from hagate.daemon.scripts import run_command
 from hagate.daemon.status import StatusServer
 from hagate.vrrp.actions import SendAdvert
-from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.machine import VrrpMachine
 from hagate.vrrp.packet import encode
 
 
@@ -45,7 +45,7 @@ def test_more_vips_than_an_advert_holds_become_excluded(tmp_path: Path) -> None:
     assert len(plan.vips) == 255 and len(plan.excluded) == 45
     assert len(plan.all_vips) == 300
     assert len(plan.params.vips) == 255
-    machine = VrrpInstance(plan.params)
+    machine = VrrpMachine(plan.params)
     machine.start(0.0)
     sent = [a for a in machine.actions() if isinstance(a, SendAdvert)]
     assert sent and encode(sent[0].advert, plan.source, plan.destinations[0])  # no ValueError

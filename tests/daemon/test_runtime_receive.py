@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hagate.config import load
-from hagate.daemon.bridge import plan_instance
+from hagate.daemon.plan import plan_instance
 from hagate.daemon.runtime import Host, InstanceRuntime
 from hagate.vrrp.advert import MULTICAST_V4, Advert
 from hagate.vrrp.packet import encode

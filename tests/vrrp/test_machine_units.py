@@ -16,7 +16,7 @@ from hagate.vrrp.actions import (
     StateChanged,
 )
 from hagate.vrrp.advert import Advert, AuthType
-from hagate.vrrp.machine import MachineError, VrrpInstance
+from hagate.vrrp.machine import MachineError, VrrpMachine
 from hagate.vrrp.params import ParamsError, VrrpParams
 from hagate.vrrp.state import State
 from hagate.vrrp.timers import master_down_interval, master_down_interval_us, skew_time_us
@@ -144,14 +144,14 @@ def test_effective_priority_clamps_and_owner_ignores_weights() -> None:
 
 
 def test_start_twice_is_an_error() -> None:
-    m = VrrpInstance(make())
+    m = VrrpMachine(make())
     m.start(0.0)
     with pytest.raises(MachineError, match="start\\(\\) called in state BACKUP"):
         m.start(1.0)
 
 
 def test_actions_drain_in_order() -> None:
-    m = VrrpInstance(make(priority=255, garp_master_delay=2))
+    m = VrrpMachine(make(priority=255, garp_master_delay=2))
     assert m.get_timer() is None and m.next_action() is None
     m.start(0.0)
     first = m.next_action()
@@ -170,12 +170,12 @@ def test_actions_drain_in_order() -> None:
 
 
 def test_adverts_carry_auth_and_v3_interval() -> None:
-    m = VrrpInstance(make(priority=255, auth_type=AuthType.PASS, auth_data=b"secret\0\0"))
+    m = VrrpMachine(make(priority=255, auth_type=AuthType.PASS, auth_data=b"secret\0\0"))
     m.start(0.0)
     sent = m.next_action()
     assert isinstance(sent, SendAdvert)
     assert sent.advert.auth_type is AuthType.PASS and sent.advert.auth_data == b"secret\0\0"
-    m3 = VrrpInstance(make(version=3, advert_int=0.25, priority=255))
+    m3 = VrrpMachine(make(version=3, advert_int=0.25, priority=255))
     m3.start(0.0)
     sent3 = m3.next_action()
     assert isinstance(sent3, SendAdvert) and sent3.advert.advert_int_cs == 25
@@ -183,7 +183,7 @@ def test_adverts_carry_auth_and_v3_interval() -> None:
 
 
 def test_tracked_fault_before_start_starts_in_fault() -> None:
-    m = VrrpInstance(make(tracked=(TrackedItem("eth0"),)))
+    m = VrrpMachine(make(tracked=(TrackedItem("eth0"),)))
     m.set_tracked(0.0, "eth0", False)
     assert m.actions() == []
     m.start(0.0)
@@ -197,14 +197,14 @@ def test_tracked_fault_before_start_starts_in_fault() -> None:
 
 
 def test_initially_failed_item_and_unknown_name() -> None:
-    m = VrrpInstance(make(tracked=(TrackedItem("chk", -30, initially_ok=False),)))
+    m = VrrpMachine(make(tracked=(TrackedItem("chk", -30, initially_ok=False),)))
     assert m.effective_priority == 70
     with pytest.raises(ValueError, match="unknown tracked item 'chx'"):
         m.set_tracked(0.0, "chx", True)
 
 
 def test_priority_change_reported_and_clamped() -> None:
-    m = VrrpInstance(make(priority=20, tracked=(TrackedItem("chk", -50),)))
+    m = VrrpMachine(make(priority=20, tracked=(TrackedItem("chk", -50),)))
     m.start(0.0)
     m.actions()
     m.set_tracked(1.0, "chk", False)
@@ -212,7 +212,7 @@ def test_priority_change_reported_and_clamped() -> None:
 
 
 def test_higher_prio_send_advert_answers_before_yielding() -> None:
-    m = VrrpInstance(make(priority=255, higher_prio_send_advert=True, garp_master_delay=0))
+    m = VrrpMachine(make(priority=255, higher_prio_send_advert=True, garp_master_delay=0))
     m.start(0.0)
     m.actions()
     m.receive_advert(0.5, advert(255), IPv4Address("10.0.0.3"))  # another owner
@@ -222,7 +222,7 @@ def test_higher_prio_send_advert_answers_before_yielding() -> None:
 
 
 def test_lower_prio_no_advert_stays_silent() -> None:
-    m = VrrpInstance(make(priority=255, lower_prio_no_advert=True, garp_master_delay=0))
+    m = VrrpMachine(make(priority=255, lower_prio_no_advert=True, garp_master_delay=0))
     m.start(0.0)
     m.actions()
     m.receive_advert(0.5, advert(100), PEER)
@@ -230,7 +230,7 @@ def test_lower_prio_no_advert_stays_silent() -> None:
 
 
 def test_lower_prio_garp_second_round() -> None:
-    m = VrrpInstance(make(priority=255, garp_master_delay=0, garp_lower_prio_delay=2))
+    m = VrrpMachine(make(priority=255, garp_master_delay=0, garp_lower_prio_delay=2))
     m.start(0.0)
     m.actions()
     m.receive_advert(0.5, advert(100), PEER)
@@ -242,7 +242,7 @@ def test_lower_prio_garp_second_round() -> None:
 
 
 def test_leaving_master_cancels_pending_garp() -> None:
-    m = VrrpInstance(make(priority=200, start_state=State.MASTER, garp_master_delay=5))
+    m = VrrpMachine(make(priority=200, start_state=State.MASTER, garp_master_delay=5))
     m.start(0.0)
     m.handle_timer(m.get_timer() or 0.0)
     m.actions()
@@ -253,7 +253,7 @@ def test_leaving_master_cancels_pending_garp() -> None:
 
 
 def test_v3_master_learns_interval_when_yielding() -> None:
-    m = VrrpInstance(make(version=3, priority=100, start_state=State.MASTER))
+    m = VrrpMachine(make(version=3, priority=100, start_state=State.MASTER))
     m.start(0.0)
     m.handle_timer(m.get_timer() or 0.0)
     assert m.state is State.MASTER

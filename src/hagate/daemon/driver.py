@@ -27,15 +27,15 @@ from typing import Any
 
 from hagate.config import Impact, Severity, load
 from hagate.config import model as cfg
-from hagate.daemon.bridge import (
+from hagate.daemon.garp import GarpSender
+from hagate.daemon.netlink import AddressGone, LinkInfo, LinkMonitor, Netlink, NetlinkFailure
+from hagate.daemon.notify import Notifier
+from hagate.daemon.plan import (
     BridgeError,
     InstancePlan,
     disabled_scripts,
     plan_instance,
 )
-from hagate.daemon.garp import GarpSender
-from hagate.daemon.netlink import AddressGone, LinkInfo, LinkMonitor, Netlink, NetlinkFailure
-from hagate.daemon.notify import Notifier
 from hagate.daemon.runtime import Host, InstanceRuntime
 from hagate.daemon.scripts import ScriptRunner, ScriptSpec, ScriptStatus, default_script_user
 from hagate.daemon.sockets import VrrpSocket

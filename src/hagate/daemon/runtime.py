@@ -16,10 +16,10 @@ from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from hagate.daemon.bridge import InstancePlan
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
 from hagate.daemon.notify import Notifier
+from hagate.daemon.plan import InstancePlan
 from hagate.daemon.sockets import Prepared, VrrpSocket
 from hagate.vrrp.actions import (
     AddVips,
@@ -31,7 +31,7 @@ from hagate.vrrp.actions import (
     StateChanged,
 )
 from hagate.vrrp.advert import Advert
-from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.machine import VrrpMachine
 from hagate.vrrp.packet import encode
 from hagate.vrrp.receive import Accepted, Discarded, check_packet
 from hagate.vrrp.state import State
@@ -65,7 +65,7 @@ class Host:
 
 
 class InstanceRuntime:
-    """Drives one :class:`VrrpInstance` on one socket."""
+    """Drives one :class:`VrrpMachine` on one socket."""
 
     def __init__(self, plan: InstancePlan, sock: VrrpSocket, host: Host, mac: bytes) -> None:
         self.plan = plan
@@ -73,7 +73,7 @@ class InstanceRuntime:
         self.sock = sock
         self.host = host
         self.mac = mac
-        self.machine = VrrpInstance(plan.params)
+        self.machine = VrrpMachine(plan.params)
         self._loop = host.loop
         self._targets: list[Prepared] = [sock.prepare(plan.source, d) for d in plan.destinations]
         self._wire_for: Advert | None = None

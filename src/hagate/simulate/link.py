@@ -1,6 +1,6 @@
 """A discrete-event simulator: VRRP instances on one fake link, driven by a virtual clock.
 
-Each node runs one :class:`~hagate.vrrp.machine.VrrpInstance`. Every ``SendAdvert`` is
+Each node runs one :class:`~hagate.vrrp.machine.VrrpMachine`. Every ``SendAdvert`` is
 delivered to the other live nodes after ``delay`` seconds unless a partition or loss rate
 says otherwise. Inputs (start, crash, restart, shutdown, tracker changes, partitions) are
 scheduled at virtual times; everything that happens is appended to :attr:`Link.timeline`.
@@ -25,7 +25,7 @@ from hagate.vrrp.actions import (
     StateChanged,
 )
 from hagate.vrrp.advert import Advert, IPAddress
-from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.machine import VrrpMachine
 from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.state import State
 
@@ -59,7 +59,7 @@ class Node:
 
     name: str
     params: VrrpParams
-    machine: VrrpInstance | None = None
+    machine: VrrpMachine | None = None
     vips: set[IPAddress] = field(default_factory=set)
     loss: float = 0.0  # probability that an outgoing advert is lost
     group: int = 0  # partition group; nodes hear only nodes of the same group
@@ -126,7 +126,7 @@ class Link:
             known = ", ".join(self.nodes) or "none"
             raise SimulationError(f"unknown node {name!r} (nodes: {known})") from None
 
-    def machine(self, name: str) -> VrrpInstance:
+    def machine(self, name: str) -> VrrpMachine:
         m = self.node(name).machine
         if m is None:
             raise SimulationError(f"node {name!r} is down")
@@ -268,7 +268,7 @@ class Link:
         if node.machine is not None:
             raise SimulationError(f"node {node.name!r} is already running")
         self._record(node, "event", word)
-        node.machine = VrrpInstance(node.params)
+        node.machine = VrrpMachine(node.params)
         if self.on_boot is not None:
             self.on_boot(node)
         node.machine.start(self.now)

@@ -1,7 +1,7 @@
 """The VRRP state machine of one instance, sans-IO (RFC 3768 / RFC 9568 §6.4, as keepalived).
 
 Every input carries ``now`` (monotonic seconds); outputs are queued :mod:`actions` that the
-driver drains. The driver calls :meth:`VrrpInstance.handle_timer` at :meth:`get_timer`.
+driver drains. The driver calls :meth:`VrrpMachine.handle_timer` at :meth:`get_timer`.
 Where keepalived 2.2.7 and the RFCs differ, keepalived is followed unless
 ``params.strict_rfc``; docs/vrrp-state-machine.md lists the differences.
 """
@@ -50,7 +50,7 @@ def _secs(us: int) -> float:
     return us / US_PER_S
 
 
-class VrrpInstance:
+class VrrpMachine:
     """One VRRP instance (one VRID on one interface)."""
 
     def __init__(self, params: VrrpParams) -> None:

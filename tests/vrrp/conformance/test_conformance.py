@@ -1,4 +1,4 @@
-"""Replay the conformance scenarios (*.txt here) against VrrpInstance and diff the outputs.
+"""Replay the conformance scenarios (*.txt here) against VrrpMachine and diff the outputs.
 
 Scenario format (one instance; times in seconds):
 
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from hagate.vrrp.advert import Advert
-from hagate.vrrp.machine import VrrpInstance
+from hagate.vrrp.machine import VrrpMachine
 from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.state import State
 from hagate.vrrp.tracking import TrackedItem
@@ -116,7 +116,7 @@ def fmt_time(t: float | None) -> str:
     return f"{t:.6f}".rstrip("0").rstrip(".")
 
 
-def apply(machine: VrrpInstance, line: str) -> None:
+def apply(machine: VrrpMachine, line: str) -> None:
     words = line.split()
     now = float(words[1])
     verb, args = words[2], words[3:]
@@ -146,7 +146,7 @@ def apply(machine: VrrpInstance, line: str) -> None:
 
 
 def replay(scenario: Scenario) -> list[Step]:
-    machine = VrrpInstance(build_params(scenario.params_line))
+    machine = VrrpMachine(build_params(scenario.params_line))
     out: list[Step] = []
     for step in scenario.steps:
         apply(machine, step.line)
