@@ -27,6 +27,7 @@ def _agent() -> Agent:
     agent._pool_tasks = set()
     agent.superseded = 0
     agent._sid = ""
+    agent.on_change = None
     return agent
 
 
@@ -60,7 +61,46 @@ def _delays(outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatc
 
 def test_a_lost_session_is_retried_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = _delays([None, None, None], monkeypatch)
-    assert all(d <= 0.15 for d in delays)
+    assert all(d <= 0.05 for d in delays)
+
+
+def test_failed_redials_keep_a_steady_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first fast retry, failed dials (the VIP not moved yet) wait ~period each."""
+    agent_fails = [None] + [ConnectionRefusedError()] * 6
+
+    delays = _delays_failing(agent_fails, monkeypatch)
+    assert delays[0] <= 0.05
+    assert all(0.125 <= d <= 0.375 for d in delays[1:]), delays
+
+
+def _delays_failing(
+    outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatch
+) -> list[float]:
+    """Like _delays, but only a None outcome is an established session."""
+    agent = _agent()
+    script: Iterator[BaseException | None] = iter(outcomes)
+    delays: list[float] = []
+
+    async def session() -> None:
+        outcome = next(script)
+        agent._established = outcome is None
+        if outcome is not None:
+            raise outcome
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) == len(outcomes):
+            raise asyncio.CancelledError
+
+    agent._session = session  # type: ignore[method-assign]
+    monkeypatch.setattr(agent_mod.asyncio, "sleep", sleep)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await agent.run()
+
+    asyncio.run(main())
+    return delays
 
 
 def test_superseded_sessions_do_not_reset_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:

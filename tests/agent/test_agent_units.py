@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import pytest
 
-from hagate.agent.agent import Agent
-from hagate.agent.config import (
-    AgentConfig,
-    ClientConfig,
-    Reconnect,
-    load_agent_config,
-    parse_agent,
-)
+from hagate.agent.config import Reconnect, load_agent_config, parse_agent
+from hagate.agent.redial import Backoff, ScheduleKind, Steady
 from hagate.gateway.config import ConfigError
 from hagate.gateway.protocol import ServiceKind
 
 
-def _agent(rc: Reconnect) -> Agent:
-    cfg = AgentConfig(ClientConfig("h", 1, "h", Path("a"), Path("b"), Path("c")), [], rc)
-    agent = Agent.__new__(Agent)
-    agent.cfg = cfg
-    return agent
-
-
-def test_fast_retries_then_jittered_capped_backoff() -> None:
-    agent = _agent(Reconnect(fast_retries=3, fast_delay=0.1, base_delay=0.5, max_delay=30))
-    for failures in (1, 2, 3):
-        delays = [agent._delay(failures) for _ in range(200)]
-        assert all(0.05 <= d <= 0.15 for d in delays)
-    prev = 0.0
-    for failures, step in ((4, 0.5), (5, 1.0), (6, 2.0), (7, 4.0)):
-        delays = [agent._delay(failures) for _ in range(500)]
-        assert all(step / 2 <= d <= step for d in delays)
-        assert statistics.pstdev(delays) > 0  # jittered: agents do not redial in lockstep
-        assert statistics.mean(delays) > prev
-        prev = statistics.mean(delays)
-    assert all(15 <= agent._delay(50) <= 30 for _ in range(100))  # capped
+def test_reconnect_picks_the_schedule() -> None:
+    assert isinstance(Reconnect().plan(), Steady)
+    old = Reconnect(fast_retries=3, fast_delay=0.1, schedule=ScheduleKind.BACKOFF).plan()
+    assert old == Backoff(3, 0.1, 0.5, 30.0)
 
 
 def test_parse_agent_config(tmp_path: Path) -> None:
@@ -59,6 +36,7 @@ target = "127.0.0.1:22"
 port = 20022
 [reconnect]
 max_delay_s = 10
+period_ms = 200
 """
     )
     cfg = load_agent_config(tmp_path / "agent.toml")
@@ -74,6 +52,7 @@ max_delay_s = 10
     assert ssh.spec.kind is ServiceKind.TCP and ssh.spec.port == 20022
     assert ssh.spec.target_port == 22
     assert cfg.reconnect.max_delay == 10 and cfg.reconnect.fast_retries == 3
+    assert cfg.reconnect.plan() == Steady(0.05, 0.2, 15.0, 10.0)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +68,9 @@ max_delay_s = 10
             "unique",
         ),
         ('colour = "blue"\n', "unknown keys"),
+        ('[[service]]\nname = "w"\ntarget = "h:1"\n[reconnect]\nschedule = "x"\n', "one of"),
+        ('[[service]]\nname = "w"\ntarget = "h:1"\n[reconnect]\nperiod_ms = 0\n', "period"),
+        ('[[service]]\nname = "w"\ntarget = "h:1"\n[reconnect]\nspeed = 1\n', "unknown"),
     ],
 )
 def test_agent_config_errors(extra: str, message: str) -> None:

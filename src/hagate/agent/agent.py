@@ -4,10 +4,11 @@ Sockets come from :mod:`hagate.net` (no asyncio transports: an idle agent costs 
 socket and OpenSSL's state); every protocol decision (what a line means, when to probe, when
 the gateway counts as dead) is the sans-IO core's, tested by transcripts in tests/tunnel.
 
-Reconnects after any loss: a few fast retries, then jittered exponential backoff (capped).
-A session that ended superseded (another agent runs with our certificate) or refused does
-not reset the failure count, and the gateway's ``retry_after_ms`` hint is obeyed, so two
-agents with one certificate back off instead of taking the device from each other.
+Reconnects after any loss on the schedule of :mod:`hagate.agent.redial` (a fast first
+retry, steady jittered retries while the outage is young, then bounded growth). A session
+that ended superseded (another agent runs with our certificate) or refused does not start a
+new outage: the wait is the slow one, and the gateway's ``retry_after_ms`` hint is obeyed,
+so two agents with one certificate back off instead of taking the device from each other.
 
 The gateway pings every ``heartbeat_ms``. After two silent intervals the agent sends a probe:
 if the VIP has moved, the node that now holds it answers with a TCP reset at once (so a moved
@@ -159,13 +160,20 @@ class Agent:
         self._tls_session: ssl.SSLSession | None = None
         self._spares = 0
         self._last_demand = 0.0
+        # Called with True when a session is up, False when it ends (a fleet runner's tally).
+        self.on_change: Callable[[Agent, bool], None] | None = None
 
     async def run(self) -> None:
-        rc = self.cfg.reconnect
-        failures = 0
+        """Sessions forever; between them the wait that :mod:`hagate.agent.redial` says."""
+        schedule = self.cfg.reconnect.plan()
+        loop = asyncio.get_running_loop()
+        attempt = 0  # failed attempts of this outage
+        lost_at = loop.time()
+        slow = False  # refused or superseded since the last good session
         while True:
             hint = 0.0
             keep_failures = False  # a superseded session is no success
+            refused = False
             try:
                 await self._session()
                 self.last_error = "session lost"
@@ -173,35 +181,28 @@ class Agent:
                 self.superseded += 1
                 self.last_error = str(exc)
                 log.warning("%s; is this device's agent running twice?", self.last_error)
-                failures = max(failures, rc.fast_retries + 10)
-                hint, keep_failures = exc.retry_after, True
+                hint, keep_failures, refused = exc.retry_after, True, True
             except Refused as exc:
                 self.last_error = f"refused: {exc}"
                 log.error("gateway refused us: %s", exc)
-                failures = max(failures, rc.fast_retries + 10)
                 # One quick retry after a refused session gets the definitive answer at the
-                # hello (e.g. revoked: then the back-off above); a hint (twin) is obeyed.
-                hint, keep_failures = exc.retry_after, exc.retry_after > 0
+                # hello (e.g. revoked: then the slow wait); a hint (twin) is obeyed.
+                hint, keep_failures, refused = exc.retry_after, exc.retry_after > 0, True
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("gateway %s:%s: %s", self.cfg.client.host, self.cfg.client.port, exc)
             finally:
                 self._end_session()
+            now = loop.time()
             if self._established and not keep_failures:
-                failures = 0
-            failures += 1
-            delay = self._delay(failures)
+                attempt, lost_at, slow = 0, now, False  # a new outage starts now
+            elif refused:
+                slow = True
+            attempt += 1
+            delay = schedule.delay(attempt, now - lost_at, random.random(), slow)
             if hint > 0:  # the gateway knows best (it sees both twins): never earlier
                 delay = hint * random.uniform(1.0, 1.0 + HINT_JITTER)
             await asyncio.sleep(delay)
-
-    def _delay(self, failures: int) -> float:
-        """Fast retries first, then exponential backoff with jitter, capped."""
-        rc = self.cfg.reconnect
-        if failures <= rc.fast_retries:
-            return rc.fast_delay * random.uniform(0.5, 1.5)
-        step = min(rc.max_delay, rc.base_delay * 2.0 ** (failures - rc.fast_retries - 1))
-        return float(step / 2 + random.uniform(0, step / 2))
 
     async def _session(self) -> None:
         self._established = False
@@ -231,6 +232,8 @@ class Agent:
         self._tls_session = conn.sock.session if isinstance(conn.sock, ssl.SSLSocket) else None
         self.sessions += 1
         self.connected.set()
+        if self.on_change is not None:
+            self.on_change(self, True)
         log.info("session %s up (v%d); routes %s", self._sid, tc.version, self.routes)
         set_keepalive(conn.sock)
         if welcome.pool_idle_s < 0:  # else spares open once streams are asked for
@@ -245,6 +248,8 @@ class Agent:
         self._spawn_data(msg.token)
 
     def _end_session(self) -> None:
+        if self.connected.is_set() and self.on_change is not None:
+            self.on_change(self, False)
         self.connected.clear()
         self._sid = ""
         for task in list(self._pool_tasks):

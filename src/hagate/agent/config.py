@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hagate.agent.redial import Backoff, Schedule, ScheduleKind, Steady
 from hagate.gateway.config import ConfigError
 from hagate.gateway.protocol import SERVICE_RE, ServiceKind, ServiceSpec
 from hagate.net.conn import parse_hostport
@@ -35,10 +36,21 @@ class LocalService:
 
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    fast_retries: int = 3
-    fast_delay: float = 0.1
-    base_delay: float = 0.5
+    """[reconnect]: the redial schedule (hagate.agent.redial); ``steady`` unless told."""
+
+    fast_retries: int = 3  # backoff only
+    fast_delay: float = 0.1  # backoff only
+    base_delay: float = 0.5  # backoff only
     max_delay: float = 30.0
+    schedule: ScheduleKind = ScheduleKind.STEADY
+    first: float = 0.05  # steady only
+    period: float = 0.25  # steady only
+    young: float = 15.0  # steady only
+
+    def plan(self) -> Schedule:
+        if self.schedule is ScheduleKind.BACKOFF:
+            return Backoff(self.fast_retries, self.fast_delay, self.base_delay, self.max_delay)
+        return Steady(self.first, self.period, self.young, self.max_delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +138,29 @@ def parse_agent(data: dict[str, Any], base: Path, name: str = "agent.toml") -> A
     rc = data.get("reconnect", {})
     if not isinstance(rc, dict):
         raise ConfigError(f"{name}: [reconnect] must be a table")
+    known = {"fast_retries", "fast_delay_ms", "base_delay_ms", "max_delay_s", "schedule"}
+    known |= {"first_ms", "period_ms", "young_s"}
+    if set(rc) - known:
+        raise ConfigError(f"{name}: [reconnect]: unknown keys {sorted(set(rc) - known)}")
+    kinds = [k.value for k in ScheduleKind]
+    if rc.get("schedule", "steady") not in kinds:
+        raise ConfigError(f"{name}: [reconnect] schedule must be one of {kinds}")
     try:
         reconnect = Reconnect(
             fast_retries=int(rc.get("fast_retries", 3)),
             fast_delay=float(rc.get("fast_delay_ms", 100)) / 1000,
             base_delay=float(rc.get("base_delay_ms", 500)) / 1000,
             max_delay=float(rc.get("max_delay_s", 30)),
+            schedule=ScheduleKind(rc.get("schedule", "steady")),
+            first=float(rc.get("first_ms", 50)) / 1000,
+            period=float(rc.get("period_ms", 250)) / 1000,
+            young=float(rc.get("young_s", 15)),
         )
+        reconnect.plan()  # Steady checks its numbers
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: [reconnect] values must be numbers") from None
+        raise ConfigError(
+            f"{name}: [reconnect] values must be numbers (0 < period_ms <= max_delay_s)"
+        ) from None
     return AgentConfig(client, services, reconnect)
 
 
