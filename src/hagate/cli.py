@@ -25,9 +25,13 @@ _SUBCOMMAND_MODULES = (
     "hagate.policy.cli",  # hagate policy, hagate token
     "hagate.lab.cli",  # hagate lab
 )
+# Commands whose start-up time matters: `hagate vrrp ...` imports only its own module (a
+# restarting node must be in BACKUP within tens of milliseconds, not after every package's
+# imports). `hagate --help` still lists every command.
+_ALONE = {"vrrp": "hagate.daemon.cli"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = _SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hagate",
         description=(
@@ -39,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hagate {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in _SUBCOMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -51,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    alone = _ALONE.get(argv[0]) if argv else None
+    parser = build_parser((alone,) if alone else _SUBCOMMAND_MODULES)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
