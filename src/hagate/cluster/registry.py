@@ -1,0 +1,316 @@
+"""The device registry's driver: this node's lease, its records, and the watch that keeps
+every node's :class:`~hagate.cluster.routes.RouteTable` current.
+
+* One lease per node (``lease_ttl``, refreshed every third of it): the node's key and all its
+  device keys hang on it, so a crashed node's records vanish together when it expires, and a
+  graceful stop revokes it (they vanish at once).
+* Writes are asynchronous: attaching a device never waits for etcd. A writer publishes the
+  difference between the live local sessions and what this lease holds, many puts at a time.
+* etcd down (no quorum, all endpoints dead, lease keep-alive failing): the node keeps serving
+  its own devices, routes to other nodes stay as last seen (a node that no longer holds a
+  device answers "not here": a user is never spliced to a device's old session), /healthz and
+  the log say so, and on return it re-reads everything at one revision, re-publishes what is
+  missing or different, and watches again from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from hagate.cluster.etcd import Etcd, EtcdError, WatchEvent, WatchLost
+from hagate.cluster.routes import (
+    ROOT,
+    Change,
+    Publish,
+    Record,
+    RouteTable,
+    Verdict,
+    device_key,
+    node_key,
+    node_value,
+    reconcile,
+    session_value,
+)
+from hagate.tunnel.wire import ServiceSpec
+
+log = logging.getLogger("hagate.cluster")
+
+WRITE_BATCH = 64  # puts in flight at once during a reconnect storm
+RETRY_MIN, RETRY_MAX = 0.2, 2.0
+
+
+class EtcdState(Enum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A local session that a newer one on ``by.node`` replaced."""
+
+    device: str
+    sid: str
+    by: Record
+
+
+class Registry:
+    """Run with ``start()``/``stop()``; ``publish``/``unpublish`` never block."""
+
+    def __init__(
+        self,
+        etcd: Etcd,
+        node: str,
+        peer: str,
+        lease_ttl: int = 10,
+        on_superseded: Callable[[Superseded], None] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> None:
+        self.etcd = etcd
+        self.node = node
+        self.peer = peer
+        self.lease_ttl = max(2, lease_ttl)
+        self.on_superseded = on_superseded
+        self.on_change = on_change
+        self.table = RouteTable()
+        self.local: dict[str, Publish] = {}
+        self.state = EtcdState.CONNECTING
+        self.since = time.monotonic()
+        self.last_error = ""
+        self.lease = 0
+        self.writes = 0  # puts and deletes done
+        self.write_errors = 0
+        self.outages = 0
+        self._written: dict[str, str] = {}  # device -> sid held by our current lease
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+
+    # ------------------------------------------------------------------ API
+
+    def publish(self, device: str, sid: str, services: tuple[ServiceSpec, ...]) -> None:
+        self.local[device] = Publish(device, sid, services)
+        self._dirty.add(device)
+        self._wake.set()
+
+    def unpublish(self, device: str, sid: str) -> None:
+        pub = self.local.get(device)
+        if pub is not None and pub.sid == sid:
+            del self.local[device]
+            self._dirty.add(device)
+            self._wake.set()
+
+    def route(self, device: str) -> Record | None:
+        """The node to splice a user to for ``device`` (None: no other node has it)."""
+        return self.table.route(device, self.node)
+
+    def peer_of(self, node: str) -> str | None:
+        info = self.table.nodes.get(node)
+        return info.peer if info is not None else None
+
+    @property
+    def pending(self) -> int:
+        return len(self._dirty)
+
+    async def wait_up(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Until etcd is up and every local change is written (tests, graceful stops)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end:
+            if self.state is EtcdState.UP and not self._dirty:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    def health(self) -> dict[str, object]:
+        """A snapshot for /healthz and `hagate cluster status` (plain values only)."""
+        return {
+            "etcd": self.state.value,
+            "etcd_endpoint": self.etcd.endpoint,
+            "etcd_for_s": round(time.monotonic() - self.since, 1),
+            "etcd_error": self.last_error,
+            "lease": f"{self.lease:x}" if self.lease else "",
+            "revision": self.table.revision,
+            "local_devices": len(self.local),
+            "unwritten": len(self._dirty),
+            "registry_writes": self.writes,
+            "nodes": sorted(self.table.nodes),
+            "devices_per_node": self.table.devices_per_node(),
+            "outages": self.outages,
+        }
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"registry {self.node}")
+
+    async def stop(self, graceful: bool = True) -> None:
+        """Stop; ``graceful`` revokes the lease so every record of this node goes at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if graceful and self.lease and self.state is EtcdState.UP:
+            with contextlib.suppress(EtcdError):
+                await self.etcd.revoke(self.lease)
+        await self.etcd.close()
+
+    # ------------------------------------------------------------------ driver
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                await self._session()
+            except EtcdError as exc:
+                self._set_down(str(exc))
+            await self.etcd.failover()
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2) if self.state is not EtcdState.UP else RETRY_MIN
+
+    def _set_down(self, error: str) -> None:
+        self._up.clear()
+        self.last_error = error
+        if self.state is not EtcdState.DOWN:
+            self.outages += 1 if self.state is EtcdState.UP else 0
+            self.state = EtcdState.DOWN
+            self.since = time.monotonic()
+            log.warning(
+                "etcd down (%s): still serving the %d device(s) attached here; routes to "
+                "other nodes frozen as of revision %d",
+                error,
+                len(self.local),
+                self.table.revision,
+            )
+
+    async def _session(self) -> None:
+        etcd = self.etcd
+        if self.lease and await etcd.keepalive(self.lease) > 0:
+            pass  # the same lease survived the outage: our keys are still there
+        else:
+            self.lease = await etcd.grant(self.lease_ttl)
+        await etcd.put(node_key(self.node), node_value(self.peer), self.lease)
+        kvs, revision = await etcd.get_prefix(ROOT.encode())
+        changes = self.table.reset([(kv.key, kv.value, kv.mod_revision) for kv in kvs], revision)
+        ours = {kv.key for kv in kvs if kv.lease == self.lease}
+        own = self.table.own_keys(self.node)
+        held = {d: r for d, r in own.items() if device_key(d, self.node) in ours}
+        self._written = {d: r.sid for d, r in held.items()}
+        stale = set(own) - set(held)  # under a lease that expired: write again or delete
+        self._dirty |= {op.device for op in reconcile(self.local, held)} | stale
+        queue: asyncio.Queue[WatchEvent | WatchLost] = asyncio.Queue()
+        cancel = await etcd.watch(ROOT.encode(), revision + 1, queue)
+        was = self.state
+        self.state, self.since, self.last_error = EtcdState.UP, time.monotonic(), ""
+        self._up.set()
+        if was is EtcdState.DOWN:
+            log.info(
+                "etcd back (%s): caught up at revision %d, re-publishing %d device(s)",
+                etcd.endpoint,
+                revision,
+                len(self._dirty),
+            )
+        else:
+            log.info("etcd up (%s): node %s, lease %x", etcd.endpoint, self.node, self.lease)
+        for change in changes:
+            self._changed(change)
+        self._wake.set()
+        tasks = [
+            asyncio.create_task(self._keepalive()),
+            asyncio.create_task(self._writer()),
+            asyncio.create_task(self._events(queue)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+            raise EtcdError("registry session ended")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            if await self.etcd.keepalive(self.lease) <= 0:
+                self.lease = 0
+                raise EtcdError("lease expired")
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                batch = [self._dirty.pop() for _ in range(min(WRITE_BATCH, len(self._dirty)))]
+                results = await asyncio.gather(
+                    *(self._write(d) for d in batch), return_exceptions=True
+                )
+                failed = [d for d, r in zip(batch, results, strict=True) if r is not None]
+                if failed:
+                    self._dirty.update(failed)
+                    self.write_errors += len(failed)
+                    first = results[batch.index(failed[0])]
+                    raise first if isinstance(first, EtcdError) else EtcdError(str(first))
+
+    async def _write(self, device: str) -> None:
+        want = self.local.get(device)
+        have = self._written.get(device)
+        key = device_key(device, self.node)
+        if want is not None:
+            if have == want.sid:
+                return
+            await self.etcd.put(key, session_value(want.sid, want.services), self.lease)
+            self._written[device] = want.sid
+        elif have is not None or self.node in self.table.records.get(device, {}):
+            await self.etcd.delete(key)
+            self._written.pop(device, None)
+        else:
+            return
+        self.writes += 1
+
+    async def _events(self, queue: asyncio.Queue[WatchEvent | WatchLost]) -> None:
+        while True:
+            ev = await queue.get()
+            if isinstance(ev, WatchLost):
+                raise EtcdError(f"watch lost: {ev.reason}")
+            if ev.put:
+                change = self.table.put(ev.key, ev.value, ev.revision)
+            else:
+                change = self.table.delete(ev.key, ev.revision)
+            if change is not None:
+                self._changed(change)
+
+    def _changed(self, change: Change) -> None:
+        device = change.device
+        pub = self.local.get(device)
+        if pub is not None and self.table.verdict(device, self.node, pub.sid) is Verdict.SUPERSEDED:
+            by = self.table.winner(device)
+            assert by is not None
+            log.info(
+                "device %s: session %s superseded by session %s on node %s (revision %d)",
+                device,
+                pub.sid,
+                by.sid,
+                by.node,
+                by.revision,
+            )
+            self.unpublish(device, pub.sid)
+            if self.on_superseded is not None:
+                self.on_superseded(Superseded(device, pub.sid, by))
+        if self.on_change is not None:
+            self.on_change(change)

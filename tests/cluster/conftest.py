@@ -1,0 +1,57 @@
+"""A real single-member etcd on loopback per test that asks for it (never a mock)."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hagate.lab import etcd as etcdproc
+
+
+@dataclass
+class EtcdServer:
+    member: etcdproc.Member
+    data_dir: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return self.member.host, self.member.client_port
+
+    def start(self) -> None:
+        """Start (or restart, keeping its data) and wait until the client port answers."""
+        assert self.proc is None or self.proc.poll() is not None
+        token = "hagate-test"
+        argv = etcdproc.argv(self.member, [self.member], self.data_dir, token)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        etcdproc.wait_ready(self.member.host, self.member.client_port)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        self.kill()
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (Debian: etcd-server)")
+    client, peer = etcdproc.free_loopback_ports(2)
+    member = etcdproc.Member(f"t{secrets.token_hex(3)}", "127.0.0.1", client, peer)
+    server = EtcdServer(member, tmp_path / "etcd-data", tmp_path / "etcd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,142 @@
+"""The registry against a real single-member etcd on loopback (started per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from tests.cluster.conftest import EtcdServer
+
+from hagate.cluster.etcd import Etcd
+from hagate.cluster.registry import EtcdState, Registry, Superseded
+from hagate.tunnel.wire import ServiceKind, ServiceSpec
+
+WEB = (ServiceSpec("http", ServiceKind.HTTP),)
+TTL = 2
+
+
+def make(server: EtcdServer, node: str, out: list[Superseded] | None = None) -> Registry:
+    sink = out.append if out is not None else None
+    return Registry(Etcd([server.endpoint], 1.0), node, f"127.0.0.1:{7000 + len(node)}", TTL, sink)
+
+
+async def until(pred: Callable[[], object], timeout: float = 5.0, what: str = "") -> float:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - t0
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 30))
+
+
+def test_a_device_published_on_a_routes_there_from_b(etcd: EtcdServer) -> None:
+    async def main() -> None:
+        a, b = make(etcd, "a"), make(etcd, "b")
+        a.start()
+        b.start()
+        try:
+            a.publish("dev1", "s1", WEB)
+            await until(lambda: b.route("dev1") is not None, what="b sees dev1")
+            rec = b.route("dev1")
+            assert rec is not None and (rec.node, rec.sid) == ("a", "s1")
+            assert rec.service(None) == WEB[0]
+            assert b.peer_of("a") == a.peer
+            assert a.route("dev1") is None  # local to a
+            a.unpublish("dev1", "other-sid")  # not ours: ignored
+            await asyncio.sleep(0.1)
+            assert b.route("dev1") is not None
+            a.unpublish("dev1", "s1")
+            await until(lambda: b.route("dev1") is None, what="dev1 gone")
+            assert a.health()["etcd"] == "up"
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main)
+
+
+def test_a_crashed_nodes_records_expire_together_a_stopped_ones_at_once(
+    etcd: EtcdServer,
+) -> None:
+    async def main() -> None:
+        a, b, c = make(etcd, "a"), make(etcd, "b"), make(etcd, "c")
+        for r in (a, b, c):
+            r.start()
+        try:
+            for i in range(50):
+                a.publish(f"dev{i}", f"s{i}", WEB)
+            c.publish("cdev", "sc", WEB)
+            await until(lambda: len(b.table.records) == 51, what="51 records")
+            await a.stop(graceful=False)  # a crash: keep-alives stop, the lease runs out
+            gone = await until(lambda: len(b.table.records) == 1, TTL + 3, "a's records gone")
+            assert 0.5 < gone < TTL + 2
+            assert "a" not in b.table.nodes and b.route("cdev") is not None
+            await c.stop(graceful=True)  # lease revoked: at once
+            fast = await until(lambda: not b.table.records, 2.0, "c's records gone")
+            assert fast < 1.0
+        finally:
+            await b.stop()
+
+    run(main)
+
+
+def test_two_sessions_of_one_device_resolve_to_the_newest(etcd: EtcdServer) -> None:
+    async def main() -> None:
+        sa: list[Superseded] = []
+        sb: list[Superseded] = []
+        a, b = make(etcd, "a", sa), make(etcd, "b", sb)
+        a.start()
+        b.start()
+        try:
+            a.publish("dev1", "old", WEB)
+            assert await a.wait_synced(5)
+            await until(lambda: b.route("dev1") is not None, what="b sees a's session")
+            b.publish("dev1", "new", WEB)  # the device reconnected to b
+            await until(lambda: sa, what="a told it was superseded")
+            assert sa[0].device == "dev1" and sa[0].sid == "old" and sa[0].by.node == "b"
+            assert not sb
+            await until(lambda: "a" not in a.table.records.get("dev1", {}), what="a's key gone")
+            assert a.route("dev1") is not None and a.route("dev1").node == "b"  # type: ignore[union-attr]
+            assert "dev1" not in a.local
+            # and back again: the newest write wins, never a clock
+            a.publish("dev1", "newer", WEB)
+            await until(lambda: sb, what="b told it was superseded")
+            assert sb[0].by.node == "a" and sb[0].by.sid == "newer"
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main)
+
+
+def test_etcd_down_keeps_local_state_says_so_and_catches_up(etcd: EtcdServer) -> None:
+    async def main() -> None:
+        a, b = make(etcd, "a"), make(etcd, "b")
+        a.start()
+        b.start()
+        try:
+            a.publish("dev1", "s1", WEB)
+            await until(lambda: b.route("dev1") is not None, what="dev1 at b")
+            etcd.kill()
+            await until(lambda: a.state is EtcdState.DOWN, 5, "a sees etcd down")
+            h = a.health()
+            assert h["etcd"] == "down" and h["etcd_error"] and h["local_devices"] == 1
+            assert b.route("dev1") is not None  # last seen routes are kept
+            a.publish("dev2", "s2", WEB)  # attaches go on while etcd is down
+            a.unpublish("dev1", "s1")
+            assert a.health()["unwritten"] == 2
+            etcd.start()
+            await until(lambda: a.state is EtcdState.UP and b.state is EtcdState.UP, 10, "up")
+            await until(lambda: b.route("dev2") is not None, 5, "dev2 published after return")
+            await until(lambda: b.route("dev1") is None, 5, "dev1 removed after return")
+            assert a.health()["outages"] == 1 and a.health()["unwritten"] == 0
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main)

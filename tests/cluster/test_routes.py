@@ -1,0 +1,96 @@
+"""The registry's pure decisions: newest by revision, per-node keys, reconcile."""
+
+from __future__ import annotations
+
+from hagate.cluster.routes import (
+    Publish,
+    Record,
+    RouteTable,
+    Unpublish,
+    Verdict,
+    device_key,
+    node_key,
+    node_value,
+    reconcile,
+    session_value,
+)
+from hagate.tunnel.wire import ServiceKind, ServiceSpec
+
+WEB = (ServiceSpec("http", ServiceKind.HTTP), ServiceSpec("ssh", ServiceKind.TCP, None, 22))
+
+
+def test_newest_revision_wins_whatever_the_order_events_arrive() -> None:
+    t = RouteTable()
+    t.put(device_key("dev1", "b"), session_value("sb", WEB), 9)
+    t.put(device_key("dev1", "a"), session_value("sa", WEB), 5)
+    best = t.winner("dev1")
+    assert best is not None and (best.node, best.sid) == ("b", "sb")
+    assert t.verdict("dev1", "a", "sa") is Verdict.SUPERSEDED
+    assert t.verdict("dev1", "b", "sb") is Verdict.KEEP
+    assert t.route("dev1", "a") == best
+    assert t.route("dev1", "b") is None  # local: no splice
+
+
+def test_a_session_whose_put_is_not_seen_yet_is_kept() -> None:
+    t = RouteTable()
+    t.put(device_key("dev1", "b"), session_value("sb", WEB), 9)
+    assert t.verdict("dev1", "a", "new") is Verdict.KEEP
+    t.put(device_key("dev1", "a"), session_value("old", WEB), 3)
+    assert t.verdict("dev1", "a", "new") is Verdict.KEEP  # an older sid of ours is not us
+
+
+def test_delete_of_the_winner_falls_back_and_reports_the_change() -> None:
+    t = RouteTable()
+    t.put(device_key("dev1", "a"), session_value("sa", WEB), 5)
+    change = t.put(device_key("dev1", "b"), session_value("sb", WEB), 9)
+    assert change is not None and change.before is not None and change.before.node == "a"
+    change = t.delete(device_key("dev1", "b"), 10)
+    assert change is not None and change.after is not None and change.after.node == "a"
+    assert t.delete(device_key("dev1", "zz"), 11) is None
+    t.delete(device_key("dev1", "a"), 12)
+    assert t.winner("dev1") is None and "dev1" not in t.records
+
+
+def test_nodes_and_bad_values() -> None:
+    t = RouteTable()
+    t.put(node_key("a"), node_value("10.0.0.1:7444"), 2)
+    t.put(node_key("b"), b"not json", 3)
+    t.put(device_key("dev1", "a"), b'{"sid": 3}', 4)
+    t.put(b"/hagate/v1/devices/just-one-part", b"{}", 5)
+    assert t.nodes["a"].peer == "10.0.0.1:7444" and "b" not in t.nodes
+    assert t.bad_values == 2 and not t.records
+    t.delete(node_key("a"), 6)
+    assert not t.nodes and t.revision == 6
+
+
+def test_record_resolves_services_like_a_session() -> None:
+    r = Record("dev1", "a", "s", 1, WEB)
+    assert r.service(None) == WEB[0]
+    assert r.service("22") == WEB[1]
+    assert r.service("ssh", ServiceKind.HTTP) is None
+
+
+def test_snapshot_reset_reports_changed_winners_only() -> None:
+    t = RouteTable()
+    t.put(device_key("d1", "a"), session_value("1", ()), 2)
+    t.put(device_key("d2", "a"), session_value("2", ()), 3)
+    changes = t.reset(
+        [
+            (device_key("d1", "a"), session_value("1", ()), 2),
+            (device_key("d3", "b"), session_value("3", ()), 7),
+        ],
+        8,
+    )
+    assert sorted(c.device for c in changes) == ["d2", "d3"]
+    assert t.devices_per_node() == {"a": 1, "b": 1}
+
+
+def test_reconcile_keeps_same_sessions_and_repairs_the_rest() -> None:
+    local = {d: Publish(d, f"s{d}", ()) for d in ("d1", "d2", "d3")}
+    published = {
+        "d1": Record("d1", "a", "sd1", 4),  # same: left alone (keeps its revision)
+        "d2": Record("d2", "a", "old", 5),  # different session: rewritten
+        "d9": Record("d9", "a", "x", 6),  # no longer here: deleted
+    }
+    ops = reconcile(local, published)
+    assert ops == [local["d2"], local["d3"], Unpublish("d9")]
