@@ -35,6 +35,7 @@ class Role(Enum):
     DEVICE = "device"
     USER = "user"
     SERVER = "server"
+    NODE = "node"  # a gateway node on the node-to-node peer channel (server and client)
 
     @property
     def ou(self) -> str:
@@ -168,7 +169,7 @@ def issue(
     ips: list[str] | None = None,
     force: bool = False,
 ) -> Issued:
-    """Issue a certificate bundle (cert, key, CA cert) for a device, user or server."""
+    """Issue a certificate bundle (cert, key, CA cert) for a device, user, server or node."""
     check_name(role, name)
     ca_cert, ca_key = load_ca(directory)
     out = directory / "issued" / role.value / name
@@ -183,9 +184,11 @@ def issue(
     )
     now = _now()
     serial = x509.random_serial_number()
-    eku = ExtendedKeyUsageOID.CLIENT_AUTH
+    ekus = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role is Role.SERVER:
-        eku = ExtendedKeyUsageOID.SERVER_AUTH
+        ekus = [ExtendedKeyUsageOID.SERVER_AUTH]
+    elif role is Role.NODE:
+        ekus = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -195,13 +198,13 @@ def issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
     )
-    if role is Role.SERVER:
+    if role in (Role.SERVER, Role.NODE):
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in (dns or [name])]
         for ip in ips or []:
             try:
