@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hagate.cluster.config import ClusterConfig, parse_cluster_section
 from hagate.net.conn import parse_hostport
 
 
@@ -58,6 +59,7 @@ class GatewayConfig:
     pool_idle: float = 60.0
     open_timeout: float = 5.0
     handshake_timeout: float = 10.0
+    cluster: ClusterConfig | None = None  # [cluster]: one of N active nodes (docs/scale.md)
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -107,7 +109,7 @@ def parse_gateway_config(
             f"{name}: [users] is replaced by the access policy: name a policy file in "
             "[policy] file = ... (see docs/policy.md)"
         )
-    known = {"domain", "node", "tls", "listen", "tcp", "limits", "policy", "log"}
+    known = {"domain", "node", "tls", "listen", "tcp", "limits", "policy", "log", "cluster"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -155,6 +157,10 @@ def parse_gateway_config(
     access_fmt = _get(logs, "access_format", str, w, "json")
     if access_fmt not in ("json", "text"):
         raise ConfigError(f"{w}access_format: 'json' or 'text', got {access_fmt!r}")
+    try:
+        cluster = parse_cluster_section(data, base, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     limits = _get(data, "limits", dict, f"{name}: ", {})
     w = f"{name}: [limits] "
     cfg = GatewayConfig(
@@ -190,6 +196,7 @@ def parse_gateway_config(
         pool_idle=_get(limits, "pool_idle_s", float, w, 60.0),
         open_timeout=_get(limits, "open_timeout", float, w, 5.0),
         handshake_timeout=_get(limits, "handshake_timeout", float, w, 10.0),
+        cluster=cluster,
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
