@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hagate.gateway import http
 from hagate.gateway.accesslog import AccessEntry, AccessLog
@@ -45,6 +45,10 @@ from hagate.net.tls import (
 )
 from hagate.policy import AuthFailure, Principal, RouteKind, empty_policy
 
+if TYPE_CHECKING:
+    from hagate.cluster.node import ClusterNode
+    from hagate.cluster.routes import Record
+
 log = logging.getLogger("hagate.gateway")
 
 HEAD_TIMEOUT = 10.0
@@ -58,7 +62,13 @@ class Gateway:
         """``backend`` makes the listening sockets (tests may pass a MemoryBackend)."""
         self.cfg = cfg
         self.backend = backend
-        self.tunnel_ctx = tunnel_server_context(cfg.cert, cfg.key, cfg.ca)
+        self.tunnel_ctx = tunnel_server_context(
+            cfg.cert,
+            cfg.key,
+            cfg.ca,
+            cluster=cfg.domain if cfg.resumption else None,  # the name both nodes share
+            ticket_secret=cfg.ticket_secret,
+        )
         self.https_ctx = https_server_context(
             cfg.https_cert, cfg.https_key, cfg.ca if cfg.https_client_certs else None
         )
@@ -88,6 +98,11 @@ class Gateway:
         self._acceptor: Acceptor | None = None
         self._admin: AdminServer | None = None
         self.tick = time.monotonic()  # stamped by the loop; /healthz checks it is fresh
+        self.cluster: ClusterNode | None = None  # [cluster]: one of N nodes (hagate.cluster)
+        if cfg.cluster is not None:
+            from hagate.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, cfg.cluster)
         if cfg.policy is None:
             log.warning("no [policy] file: every user route is closed (see docs/policy.md)")
 
@@ -119,6 +134,8 @@ class Gateway:
             self._admin.start()
         self._background.append(asyncio.create_task(self.tunnel.heartbeat()))
         self._background.append(asyncio.create_task(self.revocation.run()))
+        if self.cluster is not None:
+            await self.cluster.start()
         log.info(
             "gateway %s listening: %s",
             cfg.node,
@@ -126,6 +143,8 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._admin is not None:
             await asyncio.to_thread(self._admin.stop)
             self._admin = None
@@ -253,6 +272,7 @@ class Gateway:
             "handshakes": len(self.admission.inflight),
             "policy": self.policy.source,
             "loop_lag_ms": round(max(0.0, lag - self.cfg.heartbeat_ms / 1000) * 1000),
+            **({"cluster": self.cluster.health()} if self.cluster is not None else {}),
         }
 
     def bytes_forwarded(self) -> tuple[int, int]:
@@ -310,6 +330,8 @@ class Gateway:
                         "inventory ([tcp.pinned]); reach it with `hagate connect`"
                     )
         log.info("device %s: session %s up, routes %s", device, session.sid, routes)
+        if self.cluster is not None:
+            self.cluster.attached(session)
         return routes, errors
 
     def end_session(self, session: Session, error: str = "") -> None:
@@ -323,6 +345,8 @@ class Gateway:
                 lambda lease: f"device {device} went away" if lease.device == device else None
             )
             log.info("device %s: session %s ended", session.device, session.sid)
+            if self.cluster is not None:
+                self.cluster.detached(session)
 
     # ------------------------------------------------------------ user streams
 
@@ -335,10 +359,17 @@ class Gateway:
     ) -> Principal | AuthFailure:
         return await self.authenticator.authenticate(policy, authorization, cert, client_ip)
 
+    def located(self, device: str) -> Session | Record | None:
+        """The device's session here, or its record at another node of the cluster."""
+        session = self.sessions.get(device)
+        if session is None and self.cluster is not None:
+            return self.cluster.lookup(device)
+        return session
+
     def service_name(self, device: str, service: str | None) -> str:
         """The name the policy sees: ``None`` (a device's default web UI) resolved if online."""
         if service is None:
-            session = self.sessions.get(device)
+            session = self.located(device)
             svc = session.service(None) if session is not None else None
             return svc.name if svc is not None else "http"
         return service
@@ -376,7 +407,7 @@ class Gateway:
     ) -> Lease:
         """Policy decision, then a lease; StreamError (403/401/429/503) if either says no."""
         name = service or "http"
-        session = self.sessions.get(device)
+        session = self.located(device)
         if session is not None:
             svc = session.service(service, kind)
             if svc is not None:
@@ -473,6 +504,8 @@ class Gateway:
         connection had died. Only a pre-opened spare found dead is replaced (twice at most).
         """
         session = self.sessions.get(device)
+        if session is None and self.cluster is not None:
+            return await self.cluster.open_remote(device, service, kind)  # another node's
         if session is None:
             # Unknown and offline look the same without a device database: both are "not here".
             raise StreamError(404, "offline", f"device {device} is not connected")
