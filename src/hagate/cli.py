@@ -24,6 +24,7 @@ _SUBCOMMAND_MODULES = (
     "hagate.pki.cli",  # hagate pki
     "hagate.policy.cli",  # hagate policy, hagate token
     "hagate.lab.cli",  # hagate lab
+    "hagate.console.cli",  # hagate console
 )
 # Commands whose start-up time matters: `hagate vrrp ...` imports only its own module (a
 # restarting node must be in BACKUP within tens of milliseconds, not after every package's

@@ -1,22 +1,289 @@
-"""The node-local admin listener: ``/healthz`` for vrrp_script, ``/metrics`` for Prometheus.
+"""The node-local admin listener: ``/healthz`` for vrrp_script, ``/metrics`` for Prometheus, and
+the JSON the operator's console reads (``/api/summary``, ``/api/devices``, ``/api/access``,
+``POST /api/devices/NAME/kick``; docs/console.md).
 
 It runs in a thread of its own, so that it answers within milliseconds even while the event
 loop is busy with thousands of agents redialling after a failover (a slow answer would make
 `hagate gateway check` fail and the new master lower its own priority). It still reports the
 loop's health: the loop stamps ``tick`` on every heartbeat and a stale stamp means unhealthy.
+
+The device and access views are read *in* the event loop (one short call, bounded by a
+timeout) and filtered and paged here in the thread: the loop's dicts are never iterated from
+another thread. The admin listener carries no authentication of its own: bind it to loopback
+(or a management network) only. Its one action needs ``Content-Type: application/json``, which
+no cross-site form can send without a CORS preflight this server never answers, and a Host
+that is an address literal or ``localhost`` (no DNS rebinding).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import ipaddress
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from hagate.gateway.accesslog import AccessEntry
+    from hagate.gateway.server import Gateway
+
+LOOP_TIMEOUT = 2.0  # a view the loop cannot build within this is a 503, never a hang
+MAX_LIMIT = 500  # devices or access entries in one answer
+MAX_QUERY = 100  # characters of a search string
+MAX_BODY = 4096
+MAX_KNOWN = 200_000  # devices remembered (offline ones are forgotten oldest first)
+_OK_RESULTS = frozenset({"ok", "upgraded", "allowed"})
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """What this node knows of one device: its live session if any, and its history here."""
+
+    name: str
+    online: bool = False
+    session: str = ""
+    since: float = 0.0  # wall clock the current session was first seen (by this book)
+    last_seen: float = 0.0  # wall clock, last time it was online
+    services: list[dict[str, Any]] = field(default_factory=list)
+    routes: dict[str, str] = field(default_factory=dict)
+    streams: int = 0
+    bytes_in: int = 0  # user -> device, streams ended on this node
+    bytes_out: int = 0
+    live_in: int = 0  # streams still running
+    live_out: int = 0
+    last_error: str = ""
+    last_error_at: float = 0.0
+
+    def as_json(self, node: str, now: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "online": self.online,
+            "node": node,
+            "session": self.session if self.online else None,
+            "since": round(self.since, 3) if self.online else None,
+            "age_s": round(max(0.0, now - self.since), 1) if self.online else None,
+            "last_seen": round(self.last_seen, 3),
+            "services": self.services,
+            "routes": self.routes,
+            "streams": self.streams,
+            "bytes_in": self.bytes_in + self.live_in,
+            "bytes_out": self.bytes_out + self.live_out,
+            "last_error": self.last_error or None,
+            "last_error_at": round(self.last_error_at, 3) if self.last_error else None,
+        }
+
+
+class DeviceBook:
+    """Devices seen by this gateway process; ``refresh`` runs in the event loop.
+
+    A session's age is counted from when the book first saw it (the gateway does not stamp
+    sessions): the console asks every second, so ages are right to about a second.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, DeviceRecord] = {}
+        self.changes = 0  # bumped when a device comes or goes: the console's cue to re-read
+        self._last_entry: AccessEntry | None = None
+        self.access_seen = 0
+
+    def refresh(self, gw: Gateway, now: float) -> list[DeviceRecord]:
+        records = self.records
+        for name, session in gw.sessions.items():
+            rec = records.get(name)
+            if rec is None:
+                rec = records[name] = DeviceRecord(name)
+            if not rec.online or rec.session != session.sid:
+                rec.online, rec.session, rec.since = True, session.sid, now
+                rec.services = [s.to_json() for s in session.services.values()]
+                rec.routes = routes_of(gw, session)
+                self.changes += 1
+            rec.last_seen = now
+            rec.streams = rec.live_in = rec.live_out = 0
+        for rec in records.values():
+            if rec.online and rec.name not in gw.sessions:
+                rec.online = False
+                rec.streams = rec.live_in = rec.live_out = 0
+                self.changes += 1
+        for lease in gw.streams:
+            rec = records.get(lease.device)
+            if rec is not None:
+                rec.streams += 1
+                rec.live_in += lease.bytes[0]
+                rec.live_out += lease.bytes[1]
+        for entry in self._new_entries(gw.access.recent):
+            rec = records.get(entry.device)
+            if rec is None:
+                continue  # a refusal for a device never seen here: not a device we know
+            rec.bytes_in += entry.bytes_in
+            rec.bytes_out += entry.bytes_out
+            if entry.result not in _OK_RESULTS:
+                status = f" ({entry.status})" if entry.status is not None else ""
+                rec.last_error, rec.last_error_at = f"{entry.result}{status}", entry.time
+        if len(records) > MAX_KNOWN:
+            offline = sorted((r for r in records.values() if not r.online), key=_seen)
+            for rec in offline[: len(records) - MAX_KNOWN]:
+                del records[rec.name]
+        return list(records.values())
+
+    def _new_entries(self, recent: list[AccessEntry]) -> list[AccessEntry]:
+        """Entries appended since the last call (the list is trimmed from the front)."""
+        start = 0
+        last = self._last_entry
+        if last is not None:
+            for i in range(len(recent) - 1, -1, -1):
+                if recent[i] is last:
+                    start = i + 1
+                    break
+        fresh = recent[start:]
+        if fresh:
+            self._last_entry = fresh[-1]
+            self.access_seen += len(fresh)
+        return fresh
+
+    def note_error(self, device: str, error: str, now: float) -> None:
+        rec = self.records.get(device)
+        if rec is not None:
+            rec.last_error, rec.last_error_at = error, now
+
+
+def _seen(rec: DeviceRecord) -> float:
+    return rec.last_seen
+
+
+def routes_of(gw: Gateway, session: Any) -> dict[str, str]:
+    """How users reach each service (as ``Gateway.attach`` tells the agent)."""
+    from hagate.gateway import http
+    from hagate.tunnel.wire import ServiceKind
+
+    routes: dict[str, str] = {}
+    default_http = session.service(None)
+    for svc in session.services.values():
+        if svc.kind is ServiceKind.HTTP:
+            host = f"{session.device}.{gw.cfg.domain}"
+            if svc is not default_http:
+                host = f"{svc.name}{http.SERVICE_SEP}{host}"
+            routes[svc.name] = host
+            continue
+        port = gw.tcp.port_of(session.device, svc.name)
+        routes[svc.name] = f"tcp:{port}" if port is not None and port in gw.tcp.socks else "connect"
+    return routes
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceQuery:
+    """``/api/devices``: a name substring, online/offline/all, keyset paging by name."""
+
+    q: str = ""
+    status: str = "all"
+    after: str = ""
+    limit: int = 50
+
+    @classmethod
+    def parse(cls, query: dict[str, list[str]]) -> DeviceQuery:
+        def one(key: str, default: str) -> str:
+            return query.get(key, [default])[0]
+
+        status = one("status", "all")
+        if status not in ("all", "online", "offline"):
+            raise ValueError("status must be all, online or offline")
+        try:
+            limit = int(one("limit", "50"))
+        except ValueError:
+            raise ValueError("limit must be a number") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+        q = one("q", "")
+        if len(q) > MAX_QUERY:
+            raise ValueError(f"q is longer than {MAX_QUERY} characters")
+        return cls(q.lower(), status, one("after", "")[: MAX_QUERY * 3], limit)
+
+    def page(self, records: list[DeviceRecord], node: str, now: float) -> dict[str, Any]:
+        want_online = {"all": None, "online": True, "offline": False}[self.status]
+        matched = [
+            r
+            for r in records
+            if (want_online is None or r.online is want_online) and self.q in r.name.lower()
+        ]
+        matched.sort(key=_name)
+        rows = [r for r in matched if r.name > self.after] if self.after else matched
+        page = rows[: self.limit]
+        more = len(rows) > self.limit
+        return {
+            "node": node,
+            "now": round(now, 3),
+            "known": len(records),
+            "online": sum(1 for r in records if r.online),
+            "matched": len(matched),
+            "devices": [r.as_json(node, now) for r in page],
+            "next": page[-1].name if more and page else None,
+        }
+
+
+def _name(rec: DeviceRecord) -> str:
+    return rec.name
+
+
+def access_page(
+    entries: list[AccessEntry], query: dict[str, list[str]], limit_default: int = 100
+) -> list[dict[str, Any]]:
+    """The newest entries (oldest first) matching ``device``/``identity``/``result``."""
+    try:
+        limit = int(query.get("limit", [str(limit_default)])[0])
+    except ValueError:
+        raise ValueError("limit must be a number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+    device = query.get("device", [""])[0]
+    identity = query.get("identity", [""])[0].lower()
+    result = query.get("result", ["all"])[0]
+    if result not in ("all", "allowed", "denied"):
+        raise ValueError("result must be all, allowed or denied")
+    out: list[dict[str, Any]] = []
+    for entry in reversed(entries):
+        if device and entry.device != device:
+            continue
+        if identity and identity not in entry.identity.lower():
+            continue
+        allowed = entry.result in _OK_RESULTS
+        if (result == "allowed" and not allowed) or (result == "denied" and allowed):
+            continue
+        out.append(json.loads(entry.json()))
+        if len(out) >= limit:
+            break
+    out.reverse()
+    return out
+
+
+def host_is_local(host_header: str | None) -> bool:
+    """An address literal or ``localhost`` (a rebinding DNS name is neither)."""
+    if not host_header:
+        return False
+    host = host_header.strip()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class AdminServer:
-    """``/healthz`` (200 or 503, JSON) and ``/metrics`` on a local address, in a thread."""
+    """``/healthz`` (200 or 503, JSON), ``/metrics`` and the console's JSON, in a thread.
+
+    ``gateway`` gives the console's views; when it is not passed it is found as the object
+    whose bound method ``health`` is (the gateway passes ``self.health``).
+    """
 
     def __init__(
         self,
@@ -24,23 +291,65 @@ class AdminServer:
         port: int,
         health: Callable[[], dict[str, object]],
         metrics: Callable[[], str],
+        gateway: Gateway | None = None,
     ) -> None:
+        gw: Gateway | None = gateway or getattr(health, "__self__", None)
+        if gw is not None and not hasattr(gw, "sessions"):
+            gw = None
+        self.gateway = gw
+        self.book = DeviceBook()
+        admin = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                url = urlsplit(self.path)
+                path, query = url.path, parse_qs(url.query)
                 if path == "/healthz":
                     state = health()
                     body = json.dumps(state).encode()
                     self._send(200 if state.get("ok") else 503, "application/json", body)
                 elif path == "/metrics":
                     self._send(200, "text/plain; version=0.0.4", metrics().encode())
+                elif path.startswith("/api/"):
+                    if not host_is_local(self.headers.get("Host")):
+                        self._json(421, {"error": "Host must be an address or localhost"})
+                        return
+                    self._json(*admin.get(path, query))
                 else:
                     self._send(404, "text/plain", b"try /healthz or /metrics\n")
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                try:
+                    length = int(self.headers.get("Content-Length") or "0")
+                except ValueError:
+                    length = -1
+                if not host_is_local(self.headers.get("Host")):
+                    self._json(421, {"error": "Host must be an address or localhost"})
+                elif ctype != "application/json":
+                    self._json(415, {"error": "Content-Type must be application/json"})
+                elif not 0 <= length <= MAX_BODY:
+                    self._json(413, {"error": f"body must be at most {MAX_BODY} bytes"})
+                else:
+                    try:
+                        body = json.loads(self.rfile.read(length) or b"{}")
+                    except ValueError:
+                        self._json(400, {"error": "body is not JSON"})
+                        return
+                    if not isinstance(body, dict):
+                        self._json(400, {"error": "body must be a JSON object"})
+                        return
+                    self._json(*admin.post(path, body))
+
+            def _json(self, code: int, data: dict[str, Any]) -> None:
+                self._send(code, "application/json", json.dumps(data).encode())
 
             def _send(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -57,6 +366,87 @@ class AdminServer:
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.1,), name="hagate-admin", daemon=True
         )
+
+    # -- the console's views -------------------------------------------------------------
+
+    def _in_loop(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in the gateway's event loop and wait (at most LOOP_TIMEOUT)."""
+        gw = self.gateway
+        assert gw is not None and gw.loop is not None
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:
+                    fut.set_exception(exc)
+
+        gw.loop.call_soon_threadsafe(run)
+        return fut.result(LOOP_TIMEOUT)
+
+    def _records(self) -> tuple[list[DeviceRecord], float]:
+        gw = self.gateway
+        assert gw is not None
+        now = time.time()
+        return self._in_loop(lambda: self.book.refresh(gw, now)), now
+
+    def get(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        gw = self.gateway
+        if gw is None or gw.loop is None:
+            return 503, {"error": "no gateway behind this admin listener"}
+        node = gw.cfg.node
+        try:
+            if path == "/api/summary":
+                records, now = self._records()
+                return 200, {
+                    "node": node,
+                    "now": round(now, 3),
+                    "known": len(records),
+                    "online": sum(1 for r in records if r.online),
+                    "streams": sum(r.streams for r in records),
+                    "device_changes": self.book.changes,
+                    "access_seen": self.book.access_seen,
+                    "health": gw.health(),
+                }
+            if path == "/api/devices":
+                dq = DeviceQuery.parse(query)
+                records, now = self._records()
+                return 200, dq.page(records, node, now)
+            if path == "/api/access":
+                entries: list[AccessEntry] = self._in_loop(lambda: list(gw.access.recent))
+                return 200, {"node": node, "entries": access_page(entries, query)}
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        except concurrent.futures.TimeoutError:
+            return 503, {"error": f"the gateway's loop did not answer within {LOOP_TIMEOUT} s"}
+        return 404, {"error": "unknown path: see docs/console.md"}
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        gw = self.gateway
+        if gw is None or gw.loop is None:
+            return 503, {"error": "no gateway behind this admin listener"}
+        parts = path.split("/")
+        if len(parts) != 5 or parts[:3] != ["", "api", "devices"] or parts[4] != "kick":
+            return 404, {"error": "unknown path: see docs/console.md"}
+        device = unquote(parts[3])
+        by = str(body.get("by") or "admin")[:120]
+
+        def kick() -> bool:
+            session = gw.sessions.get(device)
+            if session is None:
+                return False
+            gw.end_session(session, error=f"session closed by {by}")
+            self.book.note_error(device, f"kicked by {by}", time.time())
+            return True
+
+        try:
+            kicked = self._in_loop(kick)
+        except concurrent.futures.TimeoutError:
+            return 503, {"error": f"the gateway's loop did not answer within {LOOP_TIMEOUT} s"}
+        if not kicked:
+            return 404, {"error": f"device {device} has no session on {gw.cfg.node}"}
+        return 200, {"node": gw.cfg.node, "device": device, "kicked": True}
 
     def start(self) -> None:
         self._thread.start()
