@@ -76,9 +76,7 @@ class ClusterNode:
             return None
         return self.registry.route(device)
 
-    async def open_remote(
-        self, device: str, service: str | None, kind: ServiceKind | None
-    ) -> Conn:
+    async def open_remote(self, device: str, service: str | None, kind: ServiceKind | None) -> Conn:
         record = self.lookup(device)
         if record is None:
             where = f"node {self.node}" if FROM_PEER.get() else "any node"

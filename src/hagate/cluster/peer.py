@@ -16,6 +16,7 @@ connection to a peer, A resumes, and a splice costs one round trip of TCP plus o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import socket
@@ -30,7 +31,7 @@ from hagate.gateway.session import StreamError
 from hagate.net.backend import Backend
 from hagate.net.conn import Conn, ProtocolError, parse_hostport, set_nodelay
 from hagate.net.pipe import Pipe
-from hagate.net.tls import client_context, peer_identity, tunnel_server_context
+from hagate.net.tls import peer_identity, tunnel_server_context
 from hagate.pki.ca import Role
 
 if TYPE_CHECKING:
@@ -98,9 +99,7 @@ class PeerServer:
             return
         token = FROM_PEER.set(True)
         try:
-            data = await self.gw.open_upstream(
-                device, service, ServiceKind(kind) if kind else None
-            )
+            data = await self.gw.open_upstream(device, service, ServiceKind(kind) if kind else None)
         except StreamError as exc:
             self.counts[f"refused_{exc.reason}"] += 1
             conn.write(encode(ok=False, code=exc.code, reason=exc.reason, error=exc.message))
@@ -205,7 +204,9 @@ class PeerClient:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.on_error(f"node {peer} at {address}: {why}")
             code = 504 if isinstance(exc, TimeoutError) else 502
-            raise StreamError(code, "peer_unreachable", f"device {device}: node {peer} unreachable")
+            raise StreamError(
+                code, "peer_unreachable", f"device {device}: node {peer} unreachable"
+            ) from None
         if not reply.get("ok"):
             conn.close()
             self.counts["refused"] += 1
@@ -220,8 +221,6 @@ class PeerClient:
 
 
 async def _drain_close(conn: Conn) -> None:
-    try:
+    with contextlib.suppress(OSError, TimeoutError):
         await asyncio.wait_for(conn.drain(), 2.0)
-    except (OSError, TimeoutError):
-        pass
     conn.close()

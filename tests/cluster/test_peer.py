@@ -1,0 +1,194 @@
+"""Three gateways of one cluster on loopback with a real etcd: any node serves any device
+(HTTP, TCP inventory ports, `hagate connect`), newest session wins, moves leave no old route."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+from tests.cluster.conftest import EtcdServer
+from tests.cluster.kit import DEVICES, Cluster, cluster_pki, running_cluster, until
+from tests.gateway.kit import (
+    DOMAIN,
+    agent_config,
+    client_config,
+    echo_service,
+    http_get,
+    http_service,
+    running_agent,
+)
+
+from hagate.agent.connect import open_stream
+from hagate.cluster.registry import Registry
+from hagate.net.tls import client_context
+
+
+def run(coro: object) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+
+
+async def routes_everywhere(cl: Cluster, device: str, node: str) -> None:
+    """Until every other node routes ``device`` to ``node``."""
+    for name, gw in cl.gateways.items():
+        if name != node:
+            assert gw.cluster is not None
+            reg = gw.cluster.registry
+
+            def there(reg: Registry = reg) -> bool:
+                r = reg.route(device)
+                return r is not None and r.node == node
+
+            await until(there, 5, f"{name} routes {device} to {node}")
+
+
+async def connect_echo(cl: Cluster, i: int, device: str, payload: bytes) -> bytes:
+    client = client_config(cl.pki, "user", "alice", cl.tunnel_port(i))
+    ctx = client_context(client.cert, client.key, client.ca)
+    conn = await open_stream(client, ctx, device, "ssh")
+    try:
+        conn.write(payload)
+        out = bytes(conn.rbuf)
+        conn.rbuf.clear()
+        while len(out) < len(payload):
+            out += await asyncio.wait_for(conn.recv_some(), 5)
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_user_on_each_node_reaches_a_device_on_each_node(
+    tmp_path: Path, etcd: EtcdServer
+) -> None:
+    pki = cluster_pki(tmp_path / "pki", 3)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack, running_cluster(pki, etcd.endpoint) as cl:
+            echo, echo_port = await echo_service()
+            stack.callback(echo.close)
+            for i, device in enumerate(DEVICES, 1):
+                web, web_port = await http_service(device)
+                stack.callback(web.close)
+                cfg = agent_config(pki, device, cl.tunnel_port(i), http=web_port, tcp=echo_port)
+                await stack.enter_async_context(running_agent(cfg))
+                await routes_everywhere(cl, device, f"n{i}")
+            for i in (1, 2, 3):
+                for device in DEVICES:
+                    status, body = await http_get(cl.http_port(i), f"{device}.{DOMAIN}", "/x")
+                    assert (status, body) == (200, f"hello from {device} /x".encode()), (i, device)
+                    port = cl.pinned[f"{device}/ssh"]
+                    r, w = await asyncio.open_connection(f"127.0.0.{i}", port)
+                    w.write(b"ping %d" % i)
+                    assert await asyncio.wait_for(r.readexactly(6), 5) == b"ping %d" % i
+                    w.close()
+                    payload = f"{device} via n{i}".encode()
+                    assert await connect_echo(cl, i, device, payload) == payload
+            # An unknown device is a 404 from every node, and the entry node alone decides.
+            status, _ = await http_get(cl.http_port(1), f"dev4.{DOMAIN}")
+            assert status == 404
+            n1 = cl.gw(1).cluster
+            n2 = cl.gw(2).cluster
+            assert n1 is not None and n2 is not None
+            assert n1.client.counts["opened"] >= 4 and n2.server.counts["served"] >= 4
+            health = cl.gw(1).health()["cluster"]
+            assert isinstance(health, dict) and health["etcd"] == "up"
+            assert health["devices_per_node"] == {"n1": 1, "n2": 1, "n3": 1}
+
+    run(main())
+
+
+def test_peer_hop_latency_and_a_move_leaves_no_route_at_the_old_node(
+    tmp_path: Path, etcd: EtcdServer
+) -> None:
+    pki = cluster_pki(tmp_path / "pki", 3)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack, running_cluster(pki, etcd.endpoint) as cl:
+            old, old_port = await http_service("dev1-at-n1")
+            new, new_port = await http_service("dev1-at-n2")
+            stack.callback(old.close)
+            stack.callback(new.close)
+            async with running_agent(agent_config(pki, "dev1", cl.tunnel_port(1), http=old_port)):
+                await routes_everywhere(cl, "dev1", "n1")
+                host = f"dev1.{DOMAIN}"
+                direct, hop = [], []
+                for _ in range(20):  # interleaved, so both see the same load
+                    t0 = time.perf_counter()
+                    assert (await http_get(cl.http_port(1), host))[0] == 200
+                    t1 = time.perf_counter()
+                    assert (await http_get(cl.http_port(2), host))[0] == 200
+                    hop.append(time.perf_counter() - t1)
+                    direct.append(t1 - t0)
+                d, h = statistics.median(direct), statistics.median(hop)
+                print(
+                    f"\nnew connection per request: direct {d * 1e3:.2f} ms, "
+                    f"through a peer {h * 1e3:.2f} ms (+{(h - d) * 1e3:.2f} ms)"
+                )
+                assert h < d + 0.25
+            # The device moves to n2: once its new session is up, no node reaches the old one.
+            async with running_agent(agent_config(pki, "dev1", cl.tunnel_port(2), http=new_port)):
+                await routes_everywhere(cl, "dev1", "n2")
+                for i in (1, 2, 3):
+                    status, body = await http_get(cl.http_port(i), "dev1." + DOMAIN, "/m")
+                    assert (status, body) == (200, b"hello from dev1-at-n2 /m")
+                assert "dev1" not in cl.gw(1).sessions
+
+    run(main())
+
+
+def test_two_sessions_of_one_device_on_two_nodes_resolve_to_the_newest(
+    tmp_path: Path, etcd: EtcdServer
+) -> None:
+    pki = cluster_pki(tmp_path / "pki", 2)
+
+    async def main() -> None:
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            running_cluster(pki, etcd.endpoint, nodes=2) as cl,
+        ):
+            a, a_port = await http_service("twin-a")
+            b, b_port = await http_service("twin-b")
+            stack.callback(a.close)
+            stack.callback(b.close)
+            first = await stack.enter_async_context(
+                running_agent(agent_config(pki, "dev1", cl.tunnel_port(1), http=a_port))
+            )
+            await routes_everywhere(cl, "dev1", "n1")
+            await stack.enter_async_context(
+                running_agent(agent_config(pki, "dev1", cl.tunnel_port(2), http=b_port))
+            )
+            await until(lambda: first.superseded >= 1, 5, "n1's session superseded")
+            await until(lambda: "dev1" not in cl.gw(1).sessions, 5, "n1 dropped its session")
+            for i in (1, 2):
+                status, body = await http_get(cl.http_port(i), "dev1." + DOMAIN)
+                assert (status, body) == (200, b"hello from twin-b /"), i
+
+    run(main())
+
+
+def test_a_peer_without_a_node_certificate_is_refused(tmp_path: Path, etcd: EtcdServer) -> None:
+    pki = cluster_pki(tmp_path / "pki", 1)
+
+    async def main() -> None:
+        async with running_cluster(pki, etcd.endpoint, nodes=1) as cl:
+            gw = cl.gw(1)
+            assert gw.cluster is not None
+            host, port = gw.addresses["peer"]
+            user = client_config(pki, "user", "alice", port)
+            ctx = client_context(user.cert, user.key, user.ca)
+            from hagate.cluster.peer import PeerClient
+            from hagate.net.backend import KERNEL
+
+            errors: list[str] = []
+            pc = PeerClient("alice", ctx, KERNEL, errors.append)
+            try:
+                await pc.open("n1", f"{host}:{port}", "dev1", None, None, 2.0)
+            except Exception as exc:
+                assert getattr(exc, "code", None) in (502, 504)
+            else:
+                raise AssertionError("a user certificate opened a peer stream")
+            assert gw.cluster.server.counts["not_a_node"] == 1
+
+    run(main())
