@@ -60,6 +60,8 @@ class GatewayConfig:
     open_timeout: float = 5.0
     handshake_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # [cluster]: one of N active nodes (docs/scale.md)
+    resumption: bool = True  # [tls] resumption: tickets both nodes accept (docs/tls.md)
+    ticket_secret: Path | None = None  # [tls] ticket_secret: else derived from the key file
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -197,6 +199,8 @@ def parse_gateway_config(
         open_timeout=_get(limits, "open_timeout", float, w, 5.0),
         handshake_timeout=_get(limits, "handshake_timeout", float, w, 10.0),
         cluster=cluster,
+        resumption=bool(_get(tls, "resumption", bool, f"{name}: [tls] ", True)),
+        ticket_secret=_path(base, _get(tls, "ticket_secret", str, f"{name}: [tls] ")),
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hagate.gateway.session import Session, StreamError
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
-from hagate.net.tls import Identity, peer_identity
+from hagate.net.tls import Identity, peer_identity, session_expired
 from hagate.pki.ca import Role
 from hagate.policy import AuthFailure, RouteKind
 from hagate.tunnel import wire
@@ -80,6 +80,8 @@ class TunnelFront:
                 raise Refused("bad_certificate", "certificate has no hagate role")
             if ident.serial in gw.revoked:
                 raise Refused("revoked", "certificate revoked")
+            if session_expired(ssock, time.time()):  # resumed: its ticket outlived the cert
+                raise Refused("expired", "certificate expired")
             event = await asyncio.wait_for(read_event(conn, tc), gw.cfg.handshake_timeout)
             if isinstance(event, ProtocolViolation):
                 code = "version" if event.status_hint == wire.BAD_VERSION else "protocol"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from hagate.pki.ca import Role
+
+log = logging.getLogger("hagate.net")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +33,38 @@ def _load(ctx: ssl.SSLContext, cert: Path, key: Path, ca: Path | None) -> ssl.SS
     return ctx
 
 
-def tunnel_server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
-    """Agents and users: TLS 1.3 with a client certificate from our CA required."""
+def tunnel_server_context(
+    cert: Path,
+    key: Path,
+    ca: Path,
+    *,
+    cluster: str | None = None,
+    ticket_secret: Path | None = None,
+) -> ssl.SSLContext:
+    """Agents and users: TLS 1.3 with a client certificate from our CA required.
+
+    With ``cluster`` (the name both nodes share: the gateway's domain), session tickets are
+    encrypted with keys every node of the cluster derives from the same files (``ticket_secret``,
+    by default the gateway's private key; see :mod:`hagate.net.tickets`), so an agent resumes
+    on whichever node holds the VIP. Where that cannot be done safely, one log line says why
+    and the context does full handshakes (``ctx.hagate_resumption`` is then False).
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.options |= ssl.OP_NO_TICKET
-    return _load(ctx, cert, key, ca)
+    _load(ctx, cert, key, ca)
+    ctx.hagate_resumption = False  # type: ignore[attr-defined]
+    if cluster is not None:
+        from hagate.net.tickets import TicketsUnavailable, install
+
+        try:
+            install(ctx, ticket_secret or key, ca, cluster)
+            ctx.hagate_resumption = True  # type: ignore[attr-defined]
+        except TicketsUnavailable as exc:
+            ctx.options |= ssl.OP_NO_TICKET
+            log.warning("TLS resumption across nodes is off (%s): full handshakes only", exc)
+    return ctx
 
 
 def https_server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
@@ -61,7 +89,26 @@ def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     return _load(ctx, cert, key, ca)
 
 
-def peer_identity(sock: ssl.SSLSocket) -> Identity | None:
+def session_expired(sock: ssl.SSLSocket | ssl.SSLObject, now: float) -> bool:
+    """A resumed session whose client certificate has expired since its full handshake.
+
+    A resumption does not verify the certificate again (it is the one from the ticket), so
+    the gateway checks its notAfter itself; the CRL and the policy are checked on every
+    connection anyway.
+    """
+    if not sock.session_reused:
+        return False
+    cert = sock.getpeercert()
+    not_after = cert.get("notAfter") if cert else None
+    if not isinstance(not_after, str):
+        return True
+    try:
+        return now >= ssl.cert_time_to_seconds(not_after)
+    except ValueError:
+        return True
+
+
+def peer_identity(sock: ssl.SSLSocket | ssl.SSLObject) -> Identity | None:
     """Role (subject OU), name (CN) and serial of a verified client certificate."""
     cert = sock.getpeercert()
     if not cert:
