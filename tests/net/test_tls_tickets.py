@@ -270,3 +270,39 @@ def test_pki_init_for_tickets_uses_the_same_ca(tmp_path: Path) -> None:
     db = tickets.ca_fingerprint_input(b / "ca.crt")
     assert da != db
     assert tickets.derive_key(b"k", da, CLUSTER, 1) != tickets.derive_key(b"k", db, CLUSTER, 1)
+
+
+def test_an_agent_resumes_its_session_on_the_node_that_takes_over(pki: Pki, tmp_path: Path) -> None:
+    """The agent offers its last session when it redials: node-2 resumes node-1's."""
+    from hagate.agent.agent import Agent
+    from hagate.agent.config import AgentConfig, Reconnect
+
+    dev = pki.bundle("device", "dev1")
+    client = ClientConfig("10.1.1.100", 443, "localhost", pki.ca, dev / "cert.pem", dev / "key.pem")
+    cfg = AgentConfig(client, [], Reconnect(fast_retries=3, fast_delay=0.02))
+
+    async def main() -> None:
+        mem = MemoryBackend()
+        node1 = Gateway(gateway_config(pki, "node-1", tmp_path), backend=mem)
+        await node1.start()
+        agent = Agent(cfg, backend=mem.from_source("192.0.2.10"))
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.connected.wait(), 3.0)
+            assert node1.tunnel.handshakes == [1, 0]
+            await node1.stop()  # the master dies
+            node2 = Gateway(gateway_config(pki, "node-2", tmp_path), backend=mem)
+            await node2.start()
+            try:
+                while "dev1" not in node2.sessions:
+                    await asyncio.sleep(0.01)
+                assert node2.tunnel.handshakes == [0, 1]  # resumed, not a full handshake
+            finally:
+                await node2.stop()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            mem.close()
+
+    run(main(), timeout=8.0)

@@ -206,7 +206,8 @@ class Agent:
 
     async def _session(self) -> None:
         self._established = False
-        conn = await dial(self.cfg.client, self.ctx, backend=self.backend)
+        # The last session's ticket: a resumed handshake on either node (docs/tls.md).
+        conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend)
         try:
             await self._serve(conn)
         finally:

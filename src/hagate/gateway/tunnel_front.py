@@ -66,6 +66,7 @@ class TunnelFront:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.registry = SessionRegistry()
+        self.handshakes = [0, 0]  # [full, resumed] TLS handshakes on the tunnel port
 
     async def on_connection(self, sock: Any, client: tuple[str, int]) -> None:
         gw = self.gw
@@ -73,6 +74,7 @@ class TunnelFront:
         if accepted is None:
             return
         conn, ssock = accepted
+        self.handshakes[ssock.session_reused] += 1
         ident = peer_identity(ssock)
         tc = TunnelConnection(Side.GATEWAY)
         try:
