@@ -74,7 +74,7 @@ class TunnelFront:
         if accepted is None:
             return
         conn, ssock = accepted
-        self.handshakes[ssock.session_reused] += 1
+        self.handshakes[1 if ssock.session_reused else 0] += 1
         ident = peer_identity(ssock)
         tc = TunnelConnection(Side.GATEWAY)
         try:
