@@ -21,6 +21,7 @@ from typing import Any
 from hagate.lab import AddressWatcher, GarpWatcher, Lab, LabError, Node
 from hagate.lab.demo import configs
 from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
+from hagate.lab.demo.fleet import POLICY_RULE, FleetPlan, fleet_nodes, issue_fleet
 from hagate.lab.demo.probe import RequestLoop, get_json, get_text, http_get
 from hagate.lab.demo.topology import (
     ADMIN_PORT,
@@ -40,6 +41,9 @@ from hagate.lab.demo.topology import (
 from hagate.lab.guard import NETNS_DIR
 
 WEB_BODY = f"hello from {DEVICE_NAME}, through the VIP\n"
+# A fleet's gateways ping every agent at the gateway's default interval: the demo's 100 ms
+# at sub-second adverts is for one device; for 10,000 it would be 100,000 pings per second.
+FLEET_HEARTBEAT_MS = 300
 
 
 @dataclass
@@ -53,20 +57,33 @@ class DemoCluster:
     addr_watchers: dict[str, AddressWatcher] = field(default_factory=dict)
     garp: GarpWatcher | None = None
     vrrp_confs: dict[str, str] = field(default_factory=dict)
+    fleet_plan: FleetPlan | None = None
+    pki_from: Path | None = None
     _procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
 
     # -- building ------------------------------------------------------------------------
 
     @classmethod
     def create(
-        cls, plan: ClusterPlan, impls: dict[str, VrrpImpl], prefix: str = "hgd"
+        cls,
+        plan: ClusterPlan,
+        impls: dict[str, VrrpImpl],
+        prefix: str = "hgd",
+        fleet: FleetPlan | None = None,
+        pki_from: Path | None = None,
     ) -> DemoCluster:
-        """Build the lab (namespaces, bridge), PKI and every configuration file."""
-        lab = Lab.create(prefix=prefix, nodes=lab_nodes())
+        """Build the lab (namespaces, bridge), PKI and every configuration file.
+
+        With ``fleet`` the lab has the fleet's device namespaces too and the PKI a
+        certificate per fleet device; ``pki_from`` copies a PKI made before (a bench that
+        builds several clusters issues 10,000 certificates once).
+        """
+        nodes = lab_nodes() | (fleet_nodes(fleet) if fleet else {})
+        lab = Lab.create(prefix=prefix, nodes=nodes)
         try:
             shared = lab.tmpdir / "shared"
             shared.mkdir()
-            cluster = cls(lab, plan, impls, shared)
+            cluster = cls(lab, plan, impls, shared, fleet_plan=fleet, pki_from=pki_from)
             cluster._write_files()
             for spec in GATEWAYS:
                 cluster.addr_watchers[spec.key] = lab.node(spec.key).watch_addresses()
@@ -77,10 +94,20 @@ class DemoCluster:
         return cluster
 
     def _write_files(self) -> None:
-        configs.make_pki(self.shared / "pki")
+        pki = self.shared / "pki"
+        if self.pki_from is not None:
+            shutil.copytree(self.pki_from, pki)
+        else:
+            configs.make_pki(pki)
+        policy = configs.policy_toml()
+        heartbeat = self.plan.heartbeat_ms
+        if self.fleet_plan is not None:
+            issue_fleet(pki, self.fleet_plan)
+            policy += POLICY_RULE
+            heartbeat = FLEET_HEARTBEAT_MS
         gw = self.gateway_toml
-        gw.write_text(configs.gateway_toml(self.shared / "pki", self.plan.heartbeat_ms))
-        (self.shared / "policy.toml").write_text(configs.policy_toml())
+        gw.write_text(configs.gateway_toml(pki, heartbeat))
+        (self.shared / "policy.toml").write_text(policy)
         self.agent_toml.write_text(configs.agent_toml(self.shared / "pki"))
         web = self.shared / "www"
         web.mkdir()
