@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES = (
     "hagate.agent.cli",  # hagate agent, hagate connect
     "hagate.pki.cli",  # hagate pki
     "hagate.policy.cli",  # hagate policy, hagate token
+    "hagate.cluster.cli",  # hagate cluster
     "hagate.lab.cli",  # hagate lab
     "hagate.console.cli",  # hagate console
 )

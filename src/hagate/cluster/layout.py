@@ -1,0 +1,229 @@
+"""One cluster description -> N keepalived.conf files (node i master of VIP i, backup of the
+others with rotated priorities), and the VIP a device uses, derived from its name alone.
+
+The description (``cluster.toml``)::
+
+    interface = "eth0"          # where the VIPs live on every node
+    prefix = 24                 # VIP prefix length
+    vrid_base = 51              # VIP i gets virtual_router_id vrid_base + i
+    advert_int = 1
+    auth_pass = "s3cret"        # optional: PASS authentication (keepalived's 8 characters)
+    check = "/usr/local/bin/hagate gateway check"   # optional vrrp_script (lowers priority)
+
+    [[node]]
+    name = "node-1"
+    address = "10.1.1.5"        # unicast source; every other node's address is a peer
+    vip = "10.1.1.101"
+
+Priorities: on VIP j, node i has ``TOP - ((i - j) mod N) * step``: its owner first, then the
+next nodes in ring order, so the VIPs of a dead node spread over the survivors one each (not
+all onto one). A failing check lowers a node by more than the whole ladder, so any healthy
+node beats it. Pure: strings in, strings out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TOP = 250  # below 255: no node is "address owner", every takeover follows the ladder
+
+
+class LayoutError(ValueError):
+    """A cluster description that cannot be used (message names file and key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str
+    address: str
+    vip: str
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    nodes: tuple[NodeSpec, ...]
+    interface: str = "eth0"
+    prefix: int = 24
+    vrid_base: int = 51
+    advert_int: float = 1.0
+    auth_pass: str = ""
+    check: str = ""
+
+    @property
+    def step(self) -> int:
+        return max(1, min(10, (TOP - 10) // max(1, len(self.nodes))))
+
+    def priority(self, node: int, vip: int) -> int:
+        n = len(self.nodes)
+        return TOP - ((node - vip) % n) * self.step
+
+    @property
+    def check_weight(self) -> int:
+        """Enough to drop a failing owner below the lowest healthy backup."""
+        return -min(253, self.step * len(self.nodes) + 1)
+
+    def vips(self) -> list[str]:
+        return [n.vip for n in self.nodes]
+
+    def master_of(self, vip: int, alive: set[str]) -> str | None:
+        """Who holds VIP ``vip`` when exactly the nodes in ``alive`` run (checks passing)."""
+        live = [i for i, n in enumerate(self.nodes) if n.name in alive]
+        if not live:
+            return None
+        return self.nodes[max(live, key=lambda i: self.priority(i, vip))].name
+
+
+def vip_for(device: str, vips: list[str]) -> str:
+    """The VIP ``device`` dials: rendezvous hashing of its name over the VIPs.
+
+    Stable and computable anywhere (the agent's config, the docs, `hagate cluster vip`);
+    adding a VIP moves only the devices that the new VIP wins, about 1/N of them.
+    """
+    if not vips:
+        raise LayoutError("no VIPs")
+
+    def weight(vip: str) -> bytes:
+        return hashlib.sha256(f"{device}\0{vip}".encode()).digest()
+
+    return max(vips, key=weight)
+
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+_PASS = re.compile(r"^[!-~]{1,8}$")
+
+
+def load_layout(path: Path) -> Layout:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise LayoutError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LayoutError(f"{path}: {exc}") from None
+    return parse_layout(data, str(path))
+
+
+def parse_layout(data: dict[str, Any], name: str = "cluster.toml") -> Layout:
+    known = {"interface", "prefix", "vrid_base", "advert_int", "auth_pass", "check", "node"}
+    unknown = set(data) - known
+    if unknown:
+        raise LayoutError(f"{name}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    raw_nodes = data.get("node")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise LayoutError(f"{name}: at least one [[node]] (name, address, vip) is needed")
+    nodes: list[NodeSpec] = []
+    for k, raw in enumerate(raw_nodes, 1):
+        w = f"{name}: node {k}: "
+        if not isinstance(raw, dict) or set(raw) - {"name", "address", "vip"}:
+            raise LayoutError(f"{w}expected name, address and vip only")
+        values = [raw.get(key) for key in ("name", "address", "vip")]
+        if not all(isinstance(v, str) and v for v in values):
+            raise LayoutError(f"{w}name, address and vip are required strings")
+        nname, address, vip = (str(v) for v in values)
+        if not _NAME.match(nname):
+            raise LayoutError(f"{w}name {nname!r}: a-z, 0-9 and '-', at most 32")
+        for label, text in (("address", address), ("vip", vip)):
+            try:
+                ipaddress.IPv4Address(text)
+            except ValueError:
+                raise LayoutError(f"{w}{label} {text!r} is not an IPv4 address") from None
+        nodes.append(NodeSpec(nname, address, vip))
+    checks: tuple[tuple[str, list[str]], ...] = (
+        ("name", [n.name for n in nodes]),
+        ("address", [n.address for n in nodes]),
+        ("vip", [n.vip for n in nodes] + [n.address for n in nodes]),
+    )
+    for label, used in checks:
+        dup = {v for v in used if used.count(v) > 1}
+        if dup:
+            raise LayoutError(f"{name}: {label} used twice: {sorted(dup)}")
+    interface = data.get("interface", "eth0")
+    prefix = data.get("prefix", 24)
+    vrid_base = data.get("vrid_base", 51)
+    advert = data.get("advert_int", 1)
+    auth = data.get("auth_pass", "")
+    check = data.get("check", "")
+    if not isinstance(interface, str) or not _IFNAME.match(interface):
+        raise LayoutError(f"{name}: interface: an interface name, got {interface!r}")
+    if not isinstance(prefix, int) or not 1 <= prefix <= 32:
+        raise LayoutError(f"{name}: prefix: 1 to 32, got {prefix!r}")
+    if not isinstance(vrid_base, int) or not 1 <= vrid_base <= 256 - len(nodes):
+        raise LayoutError(f"{name}: vrid_base: 1 to {256 - len(nodes)} for {len(nodes)} VIPs")
+    if not isinstance(advert, int | float) or isinstance(advert, bool) or not 0 < advert <= 255:
+        raise LayoutError(f"{name}: advert_int: seconds, 0 < advert_int <= 255")
+    if not isinstance(auth, str) or (auth and not _PASS.match(auth)):
+        raise LayoutError(f"{name}: auth_pass: 1 to 8 printable characters")
+    if not isinstance(check, str) or '"' in check or "\n" in check:
+        raise LayoutError(f"{name}: check: a command line without quotes")
+    return Layout(tuple(nodes), interface, prefix, vrid_base, float(advert), auth, check)
+
+
+def keepalived_conf(layout: Layout, node: int) -> str:
+    """keepalived.conf of node ``node`` (0-based): one vrrp_instance per VIP."""
+    me = layout.nodes[node]
+    peers = [n.address for n in layout.nodes if n is not me]
+    n = len(layout.nodes)
+    lines = [
+        f"# {me.name}: generated by `hagate cluster keepalived` from one cluster description",
+        f"# ({n} nodes; node i is master of VIP i, priorities rotate). Do not edit by hand.",
+        "global_defs {",
+        f"    router_id {me.name}",
+        "    enable_script_security",
+        "}",
+        "",
+    ]
+    if layout.check:
+        lines += [
+            "vrrp_script chk_gateway {",
+            f'    script "{layout.check}"',
+            "    interval 1",
+            f"    weight {layout.check_weight}",
+            "    rise 2",
+            "    fall 2",
+            "}",
+            "",
+        ]
+    advert = f"{layout.advert_int:g}"
+    for j, owner in enumerate(layout.nodes):
+        lines += [
+            f"vrrp_instance VI_{j + 1} {{",
+            f"    # VIP of {owner.name}",
+            f"    state {'MASTER' if j == node else 'BACKUP'}",
+            f"    interface {layout.interface}",
+            f"    virtual_router_id {layout.vrid_base + j}",
+            f"    priority {layout.priority(node, j)}",
+            f"    advert_int {advert}",
+            f"    unicast_src_ip {me.address}",
+            "    unicast_peer {",
+            *(f"        {p}" for p in peers),
+            "    }",
+        ]
+        if layout.auth_pass:
+            lines += [
+                "    authentication {",
+                "        auth_type PASS",
+                f"        auth_pass {layout.auth_pass}",
+                "    }",
+            ]
+        lines += ["    virtual_ipaddress {", f"        {owner.vip}/{layout.prefix}", "    }"]
+        if layout.check:
+            lines += ["    track_script {", "        chk_gateway", "    }"]
+        lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def write_all(layout: Layout, directory: Path) -> list[Path]:
+    """``DIR/<node>.conf`` for every node; the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, node in enumerate(layout.nodes):
+        path = directory / f"{node.name}.conf"
+        path.write_text(keepalived_conf(layout, i))
+        out.append(path)
+    return out
