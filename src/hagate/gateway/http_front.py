@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
@@ -43,7 +44,7 @@ import httptools
 from hagate.gateway import http
 from hagate.gateway.protocol import ServiceKind
 from hagate.gateway.session import StreamError
-from hagate.net.conn import WOULD_BLOCK, Conn
+from hagate.net.conn import Conn
 from hagate.net.pipe import Pipe
 from hagate.net.tls import Identity
 from hagate.policy.model import ANONYMOUS, AuthFailure, Decision, Principal, RouteKind
@@ -136,16 +137,12 @@ class Hub(Protocol):
 
 
 def _alive(conn: Conn) -> bool:
-    """An idle upstream the device has not closed (one non-blocking read, no wait)."""
-    if conn.closed or conn.rbuf or conn.wbuf:
+    """An idle upstream the device has not closed: no syscall, the event loop has watched it
+    since it went idle (:meth:`Conn.idle`)."""
+    if conn.closed or conn.stale or conn.rbuf or conn.wbuf:
         return False
-    try:
-        conn.sock.recv(1)  # EOF or stray bytes: either way not reusable
-    except WOULD_BLOCK:
-        return True
-    except (OSError, ValueError):
-        return False
-    return False
+    sock = conn.sock
+    return not (isinstance(sock, ssl.SSLSocket) and sock.pending())  # stray decrypted bytes
 
 
 class UpstreamPool:
@@ -183,6 +180,7 @@ class UpstreamPool:
         queue = self._idle.setdefault(key, deque())
         if len(queue) >= self.per_key:
             queue.popleft()[0].close()
+        conn.idle()
         now = conn.loop.time()
         queue.append((conn, now))
         if self._timer is None:
@@ -1047,11 +1045,13 @@ class _Exchange:
             counts[0] += len(out)
             if not ended:
                 body_task = asyncio.ensure_future(self.send_body(conn))
+        first = True  # nothing can be there before the request went out: wait, then read
         try:
             while not self.done:
                 user.arm(user.front.io_timeout, DEVICE)
                 try:
-                    data = await conn.recv_some(READ_SIZE)
+                    data = await conn.recv_some(READ_SIZE, wait=first)
+                    first = False
                 except asyncio.CancelledError:
                     if user.timed_out is None:
                         raise

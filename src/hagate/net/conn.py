@@ -42,6 +42,7 @@ class Conn:
         "loop",
         "rbuf",
         "sock",
+        "stale",
         "wbuf",
     )
 
@@ -58,6 +59,7 @@ class Conn:
         self._rfut: asyncio.Future[None] | None = None
         self._watching = False
         self._spurious = False
+        self.stale = False  # readable twice while nobody read (see idle()): not reusable
 
     @property
     def tls(self) -> bool:
@@ -109,6 +111,7 @@ class Conn:
                 self.loop.remove_reader(self.fd)
                 self._watching = False
                 self._spurious = False
+                self.stale = True
             else:
                 self._spurious = True
             return
@@ -129,12 +132,35 @@ class Conn:
             except ssl.SSLWantWriteError:
                 await self._wait(write=True)
 
-    async def recv_some(self, n: int = 65536) -> bytes:
-        """Bytes from the buffer or the socket; b"" at end of stream."""
+    def idle(self) -> None:
+        """The connection waits unused (an upstream pool): from now on ``stale`` turns True
+        once it is readable with nobody reading, i.e. the peer closed it or sent bytes nobody
+        asked for.
+
+        The event loop tells, so a pool checks liveness with no syscall (a TLS read attempt
+        costs a failing SSL_read and an exception per reuse). It takes two loop turns of
+        readiness (one may be left over from the read that just ended the last exchange); a
+        close that lands in between is the retry's job, as with any pooled connection.
+        """
+        self.stale = False
+        self._spurious = False
+        if not self._watching and not self.closed:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self._watching = True
+
+    async def recv_some(self, n: int = 65536, wait: bool = False) -> bytes:
+        """Bytes from the buffer or the socket; b"" at end of stream.
+
+        ``wait``: the caller knows nothing can have arrived yet (it has just sent a request),
+        so wait for readiness before the first read instead of trying one that fails.
+        """
         if self.rbuf:
             data = bytes(self.rbuf)
             self.rbuf.clear()
             return data
+        sock = self.sock
+        if wait and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            await self._wait(write=False)
         while True:
             try:
                 return self.sock.recv(n)
