@@ -1,4 +1,4 @@
-"""Virtual IPs and link state through rtnetlink (pyroute2's asyncio API).
+"""Virtual IPs and link state through rtnetlink (:mod:`rtnl`, no pyroute2 on the start path).
 
 keepalived adds each virtual_ipaddress with its label, scope and broadcast, IPv6 ones with
 IFA_F_NODAD so that they are usable at once (vrrp_ipaddress.c); it removes them on leaving
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address
 
-from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+from hagate.daemon import rtnl
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,7 @@ _OURS_FOR = 5.0  # seconds: how long an RTM_DELADDR may lag our own deletion
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
 DEFAULT_MTU = 1500
+_MONITOR_RCVBUF = 1 << 20  # a burst of link/address events must not overflow the queue
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 
@@ -71,20 +71,18 @@ class LinkInfo:
         return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
 
 
-def _mac(text: str | None) -> bytes:
-    if not text:
-        return b"\x00" * 6
-    return bytes(int(part, 16) for part in text.split(":"))
-
-
-def _link_from_msg(msg: Any) -> LinkInfo:
+def _link_info(link: rtnl.Link) -> LinkInfo:
     return LinkInfo(
-        index=int(msg["index"]),
-        name=str(msg.get("ifname")),
-        mac=_mac(msg.get("address")),
-        flags=int(msg["flags"]),
-        mtu=int(msg.get("mtu") or DEFAULT_MTU),
+        index=link.index,
+        name=str(link.name),
+        mac=link.mac if len(link.mac) == 6 else b"\x00" * 6,
+        flags=link.flags,
+        mtu=link.mtu or DEFAULT_MTU,
     )
+
+
+def _ip(raw: bytes) -> IPv4Address | IPv6Address:
+    return IPv4Address(raw) if len(raw) == 4 else IPv6Address(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +97,7 @@ class Netlink:
     """Requests on one rtnetlink socket (in the namespace the daemon runs in)."""
 
     def __init__(self) -> None:
-        self._ipr = AsyncIPRoute()
+        self._nl = rtnl.Rtnl()
         self._index: dict[str, int] = {}
         # Our own deletions, so that their RTM_DELADDR is not taken for an operator's.
         self._removing: dict[IPv4Address | IPv6Address, list[float]] = {}
@@ -127,7 +125,7 @@ class Netlink:
             stamps.pop()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._nl.close()
 
     def forget(self, name: str, index: int | None = None) -> None:
         """The interface ``name`` went away or came back with a new index (RTM_DELLINK /
@@ -137,10 +135,27 @@ class Netlink:
         else:
             self._index[name] = index
 
+    def _request(self, kind: int, flags: int, body: bytes, what: str) -> list[rtnl.Message]:
+        try:
+            return self._nl.request(kind, flags, body)
+        except rtnl.RtnlError:
+            raise
+        except OSError as exc:
+            raise NetlinkFailure(f"{what}: {exc.strerror or exc}") from None
+
     async def links(self) -> dict[str, LinkInfo]:
         out: dict[str, LinkInfo] = {}
-        async for msg in await self._ipr.link("dump"):
-            info = _link_from_msg(msg)
+        try:
+            msgs = self._request(rtnl.RTM_GETLINK, rtnl.NLM_F_DUMP, bytes(16), "link dump")
+        except rtnl.RtnlError as exc:
+            raise NetlinkFailure(f"link dump: {exc.strerror}") from None
+        for msg in msgs:
+            if msg.type != rtnl.RTM_NEWLINK:
+                continue
+            link = rtnl.parse_link(msg.body)
+            if link.name is None:
+                continue
+            info = _link_info(link)
             out[info.name] = info
             self._index[info.name] = info.index
         return out
@@ -160,34 +175,41 @@ class Netlink:
         """Addresses on ``name`` as (address, prefixlen)."""
         index = await self._ifindex(name)
         out: list[tuple[IPv4Address | IPv6Address, int]] = []
-        async for msg in await self._ipr.addr("dump", index=index):
-            addr = msg.get("address")
-            if addr:
-                out.append((ip_address(addr), int(msg["prefixlen"])))
+        try:
+            msgs = self._request(
+                rtnl.RTM_GETADDR, rtnl.NLM_F_DUMP, rtnl.ifaddr(0, 0, 0, 0, 0), "address dump"
+            )
+        except rtnl.RtnlError as exc:
+            raise NetlinkFailure(f"address dump: {exc.strerror}") from None
+        for msg in msgs:
+            if msg.type != rtnl.RTM_NEWADDR:
+                continue
+            addr = rtnl.parse_addr(msg.body)
+            if addr.index == index and addr.address and len(addr.address) in (4, 16):
+                out.append((_ip(addr.address), addr.prefixlen))
         return out
 
     async def add_vip(self, vip: Vip) -> bool:
         """Add ``vip``; True if added, False if it was already there."""
         index = await self._ifindex(vip.dev)
-        kwargs: dict[str, Any] = {
-            "index": index,
-            "address": str(vip.address),
-            "prefixlen": vip.prefixlen,
-            "scope": vip.scope,
-        }
+        packed = vip.address.packed
         if vip.address.version == 4:
+            head = rtnl.ifaddr(socket.AF_INET, vip.prefixlen, 0, vip.scope, index)
+            body = head + rtnl.attr(rtnl.IFA_LOCAL, packed) + rtnl.attr(rtnl.IFA_ADDRESS, packed)
             if vip.brd is not None:
-                kwargs["broadcast"] = str(vip.brd)
+                body += rtnl.attr(rtnl.IFA_BROADCAST, vip.brd.packed)
             if vip.label:
-                kwargs["label"] = vip.label
-        else:
-            kwargs["flags"] = IFA_F_NODAD  # usable at once, as keepalived does
+                body += rtnl.attr(rtnl.IFA_LABEL, vip.label.encode() + b"\0")
+        else:  # usable at once, as keepalived does
+            head = rtnl.ifaddr(socket.AF_INET6, vip.prefixlen, IFA_F_NODAD, vip.scope, index)
+            body = head + rtnl.attr(rtnl.IFA_ADDRESS, packed)
+        flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
         try:
-            await self._ipr.addr("add", **kwargs)
-        except NetlinkError as exc:
-            if exc.code == _EEXIST:
+            self._request(rtnl.RTM_NEWADDR, flags, body, f"cannot add {vip}")
+        except rtnl.RtnlError as exc:
+            if exc.errno == _EEXIST:
                 return False
-            raise NetlinkFailure(f"cannot add {vip}: {exc.args[-1]}") from None
+            raise NetlinkFailure(f"cannot add {vip}: {exc.strerror}") from None
         return True
 
     async def remove_vip(self, vip: Vip) -> bool:
@@ -195,17 +217,19 @@ class Netlink:
         self._expect(vip.address)
         try:
             index = await self._ifindex(vip.dev)
-            await self._ipr.addr(
-                "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen
-            )
+            family = socket.AF_INET if vip.address.version == 4 else socket.AF_INET6
+            kind = rtnl.IFA_LOCAL if family == socket.AF_INET else rtnl.IFA_ADDRESS
+            body = rtnl.ifaddr(family, vip.prefixlen, 0, 0, index)
+            body += rtnl.attr(kind, vip.address.packed)
+            self._request(rtnl.RTM_DELADDR, 0, body, f"cannot remove {vip}")
         except NetlinkFailure:
             self._unexpect(vip.address)
             return False
-        except NetlinkError as exc:
+        except rtnl.RtnlError as exc:
             self._unexpect(vip.address)
-            if exc.code in (_EADDRNOTAVAIL, _ENODEV):
+            if exc.errno in (_EADDRNOTAVAIL, _ENODEV):
                 return False
-            raise NetlinkFailure(f"cannot remove {vip}: {exc.args[-1]}") from None
+            raise NetlinkFailure(f"cannot remove {vip}: {exc.strerror}") from None
         except BaseException:
             self._unexpect(vip.address)
             raise
@@ -240,42 +264,47 @@ class LinkMonitor:
     ) -> None:
         self._on_change = on_change
         self._on_gone = on_address_gone
-        self._ipr = AsyncIPRoute()
-        self._task: asyncio.Task[None] | None = None
+        self._nl: rtnl.Rtnl | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.overruns = 0  # times the kernel dropped events (receive queue full)
 
     async def start(self) -> None:
         groups = RTMGRP_LINK
         if self._on_gone is not None:
             groups |= RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
-        await self._ipr.bind(groups=groups)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._nl = rtnl.Rtnl(groups=groups, rcvbuf=_MONITOR_RCVBUF)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._nl.fileno(), self._drain)
 
-    async def _run(self) -> None:
+    def _drain(self) -> None:
+        assert self._nl is not None
         try:
-            while True:  # get() yields the messages of one datagram
-                async for msg in self._ipr.get():
-                    try:
-                        self._dispatch(msg)
-                    except Exception:  # one odd message or handler bug must not stop us
-                        log.exception("link monitor: error handling %s", msg.get("event"))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a broken monitor must not take the daemon down
-            log.error("link monitor stopped: %s", exc)
+            for msg in self._nl.events():
+                try:
+                    self._dispatch(msg)
+                except Exception:  # one odd message or handler bug must not stop us
+                    log.exception("link monitor: error handling event %d", msg.type)
+        except rtnl.RtnlError as exc:
+            self.overruns += 1  # ENOBUFS: events were lost; the next ones still count
+            log.warning("link monitor: %s", exc.strerror)
 
-    def _dispatch(self, msg: Any) -> None:
-        event = msg.get("event")
-        if event == "RTM_NEWLINK" and msg.get("ifname"):
-            self._on_change(_link_from_msg(msg))
-        elif event == "RTM_DELLINK" and msg.get("ifname"):
-            gone = _link_from_msg(msg)
-            self._on_change(LinkInfo(gone.index, gone.name, gone.mac, 0, gone.mtu))
-        elif event == "RTM_DELADDR" and self._on_gone is not None:
-            text = msg.get("local") or msg.get("address")
-            if text:
-                self._on_gone(AddressGone(int(msg["index"]), ip_address(text)))
+    def _dispatch(self, msg: rtnl.Message) -> None:
+        if msg.type in (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK):
+            link = rtnl.parse_link(msg.body)
+            if not link.name:
+                return
+            info = _link_info(link)
+            if msg.type == rtnl.RTM_DELLINK:
+                info = LinkInfo(info.index, info.name, info.mac, 0, info.mtu)
+            self._on_change(info)
+        elif msg.type == rtnl.RTM_DELADDR and self._on_gone is not None:
+            addr = rtnl.parse_addr(msg.body)
+            if addr.address and len(addr.address) in (4, 16):
+                self._on_gone(AddressGone(addr.index, _ip(addr.address)))
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self._ipr.close()
+        if self._nl is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._nl.fileno())
+            self._nl.close()
+            self._nl = None
