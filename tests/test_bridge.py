@@ -357,3 +357,51 @@ def test_bad_values_are_bridge_errors(tmp_path: Path) -> None:
     assert inst is not None
     with pytest.raises(BridgeError, match=r"VI_1.*IPv4 only"):
         map_instance(config, inst, ip_address("fe80::1"))
+
+
+GROUPED = """
+global_defs {
+    vrrp_lower_prio_no_advert
+}
+vrrp_script chk {
+    script /bin/true
+    weight -20
+}
+vrrp_sync_group G1 {
+    group {
+        VI_1
+        VI_2
+    }
+    KEYWORD
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    higher_prio_send_advert
+    track_script {
+        chk
+    }
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+vrrp_instance VI_2 {
+    interface eth1
+    virtual_router_id 2
+    virtual_ipaddress {
+        10.0.1.1
+    }
+}
+"""
+
+
+def test_sync_group_tracking_weight_keeps_member_weights(tmp_path: Path) -> None:
+    path = tmp_path / "k.conf"
+    for keyword, weights in (("sync_group_tracking_weight", [-20]), ("", [])):
+        path.write_text(GROUPED.replace("KEYWORD", keyword))
+        config, _ = load(path)
+        mapped = map_instance(config, config.vrrp_instances[0], ip_address("10.0.0.5"))
+        assert mapped.sync_group == "G1"
+        # keepalived drops a member's weighted track_script unless the group keeps weights
+        assert [t.item.weight for t in mapped.scripts] == weights
+        assert mapped.params.higher_prio_send_advert and mapped.params.lower_prio_no_advert

@@ -11,10 +11,12 @@ sync_group_tracking_init(); vrrp_track.c alloc_track_script()):
 * IPv6 instances run VRRPv3; VRRPv3 has no authentication (RFC 9568 §9).
 * The instance's own interface is always tracked with weight 0 (FAULT while it is down); a
   ``track_interface`` naming it is ignored.
-* A member of a vrrp_sync_group (hagate has no ``sync_group_tracking_weight``) loses its
-  weighted track_scripts and tracks its interfaces with weight 0; the group's own
-  track_script/track_interface entries are added to every member with their weights (weight
-  0 if a member is the address owner); an item on both keeps the member's unweighted entry.
+* A member of a vrrp_sync_group loses its weighted track_scripts and tracks its interfaces
+  with weight 0, unless the group has ``sync_group_tracking_weight`` (or the deprecated
+  ``global_tracking``); the group's own track_script/track_interface entries are added to
+  every member with their weights (weight 0 if a member is the address owner); an item on
+  both keeps the member's unweighted entry. The coupling of states is
+  :mod:`hagate.vrrp.syncgroup`; ``InstanceMap.sync_group`` names the group.
 * ``init_fail`` has no effect: tracking a script resets its init state, so every script
   starts with no result, contributing no weight (weight 0: the instance waits for it).
 * A received advert whose address list differs from ours is dropped (``AddressCheck.STRICT``;
@@ -104,6 +106,7 @@ class InstanceMap:
     receive: ReceiveParams
     tracked: tuple[Tracked, ...]
     notes: tuple[str, ...] = ()
+    sync_group: str | None = None  # the vrrp_sync_group it belongs to (one that exists)
 
     @property
     def scripts(self) -> tuple[Tracked, ...]:
@@ -164,6 +167,8 @@ def map_instance(
             garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
             garp_lower_prio_delay=inst.garp_lower_prio_delay,
             garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
+            lower_prio_no_advert=inst.lower_prio_no_advert,
+            higher_prio_send_advert=inst.higher_prio_send_advert,
             down_timer_adverts=inst.down_timer_adverts,
             auth_type=auth,
             auth_data=inst.auth_data if auth is AuthType.PASS else b"",
@@ -210,6 +215,7 @@ def map_instance(
         receive=receive,
         tracked=tuple(tracked),
         notes=tuple(notes),
+        sync_group=group.name if (group := config.sync_group(inst.sync_group)) else None,
     )
 
 
@@ -230,7 +236,8 @@ def _tracking(
     notes: list[str],
 ) -> list[Tracked]:
     label = f"({inst.name})"
-    group = next((s for s in config.vrrp_sync_groups if s.name == inst.sync_group), None)
+    group = config.sync_group(inst.sync_group)
+    strip = group is not None and not group.tracking_weight  # weights void in the group
     entries: dict[tuple[TrackKind, str], _Entry] = {}
 
     def add(entry: _Entry) -> None:
@@ -259,7 +266,7 @@ def _tracking(
             notes.append(f"{label} track_interface {ti.name} is its own interface: ignored")
             continue
         weight = ti.weight
-        if group is not None and weight:
+        if strip and group is not None and weight:
             notes.append(
                 f"{label} track_interface {ti.name}: weight ignored in vrrp_sync_group "
                 f"{group.name} (tracked with weight 0)"
@@ -270,7 +277,7 @@ def _tracking(
         entry = _script_entry(config, ts, "instance", disabled, label, notes)
         if entry is None:
             continue
-        if group is not None and entry.weight:
+        if strip and group is not None and entry.weight:
             notes.append(
                 f"{label} track_script {ts.name} with a weight is ignored in "
                 f"vrrp_sync_group {group.name} (keepalived)"

@@ -175,3 +175,66 @@ def test_vip_options() -> None:
     assert str(full) == "192.168.200.18/24 dev eth2 label eth2:1 brd 192.168.200.255 scope global"
     assert config.global_defs.notification_email == ("admins@example.com", "noc@example.com")
     assert vi.garp_master_delay == 2.0
+
+
+NOTIFY_AND_GROUP = """
+global_defs {
+    notify_fifo /run/k.fifo keepalived_script
+    vrrp_notify_fifo /run/v.fifo
+    vrrp_notify_fifo_script "/usr/bin/reader --flag"
+    vrrp_notify_priority_changes
+    vrrp_lower_prio_no_advert
+    vrrp_startup_delay 5.5
+}
+vrrp_script chk { script /bin/true; weight -20 }
+vrrp_sync_group G1 {
+    group { VI_1; VI_2 }
+    sync_group_tracking_weight
+    notify_priority_changes off
+    notify /bin/gnotify
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    higher_prio_send_advert
+    notify_master_rx_lower_pri /bin/rxlow
+    notify_deleted /bin/gone
+    track_script { chk }
+    virtual_ipaddress { 10.0.0.1 }
+}
+vrrp_instance VI_2 {
+    interface eth1
+    virtual_router_id 2
+    lower_prio_no_advert false
+    notify_priority_changes
+    virtual_ipaddress { 10.0.1.1 }
+}
+"""
+
+
+def test_notify_fifo_sync_group_and_split_brain_keywords(tmp_path: Path) -> None:
+    config, findings = load(write(tmp_path, NOTIFY_AND_GROUP.replace("; ", "\n")))
+    assert [f for f in findings if "not supported" in f.message or "unknown" in f.message] == []
+    g = config.global_defs
+    assert g.notify_fifo is not None and g.notify_fifo.path == "/run/k.fifo"
+    assert g.notify_fifo.user == "keepalived_script"
+    assert g.vrrp_notify_fifo is not None and g.vrrp_notify_fifo.path == "/run/v.fifo"
+    assert g.vrrp_notify_fifo_script is not None
+    assert g.vrrp_notify_fifo_script.command == "/usr/bin/reader --flag"
+    assert g.vrrp_startup_delay == 5.5 and g.vrrp_notify_priority_changes
+    (group,) = config.vrrp_sync_groups
+    assert group.tracking_weight and group.notify_priority_changes is False
+    vi1, vi2 = config.vrrp_instances
+    assert vi1.higher_prio_send_advert and vi1.lower_prio_no_advert  # global default
+    assert not vi2.lower_prio_no_advert  # explicit off wins over global_defs
+    assert vi1.notify_master_rx_lower_pri is not None and vi1.notify_deleted
+    assert vi1.notify_deleted_script is not None
+    # instance, else sync group, else global_defs
+    assert not config.notify_priority_changes(vi1) and config.notify_priority_changes(vi2)
+
+
+def test_global_tracking_is_deprecated_sync_group_tracking_weight(tmp_path: Path) -> None:
+    text = NOTIFY_AND_GROUP.replace("sync_group_tracking_weight", "global_tracking")
+    config, findings = load(write(tmp_path, text.replace("; ", "\n")))
+    assert config.vrrp_sync_groups[0].tracking_weight
+    assert any("global_tracking is deprecated" in f.message for f in findings)

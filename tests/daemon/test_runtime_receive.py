@@ -45,6 +45,9 @@ class FakeNotifier:
     def notify(self, *args: object) -> None:
         return None
 
+    def on_action(self, *args: object) -> None:
+        return None
+
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[InstanceRuntime]:

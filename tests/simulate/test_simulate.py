@@ -383,3 +383,40 @@ def test_ten_minutes_of_two_nodes_simulate_well_under_a_second() -> None:
     elapsed = time.perf_counter() - began
     assert result.link.now == 600.0
     assert elapsed < 1.0, elapsed
+
+
+SYNC = [str(CONFIGS / "syncgroup" / "node1.conf"), str(CONFIGS / "syncgroup" / "node2.conf")]
+
+
+def holders(result: Result, t: float) -> dict[str, str]:
+    """VIP -> instance key holding it at time ``t``."""
+    rows = [r for r in result.rows if r.entry.time <= t]
+    views = rows[-1].views
+    return {str(vip): key for key, view in views.items() for vip in view.vips}
+
+
+def test_sync_group_moves_both_vips_together_on_a_member_fault() -> None:
+    """The public instance's script fails on node1: keepalived's vrrp_sync_fault sends the
+    private instance to FAULT too (priority 0 on both), so node2 takes both VIPs after
+    Skew_Time, and both come back together (preemption) once the script recovers."""
+    result, _ = run(SYNC, "fail chk_uplink on node1 from 10s to 30s; end at 40s")
+    assert holders(result, 9.0) == {"10.1.1.100": "node1/PUBLIC", "10.2.2.100": "node1/PRIVATE"}
+    assert becomes(result, "node1/PRIVATE", State.FAULT) == [10.0]  # not its own item
+    assert holders(result, 20.0) == {"10.1.1.100": "node2/PUBLIC", "10.2.2.100": "node2/PRIVATE"}
+    took = becomes(result, "node2/PUBLIC", State.MASTER)[0] - 10.0
+    assert took == pytest.approx((256 - 90) / 256 + DELAY, abs=1e-6)  # PRIVATE's skew
+    assert holders(result, 39.0) == {"10.1.1.100": "node1/PUBLIC", "10.2.2.100": "node1/PRIVATE"}
+    groups = [r.entry.text for r in result.rows if r.entry.kind == "group"]
+    assert "vrrp_sync_group GW MASTER -> FAULT: PUBLIC is in FAULT" in groups
+
+
+def test_sync_group_on_a_crash_both_members_wait_for_each_other() -> None:
+    result, _ = run(SYNC, "crash node1 at 10.3s; end at 20s")
+    pub = becomes(result, "node2/PUBLIC", State.MASTER)
+    priv = becomes(result, "node2/PRIVATE", State.MASTER)
+    # PUBLIC (priority 100) times out first and waits; PRIVATE (90) times out and both go.
+    assert pub == priv and len(pub) == 1
+    last = max(
+        e.time for e in result.link.timeline if e.node == "node1/PRIVATE" and e.kind == "advert"
+    )
+    assert pub[0] == pytest.approx(last + DELAY + master_down_interval(2, 90, 100), abs=1e-6)

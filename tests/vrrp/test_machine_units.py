@@ -8,6 +8,7 @@ import pytest
 
 from hagate.vrrp.actions import (
     AddVips,
+    MasterRxLowerPri,
     PriorityChanged,
     RemoveVips,
     RunNotify,
@@ -221,12 +222,23 @@ def test_higher_prio_send_advert_answers_before_yielding() -> None:
     assert m.state is State.BACKUP and m.base_priority == 254
 
 
-def test_lower_prio_no_advert_stays_silent() -> None:
+def test_lower_prio_no_advert_sends_no_advert_but_refreshes_arp() -> None:
+    """keepalived vrrp_state_master_rx: lower_prio_no_advert skips only the advert; the
+    lower-priority GARPs and the MASTER_RX_LOWER_PRI event still happen."""
     m = VrrpMachine(make(priority=255, lower_prio_no_advert=True, garp_master_delay=0))
     m.start(0.0)
     m.actions()
     m.receive_advert(0.5, advert(100), PEER)
-    assert m.actions() == [] and m.get_timer() == 1.0
+    kinds = [type(a) for a in m.actions()]
+    assert kinds == [SendGratuitous, MasterRxLowerPri] and m.get_timer() == 1.0
+
+
+def test_strict_master_discards_lower_priority_but_reports_it() -> None:
+    m = VrrpMachine(make(priority=255, strict_rfc=True, garp_master_delay=0))
+    m.start(0.0)
+    m.actions()
+    m.receive_advert(0.5, advert(100), PEER)
+    assert m.actions() == [MasterRxLowerPri(PEER, 100)]
 
 
 def test_lower_prio_garp_second_round() -> None:
@@ -234,7 +246,7 @@ def test_lower_prio_garp_second_round() -> None:
     m.start(0.0)
     m.actions()
     m.receive_advert(0.5, advert(100), PEER)
-    assert [type(a) for a in m.actions()] == [SendAdvert, SendGratuitous]
+    assert [type(a) for a in m.actions()] == [SendAdvert, SendGratuitous, MasterRxLowerPri]
     assert m.get_timer() == 1.5
     m.handle_timer(1.5)
     m.handle_timer(2.5)

@@ -10,6 +10,7 @@ from hagate.config.lexer import quoted_words
 from hagate.config.model import (
     GlobalDefs,
     Location,
+    NotifyFifo,
     NotifyScript,
     TrackInterface,
     TrackScript,
@@ -26,20 +27,19 @@ GLOBAL_UNSUPPORTED = frozenset(
     {
         "lvs_id", "smtp_helo_name", "smtp_alert_vrrp", "smtp_alert_checker",
         "checker_log_all_failures", "no_email_faults", "default_interface", "vrrp_min_garp",
-        "vrrp_garp_extra_if", "vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert",
-        "vrrp_skip_check_adv_addr", "vrrp_priority", "checker_priority", "bfd_priority",
+        "vrrp_garp_extra_if", "vrrp_skip_check_adv_addr", "vrrp_priority", "checker_priority",
+        "bfd_priority",
         "vrrp_no_swap", "checker_no_swap", "bfd_no_swap", "vrrp_rt_priority",
         "checker_rt_priority", "bfd_rt_priority", "vrrp_iptables", "vrrp_ipsets", "nftables",
-        "nftables_priority", "nftables_ifindex", "nftables_counters", "notify_fifo",
-        "vrrp_notify_fifo", "vrrp_notify_fifo_script", "notify_fifo_script", "lvs_notify_fifo",
-        "vrrp_startup_delay", "log_unknown_vrids", "dynamic_interfaces", "net_namespace",
+        "nftables_priority", "nftables_ifindex", "nftables_counters", "lvs_notify_fifo",
+        "log_unknown_vrids", "dynamic_interfaces", "net_namespace",
         "net_namespace_ipvs", "namespace_with_ipsets", "instance", "use_pid_dir",
         "linkbeat_use_polling", "child_wait_time", "max_auto_priority",
         "min_auto_priority_delay", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
         "lvs_sync_daemon", "lvs_flush", "lvs_flush_onstop", "lvs_timeouts", "snmp_socket",
         "enable_traps", "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc",
         "enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_snmp_keepalived", "enable_dbus",
-        "vrrp_notify_priority_changes", "random_seed", "script_security", "process_names",
+        "random_seed", "script_security", "process_names",
         "process_name", "vrrp_process_name", "checker_process_name", "bfd_process_name",
         "vrrp_garp_lower_prio_repeat_all", "vrrp_netlink_cmd_rcv_bufs",
         "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
@@ -51,8 +51,7 @@ GLOBAL_UNSUPPORTED = frozenset(
 
 SYNC_GROUP_UNSUPPORTED = frozenset(
     {
-        "track_file", "track_process", "track_bfd", "notify_deleted", "global_tracking",
-        "sync_group_tracking_weight", "notify_priority_changes",
+        "track_file", "track_process", "track_bfd", "notify_deleted",
     }
 )  # fmt: skip
 
@@ -85,6 +84,18 @@ def notify_script(v: Values, st: Statement) -> NotifyScript | None:
     user = words[1] if len(words) > 1 else None
     group = words[2] if len(words) > 2 else None
     return NotifyScript(words[0], user, group, location(st))
+
+
+def notify_fifo(v: Values, st: Statement) -> NotifyFifo | None:
+    """``notify_fifo FIFO_NAME [username [groupname]]``."""
+    path = v.first(st, used=3)
+    if path is None:
+        return None
+    if not path.startswith("/"):
+        v.warning(st, f"{path!r} is relative: keepalived resolves it from its working directory")
+    user = st.words[1] if len(st.words) > 1 else None
+    group = st.words[2] if len(st.words) > 2 else None
+    return NotifyFifo(path, user, group, location(st))
 
 
 def _command_ok(v: Values, st: Statement, command: str) -> bool:
@@ -151,6 +162,7 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
         "vrrp_garp_lower_prio_delay": (0.0, 255.0),
         "vrrp_garp_interval": (0.0, 1.0),
         "vrrp_gna_interval": (0.0, 1.0),
+        "vrrp_startup_delay": (0.0, 2**31 / 1e6),
     }
     integers = {
         "vrrp_garp_master_repeat": (1, 255),
@@ -159,7 +171,11 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
         "vrrp_down_timer_adverts": D.DOWN_TIMER_ADVERTS_RANGE,
         "smtp_connect_timeout": (1, 2**31 - 1),
     }
-    flags = {"vrrp_check_unicast_src", "vrrp_v3_checksum_as_v2", "vrrp_strict", "smtp_alert"}
+    flags = {
+        "vrrp_check_unicast_src", "vrrp_v3_checksum_as_v2", "vrrp_strict", "smtp_alert",
+        "vrrp_notify_priority_changes", "vrrp_lower_prio_no_advert",
+        "vrrp_higher_prio_send_advert",
+    }  # fmt: skip
     for item in v.block(st):
         key = item.keyword
         if key != "notification_email":
@@ -201,6 +217,12 @@ def global_defs(v: Values, st: Statement, base: GlobalDefs) -> GlobalDefs:
                     v.error(item, f"{addr} is not an IPv{key[-1]} multicast address")
                 else:
                     f[key] = addr
+        elif key in ("notify_fifo", "vrrp_notify_fifo"):
+            fifo = notify_fifo(v, item)
+            if fifo is not None:
+                f[key] = fifo
+        elif key in ("notify_fifo_script", "vrrp_notify_fifo_script"):
+            f[key] = notify_script(v, item)
         elif key in GLOBAL_UNSUPPORTED or key.startswith(("lvs_", "enable_snmp", "nftables")):
             unsupported(v, item, "global_defs")
         else:
@@ -290,6 +312,21 @@ def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
             f[key] = notify_script(v, item)
         elif key == "smtp_alert":
             f["smtp_alert"] = bool(v.flag(item))
+        elif key == "notify_priority_changes":
+            flag = v.flag(item)
+            if flag is not None:
+                f[key] = flag
+        elif key == "sync_group_tracking_weight":
+            v.extra(item, 0)
+            f["tracking_weight"] = True
+        elif key == "global_tracking":
+            v.extra(item, 0)
+            v.warning(
+                item,
+                f"({name}) global_tracking is deprecated (keepalived 2.2.7 treats it as "
+                "sync_group_tracking_weight); use sync_group_tracking_weight",
+            )
+            f["tracking_weight"] = True
         elif key in SYNC_GROUP_UNSUPPORTED:
             unsupported(v, item, "vrrp_sync_group")
         else:

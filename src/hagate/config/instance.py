@@ -33,10 +33,9 @@ INSTANCE_UNSUPPORTED = frozenset(
     {
         "use_vmac", "vmac_xmit_base", "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
         "track_process", "track_bfd", "mcast_dst_ip", "track_src_ip", "unicast_fault_no_peer",
-        "unicast_ttl", "old_unicast_checksum", "garp_extra_if", "lower_prio_no_advert",
-        "higher_prio_send_advert", "virtual_routes", "virtual_rules", "accept", "no_accept",
-        "skip_check_adv_addr", "strict_mode", "debug", "notify_master_rx_lower_pri",
-        "notify_priority_changes", "notify_deleted", "kernel_rx_buf_size",
+        "unicast_ttl", "old_unicast_checksum", "garp_extra_if",
+        "virtual_routes", "virtual_rules", "accept", "no_accept",
+        "skip_check_adv_addr", "strict_mode", "debug", "kernel_rx_buf_size",
         "linkbeat_use_polling", "promote_secondaries", "dont_track_primary", "native_ipv6",
         "unicast_chksum_compat", "garp_extra_if_vmac",
     }
@@ -52,6 +51,8 @@ INSTANCE_KEYWORDS = frozenset(
         "track_script", "track_interface", "garp_master_delay", "garp_master_repeat",
         "garp_master_refresh", "garp_master_refresh_repeat", "garp_lower_prio_delay",
         "garp_lower_prio_repeat", "down_timer_adverts", "v3_checksum_as_v2",
+        "lower_prio_no_advert", "higher_prio_send_advert", "notify_master_rx_lower_pri",
+        "notify_priority_changes", "notify_deleted",
         *NOTIFY_KEYWORDS,
     }
 )  # fmt: skip
@@ -313,8 +314,16 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             f["track_scripts"] = f.get("track_scripts", ()) + track_scripts(v, item)
         elif key == "track_interface":
             f["track_interfaces"] = f.get("track_interfaces", ()) + track_interfaces(v, item)
-        elif key in NOTIFY_KEYWORDS:
+        elif key in NOTIFY_KEYWORDS or key == "notify_master_rx_lower_pri":
             f[key] = notify_script(v, item)
+        elif key in ("lower_prio_no_advert", "higher_prio_send_advert", "notify_priority_changes"):
+            flag = v.flag(item)
+            if flag is not None:
+                f[key] = flag
+        elif key == "notify_deleted":
+            f["notify_deleted"] = True
+            if item.args:
+                f["notify_deleted_script"] = notify_script(v, item)
         elif key in INSTANCE_UNSUPPORTED:
             unsupported(v, item, "vrrp_instance")
         else:
@@ -482,6 +491,8 @@ def _complete(
         "v3_checksum_as_v2": g.vrrp_v3_checksum_as_v2,
         "check_unicast_src": g.vrrp_check_unicast_src,
         "smtp_alert": g.smtp_alert,
+        "lower_prio_no_advert": g.vrrp_lower_prio_no_advert,
+        "higher_prio_send_advert": g.vrrp_higher_prio_send_advert,
     }
     for key, value in inherited.items():
         f.setdefault(key, value)

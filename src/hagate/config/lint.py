@@ -12,7 +12,10 @@ from pathlib import Path
 from hagate.config.findings import Finding, Impact, Reporter
 from hagate.config.model import Config, Location, NotifyScript, VrrpInstance, command_path
 
-_NOTIFY_FIELDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+_NOTIFY_FIELDS = (
+    "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify",
+    "notify_master_rx_lower_pri", "notify_deleted_script",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +102,15 @@ def _priorities(config: Config, r: Reporter) -> None:
                 f"({inst.name}) priority 255 cannot be lowered by tracking weights "
                 "(keepalived); a failing script changes nothing unless its weight is 0",
             )
-        if inst.sync_group and any(t.weight for t in inst.track_scripts):
+        group = config.sync_group(inst.sync_group)
+        weighted = group is not None and group.tracking_weight
+        if inst.sync_group and not weighted and any(t.weight for t in inst.track_scripts):
             r.warning(
                 inst.where.file,
                 inst.where.line,
                 "track_script",
                 f"({inst.name}) is in vrrp_sync_group {inst.sync_group}: keepalived sets "
-                "its track_script weights to 0",
+                "its track_script weights to 0 (sync_group_tracking_weight keeps them)",
             )
 
 
@@ -122,7 +127,7 @@ def _script_uses(config: Config) -> list[ScriptUse]:
     holders: list[object] = [*config.vrrp_instances, *config.vrrp_sync_groups]
     for holder in holders:
         for field in _NOTIFY_FIELDS:
-            notify: NotifyScript | None = getattr(holder, field)
+            notify: NotifyScript | None = getattr(holder, field, None)
             if notify is not None:
                 uses.append(
                     ScriptUse(
@@ -133,6 +138,13 @@ def _script_uses(config: Config) -> list[ScriptUse]:
                         Impact.OTHER,
                     )
                 )
+    for field in ("notify_fifo_script", "vrrp_notify_fifo_script"):
+        fifo_script: NotifyScript | None = getattr(g, field)
+        if fifo_script is not None:
+            user = fifo_script.user or g.script_user
+            uses.append(
+                ScriptUse(field, fifo_script.command, fifo_script.where, user, Impact.OTHER)
+            )
     return uses
 
 

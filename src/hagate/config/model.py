@@ -116,6 +116,16 @@ class NotifyScript:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyFifo:
+    """notify_fifo / vrrp_notify_fifo: ``FIFO_NAME [username [groupname]]``."""
+
+    path: str
+    user: str | None = None
+    group: str | None = None
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpScript:
     name: str
     script: str
@@ -161,6 +171,14 @@ class GlobalDefs:
     smtp_server: str | None = None
     smtp_connect_timeout: int = D.SMTP_CONNECT_TIMEOUT
     smtp_alert: bool = False
+    notify_fifo: NotifyFifo | None = None
+    notify_fifo_script: NotifyScript | None = None
+    vrrp_notify_fifo: NotifyFifo | None = None
+    vrrp_notify_fifo_script: NotifyScript | None = None
+    vrrp_notify_priority_changes: bool = False
+    vrrp_lower_prio_no_advert: bool = False
+    vrrp_higher_prio_send_advert: bool = False
+    vrrp_startup_delay: float = 0.0
     where: Location = NOWHERE
 
 
@@ -198,6 +216,12 @@ class VrrpInstance:
     notify_fault: NotifyScript | None = None
     notify_stop: NotifyScript | None = None
     notify: NotifyScript | None = None
+    notify_master_rx_lower_pri: NotifyScript | None = None
+    notify_deleted: bool = False  # removal at reload notified as DELETED, not FAULT
+    notify_deleted_script: NotifyScript | None = None
+    notify_priority_changes: bool | None = None  # None: the sync group's, else global
+    lower_prio_no_advert: bool = False
+    higher_prio_send_advert: bool = False
     smtp_alert: bool = False
     sync_group: str | None = None
     where: Location = NOWHERE
@@ -253,6 +277,10 @@ class VrrpSyncGroup:
     notify_fault: NotifyScript | None = None
     notify_stop: NotifyScript | None = None
     notify: NotifyScript | None = None
+    notify_priority_changes: bool | None = None
+    # sync_group_tracking_weight (or the deprecated global_tracking): members keep their
+    # weighted tracking instead of keepalived's weight 0 for every member.
+    tracking_weight: bool = False
     smtp_alert: bool = False
     where: Location = NOWHERE
 
@@ -273,3 +301,15 @@ class Config:
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)
+
+    def sync_group(self, name: str | None) -> VrrpSyncGroup | None:
+        return next((g for g in self.vrrp_sync_groups if g.name == name), None)
+
+    def notify_priority_changes(self, inst: VrrpInstance) -> bool:
+        """keepalived: the instance's setting, else its sync group's, else global_defs'."""
+        if inst.notify_priority_changes is not None:
+            return inst.notify_priority_changes
+        group = self.sync_group(inst.sync_group)
+        if group is not None and group.notify_priority_changes is not None:
+            return group.notify_priority_changes
+        return self.global_defs.vrrp_notify_priority_changes

@@ -34,6 +34,7 @@ from hagate.daemon.plan import (
     BridgeError,
     InstancePlan,
     disabled_scripts,
+    fifo_specs,
     plan_instance,
 )
 from hagate.daemon.runtime import Host, InstanceRuntime
@@ -47,6 +48,7 @@ from hagate.daemon.status import (
     SocketInUse,
     StatusServer,
 )
+from hagate.vrrp.syncgroup import SyncGroup
 
 log = logging.getLogger("hagate.vrrp")
 
@@ -81,10 +83,6 @@ def load_config(path: Path) -> cfg.Config:
         raise StartError("configuration refused:\n  " + "\n  ".join(str(f) for f in fatal))
     if not config.vrrp_instances:
         raise StartError(f"{path}: no vrrp_instance to run")
-    for group in config.vrrp_sync_groups:
-        log.warning(
-            "vrrp_sync_group %s: sync groups are not supported; members run alone", group.name
-        )
     return config
 
 
@@ -181,6 +179,7 @@ class Daemon:
         self.sockets: dict[SockKey, VrrpSocket] = {}
         self.by_vrid: dict[SockKey, dict[int, InstanceRuntime]] = {}
         self.runners: dict[str, ScriptRunner] = {}
+        self.groups: dict[str, SyncGroup] = {}  # vrrp_sync_group name -> its members
         self.links: dict[str, LinkInfo] = {}
         self.sock_discards: dict[str, int] = {}
         self.unknown_vrid = 0
@@ -241,6 +240,7 @@ class Daemon:
             g.vrrp_garp_interval,
             g.vrrp_gna_interval,
         )
+        self._host.notifier.open_fifos(fifo_specs(config))
         self.links = await netlink.links()
         plans = await self._plan_all(config)
         # keepalived leaves VIPs behind after SIGKILL: remove ours before starting.
@@ -377,6 +377,10 @@ class Daemon:
             sock.join_multicast()
         rt = InstanceRuntime(plan, sock, self._host, self.links[plan.interface].mac)
         self.runtimes[plan.name] = rt
+        if plan.sync_group is not None:
+            group = self.groups.setdefault(plan.sync_group, SyncGroup(plan.sync_group))
+            group.join(rt.machine)
+            self._link_peers(group)
         self.by_vrid[key][plan.params.vrid] = rt
         self._refilter(key)
         for item, ifname in plan.interfaces:
@@ -397,9 +401,19 @@ class Daemon:
             )
         return rt
 
+    def _link_peers(self, group: SyncGroup) -> None:
+        """Each member's runtime drains the others: the group moves them together."""
+        members = [self.runtimes[m.params.name] for m in group.members]
+        for rt in members:
+            rt.peers = tuple(p for p in members if p is not rt)
+
     async def _remove_instance(self, rt: InstanceRuntime) -> None:
         await rt.stop()
         self.runtimes.pop(rt.name, None)
+        group = rt.machine.sync
+        if group is not None:
+            group.leave(rt.name)
+            self._link_peers(group)
         key = (rt.plan.interface, rt.sock.family)
         table = self.by_vrid.get(key, {})
         if table.get(rt.plan.params.vrid) is rt:
@@ -546,6 +560,7 @@ class Daemon:
             sock.close(host.loop if host else None)
         self.sockets.clear()
         if host is not None:
+            host.notifier.close()
             host.garp.close()
             host.netlink.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 from hagate.bridge import BridgeError, InstanceMap, TrackKind, map_instance, prefixed_name
 from hagate.config import model as cfg
 from hagate.daemon.cmdline import CommandLineError, ScriptCommand, split_words
+from hagate.daemon.fifo import FifoSpec
 from hagate.daemon.netlink import DEFAULT_MTU, SCOPES, Vip
 from hagate.daemon.notify import NotifySpec
 from hagate.daemon.scripts import ScriptSpec, resolve_command
@@ -28,6 +29,7 @@ __all__ = [
     "InstancePlan",
     "command",
     "disabled_scripts",
+    "fifo_specs",
     "fit_instance",
     "interface_item",
     "pick_source",
@@ -60,6 +62,8 @@ class InstancePlan:
     config: cfg.VrrpInstance
     mapping: InstanceMap | None = None  # the shared mapping (notes, tracked items' origin)
     excluded: tuple[Vip, ...] = ()  # virtual_ipaddress_excluded (+ VIPs beyond the advert)
+    sync_group: str | None = None  # its vrrp_sync_group (hagate.vrrp.syncgroup)
+    group_notify: NotifySpec | None = None  # that group's notify scripts
 
     @property
     def all_vips(self) -> tuple[Vip, ...]:
@@ -239,7 +243,21 @@ def plan_instance(
         fault=command(inst.notify_fault),
         stop=command(inst.notify_stop),
         generic=command(inst.notify),
+        deleted=command(inst.notify_deleted_script),
+        master_rx_lower_pri=command(inst.notify_master_rx_lower_pri),
+        notify_deleted=inst.notify_deleted,
+        priority_changes=config.notify_priority_changes(inst),
     )
+    group = config.sync_group(mapped.sync_group)
+    group_notify = None
+    if group is not None:
+        group_notify = NotifySpec(
+            master=command(group.notify_master),
+            backup=command(group.notify_backup),
+            fault=command(group.notify_fault),
+            stop=command(group.notify_stop),
+            generic=command(group.notify),
+        )
     return InstancePlan(
         name=inst.name,
         interface=interface,
@@ -256,7 +274,23 @@ def plan_instance(
         config=inst,
         mapping=mapped,
         excluded=excluded,
+        sync_group=mapped.sync_group,
+        group_notify=group_notify,
     )
+
+
+def fifo_specs(config: cfg.Config) -> list[FifoSpec]:
+    """notify_fifo then vrrp_notify_fifo, each with its script (keepalived notify_fifo_open;
+    the same path twice is one FIFO, with the global one's script)."""
+    g = config.global_defs
+    out: list[FifoSpec] = []
+    for fifo, script in (
+        (g.notify_fifo, g.notify_fifo_script),
+        (g.vrrp_notify_fifo, g.vrrp_notify_fifo_script),
+    ):
+        if fifo is not None:
+            out.append(FifoSpec(fifo.path, fifo.user, fifo.group, command(script)))
+    return out
 
 
 def disabled_scripts(config: cfg.Config) -> frozenset[str]:

@@ -23,6 +23,8 @@ from hagate.daemon.plan import InstancePlan
 from hagate.daemon.sockets import Prepared, VrrpSocket
 from hagate.vrrp.actions import (
     AddVips,
+    GroupStateChanged,
+    MasterRxLowerPri,
     PriorityChanged,
     RemoveVips,
     RunNotify,
@@ -87,6 +89,7 @@ class InstanceRuntime:
         self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.waiting: set[str] = set()  # weight-0 scripts without a first result
+        self.peers: tuple[InstanceRuntime, ...] = ()  # the other members of its sync group
         self.started = False
         self.adverts_in = 0
         self.adverts_out = 0
@@ -215,17 +218,20 @@ class InstanceRuntime:
                 self._send(action.advert)
             elif isinstance(action, StateChanged):
                 self._changed(action)
-            elif isinstance(action, RunNotify):
-                priority = machine.effective_priority
-                self.host.notifier.notify(self.plan.notify, self.name, str(action.state), priority)
+            elif isinstance(action, RunNotify | GroupStateChanged | MasterRxLowerPri):
+                self.host.notifier.on_action(action, self.plan, machine)
             elif isinstance(action, PriorityChanged):
                 log.info(
                     "%s: priority %d -> %d: %s", self.name, action.old, action.new, action.reason
                 )
+                self.host.notifier.on_action(action, self.plan, machine)
             else:
                 self._jobs.put_nowait(action)
             action = machine.next_action()
         self._rearm()
+        for peer in self.peers:  # a sync group moved them too
+            if peer.machine.pending():
+                peer.drain()
 
     def _rearm(self) -> None:
         """Keep one ``call_at`` per instance. A deadline that moved *later* (a backup

@@ -52,6 +52,7 @@ class SimInstance:
     interfaces: tuple[str, ...]  # tracked interface names (own interface first)
     scripts: tuple[str, ...]  # tracked script names
     address_synthesized: bool = False
+    sync_group: str | None = None  # vrrp_sync_group: its states are tied to the others'
 
 
 @dataclass(slots=True)
@@ -149,11 +150,6 @@ def _assign(cluster: Cluster) -> None:
                     "(equal priorities are decided by the higher address)"
                 )
             host.instances.append(_instance(cluster, host, inst, key, src, synthesized))
-        if any(i.sync_group for i in host.config.vrrp_instances):
-            cluster.notes.append(
-                f"{host.name}: vrrp_sync_group members are simulated independently "
-                "(their states are not tied together)"
-            )
 
 
 def _synthesize(inst: ConfigInstance, index: int, taken: set[IPAddress]) -> IPAddress:
@@ -193,6 +189,7 @@ def _instance(
         tuple(t.item.name for t in mapped.interfaces),
         tuple(t.item.name for t in mapped.scripts),
         synth,
+        mapped.sync_group,
     )
 
 

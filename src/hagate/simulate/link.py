@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from hagate.vrrp.actions import (
     Action,
     AddVips,
+    GroupStateChanged,
+    MasterRxLowerPri,
     PriorityChanged,
     RemoveVips,
     RunNotify,
@@ -41,7 +43,7 @@ class SimulationError(ValueError):
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One thing that happened. ``kind``: event, state, advert, vips, garp, notify, priority,
-    drop, discard. ``action`` is the machine's action when the entry comes from one."""
+    group, drop, discard. ``action`` is the machine's action when the entry comes from one."""
 
     time: float
     node: str
@@ -103,6 +105,7 @@ class Link:
         self.record_adverts = record_adverts
         self.route = route  # per receiver: receive checks and unicast addressing
         self.on_boot = on_boot  # called with the fresh machine in place, before start()
+        # (the simulator joins it to its vrrp_sync_group there)
         self.now = 0.0
         self.nodes: dict[str, Node] = {}
         self.timeline: list[TimelineEntry] = []
@@ -297,6 +300,12 @@ class Link:
             if deadline is not None:
                 generation = node._generation
                 self.at(max(deadline, self.now), lambda: self._fire(node, generation))
+        group = machine.sync
+        if group is not None:  # a vrrp_sync_group may have moved the other members
+            for peer in self.nodes.values():
+                m = peer.machine
+                if m is not None and m is not machine and m.sync is group and m.pending():
+                    self._drain(peer)
 
     def _fire(self, node: Node, generation: int) -> None:
         if node.machine is None or generation != node._generation:
@@ -325,6 +334,12 @@ class Link:
         elif isinstance(action, PriorityChanged):
             text = f"priority {action.old} -> {action.new}: {action.reason}"
             self._record(node, "priority", text, action)
+        elif isinstance(action, GroupStateChanged):
+            text = f"vrrp_sync_group {action.group} {action.old} -> {action.new}: {action.reason}"
+            self._record(node, "group", text, action)
+        elif isinstance(action, MasterRxLowerPri):
+            text = f"notify MASTER_RX_LOWER_PRI (advert from {action.source}, {action.priority})"
+            self._record(node, "notify", text, action)
 
     def _send(self, node: Node, action: SendAdvert) -> None:
         advert = action.advert

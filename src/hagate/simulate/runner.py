@@ -32,10 +32,11 @@ from hagate.vrrp.advert import Advert, IPAddress
 from hagate.vrrp.packet import encode
 from hagate.vrrp.receive import Discarded, check_packet
 from hagate.vrrp.state import State
+from hagate.vrrp.syncgroup import SyncGroup
 
 DOWN = "DOWN"  # crashed, or not started yet
 STOPPED = "STOP"
-SIGNIFICANT = {"event", "state", "priority", "vips", "discard"}
+SIGNIFICANT = {"event", "state", "priority", "vips", "discard", "group"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class _HostRun:
     generation: int = 0
     running: bool = False
     counters: dict[str, RiseFall] = field(default_factory=dict)
+    groups: dict[str, SyncGroup] = field(default_factory=dict)  # fresh at every boot
 
 
 class Simulation:
@@ -207,6 +209,10 @@ class Simulation:
         run.running = True
         run.generation += 1
         run.counters = {}
+        run.groups = {}
+        for inst in run.host.instances:
+            if inst.sync_group is not None and inst.sync_group not in run.groups:
+                run.groups[inst.sync_group] = SyncGroup(inst.sync_group)
         now = self.link.now
         for script, model in run.host.scripts.items():
             counter = RiseFall(model.rise, model.fall)
@@ -234,6 +240,8 @@ class Simulation:
         run = self.hosts[inst.host]
         machine = node.machine
         assert machine is not None
+        if inst.sync_group is not None:
+            run.groups[inst.sync_group].join(machine)
         now = self.link.now
         for item in inst.interfaces:
             machine.set_tracked(now, item, not self._is_failing(inst.host, item, now))

@@ -1,15 +1,22 @@
 """Typed outputs of the state machine; the driver (daemon or simulator) carries them out.
 
 The machine never touches the network or the host: it queues these and the driver drains
-them with ``VrrpInstance.next_action()`` / ``actions()`` in order.
+them with ``VrrpMachine.next_action()`` / ``actions()`` in order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 from hagate.vrrp.advert import Advert, IPAddress
 from hagate.vrrp.state import State
+
+_SEQUENCE = itertools.count(1)
+
+
+def _next_seq() -> int:
+    return next(_SEQUENCE)
 
 
 def _addrs(addresses: tuple[IPAddress, ...]) -> str:
@@ -66,6 +73,9 @@ class RunNotify:
     """Run the notify scripts for ``state`` (keepalived notify_master/backup/fault/stop)."""
 
     state: State
+    # Emission order across instances: a sync group queues its members' notifications on
+    # several machines, and keepalived's order (FIFO lines) is the order they were emitted.
+    seq: int = field(default_factory=_next_seq, compare=False, repr=False)
 
     def describe(self) -> str:
         return f"RunNotify {self.state}"
@@ -90,11 +100,48 @@ class PriorityChanged:
     old: int
     new: int
     reason: str
+    seq: int = field(default_factory=_next_seq, compare=False, repr=False)
 
     def describe(self) -> str:
         return f"PriorityChanged {self.old} -> {self.new}: {self.reason}"
 
 
+@dataclass(frozen=True, slots=True)
+class MasterRxLowerPri:
+    """A master heard a lower-priority advert (keepalived notify_master_rx_lower_pri and the
+    FIFO's ``MASTER_RX_LOWER_PRI`` line): a split brain is being resolved."""
+
+    source: IPAddress
+    priority: int
+    seq: int = field(default_factory=_next_seq, compare=False, repr=False)
+
+    def describe(self) -> str:
+        return f"MasterRxLowerPri from {self.source} priority {self.priority}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStateChanged:
+    """A vrrp_sync_group moved from ``old`` to ``new``: run the group's notify scripts and
+    write its FIFO line (keepalived send_group_notifies). ``reason`` states the facts."""
+
+    group: str
+    old: State
+    new: State
+    reason: str
+    seq: int = field(default_factory=_next_seq, compare=False, repr=False)
+
+    def describe(self) -> str:
+        return f"GroupStateChanged {self.group} {self.old} -> {self.new}: {self.reason}"
+
+
 Action = (
-    SendAdvert | AddVips | RemoveVips | SendGratuitous | RunNotify | StateChanged | PriorityChanged
+    SendAdvert
+    | AddVips
+    | RemoveVips
+    | SendGratuitous
+    | RunNotify
+    | StateChanged
+    | PriorityChanged
+    | MasterRxLowerPri
+    | GroupStateChanged
 )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hagate.vrrp.actions import (
     Action,
     AddVips,
+    MasterRxLowerPri,
     PriorityChanged,
     RemoveVips,
     RunNotify,
@@ -26,6 +28,9 @@ from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.state import State
 from hagate.vrrp.timers import US_PER_CS, US_PER_S, skew_time_us
 from hagate.vrrp.tracking import PRIORITY_OWNER, PRIORITY_STOP, Tracker, effective_priority
+
+if TYPE_CHECKING:
+    from hagate.vrrp.syncgroup import SyncGroup
 
 
 class MachineError(RuntimeError):
@@ -77,6 +82,11 @@ class VrrpMachine:
         self._ignored: tuple[IPAddress, int] | None = None  # lower-priority master we ignore
         self._vips = params.vips
         self._p0_answered_at: float | None = None  # last answer to a priority-0 advert
+        # vrrp_sync_group coupling (hagate.vrrp.syncgroup), None when the instance runs alone.
+        self.sync: SyncGroup | None = None
+        # keepalived wantstate MASTER while BACKUP: the down timer expired but the group held
+        # us back (vrrp_sync_can_goto_master); cleared by the next acceptable advert.
+        self.wants_group_master = False
 
     # ---- derived timers -------------------------------------------------------------
 
@@ -112,6 +122,10 @@ class VrrpMachine:
         """Pop the oldest queued action, or None."""
         return self._actions.popleft() if self._actions else None
 
+    def pending(self) -> bool:
+        """True when actions are queued (a sync group may queue them for a peer)."""
+        return bool(self._actions)
+
     def actions(self) -> list[Action]:
         """Drain all queued actions, oldest first."""
         out = list(self._actions)
@@ -137,10 +151,19 @@ class VrrpMachine:
         if self._vips and repeat > 0:
             self._emit(SendGratuitous(self._vips, repeat))
 
-    def _change_state(self, new: State, reason: str) -> None:
+    def _change_state(self, new: State, reason: str, now: float) -> None:
         old, self.state = self.state, new
+        group = self.sync
+        if group is not None:
+            group.member_changing(self, old, new)  # keepalived: a group's first notify first
         self._emit(RunNotify(new))
         self._emit(StateChanged(old, new, reason))
+        if group is not None:
+            group.member_changed(self, now, old, new)
+
+    def emit(self, action: Action) -> None:
+        """Queue an action on this instance's behalf (its sync group's notifications)."""
+        self._actions.append(action)
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -150,9 +173,14 @@ class VrrpMachine:
             raise MachineError(f"start() called in state {self.state}, not INITIALIZE")
         faulted = self.tracker.faulted()
         if faulted:
-            self._change_state(State.FAULT, f"startup: tracked {', '.join(faulted)} down")
+            self._change_state(State.FAULT, f"startup: tracked {', '.join(faulted)} down", now)
             return
-        if self.params.wants_master and self.base_priority == PRIORITY_OWNER:
+        group = self.sync
+        if group is not None and group.holds_in_fault(self):
+            self._change_state(State.FAULT, f"startup: {group.fault_reason(self)}", now)
+            return
+        owner_start = group.owner_start(self) if group is not None else True
+        if self.params.wants_master and self.base_priority == PRIORITY_OWNER and owner_start:
             self._become_master(now, "startup: address owner (priority 255)")
             return
         if self.params.wants_master:
@@ -214,8 +242,11 @@ class VrrpMachine:
             return
         faulted = self.tracker.faulted()
         if faulted and self.state is not State.FAULT:
-            self._enter_fault(f"tracked {name} {word} (weight 0)")
+            self._enter_fault(now, f"tracked {name} {word} (weight 0)")
         elif not faulted and self.state is State.FAULT:
+            group = self.sync
+            if group is not None and group.holds_in_fault(self):
+                return  # keepalived try_up_instance: another member is still down
             self._leave_fault(now, f"tracked {name} {word}: no tracked item down")
 
     def vip_lost(self, now: float, address: IPAddress) -> None:
@@ -244,7 +275,45 @@ class VrrpMachine:
             self._send_advert(PRIORITY_STOP)
             self._release_vips()
         self._clear_timers()
-        self._change_state(State.STOP, "shutdown")
+        self._change_state(State.STOP, "shutdown", now)
+
+    # ---- driven by a vrrp_sync_group (keepalived vrrp_sync.c) -------------------------
+
+    def sync_to_master(self, now: float, reason: str) -> None:
+        """vrrp_sync_master: a peer became MASTER; follow it (from BACKUP or FAULT)."""
+        if self.state in (State.BACKUP, State.FAULT) and not self.tracker.faulted():
+            self._become_master(now, reason)
+
+    def sync_to_backup(self, now: float, reason: str) -> None:
+        """vrrp_sync_backup: leave MASTER without a priority-0 advert (the peer that moved
+        first is already BACKUP), or leave FAULT, and wait a full Master_Down_Interval."""
+        if self.state is State.MASTER:
+            self._release_vips()
+            self.counters.released_master += 1
+        elif self.state is not State.FAULT or self.tracker.faulted():
+            return
+        self.master_adver_int_cs = self.params.advert_int_cs
+        self.master_address = None
+        self.wants_group_master = False
+        self._ms_down_us = self._master_down_us()
+        self._enter_backup(now, reason)
+
+    def sync_to_fault(self, now: float, reason: str) -> None:
+        """vrrp_sync_fault: a peer's tracked item failed; a master sends priority 0 and
+        drops its VIPs so that the other node takes the whole group over at once."""
+        if self.state in (State.MASTER, State.BACKUP):
+            self._enter_fault(now, reason)
+
+    def lower_prio_garp(self, now: float) -> None:
+        """keepalived: a sync-group peer heard a lower-priority advert; refresh our
+        neighbours' caches too (garp_lower_prio_repeat / _delay of this instance)."""
+        p = self.params
+        repeat = p.effective_garp_lower_prio_repeat
+        if self.state is not State.MASTER or not repeat or not self._vips:
+            return
+        self._gratuitous(repeat)
+        if p.effective_garp_lower_prio_delay > 0:
+            self._garp_lower_at = now + p.effective_garp_lower_prio_delay
 
     # ---- BACKUP (RFC 9568 §6.4.2, keepalived vrrp_state_backup) ----------------------
 
@@ -255,7 +324,7 @@ class VrrpMachine:
         self._preempt_time = None
         self._stepped_down = None
         self._ignored = None
-        self._change_state(State.BACKUP, reason)
+        self._change_state(State.BACKUP, reason, now)
 
     def _backup_rx(self, now: float, advert: Advert, source: IPAddress) -> None:
         prio = advert.priority
@@ -281,6 +350,7 @@ class VrrpMachine:
             self.master_priority = prio
             self._stepped_down = None
             self._ignored = None
+            self.wants_group_master = False  # keepalived: "we want to be in BACKUP state"
             if delay:
                 if prio >= eff:
                     self._preempt_time = None
@@ -292,6 +362,14 @@ class VrrpMachine:
         self._ignored = (source, prio)
 
     def _backup_timeout(self, now: float) -> None:
+        group = self.sync
+        if group is not None and not group.can_goto_master(self):
+            # keepalived vrrp_state_goto_master: wantstate MASTER, held in BACKUP until
+            # every member wants MASTER; the down timer runs again meanwhile.
+            self.wants_group_master = True
+            self._ms_down_us = self._master_down_us()
+            self._deadline = now + _secs(self._ms_down_us)
+            return
         waited = now - self._since
         if self._stepped_down is not None:
             reason = (
@@ -332,7 +410,8 @@ class VrrpMachine:
             self._garp_delay_at = now + p.garp_master_delay
         if p.garp_master_refresh > 0:
             self._garp_refresh_at = now + p.garp_master_refresh
-        self._change_state(State.MASTER, reason)
+        self.wants_group_master = False
+        self._change_state(State.MASTER, reason, now)
 
     def _master_tick(self, now: float) -> None:
         p = self.params
@@ -395,16 +474,17 @@ class VrrpMachine:
         if prio == eff and cmp == 0:
             return  # same priority from our own address (keepalived: a warning only)
         # Lower priority: RFC 9568 §6.4.3 discards it; keepalived answers with an advert at
-        # once (forcing a new election) and refreshes the neighbours' ARP caches.
-        if p.effective_lower_prio_no_advert:
-            return
-        self._send_advert(eff)
-        self._deadline = now + p.advert_int
-        repeat = p.effective_garp_lower_prio_repeat
-        if repeat and self._vips:
-            self._gratuitous(repeat)
-            if p.effective_garp_lower_prio_delay > 0:
-                self._garp_lower_at = now + p.effective_garp_lower_prio_delay
+        # once (forcing a new election; not with lower_prio_no_advert or vrrp_strict),
+        # refreshes the neighbours' ARP caches (its own and its sync group peers'; not in
+        # strict mode) and reports the event in every mode (notify_master_rx_lower_pri, the
+        # FIFO's MASTER_RX_LOWER_PRI line).
+        if not p.effective_lower_prio_no_advert:
+            self._send_advert(eff)
+            self._deadline = now + p.advert_int
+        self.lower_prio_garp(now)
+        if self.sync is not None:
+            self.sync.lower_prio_seen(self, now)
+        self._emit(MasterRxLowerPri(source, prio))
 
     def _release_vips(self) -> None:
         self._garp_delay_at = self._garp_lower_at = self._garp_refresh_at = None
@@ -413,20 +493,23 @@ class VrrpMachine:
 
     # ---- FAULT (keepalived) and tracking ---------------------------------------------
 
-    def _enter_fault(self, reason: str) -> None:
+    def _enter_fault(self, now: float, reason: str) -> None:
         if self.state is State.MASTER:
             # keepalived vrrp_state_leave_master: tell the backups at once, drop the VIPs.
             self._send_advert(PRIORITY_STOP)
             self._release_vips()
             self.counters.released_master += 1
         self._clear_timers()
-        self._change_state(State.FAULT, reason)
+        self.wants_group_master = False
+        self._change_state(State.FAULT, reason, now)
 
     def _leave_fault(self, now: float, reason: str) -> None:
         # keepalived try_up_instance / vrrp_state_leave_fault
         self.master_adver_int_cs = self.params.advert_int_cs
         self.master_address = None
-        if self.params.wants_master and self.base_priority == PRIORITY_OWNER:
+        group = self.sync
+        owner_up = group.owner_start(self) if group is not None else True
+        if self.params.wants_master and self.base_priority == PRIORITY_OWNER and owner_up:
             self._become_master(now, reason + "; address owner")
             return
         self._ms_down_us = self._master_down_us()
