@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import threading
@@ -34,9 +35,14 @@ DOMAIN = "gw.test"
 PASSWORDS = {"ops": "ops password", "viv": "viewer password", "mallory": "no group at all"}
 
 
+@functools.cache
+def _hashes() -> str:
+    return "\n".join(f'{u} = "{hash_password(p)}"' for u, p in PASSWORDS.items())
+
+
 def policy_text(pki: Path) -> str:
     """ops is an operator, viv a viewer, mallory neither; operators may use dev* web UIs."""
-    hashes = "\n".join(f'{u} = "{hash_password(p)}"' for u, p in PASSWORDS.items())
+    hashes = _hashes()
     return (
         "[tokens]\n"
         f'ca = "{pki / "ca.crt"}"\n\n'

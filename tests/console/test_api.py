@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import socket
 import time
@@ -331,3 +333,84 @@ def test_admin_endpoints_directly(st: Stack) -> None:
     # the old health and metrics endpoints are unchanged
     assert st.request("GET", "/healthz", port=port)[0] == 200
     assert st.request("GET", "/metrics", port=port)[0] == 200
+
+
+def test_a_trickling_client_is_cut(st: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hagate.console import web
+
+    monkeypatch.setattr(web, "REQUEST_DEADLINE", 0.5)
+    with socket.create_connection(("127.0.0.1", st.port), 5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        start = time.monotonic()
+        s.settimeout(5)
+        for _ in range(20):  # a header line every 0.1 s, never the blank line
+            try:
+                s.sendall(b"X-A: b\r\n")
+            except OSError:
+                break
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            while s.recv(4096):
+                pass
+        took = time.monotonic() - start
+    assert took < 1.8, took
+
+
+def test_user_certificate_logs_in_over_https(st: Stack) -> None:
+    import ssl
+    import threading
+
+    from hagate.console.web import ConsoleServer
+
+    pki = st.tmp / "pki"
+    srv = pki / "issued" / "server" / "gateway"
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(srv / "cert.pem", srv / "key.pem")
+    tls.load_verify_locations(pki / "ca.crt")
+    tls.verify_mode = ssl.CERT_OPTIONAL
+    server = ConsoleServer(("127.0.0.1", 0), st.server.app, tls)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    port = server.server_address[1]
+
+    def me(cert: str | None) -> tuple[int, str, object]:
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        if cert is not None:
+            b = pki / "issued" / "user" / cert
+            ctx.load_cert_chain(b / "cert.pem", b / "key.pem")
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+        try:
+            conn.request("GET", "/api/me")
+            res = conn.getresponse()
+            return res.status, res.headers.get("Set-Cookie") or "", json.loads(res.read())
+        finally:
+            conn.close()
+
+    try:
+        status, cookie, data = me("alice")
+        assert status == 200 and data == {
+            "user": "user:alice",
+            "role": "operator",
+            "csrf": data["csrf"],  # type: ignore[index]
+        }
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        assert me(None)[0] == 401  # no certificate, no cookie: log in first
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_logout_ends_live_updates_at_once(st: Stack) -> None:
+    cookie, csrf = st.login("viv")
+    s = _sse(st, cookie)
+    try:
+        assert b"event: cluster" in _read_until(s, b"event: cluster", 3)
+        headers = {"Cookie": cookie, "Origin": st.origin, "X-CSRF-Token": csrf}
+        assert st.request("POST", "/api/logout", {}, headers)[0] == 200
+        start = time.monotonic()
+        s.settimeout(3)
+        with contextlib.suppress(OSError):
+            while s.recv(65536):
+                pass
+        assert time.monotonic() - start < 1.0
+    finally:
+        s.close()

@@ -41,9 +41,19 @@ class NodeView:
     gateway: dict[str, Any] | None = None
     gateway_error: str = ""
     polled: float = 0.0
+    vrrp_ok_at: float | None = None  # the last poll it answered
 
     def as_json(self) -> dict[str, Any]:
-        vrrp: dict[str, Any] = {"ok": self.vrrp is not None, "error": self.vrrp_error or None}
+        vrrp: dict[str, Any] = {
+            "ok": self.vrrp is not None,
+            "error": self.vrrp_error or None,
+            # only while it is down: a time that moves every poll would be a change every poll
+            "last_ok": (
+                round(self.vrrp_ok_at, 1)
+                if self.vrrp is None and self.vrrp_ok_at is not None
+                else None
+            ),
+        }
         if self.vrrp is not None:
             vrrp["pid"] = self.vrrp.get("pid")
             vrrp["instances"] = [
@@ -115,6 +125,8 @@ class Cluster:
             snap, error = fut.result()
             view = self._nodes[name]
             view.vrrp, view.vrrp_error, view.polled = snap, error, now
+            if snap is not None:
+                view.vrrp_ok_at = now
             if snap is not None or view.vrrp_error != "no run directory":
                 self.timeline.observe(name, snap, now, error)
         for name, fut in gws.items():

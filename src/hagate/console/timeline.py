@@ -13,7 +13,7 @@ crash's outage by at most that.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -130,6 +130,7 @@ class Timeline:
             reason = str(last.get("reason") or "")
             if old == "MASTER":
                 seen.left_master_at = at
+                self._narrow(node, name, at)
             if new == "MASTER":
                 self._became_master(node, name, at, old, reason, now)
             else:
@@ -147,6 +148,19 @@ class Timeline:
             seen.master_seen_at = now
             if name not in self._master:
                 self._master[name] = node
+
+    def _narrow(self, node: str, name: str, left: float) -> None:
+        """The old master's own word on when it left MASTER came after the failover was
+        recorded (the console saw the new master first): the outage was shorter than the
+        last-seen bound, so it is corrected in place."""
+        for i in range(len(self.events) - 1, max(-1, len(self.events) - 20), -1):
+            e = self.events[i]
+            if e.kind is EventKind.FAILOVER and e.instance == name and e.from_node == node:
+                if left <= e.at + 1.0 and (e.outage_s is None or e.at - left < e.outage_s):
+                    outage = round(max(0.0, e.at - left), 3)
+                    text = f"failover {node} -> {e.node} ({name}), outage {outage:.2f} s"
+                    self.events[i] = replace(e, outage_s=outage, text=text)
+                return
 
     def _became_master(
         self, node: str, name: str, at: float, old: str, reason: str, now: float

@@ -13,6 +13,7 @@ in ``X-CSRF-Token``. The cookie is HttpOnly and SameSite=Strict (and Secure over
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ MAX_CONNECTIONS = 128
 MAX_STREAMS = 32
 STREAMS_PER_SESSION = 4
 READ_TIMEOUT = 10.0
+REQUEST_DEADLINE = 10.0  # s to send the whole request (head and body)
 KEEPALIVE_S = 15.0
 MAX_BODY = 8192
 STATIC = {
@@ -124,6 +126,7 @@ class ConsoleServer(ThreadingHTTPServer):
         self.app = app
         self.tls = tls
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.deadlines: dict[int, threading.Timer] = {}
         super().__init__(address, Handler)
 
     @property
@@ -141,6 +144,12 @@ class ConsoleServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # A client that trickles its request a byte at a time is cut at REQUEST_DEADLINE
+        # (the per-read timeout alone would let it hold a slot for ever).
+        timer = threading.Timer(REQUEST_DEADLINE, _abort, (request,))
+        timer.daemon = True
+        timer.start()
+        self.deadlines[threading.get_ident()] = timer
         try:
             request.settimeout(READ_TIMEOUT)
             if self.tls is not None:
@@ -149,7 +158,20 @@ class ConsoleServer(ThreadingHTTPServer):
         except (OSError, ssl.SSLError):
             self.shutdown_request(request)
         finally:
+            timer.cancel()
+            self.deadlines.pop(threading.get_ident(), None)
             self.slots.release()
+
+    def arrived(self) -> None:
+        """The request has been read in full: no deadline from now on (live updates)."""
+        timer = self.deadlines.pop(threading.get_ident(), None)
+        if timer is not None:
+            timer.cancel()
+
+
+def _abort(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -180,8 +202,7 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _json(self, code: int, data: Any, extra: dict[str, str] | None = None) -> None:
         self._send(code, "application/json", json.dumps(data).encode(), extra)
@@ -254,10 +275,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- GET -----------------------------------------------------------------------------
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
     def do_GET(self) -> None:
+        self.server.arrived()
         if not self.app.host_ok(self.headers.get("Host")):
             self._error(421, "unknown Host: use the console's address or a --public-name")
             return
@@ -327,6 +346,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path).path
         body = self._body()
+        self.server.arrived()
         if body is None:
             return
         if path == "/api/login":
@@ -341,6 +361,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path == "/api/logout":
             self.app.auth.logout(session)
+            with self.app.cluster.changed:  # its live-update streams end now
+                self.app.cluster.changed.notify_all()
             self._json(200, {"ok": True}, self._set_cookie(None))
             return
         if session.role is not Role.OPERATOR:

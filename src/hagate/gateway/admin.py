@@ -205,10 +205,11 @@ class DeviceQuery:
 
     def page(self, records: list[DeviceRecord], node: str, now: float) -> dict[str, Any]:
         want_online = {"all": None, "online": True, "offline": False}[self.status]
+        q = self.q.lower()
         matched = [
             r
             for r in records
-            if (want_online is None or r.online is want_online) and self.q in r.name.lower()
+            if (want_online is None or r.online is want_online) and q in r.name.lower()
         ]
         matched.sort(key=_name)
         rows = [r for r in matched if r.name > self.after] if self.after else matched

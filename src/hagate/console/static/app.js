@@ -47,6 +47,7 @@ function ago(at) {
   if (s < 172800) return (s / 3600).toFixed(1) + " h";
   return (s / 86400).toFixed(0) + " d";
 }
+function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 function clock(at) { return new Date(at * 1000).toLocaleTimeString(); }
 function bytes(n) {
   if (n < 1024) return n + " B";
@@ -141,7 +142,10 @@ function renderCluster(view) {
     const top = insts.length ? insts[0].state : (n.vrrp.ok ? "?" : "DOWN");
     card.dataset.state = top;
     card.append(el("h3", {}, n.name, " ", el("span", {class: "state s-" + top}, top)));
-    if (!n.vrrp.ok) card.append(el("p", {class: "error"}, "VRRP: " + (n.vrrp.error || "down")));
+    if (!n.vrrp.ok) {
+      card.append(el("p", {class: "error"}, "VRRP: " + (n.vrrp.error || "down")));
+      if (n.vrrp.last_ok) card.append(el("p", {}, "last answered at " + clock(n.vrrp.last_ok)));
+    }
     for (const i of insts) {
       const last = i.last_transition || {};
       const dl = el("dl", {class: "inst", "data-instance": i.name});
@@ -160,7 +164,7 @@ function renderCluster(view) {
     }
     const g = n.gateway;
     card.append(el("p", {class: g.ok ? "gw" : "gw error"}, g.ok ?
-      ("gateway: " + g.online + " devices online, " + g.streams + " streams" +
+      ("gateway: " + plural(g.online, "device") + " online, " + plural(g.streams, "stream") +
        (g.health && !g.health.ok ? " (UNHEALTHY)" : "")) :
       ("gateway: " + (g.error || "not configured"))));
     return card;

@@ -1,0 +1,75 @@
+"""The console's timeline: transitions, failovers and their outages, from status snapshots."""
+
+from __future__ import annotations
+
+from tests.console.kit import snapshot
+
+from hagate.console.timeline import EventKind, Timeline
+
+
+def kinds(tl: Timeline) -> list[tuple[str, str]]:
+    return [(e.kind.value, e.node) for e in tl.events]
+
+
+def test_start_up_history_then_silent_crash() -> None:
+    tl = Timeline()
+    t = 1000.0
+    tl.observe("node-1", snapshot("MASTER", 255, t - 50, "BACKUP", "address owner"), t)
+    tl.observe("node-2", snapshot("BACKUP", 200, t - 49, "INITIALIZE", "startup"), t)
+    assert kinds(tl) == [("transition", "node-1"), ("transition", "node-2")]
+    assert tl.masters() == {"VI_1": "node-1"}
+    # polled again unchanged: nothing new
+    tl.observe("node-1", snapshot("MASTER", 255, t - 50, "BACKUP", "address owner"), t + 0.25)
+    assert len(tl.events) == 2
+    # node-1 is SIGKILLed just after t+0.25; node-2 takes over at t+3.5
+    tl.observe("node-1", None, t + 0.5, "stale status socket")
+    tl.observe("node-2", snapshot("MASTER", 200, t + 3.5, "BACKUP", "master down"), t + 3.6)
+    assert kinds(tl)[2:] == [("unreachable", "node-1"), ("failover", "node-2")]
+    failover = tl.events[-1]
+    assert failover.kind is EventKind.FAILOVER
+    assert failover.from_node == "node-1" and failover.reason == "master down"
+    assert failover.outage_s == 3.25  # from the last poll that saw node-1 MASTER
+    assert "outage 3.25 s" in failover.text
+    assert tl.masters() == {"VI_1": "node-2"}
+    # node-1 comes back, preempts (priority 255): node-2 leaves MASTER first
+    tl.observe("node-1", snapshot("BACKUP", 255, t + 9.0, "INITIALIZE", "startup"), t + 9.1)
+    tl.observe("node-2", snapshot("BACKUP", 200, t + 10.0, "MASTER", "higher priority"), t + 10.1)
+    tl.observe("node-1", snapshot("MASTER", 255, t + 10.02, "BACKUP", "preempt"), t + 10.1)
+    back = tl.events[-1]
+    assert back.kind is EventKind.FAILOVER and back.from_node == "node-2"
+    assert back.outage_s == 0.02
+    assert ("reachable", "node-1") in kinds(tl)
+
+
+def test_graceful_handover_outage_from_old_masters_own_transition() -> None:
+    tl = Timeline()
+    t = 2000.0
+    tl.observe("a", snapshot("MASTER", 150, t - 10, "BACKUP", "x"), t)
+    tl.observe("b", snapshot("BACKUP", 100, t - 10, "INITIALIZE", "x"), t)
+    # a is stopped (priority 0 advert) at t+1.000, b MASTER at t+1.030; the console sees
+    # b first, a a poll later
+    tl.observe("b", snapshot("MASTER", 100, t + 1.03, "BACKUP", "priority 0 seen"), t + 1.2)
+    assert tl.events[-1].outage_s == 1.03  # all the console knows so far: a MASTER at t
+    tl.observe("a", snapshot("BACKUP", 150, t + 1.0, "MASTER", "shutdown"), t + 1.2)
+    failover = next(e for e in tl.events if e.kind is EventKind.FAILOVER)
+    assert failover.node == "b" and failover.from_node == "a"
+    # seen first: bounded by the last poll that saw a MASTER; then a's own time narrows it
+    assert failover.outage_s == 0.03 and "outage 0.03 s" in failover.text
+    # next time the order is the other way round: a's own time is used
+    tl.observe("a", snapshot("MASTER", 150, t + 5.0, "BACKUP", "preempt"), t + 5.1)
+    tl.observe("b", snapshot("BACKUP", 100, t + 5.01, "MASTER", "higher"), t + 5.1)
+    tl.observe("a", snapshot("BACKUP", 150, t + 8.0, "MASTER", "shutdown"), t + 8.1)
+    tl.observe("b", snapshot("MASTER", 100, t + 8.04, "BACKUP", "priority 0 seen"), t + 8.1)
+    last = tl.events[-1]
+    assert last.kind is EventKind.FAILOVER and last.from_node == "a"
+    assert last.outage_s == 0.04
+
+
+def test_garbage_snapshots_are_ignored() -> None:
+    tl = Timeline()
+    tl.observe("n", {"instances": ["x", 3, None, {"state": "BACKUP"}]}, 1.0)
+    tl.observe("n", {"instances": None}, 2.0)
+    tl.observe("n", {}, 3.0)
+    assert list(tl.events) == []
+    json_events = [e.as_json() for e in tl.events]
+    assert json_events == []
