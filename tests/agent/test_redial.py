@@ -101,3 +101,12 @@ def test_backoff_is_the_previous_schedule() -> None:
     for n, step in ((4, 0.5), (5, 1.0), (6, 2.0), (7, 4.0)):
         assert b.delay(n, 0, 0.0) == step / 2 and b.delay(n, 0, 0.999) <= step
     assert 15 <= b.delay(50, 0, 0.5) <= 30
+
+
+def test_a_busy_gateway_gets_full_jitter_doubling_windows() -> None:
+    """Reached a gateway but failed (handshake reset/evicted): never the steady pace."""
+    s = Steady()
+    for busy, cap in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (9, 30.0)):
+        delays = [s.delay(5, 1.0, u / 100, busy=busy) for u in range(100)]
+        assert max(delays) <= cap and min(delays) == 0.0
+        assert sum(delays) / len(delays) > 0.4 * cap  # spread over the whole window

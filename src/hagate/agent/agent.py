@@ -82,6 +82,7 @@ async def dial(
     ctx: ssl.SSLContext,
     session: ssl.SSLSession | None = None,
     backend: Backend = KERNEL,
+    on_connected: Callable[[], None] | None = None,
 ) -> Conn:
     """A TLS connection to the gateway's tunnel port, handshake done.
 
@@ -92,6 +93,8 @@ async def dial(
     # A fresh SYN every 0.25 s while unanswered: after a failover the new master's
     # gratuitous ARP is followed by a connect within ~0.25 s, not the kernel's 1-3 s SYN retry.
     sock = await backend.connect_staggered(client.host, client.port, CONNECT_TIMEOUT)
+    if on_connected is not None:  # a gateway answered: a failure from here is not the VIP's
+        on_connected()
     set_nodelay(sock)
     ssock = ctx.wrap_socket(
         sock, server_hostname=client.server_name, do_handshake_on_connect=False, session=session
@@ -157,6 +160,7 @@ class Agent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool_size = 0
         self._established = False
+        self._reached = False
         self._tls_session: ssl.SSLSession | None = None
         self._spares = 0
         self._last_demand = 0.0
@@ -170,6 +174,7 @@ class Agent:
         attempt = 0  # failed attempts of this outage
         lost_at = loop.time()
         slow = False  # refused or superseded since the last good session
+        busy = 0  # attempts in a row that reached a gateway and failed before the welcome
         while True:
             hint = 0.0
             keep_failures = False  # a superseded session is no success
@@ -195,11 +200,12 @@ class Agent:
                 self._end_session()
             now = loop.time()
             if self._established and not keep_failures:
-                attempt, lost_at, slow = 0, now, False  # a new outage starts now
+                attempt, lost_at, slow, busy = 0, now, False, 0  # a new outage starts now
             elif refused:
                 slow = True
+            busy = busy + 1 if self._reached and not self._established else 0
             attempt += 1
-            delay = schedule.delay(attempt, now - lost_at, random.random(), slow)
+            delay = schedule.delay(attempt, now - lost_at, random.random(), slow, busy)
             if hint > 0:  # the gateway knows best (it sees both twins): never earlier
                 delay = hint * random.uniform(1.0, 1.0 + HINT_JITTER)
             await asyncio.sleep(delay)
@@ -240,6 +246,9 @@ class Agent:
         if welcome.pool_idle_s < 0:  # else spares open once streams are asked for
             self._top_up()
         await _ControlReader(conn, tc, self._on_open).run()
+
+    def _hit(self) -> None:
+        self._reached = True
 
     def _on_open(self, msg: wire.Open) -> None:
         # No spare was ready: this device opens streams faster than it keeps spares.

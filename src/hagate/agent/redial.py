@@ -14,6 +14,12 @@ VRRPv3 0.1 s). What the schedule must do, and how :class:`Steady` does it:
   the fleet's attempts are spread evenly over every period whatever their common start
   (the crash); the new master's accept queue sees ``N / period`` arrivals per second
   spread over the period, not ``N`` at one instant;
+- **gentle with a gateway that is up but overloaded**: a steady pace is for a VIP that has
+  not moved yet (connect refused or unanswered: the kernel's cheap answer). An attempt that
+  reached a gateway (TCP connected) and still failed (the handshake reset, evicted or timed
+  out: the new master drowning in the storm) waits a full-jitter window that doubles from
+  ``busy_base`` with each such failure in a row; 10,000 agents retrying every 0.25 s would
+  otherwise keep a gateway's handshake queue full of connections it must evict;
 - **bounded**: past ``young`` the gap grows with the outage's age (``age / 5``), up to
   ``max_delay``: a gateway that stays down for hours costs a retry every 30 s, not 4 per s;
   after a refusal or a supersession (``slow``) the wait is half to all of ``max_delay``.
@@ -37,12 +43,13 @@ class ScheduleKind(StrEnum):
 
 
 class Schedule(Protocol):
-    def delay(self, attempt: int, age: float, u: float, slow: bool = False) -> float:
+    def delay(self, attempt: int, age: float, u: float, slow: bool = False, busy: int = 0) -> float:
         """Seconds to wait before attempt ``attempt + 1``.
 
         ``attempt`` counts the failed attempts of this outage (1 after the loss itself),
         ``age`` is the outage's age in seconds, ``u`` a uniform number in [0, 1), ``slow``
-        set after a refusal or a supersession (retrying soon will not help).
+        set after a refusal or a supersession (retrying soon will not help), ``busy`` the
+        attempts in a row that reached a gateway (TCP connected) and still failed.
         """
         ...
 
@@ -58,14 +65,18 @@ class Steady:
     period: float = 0.25
     young: float = 15.0
     max_delay: float = 30.0
+    busy_base: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.first >= 0 and 0 < self.period <= self.max_delay and self.young >= 0):
             raise ValueError(f"invalid redial schedule {self}")
 
-    def delay(self, attempt: int, age: float, u: float, slow: bool = False) -> float:
+    def delay(self, attempt: int, age: float, u: float, slow: bool = False, busy: int = 0) -> float:
         if slow:  # as the old schedule did: half to all of max_delay
             return self.max_delay * (0.5 + 0.5 * u)
+        if busy:  # a gateway answered but could not finish: overloaded, spread out (full
+            # jitter over a doubling window), never hammer it at the steady pace
+            return u * min(self.max_delay, self.busy_base * 2.0 ** (busy - 1))
         if attempt <= 1:
             return self.first * u
         if age < self.young:
@@ -83,7 +94,7 @@ class Backoff:
     base_delay: float = 0.5
     max_delay: float = 30.0
 
-    def delay(self, attempt: int, age: float, u: float, slow: bool = False) -> float:
+    def delay(self, attempt: int, age: float, u: float, slow: bool = False, busy: int = 0) -> float:
         if slow:
             attempt = max(attempt, self.fast_retries + 10)
         if attempt <= self.fast_retries:
