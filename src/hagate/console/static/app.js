@@ -8,6 +8,8 @@ let source = null;        // EventSource
 let lastDevicesRev = -1, lastAccessRev = -1;
 let deviceCursor = [""];  // stack of "after" cursors, one per page shown
 let deviceNext = null;
+let lastView = null;      // re-rendered every few seconds so that "ago" stays true
+setInterval(() => { if (me && lastView) renderCluster(lastView); }, 5000);
 
 function el(tag, props, ...kids) {
   const node = document.createElement(tag);
@@ -119,6 +121,7 @@ function connect() {
     $("#live").textContent = "live";
     $("#live").className = "badge on";
     const view = JSON.parse(ev.data);
+    lastView = view;
     renderCluster(view);
     if (view.devices_rev !== lastDevicesRev) { lastDevicesRev = view.devices_rev; loadDevices(); }
     if (view.access_rev !== lastAccessRev) {
