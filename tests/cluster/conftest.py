@@ -55,3 +55,16 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _lab_requirements(request: pytest.FixtureRequest) -> None:
+    """Lab tests skip cleanly without root, namespaces or etcd."""
+    if request.node.get_closest_marker("lab") is not None:
+        from hagate.lab import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+        if shutil.which("etcd") is None:
+            pytest.skip("etcd is not installed (Debian: etcd-server)")

@@ -6,7 +6,8 @@ The description (``cluster.toml``)::
     interface = "eth0"          # where the VIPs live on every node
     prefix = 24                 # VIP prefix length
     vrid_base = 51              # VIP i gets virtual_router_id vrid_base + i
-    advert_int = 1
+    advert_int = 1              # seconds; below 1 needs vrrp_version = 3
+    vrrp_version = 2
     auth_pass = "s3cret"        # optional: PASS authentication (keepalived's 8 characters)
     check = "/usr/local/bin/hagate gateway check"   # optional vrrp_script (lowers priority)
 
@@ -54,6 +55,7 @@ class Layout:
     advert_int: float = 1.0
     auth_pass: str = ""
     check: str = ""
+    vrrp_version: int = 2  # 3 for sub-second advert_int (no PASS auth in v3)
 
     @property
     def step(self) -> int:
@@ -111,6 +113,7 @@ def load_layout(path: Path) -> Layout:
 
 def parse_layout(data: dict[str, Any], name: str = "cluster.toml") -> Layout:
     known = {"interface", "prefix", "vrid_base", "advert_int", "auth_pass", "check", "node"}
+    known.add("vrrp_version")
     unknown = set(data) - known
     if unknown:
         raise LayoutError(f"{name}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -161,7 +164,16 @@ def parse_layout(data: dict[str, Any], name: str = "cluster.toml") -> Layout:
         raise LayoutError(f"{name}: auth_pass: 1 to 8 printable characters")
     if not isinstance(check, str) or '"' in check or "\n" in check:
         raise LayoutError(f"{name}: check: a command line without quotes")
-    return Layout(tuple(nodes), interface, prefix, vrid_base, float(advert), auth, check)
+    version = data.get("vrrp_version", 2)
+    if version not in (2, 3):
+        raise LayoutError(f"{name}: vrrp_version: 2 or 3, got {version!r}")
+    if version == 2 and (advert < 1 or advert != int(advert)):
+        raise LayoutError(f"{name}: advert_int: whole seconds with VRRPv2 (or vrrp_version = 3)")
+    if version == 3 and auth:
+        raise LayoutError(f"{name}: auth_pass: VRRPv3 has no authentication (RFC 9568)")
+    return Layout(
+        tuple(nodes), interface, prefix, vrid_base, float(advert), auth, check, int(version)
+    )
 
 
 def keepalived_conf(layout: Layout, node: int) -> str:
@@ -175,6 +187,7 @@ def keepalived_conf(layout: Layout, node: int) -> str:
         "global_defs {",
         f"    router_id {me.name}",
         "    enable_script_security",
+        *([f"    vrrp_version {layout.vrrp_version}"] if layout.vrrp_version != 2 else []),
         "}",
         "",
     ]
