@@ -1,0 +1,184 @@
+"""Parity with Debian's keepalived 2.2.7 for issue 12's features, side by side in a lab.
+
+* A vrrp_sync_group of two instances fails over together, whichever side runs hagate: the
+  master's tracked interface goes down on one member, both VIPs move to the other node
+  (keepalived vrrp_sync_fault: both members send priority 0), and both come back.
+* notify FIFO lines are byte-equal to keepalived's for the same transitions: start-up,
+  the group's two-step way to MASTER (vrrp_sync_can_goto_master), a member's FAULT
+  dragging the other, recovery, SIGTERM.
+
+Fast timers: VRRPv3, advert_int 0.1 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import hagate.lab.shell as shell
+from hagate.lab import Lab, Node
+
+from .labkit import holders, start, wait_ready
+
+pytestmark = [pytest.mark.lab, pytest.mark.keepalived]
+
+N1, N2 = "10.1.1.5", "10.1.1.10"
+VIP1, VIP2 = "10.1.1.100", "10.1.1.101"
+
+
+def group_conf(p1: int, p2: int, *, track: bool = False, top: str = "") -> str:
+    """Two instances on eth0 in one vrrp_sync_group; VI_1 tracks trk0 when ``track``."""
+    tracked = "    track_interface {\n        trk0\n    }\n" if track else ""
+    body = [top, "vrrp_sync_group G1 {", "    group {", "        VI_1", "        VI_2", "    }"]
+    body.append("}")
+    for name, vrid, prio, vip, extra in (
+        ("VI_1", 51, p1, VIP1, tracked),
+        ("VI_2", 52, p2, VIP2, ""),
+    ):
+        body += [
+            f"vrrp_instance {name} {{",
+            "    state BACKUP",
+            "    interface eth0",
+            f"    virtual_router_id {vrid}",
+            f"    priority {prio}",
+            "    advert_int 0.1",
+            "    version 3",
+            "    virtual_ipaddress {",
+            f"        {vip}/24",
+            "    }",
+            extra.rstrip("\n"),
+            "}",
+        ]
+    return "\n".join(line for line in body if line) + "\n"
+
+
+def add_dummy(node: Node) -> None:
+    """A veth pair inside the node (no dummy module in every kernel): ``trk0`` is tracked."""
+    ns = node.netns
+    shell.ip("-n", ns, "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
+    shell.ip("-n", ns, "link", "set", "trk1", "up")
+    shell.ip("-n", ns, "link", "set", "trk0", "up")
+
+
+def set_dummy(node: Node, up: bool) -> None:
+    shell.ip("-n", node.netns, "link", "set", "trk0", "up" if up else "down")
+
+
+def launch(lab: Lab, node: Node, hagate: bool, text: str) -> None:
+    if hagate:
+        start(lab, node, text)
+        wait_ready(lab, node)
+    else:
+        lab.start_keepalived(node, text)
+
+
+def both(lab: Lab, nodes: list[Node], who: str) -> bool:
+    return holders(lab, nodes, VIP1) == [who] and holders(lab, nodes, VIP2) == [who]
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with Lab.create(prefix="hgtp", nodes={"n1": f"{N1}/24", "n2": f"{N2}/24"}) as lab:
+        yield lab
+
+
+@pytest.mark.parametrize("hagate_master", [True, False], ids=["hagate-master", "keepalived-master"])
+def test_sync_group_fails_over_together_in_a_mixed_pair(lab: Lab, hagate_master: bool) -> None:
+    n1, n2 = lab.node("n1"), lab.node("n2")
+    add_dummy(n1)
+    launch(lab, n1, hagate_master, group_conf(200, 190, track=True))
+    launch(lab, n2, not hagate_master, group_conf(100, 90))
+    lab.wait_until(lambda: both(lab, [n1, n2], "n1"), 8, what="both VIPs on n1")
+
+    # VI_1's tracked interface fails on n1: VI_2 (its own checks fine) must follow it.
+    t0 = time.monotonic()
+    set_dummy(n1, up=False)
+    lab.wait_until(lambda: both(lab, [n1, n2], "n2"), 3, what="both VIPs on n2")
+    took = time.monotonic() - t0
+    # priority 0 from both members: n2 takes over after Skew_Time (< 0.07 s) + slack
+    print(f"sync group moved to n2 in {took:.3f} s (hagate master: {hagate_master})")
+    assert took < 1.0, f"the group moved to n2 after {took:.3f} s"
+    time.sleep(0.5)
+    assert both(lab, [n1, n2], "n2")  # stable: n1 (FAULT) holds neither
+
+    # Back up: n1 (higher priorities, preempting) takes both back together.
+    set_dummy(n1, up=True)
+    lab.wait_until(lambda: both(lab, [n1, n2], "n1"), 3, what="both VIPs back on n1")
+
+
+def read_fifo(fd: int) -> bytes:
+    out = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            out += chunk
+    return out
+
+
+def fifo_run(lab: Lab, node: Node, hagate: bool) -> bytes:
+    """One node alone: start, both MASTER, trk0 down (FAULT), up again, MASTER, SIGTERM;
+    everything the FIFO received."""
+    fifo = lab.node_dir(node) / f"notify-{'hagate' if hagate else 'keepalived'}.fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        top = f"global_defs {{\n    vrrp_notify_fifo {fifo}\n}}"
+        text = group_conf(200, 50, track=True, top=top)
+        launch(lab, node, hagate, text)
+        lines: list[bytes] = []
+
+        def until(count: int, what: str) -> None:
+            def got() -> bool:
+                lines.extend(read_fifo(fd).splitlines(keepends=True))
+                return len(lines) >= count
+
+            lab.wait_until(got, 5, what=f"{what} ({b''.join(lines)!r})")
+
+        until(6, "start-up and MASTER")
+        set_dummy(node, up=False)
+        until(9, "FAULT")
+        time.sleep(0.2)  # keepalived debounces nothing here; let both settle
+        set_dummy(node, up=True)
+        until(15, "BACKUP then MASTER again")
+        node.terminate()
+        until(18, "STOP")
+        time.sleep(0.2)
+        lines.extend(read_fifo(fd).splitlines(keepends=True))
+        return b"".join(lines)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            fifo.unlink()
+
+
+def test_notify_fifo_lines_are_byte_equal_to_keepalived(lab: Lab) -> None:
+    node = lab.node("n1")
+    add_dummy(node)
+    theirs = fifo_run(lab, node, hagate=False)
+    ours = fifo_run(lab, node, hagate=True)
+    expected = (
+        b'GROUP "G1" BACKUP 0\n'
+        b'INSTANCE "VI_1" BACKUP 200\n'
+        b'INSTANCE "VI_2" BACKUP 50\n'
+        # VI_1 (shorter skew) times out first and waits for VI_2, which then pulls it.
+        b'INSTANCE "VI_2" MASTER 50\n'
+        b'INSTANCE "VI_1" MASTER 200\n'
+        b'GROUP "G1" MASTER 0\n'
+        b'INSTANCE "VI_1" FAULT 200\n'
+        b'INSTANCE "VI_2" FAULT 50\n'
+        b'GROUP "G1" FAULT 0\n'
+        b'INSTANCE "VI_1" BACKUP 200\n'
+        b'INSTANCE "VI_2" BACKUP 50\n'
+        b'GROUP "G1" BACKUP 0\n'
+        b'INSTANCE "VI_2" MASTER 50\n'
+        b'INSTANCE "VI_1" MASTER 200\n'
+        b'GROUP "G1" MASTER 0\n'
+        b'INSTANCE "VI_1" STOP 200\n'
+        b'INSTANCE "VI_2" STOP 50\n'
+        b'GROUP "G1" STOP 0\n'
+    )
+    assert theirs == expected, f"keepalived wrote:\n{theirs.decode()}"
+    assert ours == theirs
