@@ -393,6 +393,8 @@ def test_user_certificate_logs_in_over_https(st: Stack) -> None:
             "csrf": data["csrf"],  # type: ignore[index]
         }
         assert "Secure" in cookie and "HttpOnly" in cookie
+        again = me("alice")  # no cookie sent back: the same session, not a new one
+        assert again[2] == data
         assert me(None)[0] == 401  # no certificate, no cookie: log in first
     finally:
         server.shutdown()

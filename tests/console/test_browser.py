@@ -237,6 +237,17 @@ def test_console_in_a_browser(cluster: DemoCluster, tmp_path: Path) -> None:
             driver.get(url + "#devices")
             until(driver, f"{row} && {row}.dataset.node === 'node-2'", 10, "dev1 on node-2")
 
+            # -- "can this user reach this device?" ------------------------------------------
+            driver.get(url + "#access")
+            until(driver, "!document.querySelector('#page-access').hidden", 5, "access page")
+            for field, value in (("can-who", "anonymous"), ("can-device", DEVICE_NAME),
+                                 ("can-service", "web")):  # fmt: skip
+                driver.find_element("id", field).send_keys(value)
+            driver.find_element("css selector", "#can-form button").click()
+            until(driver, "document.querySelector('#can-answer').textContent !== ''", 5, "answer")
+            answer = driver.find_element("id", "can-answer").text
+            assert answer.startswith("ALLOWED") and "demo-web" in answer, answer
+
             driver.get(url + "#cluster")
             until(driver, f"!!{failover}", 5, "the timeline after navigating")
             node2 = "document.querySelector('#nodes [data-node=\"node-2\"]').textContent"

@@ -101,6 +101,7 @@ class ConsoleAuth:
         self.viewer_group = viewer_group
         self.limiter = LoginLimiter()
         self._sessions: OrderedDict[str, ConsoleSession] = OrderedDict()
+        self._by_cert: dict[str, str] = {}  # "user:alice#serial" -> its session id
         self._lock = threading.Lock()
         self._checking = threading.BoundedSemaphore(2)
 
@@ -140,7 +141,22 @@ class ConsoleAuth:
         found = policy.authenticate(None, cert, now)
         if not isinstance(found, Principal) or found.kind.value != "user":
             raise LoginRefused(403, "only a user certificate can log in")
-        return self._admit(found, address, now)
+        # One session per certificate: a client that keeps no cookies (curl) must not open a
+        # session per request and push everybody else's out of the table.
+        key = f"{found.label()}#{cert.serial}"
+        with self._lock:
+            sid = self._by_cert.get(key)
+        if sid is not None:
+            session = self.session(sid, now)
+            if session is not None and self.role_of(found) is session.role:
+                return session
+        session = self._admit(found, address, now)
+        with self._lock:
+            self._by_cert[key] = session.sid
+            if len(self._by_cert) > MAX_SESSIONS:
+                for k in [k for k, v in self._by_cert.items() if v not in self._sessions]:
+                    del self._by_cert[k]
+        return session
 
     def _admit(self, principal: Principal, address: str, now: float) -> ConsoleSession:
         role = self.role_of(principal)
