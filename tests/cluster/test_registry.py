@@ -140,3 +140,37 @@ def test_etcd_down_keeps_local_state_says_so_and_catches_up(etcd: EtcdServer) ->
             await b.stop()
 
     run(main)
+
+
+def test_after_its_lease_expired_a_node_does_not_steal_a_newer_session(etcd: EtcdServer) -> None:
+    """A cut off from etcd past its lease; the device re-attached at B meanwhile: on return,
+    A's session is the older one (by the revision of A's put), so A gives way."""
+    from tests.gateway.kit import Relay, free_port
+
+    async def main() -> None:
+        relay = await Relay(etcd.endpoint[1]).start()
+        sa: list[Superseded] = []
+        a = Registry(Etcd([("127.0.0.1", relay.port)], 0.5), "a", "127.0.0.1:7001", TTL, sa.append)
+        b = make(etcd, "b")
+        a.start()
+        b.start()
+        try:
+            a.publish("dev1", "old", WEB)
+            await until(lambda: b.route("dev1") is not None, what="b sees a's session")
+            relay.move(free_port())  # a's etcd connections hang, new ones are refused
+            await until(lambda: a.state is EtcdState.DOWN, 5, "a cut off")
+            await until(lambda: b.route("dev1") is None, TTL + 3, "a's lease expired")
+            b.publish("dev1", "new", WEB)
+            assert await b.wait_synced(5)
+            relay.target = etcd.endpoint[1]  # healed
+            await until(lambda: sa, 10, "a told its session is the older one")
+            assert sa[0].by.node == "b" and "dev1" not in a.local
+            await asyncio.sleep(0.3)
+            rec = b.table.winner("dev1")
+            assert rec is not None and rec.node == "b" and "a" not in b.table.records["dev1"]
+        finally:
+            await a.stop()
+            await b.stop()
+            relay.close()
+
+    run(main)

@@ -88,6 +88,7 @@ class Registry:
         self.write_errors = 0
         self.outages = 0
         self._written: dict[str, str] = {}  # device -> sid held by our current lease
+        self._put_at: dict[str, tuple[str, int]] = {}  # device -> (sid, revision of our put)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,6 +211,14 @@ class Registry:
         held = {d: r for d, r in own.items() if device_key(d, self.node) in ours}
         self._written = {d: r.sid for d, r in held.items()}
         stale = set(own) - set(held)  # under a lease that expired: write again or delete
+        # A session whose key went with an expired lease keeps its place in the order: if
+        # another node wrote the device after our put, that session is the newer one.
+        for device, (sid, rev) in self._put_at.items():
+            pub = self.local.get(device)
+            per = self.table.records.get(device)
+            if pub is not None and pub.sid == sid and per and self.node not in per:
+                per[self.node] = Record(device, self.node, sid, rev, pub.services)
+                changes.append(Change(device, None, self.table.winner(device)))
         self._dirty |= {op.device for op in reconcile(self.local, held)} | stale
         queue: asyncio.Queue[WatchEvent | WatchLost] = asyncio.Queue()
         cancel = await etcd.watch(ROOT.encode(), revision + 1, queue)
@@ -274,11 +283,14 @@ class Registry:
         if want is not None:
             if have == want.sid:
                 return
-            await self.etcd.put(key, session_value(want.sid, want.services), self.lease)
+            rev = await self.etcd.put(key, session_value(want.sid, want.services), self.lease)
             self._written[device] = want.sid
+            self._put_at[device] = (want.sid, rev)
         elif have is not None or self.node in self.table.records.get(device, {}):
             await self.etcd.delete(key)
             self._written.pop(device, None)
+            self._put_at.pop(device, None)
+            self.table.records.get(device, {}).pop(self.node, None)
         else:
             return
         self.writes += 1
