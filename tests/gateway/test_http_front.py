@@ -19,7 +19,7 @@ from typing import Any
 import h11
 import pytest
 
-from hagate.gateway.http_front import HttpFront, UpstreamPool
+from hagate.gateway.http import HttpFront, UpstreamPool
 from hagate.gateway.protocol import ServiceKind
 from hagate.gateway.session import StreamError
 from hagate.net.conn import Conn

@@ -1,16 +1,20 @@
-"""Pure pieces: gateway.toml, Host routing, head parsing, metrics."""
+"""Pure pieces: gateway.toml, Host routing, request checks and heads, metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from pathlib import Path
 
+import httptools
 import pytest
 
 from hagate.gateway.config import ConfigError, Endpoint, parse_gateway_config
-from hagate.gateway.http import Route, parse_head, route_for
+from hagate.gateway.http import HostError, Route, check_host, route_for
+from hagate.gateway.http.fields import connection_tokens, forwarded_fields
+from hagate.gateway.http.request import Request, parse_refusal, refusal, request_head
 from hagate.gateway.metrics import Metrics
-from hagate.net.conn import ProtocolError, parse_hostport
+from hagate.net.conn import parse_hostport
 
 FULL = """
 domain = "gw.example.com"
@@ -85,17 +89,96 @@ def test_routes_by_host() -> None:
     assert route_for("xgw.example.com", d) is None
 
 
-def test_parse_head() -> None:
-    method, target, headers = parse_head(b"GET /a HTTP/1.1\r\nHost: x\r\nX-A:  1 \r\n\r\n")
-    assert (method, target, headers) == ("GET", "/a", {"host": "x", "x-a": "1"})
-    for bad in (
-        b"GET /\r\n\r\n",
-        b"GET / HTTP/1.1\r\nnocolon\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-        b"GET / SPDY/3\r\n\r\n",
+def test_check_host() -> None:
+    assert check_host(b"DEV1.gw.example.com.", 443) == "dev1.gw.example.com"
+    assert check_host(b"dev1.gw.example.com:443", 443) == "dev1.gw.example.com"
+    for bad, status in (
+        (b"", 400),
+        (b"u@dev1.gw.example.com", 400),
+        (b"dev1.gw.example.com:8443", 400),
+        (b"dev1.gw.example.com:x", 400),
+        (b"[::1]", 404),
+        (b"dev_1.gw.example.com", 400),
+        ("dév.gw".encode(), 400),
     ):
-        with pytest.raises(ProtocolError):
-            parse_head(bad)
+        with pytest.raises(HostError) as info:
+            check_host(bad, 443)
+        assert info.value.status == status, bad
+
+
+def request(head: bytes) -> Request:
+    """The head as the front's parser hands it over (llhttp through httptools)."""
+    heads: list[Request] = []
+
+    class Sink:
+        def __init__(self) -> None:
+            self.url = b""
+            self.headers: list[tuple[bytes, bytes, bytes]] = []
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name.lower(), name, value))
+
+        def on_headers_complete(self) -> None:
+            p = parser
+            heads.append(
+                Request(
+                    p.get_method(),
+                    self.url,
+                    p.get_http_version(),
+                    self.headers,
+                    p.should_keep_alive(),
+                    p.should_upgrade(),
+                    False,
+                )
+            )
+
+    parser = httptools.HttpRequestParser(Sink())
+    with contextlib.suppress(httptools.HttpParserUpgrade):
+        parser.feed_data(head)
+    assert len(heads) == 1
+    return heads[0]
+
+
+def test_request_refusals_for_what_llhttp_lets_through() -> None:
+    ok = request(b"GET http://dev1.gw/x HTTP/1.1\r\nHost: dev1.gw\r\n\r\n")
+    assert refusal(ok) is None
+    for head, status in (
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"GET http://dev2.gw/ HTTP/1.1\r\nHost: dev1.gw\r\n\r\n", 400),
+        (b"GET ftp://dev1.gw/ HTTP/1.1\r\nHost: dev1.gw\r\n\r\n", 400),
+    ):
+        refused = refusal(request(head))
+        assert refused is not None and refused[0] == status, head
+    assert parse_refusal("431")[0] == 431
+    assert parse_refusal("Invalid header value char") == (
+        400,
+        "bad request: Invalid header value char",
+    )
+
+
+def test_request_head_drops_hop_by_hop_and_claims_and_reframes() -> None:
+    req = request(
+        b"POST /u HTTP/1.1\r\nHost: dev1.gw\r\nConnection: keep-alive, X-Secret\r\n"
+        b"X-Secret: 1\r\nX-Forwarded-For: 6.6.6.6\r\nAuthorization: Basic Zm9v\r\n"
+        b"Transfer-Encoding: chunked\r\nKeep-Alive: 5\r\n\r\n"
+    )
+    assert req.body and req.chunked and req.authorization == b"Basic Zm9v"
+    fwd = forwarded_fields("192.0.2.1", "https")
+    head = request_head(req, fwd, strip_auth=True)
+    assert head == (
+        b"POST /u HTTP/1.1\r\nHost: dev1.gw\r\nTransfer-Encoding: chunked\r\n"
+        b"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n"
+        b"Forwarded: for=192.0.2.1;proto=https\r\n\r\n"
+    )
+    assert b"Authorization: Basic Zm9v" in request_head(req, fwd, strip_auth=False)
+    assert forwarded_fields("2001:db8::1", "http").endswith(b'for="[2001:db8::1]";proto=http\r\n')
+    assert connection_tokens([b"Close, X-A", b" x-b "]) == {b"close", b"x-a", b"x-b"}
 
 
 def test_parse_hostport() -> None:

@@ -1,7 +1,7 @@
 """The gateway node: its listeners, and the state the fronts share (sessions, policy, streams).
 
 Each front is a module of its own: :mod:`tunnel_front` (agents and `connect`),
-:mod:`http_front` (users by Host), :mod:`tcp_front` (inventory ports); :mod:`admission` bounds
+:mod:`http` (users by Host), :mod:`tcp_front` (inventory ports); :mod:`admission` bounds
 handshakes, :mod:`revocation` applies CRL/policy/token changes, :mod:`streams` holds every
 user stream's lease. Nothing here outlives the process except what gateway.toml, the policy
 and the PKI files hold, so both nodes behind the VIP are interchangeable and a restart loses
@@ -25,7 +25,7 @@ from hagate.gateway.admin import AdminServer
 from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler
 from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
-from hagate.gateway.http_front import AccessPolicy, HttpFront, UpstreamPool
+from hagate.gateway.http import AccessPolicy, HttpFront, UpstreamPool
 from hagate.gateway.metrics import Metrics
 from hagate.gateway.protocol import ServiceKind, encode, read_message
 from hagate.gateway.ratelimit import RateLimiter
