@@ -131,3 +131,19 @@ def test_a_node_crash_moves_its_vip_and_its_devices_follow(ml: MultiLab) -> None
 
 def everywhere_but(ml: MultiLab, down: int, device: str, text: str) -> bool:
     return all(ml.get(i, device) == (200, text) for i in (1, 2, 3) if i != down)
+
+
+def test_a_graceful_stop_drops_its_records_at_once(ml: MultiLab) -> None:
+    """After the crash of n2, n3 holds VIP 2 and 3; stopping it hands both to n1."""
+    dev = ml.plan.device_on(2)
+    until(lambda: ml.cluster_health(1).get("devices_per_node", {}).get("n3"), 10, "n3 has", ml)
+    t0 = time.monotonic()
+    ml.node("n3").terminate()
+    until(lambda: "n3" not in ml.cluster_health(1).get("nodes", []), 5, "n3 gone", ml)
+    gone = time.monotonic() - t0  # SIGTERM to every process of n3, until n1 no longer lists it
+    assert gone < ml.plan.lease_ttl  # revoked, not expired
+    until(lambda: ml.get(1, dev) == (200, f"hello from {dev}\n"), 10, f"{dev} at n1", ml)
+    print(
+        f"\ngraceful stop: n3's records gone after {gone:.2f} s, "
+        f"{dev} served by n1 after {time.monotonic() - t0:.2f} s"
+    )
