@@ -9,7 +9,8 @@ admin listener, which is on the node namespace's own loopback, through a relay t
 It checks what issue 15 asks: an unauthenticated browser gets the login and no data; after
 logging in the page shows node-1 MASTER; a device that connects appears; after node-1 is
 SIGKILLed the page shows node-2 MASTER and the failover in the timeline within 2 s of node-2's
-transition, without a reload. It writes docs/console.png.
+transition, without a reload. It writes a screenshot for a person to look at: into the
+test's own directory, and into docs/console.png (README's picture) when HAGATE_SCREENSHOT=1.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from hagate.policy.passwords import hash_password
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 OPS_PASSWORD = "night shift"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
 
 pytestmark = pytest.mark.lab
 
@@ -252,9 +253,11 @@ def test_console_in_a_browser(cluster: DemoCluster, tmp_path: Path) -> None:
             until(driver, f"!!{failover}", 5, "the timeline after navigating")
             node2 = "document.querySelector('#nodes [data-node=\"node-2\"]').textContent"
             until(driver, f"{node2}.includes('1 device online')", 5, "node-2's device count")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            driver.save_screenshot(str(SCREENSHOT))
-            print(f"failover shown {shown - at:.2f} s after node-2's transition; {SCREENSHOT}")
+            shot = tmp_path / "console.png"
+            driver.save_screenshot(str(shot))
+            if os.environ.get("HAGATE_SCREENSHOT") == "1":
+                shutil.copyfile(shot, DOCS_SCREENSHOT)
+            print(f"failover shown {shown - at:.2f} s after node-2's transition; {shot}")
     except LabError as exc:
         pytest.fail(f"{exc}\n{tail_of(tmp_path / 'console.log', 20)}")
     finally:
