@@ -57,6 +57,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="also serve the status as Prometheus text at http://HOST:PORT/metrics",
     )
+    vrrp.add_argument(
+        "--tmp-dir",
+        metavar="DIR",
+        help="where SIGUSR1/SIGUSR2/SIGJSON write keepalived.data/.stats/.json "
+        "(default: $TMPDIR if absolute, else /tmp, as keepalived)",
+    )
+    vrrp.add_argument(
+        "--signum",
+        metavar="NAME",
+        help="print the number of keepalived's signal NAME (RELOAD, DATA, STATS, STOP, JSON) "
+        "and exit, as 'keepalived --signum' does: kill -s $(hagate vrrp --signum=JSON) PID",
+    )
     vrrp.set_defaults(func=_run_daemon)
     vsub = vrrp.add_subparsers(title="vrrp commands", metavar="VRRPCMD")
     status = vsub.add_parser(
@@ -97,6 +109,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
+    if args.signum is not None:
+        return _signum(args.signum)
     from hagate.daemon.driver import Daemon, Options, StartError
     from hagate.daemon.status import parse_host_port
 
@@ -109,12 +123,24 @@ def _run_daemon(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"hagate vrrp: --metrics: {exc}", file=sys.stderr)
             return 2
-    options = Options(Path(args.config), Path(args.run_dir), metrics)
+    tmp_dir = Path(args.tmp_dir) if args.tmp_dir else None
+    options = Options(Path(args.config), Path(args.run_dir), metrics, tmp_dir)
     try:
         return asyncio.run(Daemon(options).run())
     except StartError as exc:
         log.error("%s", exc)
         return 1
+
+
+def _signum(name: str) -> int:
+    from hagate.daemon.monitor import SIGNUMS
+
+    number = SIGNUMS.get(name.upper())
+    if number is None:
+        print(f"hagate vrrp: unknown signal name {name!r}", file=sys.stderr)
+        return 1
+    print(int(number))
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

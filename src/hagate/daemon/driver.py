@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -27,6 +28,7 @@ from typing import Any
 
 from hagate.config import Impact, Severity, load
 from hagate.config import model as cfg
+from hagate.daemon import monitor
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import AddressGone, LinkInfo, LinkMonitor, Netlink, NetlinkFailure
 from hagate.daemon.notify import Notifier
@@ -68,6 +70,11 @@ class Options:
     config: Path
     run_dir: Path
     metrics: tuple[str, int] | None = None
+    tmp_dir: Path | None = None  # keepalived.data/.stats/.json; None: $TMPDIR or /tmp
+
+
+# keepalived's monitoring signals -> which file they write (hagate.daemon.monitor)
+DUMP_SIGNALS = {signal.SIGUSR1: "data", signal.SIGUSR2: "stats", monitor.SIGJSON: "json"}
 
 
 def load_config(path: Path) -> cfg.Config:
@@ -256,6 +263,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        for signum, kind in DUMP_SIGNALS.items():
+            loop.add_signal_handler(signum, self._on_dump_signal, kind)
         self._status = StatusServer(self.options.run_dir / STATUS_SOCKET, self.snapshot)
         try:
             await self._status.start()
@@ -498,6 +507,34 @@ class Daemon:
                     rt.address_gone(event.address)
                     break
 
+    def write_dump(self, kind: str) -> Path | None:
+        """SIGUSR1 / SIGUSR2 / SIGJSON: write keepalived.data / .stats / .json (whole, by
+        rename); a failure is logged, the daemon carries on."""
+        files = monitor.MonitorFiles(self.options.tmp_dir or monitor.default_tmp_dir())
+        runtimes = list(self.runtimes.values())
+        if kind == "data":
+            path = files.data
+            loop_now = self._host.loop.time() if self._host is not None else 0.0
+            router_id = self.config.global_defs.router_id if self.config is not None else None
+            text = monitor.data_text(router_id, runtimes, self.runners, time.time(), loop_now)
+        elif kind == "stats":
+            path, text = files.stats, monitor.stats_text(runtimes)
+        else:
+            path, text = files.json, monitor.json_text(runtimes)
+        try:
+            monitor.write_atomic(path, text)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc.strerror or exc)
+            return None
+        log.info("wrote %s", path)
+        return path
+
+    def _on_dump_signal(self, kind: str) -> None:
+        try:
+            self.write_dump(kind)
+        except Exception:  # a bug in a dump must not stop the daemon
+            log.exception("cannot write the %s dump", kind)
+
     def _on_sighup(self) -> None:
         assert self._host is not None
         self._host.loop.create_task(self.reload())
@@ -563,7 +600,7 @@ class Daemon:
             host.notifier.close()
             host.garp.close()
             host.netlink.close()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *DUMP_SIGNALS):
                 host.loop.remove_signal_handler(sig)
         if self._pidfile_owned:
             with contextlib.suppress(FileNotFoundError):

@@ -95,6 +95,11 @@ class InstanceRuntime:
         self.adverts_out = 0
         self.garps_sent = 0
         self.transitions = 0
+        # keepalived's vrrp_stats that hagate's counters do not already give
+        self.become_master = 0
+        self.release_master = 0
+        self.pri_zero_rcvd = 0
+        self.pri_zero_sent = 0
         self.discards: Counter[str] = Counter()
         self.last: Transition | None = None
 
@@ -154,6 +159,8 @@ class InstanceRuntime:
             advert = result.advert
             self._accepted = (key, advert)
         self.adverts_in += 1
+        if advert.priority == 0:
+            self.pri_zero_rcvd += 1
         if self.started:
             self.machine.receive_advert(self._loop.time(), advert, src)
             self.drain()
@@ -271,9 +278,15 @@ class InstanceRuntime:
         for payload, target in zip(self._wire, self._targets, strict=True):
             if send(payload, target):
                 self.adverts_out += 1
+                if advert.priority == 0:
+                    self.pri_zero_sent += 1
 
     def _changed(self, action: StateChanged) -> None:
         self.transitions += 1
+        if action.new is State.MASTER:
+            self.become_master += 1
+        elif action.old is State.MASTER:
+            self.release_master += 1
         self.last = Transition(time.time(), str(action.old), str(action.new), action.reason)
         level = logging.INFO if action.new is not State.FAULT else logging.WARNING
         log.log(level, "%s: %s -> %s: %s", self.name, action.old, action.new, action.reason)
@@ -364,6 +377,10 @@ class InstanceRuntime:
                 "garps_sent": self.garps_sent,
                 "transitions": self.transitions,
                 "priority_zero_unanswered": m.counters.priority_zero_unanswered,
+                "become_master": self.become_master,
+                "release_master": self.release_master,
+                "priority_zero_in": self.pri_zero_rcvd,
+                "priority_zero_out": self.pri_zero_sent,
                 "discards": dict(self.discards),
             },
             "scripts": scripts,
