@@ -405,3 +405,52 @@ def test_sync_group_tracking_weight_keeps_member_weights(tmp_path: Path) -> None
         # keepalived drops a member's weighted track_script unless the group keeps weights
         assert [t.item.weight for t in mapped.scripts] == weights
         assert mapped.params.higher_prio_send_advert and mapped.params.lower_prio_no_advert
+
+
+KNOBS = """
+global_defs {
+    STRICT
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    version VERSION
+    EXTRA
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+"""
+
+
+def knobs(tmp_path: Path, extra: str, strict: bool = False, version: int = 3) -> InstanceMap:
+    text = KNOBS.replace("EXTRA", extra).replace("STRICT", "vrrp_strict" if strict else "")
+    path = tmp_path / "k.conf"
+    path.write_text(text.replace("VERSION", str(version)))
+    config, _ = load(path)
+    return map_instance(config, config.vrrp_instances[0], ip_address("10.0.0.5"))
+
+
+def test_unicast_fault_no_peer_holds_the_instance_in_fault(tmp_path: Path) -> None:
+    m = knobs(tmp_path, "unicast_fault_no_peer")
+    tracker = Tracker(m.params.tracked)
+    assert tracker.faulted() == ("config no unicast peer",)
+    assert any("going to fault state" in n for n in m.notes)
+    assert not knobs(tmp_path, "").params.tracked[1:]  # only the own interface otherwise
+
+
+def test_mcast_dst_ip_and_unicast_ttl(tmp_path: Path) -> None:
+    m = knobs(tmp_path, "mcast_dst_ip 224.0.0.99")
+    assert m.destinations == (ip_address("224.0.0.99"),) and m.multicast
+    u = knobs(tmp_path, "unicast_ttl 64\n    unicast_peer {\n        10.0.0.6\n    }")
+    assert u.unicast_ttl == 64 and u.destinations == (ip_address("10.0.0.6"),)
+    assert knobs(tmp_path, "unicast_ttl 64").unicast_ttl == 255  # no peers: reset
+
+
+def test_accept_mode_defaults_as_keepalived(tmp_path: Path) -> None:
+    assert knobs(tmp_path, "").accept
+    assert not knobs(tmp_path, "", strict=True).accept  # strict: RFC's Accept_Mode false
+    assert knobs(tmp_path, "accept", strict=True).accept  # v3 may accept
+    assert not knobs(tmp_path, "accept", strict=True, version=2).accept  # RFC 3768 has none
+    assert not knobs(tmp_path, "no_accept").accept

@@ -19,6 +19,14 @@ sync_group_tracking_init(); vrrp_track.c alloc_track_script()):
   :mod:`hagate.vrrp.syncgroup`; ``InstanceMap.sync_group`` names the group.
 * ``init_fail`` has no effect: tracking a script resets its init state, so every script
   starts with no result, contributing no weight (weight 0: the instance waits for it).
+* ``unicast_fault_no_peer`` with no peer left: the instance stays in FAULT (a weight-0
+  item of kind CONFIG that never recovers); without it, unicast keywords and no peer
+  mean multicast (keepalived's deprecated fallback).
+* Multicast adverts go to ``mcast_dst_ip``, else the global vrrp_mcast_group4/6;
+  ``unicast_ttl`` (unicast only) is the TTL/hop limit unicast adverts are sent with.
+* ``accept`` mode: default on, except with vrrp_strict (RFC 9568 §6.1 Accept_Mode false)
+  unless the address owner; strict VRRPv2 clears it (RFC 3768 has none). hagate installs
+  no firewall: with accept off the VIPs still answer (keepalived needs nftables for it).
 * A received advert whose address list differs from ours is dropped (``AddressCheck.STRICT``;
   keepalived 2.2.7 has no log-and-accept mode, and hagate does not support
   ``skip_check_adv_addr``).
@@ -67,6 +75,7 @@ class BridgeError(ValueError):
 class TrackKind(StrEnum):
     SCRIPT = "script"
     INTERFACE = "interface"
+    CONFIG = "config"  # a configuration fault: down for good (keepalived num_config_faults)
 
 
 ItemNamer = Callable[[TrackKind, str], str]
@@ -107,6 +116,8 @@ class InstanceMap:
     tracked: tuple[Tracked, ...]
     notes: tuple[str, ...] = ()
     sync_group: str | None = None  # the vrrp_sync_group it belongs to (one that exists)
+    unicast_ttl: int = 255  # TTL / hop limit of unicast adverts
+    accept: bool = True  # Accept_Mode (RFC 9568 §6.1): the master answers for its VIPs
 
     @property
     def scripts(self) -> tuple[Tracked, ...]:
@@ -149,6 +160,11 @@ def map_instance(
     g = config.global_defs
     vips = tuple(v.address for v in inst.virtual_ipaddresses)
     tracked = _tracking(config, inst, disabled_scripts, item_name, notes)
+    if inst.unicast_fault_no_peer and not inst.unicast_peers:
+        notes.append(f"{label} Cannot use unicast without any peers - going to fault state")
+        fault = TrackedItem(item_name(TrackKind.CONFIG, "no unicast peer"), initially_ok=False)
+        tracked.append(Tracked(TrackKind.CONFIG, "no unicast peer", fault, "instance"))
+    accept = _accept(inst, version, g.vrrp_strict, notes)
     try:
         params = VrrpParams(
             vrid=inst.virtual_router_id,
@@ -170,6 +186,7 @@ def map_instance(
             lower_prio_no_advert=inst.lower_prio_no_advert,
             higher_prio_send_advert=inst.higher_prio_send_advert,
             down_timer_adverts=inst.down_timer_adverts,
+            startup_delay=g.vrrp_startup_delay,
             auth_type=auth,
             auth_data=inst.auth_data if auth is AuthType.PASS else b"",
             strict_rfc=g.vrrp_strict,
@@ -202,6 +219,8 @@ def map_instance(
     notes.extend(f"{label} {w}" for w in params.warnings())
     if inst.unicast_peers:
         destinations: tuple[IPAddress, ...] = tuple(p.address for p in inst.unicast_peers)
+    elif inst.mcast_dst_ip is not None:
+        destinations = (inst.mcast_dst_ip,)
     else:
         destinations = (g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4,)
     return InstanceMap(
@@ -216,7 +235,25 @@ def map_instance(
         tracked=tuple(tracked),
         notes=tuple(notes),
         sync_group=group.name if (group := config.sync_group(inst.sync_group)) else None,
+        unicast_ttl=255 if inst.unicast_ttl is None else inst.unicast_ttl,
+        accept=accept,
     )
+
+
+def _accept(inst: cfg.VrrpInstance, version: int, strict: bool, notes: list[str]) -> bool:
+    """keepalived vrrp_complete_instance(): Accept_Mode in force."""
+    label = f"({inst.name})"
+    owner = inst.priority == PRIORITY_OWNER
+    accept = inst.accept if inst.accept is not None else (owner or not strict)
+    if accept and not owner and strict and version == 2:
+        notes.append(f"{label} accept mode for VRRP version 2 does not comply with RFC3768 - off")
+        accept = False
+    if not accept and not owner:
+        notes.append(
+            f"{label} no_accept/strict: keepalived drops traffic to the VIPs with a firewall "
+            "rule; hagate adds none, so the VIPs still answer"
+        )
+    return accept
 
 
 @dataclass(slots=True)

@@ -238,3 +238,46 @@ def test_global_tracking_is_deprecated_sync_group_tracking_weight(tmp_path: Path
     config, findings = load(write(tmp_path, text.replace("; ", "\n")))
     assert config.vrrp_sync_groups[0].tracking_weight
     assert any("global_tracking is deprecated" in f.message for f in findings)
+
+
+def test_check_knows_the_split_brain_keywords_and_names_the_rest(tmp_path: Path) -> None:
+    text = """
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    mcast_dst_ip 224.0.0.99
+    lower_prio_no_advert
+    higher_prio_send_advert on
+    garp_lower_prio_delay 2
+    garp_lower_prio_repeat 3
+    no_accept
+    track_bfd {
+        b1
+    }
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    unicast_ttl 64
+    unicast_fault_no_peer
+    accept
+    check_unicast_src
+    unicast_src_ip 10.0.0.5
+    unicast_peer {
+        10.0.0.6
+    }
+    virtual_ipaddress {
+        10.0.0.2
+    }
+}
+"""
+    config, findings = load(write(tmp_path, text))
+    unsupported = [f for f in findings if "not supported" in f.message]
+    assert [f.keyword for f in unsupported] == ["track_bfd"]
+    vi1, vi2 = config.vrrp_instances
+    assert vi1.mcast_dst_ip == IPv4Address("224.0.0.99") and vi1.accept is False
+    assert (vi1.garp_lower_prio_delay, vi1.garp_lower_prio_repeat) == (2.0, 3)
+    assert vi2.unicast_ttl == 64 and vi2.unicast_fault_no_peer and vi2.accept is True

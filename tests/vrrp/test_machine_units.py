@@ -272,3 +272,27 @@ def test_v3_master_learns_interval_when_yielding() -> None:
     m.receive_advert(2.0, advert(200, interval_cs=20, version=3), PEER)
     assert m.state is State.BACKUP and m.master_adver_int_cs == 20
     assert m.master_down_interval == pytest.approx(master_down_interval(3, 100, 20))
+
+
+def test_startup_delay_holds_backup_timers_until_it_has_passed() -> None:
+    """keepalived vrrp_startup_delay: the instance is BACKUP at once, but its down timer
+    counts from the end of the delay, whatever adverts arrive meanwhile."""
+    m = VrrpMachine(make(priority=100, startup_delay=5.0))
+    m.start(0.0)
+    assert m.state is State.BACKUP
+    assert m.get_timer() == pytest.approx(5.0 + m.master_down_interval)
+    m.receive_advert(1.0, advert(200), PEER)
+    assert m.get_timer() == pytest.approx(5.0 + m.master_down_interval)
+    m.receive_advert(6.0, advert(200), PEER)  # past the delay: from now, as usual
+    assert m.get_timer() == pytest.approx(6.0 + m.master_down_interval)
+
+
+def test_startup_delay_holds_the_owner_and_a_reload_start_skips_it() -> None:
+    owner = VrrpMachine(make(priority=255, startup_delay=2.0))
+    owner.start(0.0)
+    assert owner.state is State.BACKUP and owner.get_timer() == 2.0
+    owner.handle_timer(2.0)
+    assert owner.state is State.MASTER
+    added = VrrpMachine(make(priority=255, startup_delay=2.0))
+    added.start(10.0, delay=0.0)
+    assert added.state is State.MASTER

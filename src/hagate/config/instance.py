@@ -32,9 +32,8 @@ from hagate.config.values import Values
 INSTANCE_UNSUPPORTED = frozenset(
     {
         "use_vmac", "vmac_xmit_base", "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
-        "track_process", "track_bfd", "mcast_dst_ip", "track_src_ip", "unicast_fault_no_peer",
-        "unicast_ttl", "old_unicast_checksum", "garp_extra_if",
-        "virtual_routes", "virtual_rules", "accept", "no_accept",
+        "track_process", "track_bfd", "track_src_ip", "old_unicast_checksum", "garp_extra_if",
+        "virtual_routes", "virtual_rules",
         "skip_check_adv_addr", "strict_mode", "debug", "kernel_rx_buf_size",
         "linkbeat_use_polling", "promote_secondaries", "dont_track_primary", "native_ipv6",
         "unicast_chksum_compat", "garp_extra_if_vmac",
@@ -52,7 +51,8 @@ INSTANCE_KEYWORDS = frozenset(
         "garp_master_refresh", "garp_master_refresh_repeat", "garp_lower_prio_delay",
         "garp_lower_prio_repeat", "down_timer_adverts", "v3_checksum_as_v2",
         "lower_prio_no_advert", "higher_prio_send_advert", "notify_master_rx_lower_pri",
-        "notify_priority_changes", "notify_deleted",
+        "notify_priority_changes", "notify_deleted", "mcast_dst_ip", "unicast_ttl",
+        "unicast_fault_no_peer", "accept", "no_accept",
         *NOTIFY_KEYWORDS,
     }
 )  # fmt: skip
@@ -272,6 +272,7 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             if addr is not None and _same_family(v, item, name, f, addr.version, str(addr)):
                 f[key] = addr
         elif key == "unicast_peer":
+            f["unicast_configured"] = True
             peers = tuple(
                 p
                 for p, entry in unicast_peers(v, item)
@@ -320,6 +321,27 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             flag = v.flag(item)
             if flag is not None:
                 f[key] = flag
+        elif key == "mcast_dst_ip":
+            text = v.first(item)
+            addr = v.address(item, text) if text is not None else None
+            if addr is not None and (
+                not addr.is_multicast or (addr.version == 6 and not addr.is_link_local)
+            ):
+                link = " link-local" if addr.version == 6 else ""
+                v.error(item, f"({name}) mcast_dst_ip {addr} is not{link} multicast; skipped")
+            elif addr is not None and _same_family(v, item, name, f, addr.version, str(addr)):
+                f["mcast_dst_ip"] = addr
+        elif key == "unicast_ttl":
+            number = v.first_integer(item, 0, 255)
+            if number is not None:
+                f["unicast_ttl"] = number
+            f["unicast_configured"] = True
+        elif key == "unicast_fault_no_peer":
+            v.extra(item, 0)
+            f["unicast_fault_no_peer"] = f["unicast_configured"] = True
+        elif key in ("accept", "no_accept"):
+            v.extra(item, 0)
+            f["accept"] = key == "accept"
         elif key == "notify_deleted":
             f["notify_deleted"] = True
             if item.args:
@@ -461,7 +483,21 @@ def _complete(
 
     peers: tuple[UnicastPeer, ...] = f.get("unicast_peers", ())
     src = f.get("unicast_src_ip")
-    if not peers:
+    if "unicast_src_ip" in seen or "check_unicast_src" in seen:
+        f["unicast_configured"] = True
+    if not peers and f.get("unicast_fault_no_peer"):
+        v.warning(
+            seen["unicast_fault_no_peer"],
+            f"({name}) unicast_fault_no_peer and no unicast_peer: keepalived keeps the "
+            "instance in FAULT (it cannot run unicast without a peer)",
+        )
+    elif not peers and "unicast_ttl" in seen:
+        v.error(
+            seen["unicast_ttl"],
+            f"({name}) unicast_ttl without unicast peers: keepalived resets it",
+        )
+        f.pop("unicast_ttl", None)
+    if not peers and not f.get("unicast_fault_no_peer"):
         used = [k for k in ("unicast_src_ip", "check_unicast_src") if k in seen]
         if used:
             v.warning(

@@ -222,6 +222,11 @@ class VrrpInstance:
     notify_priority_changes: bool | None = None  # None: the sync group's, else global
     lower_prio_no_advert: bool = False
     higher_prio_send_advert: bool = False
+    mcast_dst_ip: IPAddress | None = None  # None: global vrrp_mcast_group4/6
+    unicast_ttl: int | None = None  # TTL/hop limit of unicast adverts (None: 255)
+    unicast_configured: bool = False  # a unicast keyword was given (keepalived's flag)
+    unicast_fault_no_peer: bool = False  # unicast keywords but no peer: FAULT, not multicast
+    accept: bool | None = None  # accept / no_accept; None: keepalived's default
     smtp_alert: bool = False
     sync_group: str | None = None
     where: Location = NOWHERE

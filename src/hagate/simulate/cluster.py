@@ -53,6 +53,7 @@ class SimInstance:
     scripts: tuple[str, ...]  # tracked script names
     address_synthesized: bool = False
     sync_group: str | None = None  # vrrp_sync_group: its states are tied to the others'
+    group_address: IPAddress | None = None  # multicast: mcast_dst_ip or the global group
 
 
 @dataclass(slots=True)
@@ -190,6 +191,7 @@ def _instance(
         tuple(t.item.name for t in mapped.scripts),
         synth,
         mapped.sync_group,
+        None if not mapped.multicast else mapped.destinations[0],
     )
 
 

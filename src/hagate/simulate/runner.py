@@ -288,6 +288,8 @@ class Simulation:
             dst = theirs
         else:
             dst = self._dst[sender.name]
+            if not r.unicast_peers and r.group_address not in (None, dst):
+                return None  # another multicast group (mcast_dst_ip): never joined
         cache = self._cache
         if cache is not None and cache[0] is advert and cache[1] == src and cache[2] == dst:
             payload = cache[3]
@@ -305,7 +307,9 @@ class Simulation:
         return verdict.advert
 
     def _destination(self, inst: SimInstance) -> IPAddress:
-        """The multicast group ``inst`` sends to (global vrrp_mcast_group4/6)."""
+        """The multicast group ``inst`` sends to (mcast_dst_ip, else vrrp_mcast_group4/6)."""
+        if inst.group_address is not None:
+            return inst.group_address
         host = self.cluster.host(inst.host)
         assert host is not None
         defs = host.config.global_defs

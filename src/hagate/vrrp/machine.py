@@ -87,6 +87,7 @@ class VrrpMachine:
         # keepalived wantstate MASTER while BACKUP: the down timer expired but the group held
         # us back (vrrp_sync_can_goto_master); cleared by the next acceptable advert.
         self.wants_group_master = False
+        self._delayed_until = 0.0  # keepalived vrrp_delayed_start_time
 
     # ---- derived timers -------------------------------------------------------------
 
@@ -107,6 +108,15 @@ class VrrpMachine:
         return self._down_adverts * self.master_adver_int_cs * US_PER_CS + self._skew_us(
             self.effective_priority
         )
+
+    def _down_from(self, now: float) -> float:
+        """Where a BACKUP down timer starts: now, or the end of vrrp_startup_delay
+        (keepalived vrrp_init_instance_sands)."""
+        until = self._delayed_until
+        if until > now:
+            return until
+        self._delayed_until = 0.0
+        return now
 
     # ---- outputs --------------------------------------------------------------------
 
@@ -167,10 +177,19 @@ class VrrpMachine:
 
     # ---- inputs ---------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """Leave INITIALIZE (RFC 9568 §6.4.1; keepalived vrrp_init_state)."""
+    def start(self, now: float, delay: float | None = None) -> None:
+        """Leave INITIALIZE (RFC 9568 §6.4.1; keepalived vrrp_init_state).
+
+        ``delay`` (default ``params.startup_delay``; a driver passes 0 for an instance
+        added at reload): keepalived's vrrp_startup_delay. The instance starts at once, but
+        while the delay runs every BACKUP down timer counts from its end, so a booting node
+        neither takes over nor preempts before it has passed.
+        """
         if self.state is not State.INITIALIZE:
             raise MachineError(f"start() called in state {self.state}, not INITIALIZE")
+        wait = self.params.startup_delay if delay is None else delay
+        if wait > 0:
+            self._delayed_until = now + wait
         faulted = self.tracker.faulted()
         if faulted:
             self._change_state(State.FAULT, f"startup: tracked {', '.join(faulted)} down", now)
@@ -180,6 +199,11 @@ class VrrpMachine:
             self._change_state(State.FAULT, f"startup: {group.fault_reason(self)}", now)
             return
         owner_start = group.owner_start(self) if group is not None else True
+        if self._delayed_until > now and self.base_priority == PRIORITY_OWNER:
+            # keepalived: the owner "times out from BACKUP very quickly", after the delay
+            self._ms_down_us = 0
+            self._enter_backup(now, f"startup: address owner, vrrp_startup_delay {wait:g} s")
+            return
         if self.params.wants_master and self.base_priority == PRIORITY_OWNER and owner_start:
             self._become_master(now, "startup: address owner (priority 255)")
             return
@@ -319,7 +343,7 @@ class VrrpMachine:
 
     def _enter_backup(self, now: float, reason: str) -> None:
         self._clear_timers()
-        self._deadline = now + _secs(self._ms_down_us)
+        self._deadline = self._down_from(now) + _secs(self._ms_down_us)
         self._since = now
         self._preempt_time = None
         self._stepped_down = None
@@ -332,7 +356,7 @@ class VrrpMachine:
         if prio == PRIORITY_STOP:
             # The master is stepping down: take over after Skew_Time.
             self._ms_down_us = self._skew_us(eff)
-            self._deadline = now + _secs(self._ms_down_us)
+            self._deadline = self._down_from(now) + _secs(self._ms_down_us)
             self._stepped_down = source
             return
         delay = self.params.effective_preempt_delay
@@ -344,7 +368,7 @@ class VrrpMachine:
             if self.params.version == 3 and advert.advert_int_cs != self.master_adver_int_cs:
                 self.master_adver_int_cs = advert.advert_int_cs  # RFC 9568 §6.4.2
             self._ms_down_us = self._master_down_us()
-            self._deadline = now + _secs(self._ms_down_us)
+            self._deadline = self._down_from(now) + _secs(self._ms_down_us)
             self._since = now
             self.master_address = source
             self.master_priority = prio
@@ -368,7 +392,7 @@ class VrrpMachine:
             # every member wants MASTER; the down timer runs again meanwhile.
             self.wants_group_master = True
             self._ms_down_us = self._master_down_us()
-            self._deadline = now + _secs(self._ms_down_us)
+            self._deadline = self._down_from(now) + _secs(self._ms_down_us)
             return
         waited = now - self._since
         if self._stepped_down is not None:

@@ -41,6 +41,7 @@ class VrrpParams:
     lower_prio_no_advert: bool = False
     higher_prio_send_advert: bool = False
     down_timer_adverts: int = 3
+    startup_delay: float = 0.0  # keepalived vrrp_startup_delay: no MASTER before it passes
     auth_type: AuthType = AuthType.NONE
     auth_data: bytes = b""
     strict_rfc: bool = False
@@ -74,6 +75,8 @@ class VrrpParams:
                 raise bad(f"virtual address {vip} is not the same family as {self.primary_address}")
         if not 0 <= self.preempt_delay <= 1000:
             raise bad(f"preempt_delay {self.preempt_delay} outside 0..1000 s")
+        if self.startup_delay < 0:
+            raise bad(f"vrrp_startup_delay {self.startup_delay} is negative")
         if not 1 <= self.down_timer_adverts <= 100:
             raise bad(f"down_timer_adverts {self.down_timer_adverts} outside 1..100")
         for value, what in (
