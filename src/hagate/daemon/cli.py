@@ -144,6 +144,7 @@ def _signum(name: str) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from hagate.daemon.exporter import metrics_text
     from hagate.daemon.status import StatusError, format_text, prometheus_text, query
 
     try:
@@ -154,7 +155,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
     elif args.prometheus:
-        sys.stdout.write(prometheus_text(snap))
+        sys.stdout.write(metrics_text(snap, prometheus_text))
     else:
         sys.stdout.write(format_text(snap))
     return 0

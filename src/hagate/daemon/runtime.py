@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from hagate.daemon.garp import GarpSender
+from hagate.daemon.monitor import stats_of
 from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
 from hagate.daemon.notify import Notifier
 from hagate.daemon.plan import InstancePlan
@@ -384,4 +385,10 @@ class InstanceRuntime:
                 "discards": dict(self.discards),
             },
             "scripts": scripts,
+            "keepalived": {  # keepalived's vrrp_stats and VIP lines (daemon.exporter)
+                **stats_of(self),
+                "garp_delay": self.plan.params.garp_master_delay,
+                "vips": [[f"{v.address}/{v.prefixlen}", v.dev] for v in self.plan.vips],
+                "evips": [[f"{v.address}/{v.prefixlen}", v.dev] for v in self.plan.excluded],
+            },
         }

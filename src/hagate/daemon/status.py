@@ -1,5 +1,6 @@
 """Status of a running daemon: a Unix socket serving a JSON snapshot, a text view, and
-Prometheus text exposition (served over HTTP with ``hagate vrrp --metrics HOST:PORT``).
+Prometheus text exposition (served over HTTP with ``hagate vrrp --metrics HOST:PORT``,
+followed by keepalived-exporter's metric families: :mod:`hagate.daemon.exporter`).
 
 The snapshot is a plain dict built by the driver on request (nothing is maintained for it):
 ``{"pid", "config", "started", "instances": [{name, vrid, interface, version, family,
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hagate.daemon.exporter import metrics_text
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +276,7 @@ class MetricsServer:
                 and parts[0] == "GET"
                 and parts[1].split("?")[0] in ("/metrics", "/")
             ):
-                body = prometheus_text(self._snapshot()).encode()
+                body = metrics_text(self._snapshot(), prometheus_text).encode()
                 head = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
             else:
                 body = b"not found: try /metrics\n"
