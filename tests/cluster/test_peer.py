@@ -9,6 +9,7 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
 from tests.cluster.conftest import EtcdServer
 from tests.cluster.kit import DEVICES, Cluster, cluster_pki, running_cluster, until
 from tests.gateway.kit import (
@@ -182,7 +183,7 @@ def test_a_peer_without_a_node_certificate_is_refused(tmp_path: Path, etcd: Etcd
             from hagate.net.backend import KERNEL
 
             errors: list[str] = []
-            pc = PeerClient("alice", ctx, KERNEL, errors.append)
+            pc = PeerClient("alice", ctx, KERNEL, errors.append, spares=0)
             try:
                 await pc.open("n1", f"{host}:{port}", "dev1", None, None, 2.0)
             except Exception as exc:
@@ -190,5 +191,41 @@ def test_a_peer_without_a_node_certificate_is_refused(tmp_path: Path, etcd: Etcd
             else:
                 raise AssertionError("a user certificate opened a peer stream")
             assert gw.cluster.server.counts["not_a_node"] == 1
+
+    run(main())
+
+
+def test_spare_peer_connections_are_used_and_a_dead_one_is_replaced(
+    tmp_path: Path, etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hagate.cluster import peer
+
+    monkeypatch.setattr(peer, "SPARE_WAIT", 0.3)  # the serving node drops idle spares fast
+    pki = cluster_pki(tmp_path / "pki", 2)
+
+    async def main() -> None:
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            running_cluster(pki, etcd.endpoint, nodes=2) as cl,
+        ):
+            web, port = await http_service("dev1")
+            stack.callback(web.close)
+            await stack.enter_async_context(
+                running_agent(agent_config(pki, "dev1", cl.tunnel_port(1), http=port))
+            )
+            await routes_everywhere(cl, "dev1", "n1")
+            n2 = cl.gw(2).cluster
+            assert n2 is not None
+            assert (await http_get(cl.http_port(2), "dev1." + DOMAIN))[0] == 200
+            await until(lambda: len(n2.client.pool.get("n1", ())) == 2, 5, "two spares")
+            for front in cl.gw(2).fronts:
+                front.drop_device("dev1")  # no pooled upstream: the next request needs a peer
+            assert (await http_get(cl.http_port(2), "dev1." + DOMAIN))[0] == 200
+            assert n2.client.counts["spare_used"] == 1
+            await asyncio.sleep(0.6)  # n1 has closed the idle spares by now
+            for front in cl.gw(2).fronts:
+                front.drop_device("dev1")
+            assert (await http_get(cl.http_port(2), "dev1." + DOMAIN))[0] == 200
+            assert n2.client.counts["spare_dead"] == 1
 
     run(main())

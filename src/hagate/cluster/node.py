@@ -58,6 +58,7 @@ class ClusterNode:
     async def stop(self) -> None:
         """A graceful stop: the lease is revoked, every record of this node goes at once."""
         self.server.close_all()
+        self.client.close()
         await self.registry.stop(graceful=True)
 
     # ------------------------------------------------------------ gateway hooks

@@ -9,8 +9,10 @@ B checks only that the caller is a node of the cluster (and not revoked). B neve
 peer request further (a stale route ends at the first node that does not hold the device, as
 "not here", instead of bouncing between nodes).
 
-TLS 1.3 session tickets are on for this channel (unlike the agents' port): after the first
-connection to a peer, A resumes, and a splice costs one round trip of TCP plus one of TLS.
+The entry node keeps a couple of connections to each peer it uses open and idle, handshake
+done (:class:`PeerClient`), so a user's stream costs one round trip for the open line, not
+TCP + TLS first; TLS 1.3 session tickets are on for this channel (unlike the agents' port),
+so refilling the spares resumes instead of doing full handshakes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextvars
 import logging
 import socket
 import ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +45,8 @@ log = logging.getLogger("hagate.cluster")
 FROM_PEER: contextvars.ContextVar[bool] = contextvars.ContextVar("hagate_from_peer", default=False)
 
 OPEN_LINE_LIMIT = 4096
+SPARE_AGE = 20.0  # s a pre-opened peer connection may wait at the entry node
+SPARE_WAIT = 30.0  # s the serving node waits for a connection's open line
 
 
 def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
@@ -82,7 +86,7 @@ class PeerServer:
             conn.close()
             return
         try:
-            msg = await asyncio.wait_for(read_message(conn, OPEN_LINE_LIMIT), 5.0)
+            msg = await asyncio.wait_for(read_message(conn, OPEN_LINE_LIMIT), SPARE_WAIT)
         except (EOFError, OSError, TimeoutError, ProtocolError, WireError):
             self.counts["bad_request"] += 1
             conn.close()
@@ -134,17 +138,96 @@ class PeerServer:
 
 
 class PeerClient:
-    """Opens streams at other nodes for users of this one."""
+    """Opens streams at other nodes for users of this one.
+
+    Keeps ``spares`` TLS connections to each peer it has used, handshake done, so a user's
+    request costs one round trip (the open line) instead of TCP + TLS first; a spare is used
+    within ``SPARE_AGE`` s (the peer waits ``SPARE_WAIT`` s for its open line) and one that
+    turns out dead is replaced by a fresh connection once.
+    """
 
     def __init__(
-        self, node: str, ctx: ssl.SSLContext, backend: Backend, on_error: Callable[[str], None]
+        self,
+        node: str,
+        ctx: ssl.SSLContext,
+        backend: Backend,
+        on_error: Callable[[str], None],
+        spares: int = 2,
     ) -> None:
         self.node = node
         self.ctx = ctx
         self.backend = backend
         self.on_error = on_error
+        self.spares = spares
         self.tls_sessions: dict[str, ssl.SSLSession] = {}
+        self.pool: dict[str, deque[tuple[Conn, float]]] = {}
         self.counts: Counter[str] = Counter()
+        self._filling: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for spares in self.pool.values():
+            while spares:
+                spares.popleft()[0].close()
+
+    def forget(self, peer: str) -> None:
+        """Drop the spares of a node that left the cluster."""
+        for conn, _ in self.pool.pop(peer, deque()):
+            conn.close()
+
+    async def _dial(self, peer: str, address: str, timeout: float) -> Conn:
+        host, port = parse_hostport(address)
+        sock = await self.backend.connect(host, port, timeout)
+        set_nodelay(sock)
+        ssock = self.ctx.wrap_socket(
+            sock,
+            server_hostname=peer,
+            do_handshake_on_connect=False,
+            session=self.tls_sessions.get(peer),
+        )
+        conn = Conn(ssock)
+        try:
+            await asyncio.wait_for(conn.handshake(), timeout)
+            ident = peer_identity(ssock)
+            if ident is None or ident.role is not Role.NODE or ident.name != peer:
+                raise StreamError(502, "peer_refused", f"node {peer}: not its node certificate")
+        except BaseException:
+            conn.close()
+            raise
+        self.counts["dialed"] += 1
+        return conn
+
+    def _take(self, peer: str, now: float) -> Conn | None:
+        spares = self.pool.get(peer)
+        while spares:
+            conn, since = spares.pop()
+            if not conn.closed and now - since < SPARE_AGE:
+                return conn
+            conn.close()
+        return None
+
+    def _refill(self, peer: str, address: str) -> None:
+        if self.spares <= 0 or peer in self._filling:
+            return
+        self._filling.add(peer)
+        task = asyncio.create_task(self._fill(peer, address))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fill(self, peer: str, address: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            spares = self.pool.setdefault(peer, deque())
+            while len(spares) < self.spares:
+                try:
+                    conn = await self._dial(peer, address, 5.0)
+                except (OSError, TimeoutError, ssl.SSLError, StreamError, ValueError):
+                    return
+                spares.append((conn, loop.time()))
+        finally:
+            self._filling.discard(peer)
 
     async def open(
         self,
@@ -159,54 +242,58 @@ class PeerClient:
         """A connection that carries ``device``'s ``service`` at node ``peer``, or StreamError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        try:
-            host, port = parse_hostport(address)
-        except ValueError:
-            raise StreamError(502, "peer_unreachable", f"node {peer}: bad address") from None
-        conn: Conn | None = None
-        try:
-            sock = await self.backend.connect(host, port, timeout)
-            set_nodelay(sock)
-            ssock = self.ctx.wrap_socket(
-                sock,
-                server_hostname=peer,
-                do_handshake_on_connect=False,
-                session=self.tls_sessions.get(peer),
-            )
-            conn = Conn(ssock)
-            await asyncio.wait_for(conn.handshake(), max(0.01, deadline - loop.time()))
-            ident = peer_identity(ssock)
-            if ident is None or ident.role is not Role.NODE or ident.name != peer:
-                raise StreamError(502, "peer_refused", f"node {peer}: not its node certificate")
-            conn.write(
-                encode(
-                    op="open",
-                    device=device,
-                    service=service,
-                    kind=kind.value if kind else None,
-                    entry=self.node,
-                    user=user,
+        line = encode(
+            op="open",
+            device=device,
+            service=service,
+            kind=kind.value if kind else None,
+            entry=self.node,
+            user=user,
+        )
+        spare = self._take(peer, loop.time())
+        self._refill(peer, address)
+        for attempt in range(2):
+            conn = spare if attempt == 0 else None
+            try:
+                if conn is None:
+                    conn = await self._dial(peer, address, max(0.01, deadline - loop.time()))
+                else:
+                    self.counts["spare_used"] += 1
+                conn.write(line)
+                reply = await asyncio.wait_for(
+                    read_message(conn, OPEN_LINE_LIMIT), max(0.01, deadline - loop.time())
                 )
-            )
-            reply = await asyncio.wait_for(
-                read_message(conn, OPEN_LINE_LIMIT), max(0.01, deadline - loop.time())
-            )
-            if ssock.session is not None:
-                self.tls_sessions[peer] = ssock.session
-        except StreamError:
-            if conn is not None:
-                conn.close()
-            raise
-        except (OSError, EOFError, TimeoutError, ssl.SSLError, ProtocolError, WireError) as exc:
-            if conn is not None:
-                conn.close()
-            self.counts["unreachable"] += 1
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.on_error(f"node {peer} at {address}: {why}")
-            code = 504 if isinstance(exc, TimeoutError) else 502
-            raise StreamError(
-                code, "peer_unreachable", f"device {device}: node {peer} unreachable"
-            ) from None
+                ssock = conn.sock
+                if isinstance(ssock, ssl.SSLSocket) and ssock.session is not None:
+                    self.tls_sessions[peer] = ssock.session
+                break
+            except StreamError:
+                if conn is not None:
+                    conn.close()
+                raise
+            except (
+                OSError,
+                EOFError,
+                TimeoutError,
+                ssl.SSLError,
+                ProtocolError,
+                WireError,
+                ValueError,
+            ) as exc:
+                if conn is not None:
+                    conn.close()
+                if attempt == 0 and spare is not None and not isinstance(exc, TimeoutError):
+                    self.counts["spare_dead"] += 1
+                    continue  # a spare the peer had closed: once more, freshly dialled
+                self.counts["unreachable"] += 1
+                self.forget(peer)
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.on_error(f"node {peer} at {address}: {why}")
+                code = 504 if isinstance(exc, TimeoutError) else 502
+                raise StreamError(
+                    code, "peer_unreachable", f"device {device}: node {peer} unreachable"
+                ) from None
+        assert conn is not None
         if not reply.get("ok"):
             conn.close()
             self.counts["refused"] += 1

@@ -42,7 +42,7 @@ from hagate.tunnel.wire import ServiceSpec
 log = logging.getLogger("hagate.cluster")
 
 WRITE_BATCH = 64  # puts in flight at once during a reconnect storm
-RETRY_MIN, RETRY_MAX = 0.2, 2.0
+RETRY_MIN, RETRY_MAX = 0.2, 1.0
 
 
 class EtcdState(Enum):

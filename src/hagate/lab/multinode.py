@@ -42,6 +42,7 @@ class Plan:
     lease_ttl: int = 2
     heartbeat_ms: int = 200
     dead_after_ms: int = 3000
+    fleets: int = 0  # extra device namespaces f0, f1, ... for many-agent benches
 
     def node_ip(self, i: int) -> str:
         return f"{SUBNET}.{5 * i}"
@@ -66,6 +67,7 @@ class Plan:
         out = {f"n{i}": f"{self.node_ip(i)}/24" for i in range(1, self.nodes + 1)}
         out |= {f"e{k}": f"{self.etcd_ip(k)}/24" for k in range(1, self.etcd + 1)}
         out |= {"devs": f"{SUBNET}.50/24", "user": f"{SUBNET}.60/24"}
+        out |= {f"f{k}": f"{SUBNET}.{150 + k}/24" for k in range(self.fleets)}
         return out
 
     def device_on(self, i: int) -> str:
@@ -106,6 +108,7 @@ class MultiLab:
         self.agents: dict[str, subprocess.Popen[Any]] = {}
         self.webs: dict[str, subprocess.Popen[Any]] = {}
         self.etcd_procs: dict[int, subprocess.Popen[Any]] = {}
+        self.gateways: dict[int, subprocess.Popen[Any]] = {}
         self._web_ports: dict[str, int] = {}
         self._devices_issued: set[str] = set()
 
@@ -229,7 +232,7 @@ class MultiLab:
         self.lab.start_hagate(n, (self.work / f"{name}.conf").read_text())
         argv = [sys.executable, "-m", "hagate", "gateway", "-c", str(self.work / f"{name}.toml")]
         with open(self.work / f"{name}-gateway.log", "ab") as log:
-            n.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.gateways[i] = n.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
 
     def start_nodes(self, timeout: float = 30.0) -> None:
         for i in range(1, self.plan.nodes + 1):

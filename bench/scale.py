@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Scale-out: N active gateway nodes on etcd, many idle agents, a node crash, the peer hop.
+
+Three gateway nodes in network namespaces (hagate vrrp from the generated keepalived.conf +
+hagate gateway with [cluster]), a 3-member etcd, ``--agents`` idle agents (each with its own
+device certificate, run by ``python -m hagate.agent.fleet`` processes in fleet namespaces)
+spread evenly over the three VIPs. One run reports:
+
+* agents per node, and each gateway's RSS per agent (RSS with the agents minus RSS before);
+* user request latency entering at the device's node (direct) vs at another node (one peer
+  hop), interleaved request by request so both see the same load; the ratio;
+* after SIGKILL of node 1: registry writes/s at its VIP's new holder during the reconnect
+  storm, and the time until 99 % and 100 % of node 1's devices are routed to their new node
+  from every surviving node (each node's registry), plus a probed sample reachable from
+  every surviving node.
+
+The machine is shared and loaded: read ratios, not absolute figures.
+
+Run as root:  .venv/bin/python bench/scale.py [--agents 3000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hagate.lab import LabError, unavailable_reason
+from hagate.lab.multinode import DOMAIN, TUNNEL_PORT, MultiLab, Plan
+
+PER_PROCESS = 2500
+WEB_PORT = 8080
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def prefix(i: int) -> str:
+    return "abcdefghijklmnopqrstuvwxyz"[i - 1]
+
+
+def start_fleets(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
+    """Agent processes: (vip index, prefix, first, count); devices of VIP i are <prefix>N."""
+    from hagate.pki.ca import Role, issue
+
+    nodes = ml.plan.nodes
+    per_vip = [agents // nodes + (1 if i < agents % nodes else 0) for i in range(nodes)]
+    shares: list[tuple[int, str, int, int]] = []
+    for i, n in enumerate(per_vip, 1):
+        for first in range(0, n, PER_PROCESS):
+            shares.append((i, prefix(i), first, min(PER_PROCESS, n - first)))
+    t0 = time.monotonic()
+    for _i, pre, first, count in shares:
+        for k in range(first, first + count):
+            issue(ml.pki, Role.DEVICE, f"{pre}{k}", days=2)
+    print(f"  {agents} device certificates issued in {time.monotonic() - t0:.1f} s", flush=True)
+    www = ml.work / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("fleet device\n")
+    for k in range(ml.plan.fleets):
+        node = ml.node(f"f{k}")
+        argv = [sys.executable, "-m", "http.server", str(WEB_PORT), "--bind", "127.0.0.1"]
+        with open(ml.work / f"fweb{k}.log", "ab") as log:
+            node.spawn([*argv, "--directory", str(www)], stdout=log, stderr=subprocess.STDOUT)
+        ml.wait_port(node, WEB_PORT, 10.0)
+    for n, (i, pre, first, count) in enumerate(shares):
+        node = ml.node(f"f{n % ml.plan.fleets}")
+        argv = [sys.executable, "-m", "hagate.agent.fleet", "--pki", str(ml.pki)]
+        argv += ["--gateway", f"{ml.plan.vip(i)}:{TUNNEL_PORT}", "--server-name", DOMAIN]
+        argv += ["--prefix", pre, "--first", str(first), "--count", str(count)]
+        argv += ["--target", f"127.0.0.1:{WEB_PORT}", "--ramp-ms", "1"]
+        with open(ml.work / f"fleet{n}.log", "ab") as log:
+            node.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+    return shares
+
+
+def per_node(ml: MultiLab, i: int) -> dict[str, int]:
+    value = ml.cluster_health(i).get("devices_per_node", {})
+    return value if isinstance(value, dict) else {}
+
+
+def latency(ml: MultiLab, device: str, home: int, other: int, n: int) -> dict[str, float]:
+    direct, hop, failed = [], [], 0
+    for _ in range(n):
+        for entry, out in ((home, direct), (other, hop)):
+            t0 = time.perf_counter()
+            status, _ = ml.get(entry, device, "/", 2.0)
+            if status == 200:
+                out.append((time.perf_counter() - t0) * 1000)
+            else:
+                failed += 1
+    d, h = statistics.median(direct), statistics.median(hop)
+    q = statistics.quantiles
+    return {
+        "direct_ms_p50": round(d, 2),
+        "hop_ms_p50": round(h, 2),
+        "direct_ms_p90": round(q(direct, n=10)[-1], 2),
+        "hop_ms_p90": round(q(hop, n=10)[-1], 2),
+        "added_ms_p50": round(h - d, 2),
+        "ratio_p50": round(h / d, 2),
+        "failed": failed,
+    }
+
+
+def run(agents: int, latency_requests: int) -> dict[str, Any]:
+    fleets = max(1, min(12, -(-agents // PER_PROCESS)))
+    plan = Plan(nodes=3, etcd=3, lease_ttl=5, fleets=fleets, dead_after_ms=3000)
+    out: dict[str, Any] = {"agents": agents, "nodes": 3, "etcd_members": 3}
+    with MultiLab.create(plan, prefix="hgs") as ml:
+        ml.start_etcd()
+        ml.start_nodes()
+        time.sleep(1.0)
+        rss0 = {i: rss_kib(ml.gateways[i].pid) for i in (1, 2, 3)}
+        t0 = time.monotonic()
+        start_fleets(ml, agents)
+        ml.lab.wait_until(
+            lambda: sum(per_node(ml, 1).values()) >= agents, 60 + agents / 50, 0.5, "all agents"
+        )
+        out["attach_s"] = round(time.monotonic() - t0, 1)
+        time.sleep(2.0)
+        counts = per_node(ml, 1)
+        out["agents_per_node"] = counts
+        out["rss_per_agent_kib"] = {
+            f"n{i}": round(
+                (rss_kib(ml.gateways[i].pid) - rss0[i]) / max(1, counts.get(f"n{i}", 0)), 1
+            )
+            for i in (1, 2, 3)
+        }
+        out["rss_idle_mib"] = {f"n{i}": round(rss0[i] / 1024, 1) for i in (1, 2, 3)}
+        print(f"  attached: {counts} in {out['attach_s']} s", flush=True)
+        out["latency"] = latency(ml, "a0", 1, 2, latency_requests)
+        print(f"  latency: {out['latency']}", flush=True)
+
+        # ---- the crash of node 1 and its reconnect storm
+        lost = counts.get("n1", 0)
+        base2 = counts.get("n2", 0)
+        writes0 = int(ml.cluster_health(2).get("registry_writes", 0))
+        samples: list[tuple[float, int]] = []
+        reach: dict[str, dict[int, float]] = {"n2": {}, "n3": {}}
+        t_crash = time.monotonic()
+        ml.crash_node(1)
+        deadline = t_crash + 60 + agents / 100
+        probe = [f"a{k}" for k in range(0, lost, max(1, lost // 20))][:20]
+        reached: dict[int, set[str]] = {2: set(), 3: set()}
+        while time.monotonic() < deadline:
+            now = time.monotonic() - t_crash
+            h2 = ml.cluster_health(2)
+            samples.append((now, int(h2.get("registry_writes", 0)) - writes0))
+            for name, i in (("n2", 2), ("n3", 3)):
+                moved = per_node(ml, i).get("n2", 0) - base2
+                for share in (99, 100):
+                    if share not in reach[name] and moved >= lost * share / 100:
+                        reach[name][share] = round(now, 2)
+            for i in (2, 3):
+                for dev in probe:
+                    if dev not in reached[i] and ml.get(i, dev, "/", 0.5)[0] == 200:
+                        reached[i].add(dev)
+            if all(100 in r for r in reach.values()) and all(
+                len(s) == len(probe) for s in reached.values()
+            ):
+                break
+            time.sleep(0.2)
+        out["storm"] = {
+            "devices_of_n1": lost,
+            "routed_99_s": {k: v.get(99) for k, v in reach.items()},
+            "routed_100_s": {k: v.get(100) for k, v in reach.items()},
+            "sample_reachable": {f"n{i}": f"{len(s)}/{len(probe)}" for i, s in reached.items()},
+            "sample_done_s": round(time.monotonic() - t_crash, 2),
+            "writes_per_s_peak": _peak(samples),
+            "writes_total": samples[-1][1] if samples else 0,
+        }
+        print(f"  storm: {out['storm']}", flush=True)
+    return out
+
+
+def _peak(samples: list[tuple[float, int]], window: float = 1.0) -> float:
+    best = 0.0
+    for k, (t, w) in enumerate(samples):
+        for t2, w2 in samples[k + 1 :]:
+            if t2 - t >= window:
+                best = max(best, (w2 - w) / (t2 - t))
+                break
+    return round(best, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--agents", type=int, default=3000)
+    p.add_argument("--latency-requests", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    reason = unavailable_reason()
+    if reason:
+        print(f"bench/scale: {reason}", file=sys.stderr)
+        return 2
+    try:
+        result = run(args.agents, args.latency_requests)
+    except LabError as exc:
+        print(f"bench/scale: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+def _table(r: dict[str, Any]) -> str:
+    lat, st = r["latency"], r["storm"]
+    return "\n".join(
+        [
+            f"{r['agents']} idle agents on {r['nodes']} nodes, {r['etcd_members']}-member etcd "
+            "(machine shared and loaded: compare ratios)",
+            f"  attached in {r['attach_s']} s: {r['agents_per_node']}",
+            f"  gateway RSS idle {r['rss_idle_mib']} MiB; per agent {r['rss_per_agent_kib']} KiB",
+            f"  request latency p50 direct {lat['direct_ms_p50']} ms, through a peer "
+            f"{lat['hop_ms_p50']} ms: +{lat['added_ms_p50']} ms, x{lat['ratio_p50']} "
+            f"(p90 {lat['direct_ms_p90']} / {lat['hop_ms_p90']} ms)",
+            f"  node 1 SIGKILLed with {st['devices_of_n1']} devices: routed again at 99 % "
+            f"{st['routed_99_s']} s, 100 % {st['routed_100_s']} s; sampled devices reachable "
+            f"{st['sample_reachable']} after {st['sample_done_s']} s",
+            f"  registry writes at the VIP's new holder: peak {st['writes_per_s_peak']}/s, "
+            f"{st['writes_total']} in all",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
