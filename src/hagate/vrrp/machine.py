@@ -301,6 +301,74 @@ class VrrpMachine:
         self._clear_timers()
         self._change_state(State.STOP, "shutdown", now)
 
+    def reconfigure(self, now: float, params: VrrpParams, reason: str = "reload") -> None:
+        """Apply a reloaded configuration in place, beyond keepalived (whose SIGHUP can move
+        a master to BACKUP): the state is kept unless the new settings demand otherwise.
+
+        The VRID, version and address family must stay (a driver restarts the instance for
+        those; MachineError here). A master adds and removes the VIPs that changed (GARP for
+        the added ones) and, if what it advertises changed, sends at once at the new
+        interval; a backup keeps its master and re-times its down timer from the last
+        advert with the new priority and interval. Tracked items that stay keep their
+        status; a new weight-0 item that is down moves the instance to FAULT, a FAULT whose
+        cause is gone leaves it. Priority changes are reported as PriorityChanged; the next
+        advert decides elections as usual (a higher priority with preemption takes over).
+        """
+        old = self.params
+        if (params.vrid, params.version, params.primary_address.version) != (
+            old.vrid,
+            old.version,
+            old.primary_address.version,
+        ):
+            raise MachineError("reconfigure cannot change the VRID, version or family")
+        kept = {i.name: self.tracker.is_ok(i.name) for i in old.tracked}
+        self.params = params
+        self.tracker = Tracker(params.tracked)
+        for name, ok in kept.items():
+            if name in {i.name for i in params.tracked}:
+                self.tracker.set(name, ok)
+        self._down_adverts = params.effective_down_timer_adverts
+        old_advert = self._advert(self.effective_priority)
+        old_vips, self._vips = self._vips, params.vips
+        if params.priority != old.priority:
+            self.base_priority = params.priority
+        self._update_priority(f"{reason}: priority {old.priority} -> {params.priority}")
+        state = self.state
+        if state in (State.INITIALIZE, State.STOP):
+            return
+        faulted = self.tracker.faulted()
+        if faulted and state is not State.FAULT:
+            self._enter_fault(now, f"{reason}: tracked {', '.join(faulted)} down")
+            return
+        if not faulted and state is State.FAULT:
+            group = self.sync
+            if group is None or not group.holds_in_fault(self):
+                self._leave_fault(now, f"{reason}: no tracked item down")
+            return
+        if state is State.MASTER:
+            removed = tuple(v for v in old_vips if v not in params.vips)
+            added = tuple(v for v in params.vips if v not in old_vips)
+            if removed:
+                self._emit(RemoveVips(removed))
+            if added:
+                self._emit(AddVips(added))
+                self._emit(SendGratuitous(added, params.garp_master_repeat))
+            self.master_adver_int_cs = params.advert_int_cs
+            self.master_priority = self.effective_priority
+            if self._advert(self.effective_priority) != old_advert:
+                self._send_advert(self.effective_priority)
+                self._deadline = now + params.advert_int
+            if params.garp_master_refresh <= 0:
+                self._garp_refresh_at = None
+            elif self._garp_refresh_at is None:
+                self._garp_refresh_at = now + params.garp_master_refresh
+        elif state is State.BACKUP:
+            if params.version == 2 or self.master_address is None:
+                self.master_adver_int_cs = params.advert_int_cs  # v3 keeps the one it learnt
+            if self._stepped_down is None:  # (after a priority-0 advert: Skew_Time runs)
+                self._ms_down_us = self._master_down_us()
+                self._deadline = max(self._since + _secs(self._ms_down_us), now)
+
     # ---- driven by a vrrp_sync_group (keepalived vrrp_sync.c) -------------------------
 
     def sync_to_master(self, now: float, reason: str) -> None:
