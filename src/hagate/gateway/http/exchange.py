@@ -189,6 +189,7 @@ class Exchange(Framing):
                     return False
         finally:
             deadlines.disarm()
+            self.parser = None  # it refers back to self: no cycle left for the collector
             if body_task is not None and not body_task.done():
                 body_task.cancel()
                 self.close_user = True
