@@ -217,20 +217,24 @@ def test_ipv6_forces_v3_even_on_a_hand_made_model(tmp_path: Path) -> None:
     assert m.destinations == (ip_address("ff02::12"),) and m.multicast
     inst = config.instance("V6")
     assert inst is not None
-    forced = map_instance(config, dataclasses.replace(inst, version=2), ip_address("fe80::1"))
-    assert forced.params.version == 3
-    assert any("version 3 is used" in n for n in forced.notes)
+    # The loader's model is complete (one home for the rule); a hand-made inconsistent
+    # one is refused with the reason, not silently corrected a second time.
+    with pytest.raises(BridgeError, match=r"VRRPv2 is IPv4 only"):
+        hand_made = dataclasses.replace(inst, version=2, advert_int=1.0)
+        map_instance(config, hand_made, ip_address("fe80::1"))
 
 
 def test_v3_ignores_authentication(tmp_path: Path) -> None:
     config = conf(tmp_path, IPV6)
     inst = config.instance("V3")
     assert inst is not None
-    # even when the model still carries it (the loader already drops it)
-    inst = dataclasses.replace(inst, auth_type=cfg.AuthType.PASS, auth_pass="secret")
     m = map_instance(config, inst, ip_address("10.0.0.5"))
     assert m.params.auth_type is AuthType.NONE and m.params.auth_data == b""
     assert m.receive.auth_type is AuthType.NONE and m.receive.auth_pass == b""
+    # the loader drops it with a finding; a hand-made model that keeps it is refused
+    inst = dataclasses.replace(inst, auth_type=cfg.AuthType.PASS, auth_pass="secret")
+    with pytest.raises(BridgeError, match=r"VRRPv3 has no authentication"):
+        map_instance(config, inst, ip_address("10.0.0.5"))
     with pytest.raises(BridgeError, match=r"\(V3\) auth_type AH"):
         v2 = dataclasses.replace(inst, version=2, auth_type=cfg.AuthType.AH)
         map_instance(config, v2, ip_address("10.0.0.5"))

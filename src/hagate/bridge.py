@@ -8,7 +8,9 @@ host fact, the advert source address, is passed in.
 keepalived 2.2.7 rules applied here (vrrp.c vrrp_complete_instance(), vrrp_check_packet(),
 sync_group_tracking_init(); vrrp_track.c alloc_track_script()):
 
-* IPv6 instances run VRRPv3; VRRPv3 has no authentication (RFC 9568 §9).
+* The model is complete (IPv6 forces VRRPv3, VRRPv3 has no authentication, a void
+  nopreempt/preempt_delay cleared: :mod:`hagate.config.instance`, one home each, with its
+  finding); the mapping takes its values as they are.
 * The instance's own interface is always tracked with weight 0 (FAULT while it is down); a
   ``track_interface`` naming it is ignored.
 * A member of a vrrp_sync_group loses its weighted track_scripts and tracks its interfaces
@@ -55,7 +57,6 @@ __all__ = [
     "bare_name",
     "map_instance",
     "prefixed_name",
-    "vrrp_version",
 ]
 
 # keepalived 2.2.7 vrrp_check_packet(): a different VIP count or a missing VIP drops the advert.
@@ -128,11 +129,6 @@ class InstanceMap:
         return tuple(t for t in self.tracked if t.kind is TrackKind.INTERFACE)
 
 
-def vrrp_version(inst: cfg.VrrpInstance) -> int:
-    """keepalived: IPv6 forces VRRPv3 (RFC 9568 is the only IPv6 VRRP)."""
-    return 3 if inst.family == 6 else inst.version
-
-
 def map_instance(
     config: cfg.Config,
     inst: cfg.VrrpInstance,
@@ -148,15 +144,10 @@ def map_instance(
     notes: list[str] = []
     label = f"({inst.name})"
     family = inst.family
-    version = vrrp_version(inst)
-    if version != inst.version:
-        notes.append(f"{label} IPv6 needs VRRPv3: version 3 is used")
+    version = inst.version
     auth = _AUTH[inst.auth_type]
     if auth is AuthType.AH:
         raise BridgeError(f"{label} auth_type AH is not supported; use PASS or none")
-    if version == 3 and auth is not AuthType.NONE:
-        notes.append(f"{label} VRRPv3 has no authentication (RFC 9568): auth_type ignored")
-        auth = AuthType.NONE
     g = config.global_defs
     vips = tuple(v.address for v in inst.virtual_ipaddresses)
     tracked = _tracking(config, inst, disabled_scripts, item_name, notes)

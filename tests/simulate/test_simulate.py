@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from hagate.simulate.checks import RiseFall
 from hagate.simulate.cluster import ClusterError, load_cluster
 from hagate.simulate.presets import PRESETS, initial_master, preset
 from hagate.simulate.runner import Result, simulate
@@ -15,6 +14,7 @@ from hagate.simulate.scenario import parse
 from hagate.simulate.verdicts import Verdict, segments, verdicts
 from hagate.vrrp.state import State
 from hagate.vrrp.timers import master_down_interval
+from hagate.vrrp.tracking import RiseFall
 
 CONFIGS = Path(__file__).parent / "configs"
 SEED = [str(CONFIGS / "seed" / "node1.conf"), str(CONFIGS / "seed" / "node2.conf")]

@@ -87,13 +87,16 @@ def test_params_error_names_the_instance() -> None:
 
 
 def test_keepalived_rules_for_nopreempt_and_state() -> None:
+    """The params take the config model's completed values (nopreempt and preempt_delay
+    already cleared where keepalived clears them); only strict mode changes them here."""
     assert not make(nopreempt=True).preempt
-    owner = make(nopreempt=True, priority=255)
+    owner = make(priority=255)
     assert owner.preempt and owner.wants_master
-    assert any("priority 255" in w for w in owner.warnings())
-    master = make(nopreempt=True, start_state=State.MASTER, preempt_delay=3)
-    assert master.preempt and master.effective_preempt_delay == 0.0
-    assert len(master.warnings()) == 2
+    delayed = make(nopreempt=True, preempt_delay=3)
+    assert delayed.effective_preempt_delay == 0.0 and len(delayed.warnings()) == 1
+    assert make(preempt_delay=3, strict_rfc=True).effective_preempt_delay == 0.0
+    with pytest.raises(ParamsError, match="VRRPv3 has no authentication"):
+        make(version=3, auth_type=AuthType.PASS, auth_data=b"x")
     assert make(priority=255, start_state=State.BACKUP).wants_master is False
     assert make(priority=255, start_state=State.BACKUP, strict_rfc=True).wants_master
     assert make(start_state=State.MASTER, strict_rfc=True).wants_master is False

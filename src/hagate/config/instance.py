@@ -459,6 +459,12 @@ def _complete(
         v.warning(auth_at, f"({name}) auth_pass without auth_type is ignored")
         f.pop("auth_pass", None)
 
+    if f.get("preempt_delay") and state is State.MASTER and not f.get("nopreempt"):
+        v.error(
+            seen["preempt_delay"],
+            f"({name}) preempt_delay will not work with initial state MASTER; keepalived clears it",
+        )
+        f["preempt_delay"] = 0.0
     if f.get("nopreempt"):
         if state is State.MASTER:
             v.error(

@@ -173,8 +173,7 @@ def fit_instance(
                 f"instance (IPv{family}) - ignoring"
             )
     excluded = inst.virtual_ipaddresses_excluded
-    version = 3 if family == 6 else inst.version
-    limit = max_addresses(family, version, mtu)
+    limit = max_addresses(family, inst.version, mtu)  # the model made IPv6 VRRPv3
     if len(vips) > limit:
         notes.append(
             f"{label} number of VIPs ({len(vips)}) exceeds the space in an advert (max "

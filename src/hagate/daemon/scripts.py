@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from hagate.vrrp.tracking import RiseFall
+
 log = logging.getLogger(__name__)
 
 TERM_GRACE_S = 2.0  # keepalived: SIGTERM, then SIGKILL 2 s later
@@ -167,11 +169,10 @@ class ScriptRunner:
         self._on_change = on_change
         self._user = spec.user or default_user
         self._group = spec.group
-        self.status = ScriptStatus.INIT
-        self.result = spec.rise - 1  # keepalived: "one success is enough" at start
-        if spec.init_fail:
-            self.status = ScriptStatus.FAILED  # keepalived: "assume failed by config"
-            self.result = 0
+        # keepalived's rise/fall counter (hagate.vrrp.tracking.RiseFall, as the simulator);
+        # init_fail: "assume failed by config"
+        self.counter = RiseFall(spec.rise, spec.fall, spec.init_fail)
+        self.status = ScriptStatus.FAILED if spec.init_fail else ScriptStatus.INIT
         self.last_exit: str = ""
         self.runs = 0
         self.skipped = 0
@@ -228,24 +229,18 @@ class ScriptRunner:
         self.last_exit = f"{outcome} {code}" if outcome != "timed_out" else outcome
         self.record(outcome == "exited" and code == 0, self.last_exit)
 
+    @property
+    def result(self) -> int:
+        """keepalived's ``result`` counter (0 .. rise+fall-1)."""
+        return self.counter.result
+
     def record(self, success: bool, detail: str = "") -> None:
         """Apply one result with keepalived's rise/fall counter (``vrrp_script_child_thread``)."""
-        spec = self.spec
-        top = spec.rise + spec.fall - 1
-        if success:
-            if self.result < spec.rise - 1:
-                self.result += 1
-            elif self.result != top:
-                if self.result < spec.rise:
-                    self._set(ScriptStatus.OK, "succeeded")
-                self.result = top
-        else:
-            if self.result > spec.rise:
-                self.result -= 1
+        if self.counter.record(success):
+            if self.counter.ok:
+                self._set(ScriptStatus.OK, "succeeded")
             else:
-                if self.result == spec.rise or self.status is ScriptStatus.INIT:
-                    self._set(ScriptStatus.FAILED, detail or "failed")
-                self.result = 0
+                self._set(ScriptStatus.FAILED, detail or "failed")
 
     def _set(self, status: ScriptStatus, why: str) -> None:
         if status is self.status:

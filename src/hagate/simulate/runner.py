@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hagate.simulate.checks import RiseFall
 from hagate.simulate.cluster import Cluster, Host, SimInstance
 from hagate.simulate.link import Link, Node, TimelineEntry
 from hagate.simulate.scenario import (
@@ -33,6 +32,7 @@ from hagate.vrrp.packet import encode
 from hagate.vrrp.receive import Discarded, check_packet
 from hagate.vrrp.state import State
 from hagate.vrrp.syncgroup import SyncGroup
+from hagate.vrrp.tracking import RiseFall
 
 DOWN = "DOWN"  # crashed, or not started yet
 STOPPED = "STOP"

@@ -2,6 +2,11 @@
 
 Names follow keepalived's vrrp_instance keywords. Where keepalived and the RFCs differ,
 keepalived's behaviour is the default and ``strict_rfc=True`` selects the RFC's.
+
+keepalived's completion rules (vrrp_complete_instance: IPv6 forces VRRPv3, VRRPv3 has no
+authentication, nopreempt and preempt_delay cleared for the address owner or ``state
+MASTER``) have one home, the config model (:mod:`hagate.config.instance`), which reports
+each as a finding; these parameters take the completed values as they are.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class VrrpParams:
                 )
         if self.version == 2 and not isinstance(self.primary_address, IPv4Address):
             raise bad("VRRPv2 is IPv4 only")
+        if self.version == 3 and (self.auth_type is not AuthType.NONE or self.auth_data):
+            raise bad("VRRPv3 has no authentication (RFC 9568)")
         for vip in self.vips:
             if vip.version != self.primary_address.version:
                 raise bad(f"virtual address {vip} is not the same family as {self.primary_address}")
@@ -117,13 +124,13 @@ class VrrpParams:
 
     @property
     def preempt(self) -> bool:
-        """keepalived clears nopreempt for the address owner and for `state MASTER`."""
-        return not self.nopreempt or self.is_owner or self.wants_master
+        """RFC 9568 Preempt_Mode (the config model already cleared a void nopreempt)."""
+        return not self.nopreempt
 
     @property
     def effective_preempt_delay(self) -> float:
-        """keepalived: preempt_delay is void with state MASTER, nopreempt or strict mode."""
-        if self.strict_rfc or self.wants_master or not self.preempt:
+        """preempt_delay is void without preemption and in strict mode (the RFCs have none)."""
+        if self.strict_rfc or not self.preempt:
             return 0.0
         return self.preempt_delay
 
@@ -159,12 +166,8 @@ class VrrpParams:
     def warnings(self) -> list[str]:
         """keepalived-style notes about settings that have no effect."""
         out: list[str] = []
-        if self.nopreempt and self.is_owner:
-            out.append(f"nopreempt is incompatible with priority {PRIORITY_OWNER}: ignored")
-        elif self.nopreempt and self.wants_master:
-            out.append("nopreempt will not work with initial state MASTER: ignored")
         if self.preempt_delay and not self.effective_preempt_delay:
-            out.append("preempt_delay has no effect with state MASTER, nopreempt or strict mode")
+            out.append("preempt_delay has no effect with nopreempt or in strict mode")
         if self.strict_rfc and self.start_state is State.MASTER and not self.is_owner:
             out.append("strict mode: state MASTER needs priority 255; starting as BACKUP")
         return out

@@ -89,6 +89,53 @@ class Tracker:
         return tuple(name for name, item in self._items.items() if item.faults(self._ok[name]))
 
 
+@dataclass(slots=True)
+class RiseFall:
+    """A vrrp_script's status from its run results: keepalived 2.2.7's rise/fall counter
+    (vrrp_scheduler.c vrrp_script_child_thread), the one used by the daemon's script
+    runner and by ``hagate simulate``.
+
+    One counter per script: it starts at rise-1, so the first result decides at once; then
+    ``rise`` successes in a row make the script OK and ``fall`` failures in a row make it
+    FAILED. ``ok`` is None until the first result (keepalived: INIT). ``init_fail`` starts it
+    FAILED with the counter at 0, needing ``rise`` successes.
+    """
+
+    rise: int = 1
+    fall: int = 1
+    init_fail: bool = False
+    ok: bool | None = None
+    result: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rise < 1 or self.fall < 1:
+            raise ValueError(f"rise {self.rise} and fall {self.fall} must be at least 1")
+        if self.init_fail:
+            self.ok, self.result = False, 0
+        else:
+            self.result = self.rise - 1
+
+    def record(self, success: bool) -> bool:
+        """Apply one run's result; returns True when the status changed."""
+        top = self.rise + self.fall - 1
+        old = self.ok
+        if success:
+            if self.result < self.rise - 1:
+                self.result += 1
+            elif self.result != top:
+                if self.result < self.rise:
+                    self.ok = True
+                self.result = top
+        else:
+            if self.result > self.rise:
+                self.result -= 1
+            else:
+                if self.result == self.rise or self.ok is None:
+                    self.ok = False
+                self.result = 0
+        return self.ok != old
+
+
 def effective_priority(base_priority: int, adjustment: int) -> int:
     """keepalived vrrp_set_effective_priority: base + weights, clamped to 1..254.
 
