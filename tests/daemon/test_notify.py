@@ -224,3 +224,30 @@ def test_group_notify_scripts_get_group_arguments(tmp_path: Path) -> None:
     spec = NotifySpec(generic=parse_script_value("/n.sh"))
     (call,) = notify_calls(spec, "G1", "FAULT", 0, "GROUP")
     assert call.argv == ("/n.sh", "GROUP", "G1", "FAULT", "0")
+
+
+def test_an_instance_removed_at_reload_is_deleted_or_fault(tmp_path: Path) -> None:
+    """keepalived send_instance_notifies: DELETED with notify_deleted, else FAULT (the
+    old way, kept by default)."""
+    text = FIFO_CONF.format(fifo=tmp_path / "f").replace(
+        "    notify_priority_changes\n", "    notify_deleted\n"
+    )
+    plans = _plan(tmp_path, text)
+    seen: list[bytes] = []
+
+    class Capture(FifoWriter):
+        def write(self, line: bytes) -> None:
+            seen.append(line)
+
+    n = Notifier()
+    n._fifos.append(Capture(FifoSpec("unused")))
+    for plan in plans:
+        m = VrrpMachine(plan.params)
+        m.start(0.0)
+        m.actions()
+        m.shutdown(1.0, deleted=True)
+        for action in m.actions():
+            if isinstance(action, RunNotify):
+                n.on_action(action, plan, m)
+    n.flush()
+    assert seen == [b'INSTANCE "VI_1" DELETED 100\n', b'INSTANCE "VI_2" FAULT 90\n']

@@ -139,8 +139,10 @@ class Notifier:
         label, state = name, ""
         if isinstance(action, RunNotify):
             state = str(action.state)
+            if action.deleted:  # keepalived: DELETED with notify_deleted, else FAULT
+                state = "DELETED" if spec.notify_deleted else "FAULT"
             calls = notify_calls(spec, name, state, priority)
-            line = fifo_event(action, name, machine.state, priority)
+            line = fifo_line("INSTANCE", name, state, priority)
         elif isinstance(action, GroupStateChanged):
             log.info(
                 "VRRP_Group(%s) %s -> %s: %s", action.group, action.old, action.new, action.reason

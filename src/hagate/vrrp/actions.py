@@ -73,6 +73,7 @@ class RunNotify:
     """Run the notify scripts for ``state`` (keepalived notify_master/backup/fault/stop)."""
 
     state: State
+    deleted: bool = False  # STOP because a reload removed the instance (notify_deleted)
     # Emission order across instances: a sync group queues its members' notifications on
     # several machines, and keepalived's order (FIFO lines) is the order they were emitted.
     seq: int = field(default_factory=_next_seq, compare=False, repr=False)

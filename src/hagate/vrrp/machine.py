@@ -88,6 +88,7 @@ class VrrpMachine:
         # us back (vrrp_sync_can_goto_master); cleared by the next acceptable advert.
         self.wants_group_master = False
         self._delayed_until = 0.0  # keepalived vrrp_delayed_start_time
+        self._deleted = False  # stopping because a reload removed the instance
 
     # ---- derived timers -------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class VrrpMachine:
         group = self.sync
         if group is not None:
             group.member_changing(self, old, new)  # keepalived: a group's first notify first
-        self._emit(RunNotify(new))
+        self._emit(RunNotify(new, deleted=new is State.STOP and self._deleted))
         self._emit(StateChanged(old, new, reason))
         if group is not None:
             group.member_changed(self, now, old, new)
@@ -291,15 +292,19 @@ class VrrpMachine:
             f"Skew_Time {_secs(self._ms_down_us):.3f} s unless a better router answers",
         )
 
-    def shutdown(self, now: float) -> None:
-        """Stop: a master sends priority 0 and releases the VIPs (RFC 9568 §6.4.3)."""
+    def shutdown(self, now: float, deleted: bool = False) -> None:
+        """Stop: a master sends priority 0 and releases the VIPs (RFC 9568 §6.4.3).
+
+        ``deleted``: a reload removed the instance; its notification says so (keepalived
+        notifies DELETED with ``notify_deleted``, FAULT without)."""
         if self.state is State.STOP:
             return
         if self.state is State.MASTER:
             self._send_advert(PRIORITY_STOP)
             self._release_vips()
         self._clear_timers()
-        self._change_state(State.STOP, "shutdown", now)
+        self._deleted = deleted
+        self._change_state(State.STOP, "removed at reload" if deleted else "shutdown", now)
 
     def reconfigure(self, now: float, params: VrrpParams, reason: str = "reload") -> None:
         """Apply a reloaded configuration in place, beyond keepalived (whose SIGHUP can move
