@@ -170,9 +170,17 @@ def _assert_in_netns(name: str) -> None:
         raise StartError(f"refusing to run: not inside network namespace {name!r}")
 
 
+def _same_identity(a: InstancePlan, b: InstancePlan) -> bool:
+    """What a reload cannot change in place: the instance is restarted if these differ."""
+    keys = ("interface", "family", "sync_group")
+    same = all(getattr(a, k) == getattr(b, k) for k in keys)
+    return same and (a.params.vrid, a.params.version) == (b.params.vrid, b.params.version)
+
+
 def _same_plan(a: InstancePlan, b: InstancePlan) -> bool:
-    keys = ("interface", "family", "source", "destinations", "params", "receive", "vips",
-            "notify", "scripts", "interfaces")  # fmt: skip
+    keys = ("interface", "family", "source", "destinations", "multicast", "params", "receive",
+            "vips", "excluded", "notify", "scripts", "interfaces", "sync_group",
+            "group_notify")  # fmt: skip
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
@@ -559,21 +567,51 @@ class Daemon:
             except StartError as exc:
                 log.error("reload refused, keeping the running configuration: %s", exc)
                 return False
-            kept = 0
+            kept, in_place = 0, []
             for name, rt in list(self.runtimes.items()):
                 new = plans.get(name)
                 if new is not None and _same_plan(rt.plan, new):
                     kept += 1
                     continue
-                log.info("%s: %s", name, "changed: restarting" if new else "removed: stopping")
+                if new is not None and _same_identity(rt.plan, new):
+                    in_place.append((rt, new))
+                    continue
+                log.info(
+                    "%s: %s",
+                    name,
+                    "VRID, interface, family or sync group changed: restarting"
+                    if new
+                    else "removed: stopping",
+                )
                 await self._remove_instance(rt)
             self.config = config
             self._sync_scripts(config, plans)
+            for rt, plan in in_place:
+                self._update_instance(rt, plan)
             for name, plan in plans.items():
                 if name not in self.runtimes:
                     self._add_instance(plan)
-            log.info("configuration reloaded: %d instance(s), %d unchanged", len(plans), kept)
+            log.info(
+                "configuration reloaded: %d instance(s), %d unchanged, %d changed in place",
+                len(plans),
+                kept,
+                len(in_place),
+            )
             return True
+
+    def _update_instance(self, rt: InstanceRuntime, plan: InstancePlan) -> None:
+        """Apply a changed plan to a running instance without restarting it (same VRID,
+        interface, family and sync group): its state stays unless the settings demand."""
+        if plan.multicast:
+            rt.sock.join_multicast()
+        rt.reconfigure(plan)
+        for item, ifname in plan.interfaces:
+            link = self.links.get(ifname)
+            rt.set_tracked(item, link is not None and link.usable)
+        for item, spec in plan.scripts:
+            runner = self.runners[spec.name]
+            if runner.status in (ScriptStatus.OK, ScriptStatus.FAILED):
+                rt.set_tracked(item, runner.status is ScriptStatus.OK)
 
     # ---- shutdown ---------------------------------------------------------------------
 

@@ -67,6 +67,13 @@ class Host:
     gna_interval: float = 0.0
 
 
+# What a reload may change in place (the rest, VRID/interface/family, restarts).
+_PLAN_KEYS = (
+    *("source", "destinations", "multicast", "params", "receive"),
+    *("vips", "excluded", "notify", "scripts", "interfaces"),
+)
+
+
 class InstanceRuntime:
     """Drives one :class:`VrrpMachine` on one socket."""
 
@@ -190,6 +197,32 @@ class InstanceRuntime:
         self.sock = sock
         self.mac = mac
         self._targets = [sock.prepare(self.plan.source, d) for d in self.plan.destinations]
+
+    def reconfigure(self, plan: InstancePlan) -> None:
+        """A reload changed this instance's settings but not its VRID, interface or family:
+        apply them without a transition (VrrpMachine.reconfigure); VIPs that stay are never
+        touched. Excluded VIPs that changed are added/removed here while master."""
+        old = self.plan
+        self.plan = plan
+        self._targets = [self.sock.prepare(plan.source, d) for d in plan.destinations]
+        self._wire_for = None
+        self._accepted = self._rejected = None  # the receive checks may have changed
+        self._vips = {**self._vips, **{v.address: v for v in plan.all_vips}}
+        old_excluded, self._excluded = self._excluded, tuple(v.address for v in plan.excluded)
+        if self.machine.state is State.MASTER:
+            gone = tuple(a for a in old_excluded if a not in self._excluded)
+            new = tuple(a for a in self._excluded if a not in old_excluded)
+            if gone:
+                self._jobs.put_nowait(RemoveVips(gone))
+            if new:
+                self._jobs.put_nowait(AddVips(()))  # adds every excluded VIP
+                self._jobs.put_nowait(SendGratuitous(new, plan.params.garp_master_repeat))
+        self.machine.reconfigure(self._loop.time(), plan.params)
+        changed = [k for k in _PLAN_KEYS if getattr(old, k) != getattr(plan, k)]
+        log.info("%s: reloaded in place (%s), still %s", self.name, ", ".join(changed) or
+                 "no change", self.machine.state)  # fmt: skip
+        if self.started:
+            self.drain()
 
     def set_tracked(self, item: str, ok: bool) -> None:
         try:
@@ -325,7 +358,9 @@ class InstanceRuntime:
                 log.error("%s: %s", self.name, exc)
 
     async def _remove(self, job: RemoveVips) -> None:
-        for address in (*job.addresses, *self._excluded):
+        # Still master: a reload dropped these VIPs only; the excluded ones stay.
+        keep = self.machine.state is State.MASTER
+        for address in (*job.addresses, *(() if keep else self._excluded)):
             try:
                 await self.host.netlink.remove_vip(self._vip(address))
             except NetlinkFailure as exc:
