@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     demo.add_argument("--prefix", default="hgd", help="namespace prefix of this run (default hgd)")
     demo.add_argument(
+        "--nodes", type=int, default=2,
+        help="3 or more: N active nodes on a 3-member etcd, any node serves any device (scale.md)",
+    )  # fmt: skip
+    demo.add_argument(
         "--simulated", action="store_true",
         help="run the simulated core demo instead (virtual clock, no root, no namespaces)",
     )  # fmt: skip
@@ -90,6 +94,13 @@ def _demo(args: argparse.Namespace) -> int:
         from hagate.simulate.demo import run_core_demo
 
         return run_core_demo()
+    if args.nodes != 2:
+        from hagate.lab.multidemo import run_multi_demo
+
+        if not 3 <= args.nodes <= 9:
+            print("hagate lab demo: --nodes is 2 (active-standby) or 3 to 9", file=sys.stderr)
+            return 2
+        return run_multi_demo(args.nodes, args.out, args.advert_int, args.keep)
     from hagate.lab.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(
