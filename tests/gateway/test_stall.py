@@ -1,12 +1,19 @@
-"""A slow or stalled peer on one stream never stalls the others."""
+"""A slow or stalled peer on one stream never stalls the others.
+
+The stalled-download case runs on loopback (it is about kernel TCP buffers filling); the
+others on the memory network (tests/gateway/memory_kit.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
+
 from hagate.agent.config import AgentConfig, LocalService
 from hagate.gateway.protocol import ServiceKind, ServiceSpec
+from hagate.net.backend import MemoryBackend
 
 from .kit import (
     Pki,
@@ -18,6 +25,24 @@ from .kit import (
     running_agent,
     running_gateway,
 )
+from .memory_kit import (
+    echo,
+    memory_agent,
+    memory_gateway,
+    memory_gateway_config,
+    memory_network,
+    roundtrip,
+    serve,
+    user,
+)
+
+ECHO = 22
+SSH = 20022
+
+
+@pytest.fixture
+def mem(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
+    return memory_network(monkeypatch)
 
 
 async def firehose() -> tuple[asyncio.Server, int]:
@@ -39,7 +64,7 @@ async def firehose() -> tuple[asyncio.Server, int]:
 def test_stalled_stream_does_not_block_another(pki: Pki) -> None:
     async def main() -> None:
         hose, hose_port = await firehose()
-        echo, echo_port = await echo_service()
+        echo_srv, echo_port = await echo_service()
         hose_gw, echo_gw = free_port(), free_port()
         pinned = {"dev3/hose": hose_gw, "dev3/echo": echo_gw}
         async with running_gateway(gateway_config(pki, tcp_pinned=pinned)) as gw:
@@ -68,49 +93,51 @@ def test_stalled_stream_does_not_block_another(pki: Pki) -> None:
                 assert len(gw.streams) >= 1
                 stalled_w.close()
         hose.close()
-        echo.close()
+        echo_srv.close()
 
     asyncio.run(main())
 
 
-def test_slow_request_head_does_not_block_others(pki: Pki) -> None:
+def test_slow_request_head_does_not_block_others(pki: Pki, mem: MemoryBackend) -> None:
     async def main() -> None:
-        echo, echo_port = await echo_service()
-        port = free_port()
-        async with running_gateway(gateway_config(pki, tcp_pinned={"dev1/ssh": port})) as gw:
-            cfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=echo_port, tcp_port=port)
-            async with running_agent(cfg):
+        service = await serve(mem, ECHO, echo)
+        cfg = memory_gateway_config(pki, tcp_pinned={"dev1/ssh": SSH})
+        async with memory_gateway(cfg, mem) as gw:
+            acfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=ECHO, tcp_port=SSH)
+            async with memory_agent(acfg, mem):
                 # Slowloris: half a request head, then nothing.
-                _, w = await asyncio.open_connection("127.0.0.1", gw.addresses["http"][1])
+                _, w = await user(mem, "127.0.0.1", gw.addresses["http"][1])
                 w.write(b"GET / HTTP/1.1\r\nHost: dev1.gw.test\r\n")
-                assert await echo_roundtrip(port, b"still here", timeout=2) == b"still here"
+                assert await roundtrip(mem, "127.0.0.1", SSH, b"still here") == b"still here"
                 w.close()
-        echo.close()
+        service.close()
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 15))
 
 
-def test_stream_limit_per_device(pki: Pki) -> None:
+def test_stream_limit_per_device(pki: Pki, mem: MemoryBackend) -> None:
     async def main() -> None:
-        echo, echo_port = await echo_service()
-        port = free_port()
-        cfg = gateway_config(
-            pki, streams_per_device=2, anonymous_share=1.0, tcp_pinned={"dev1/ssh": port}
+        service = await serve(mem, ECHO, echo)
+        cfg = memory_gateway_config(
+            pki, streams_per_device=2, anonymous_share=1.0, tcp_pinned={"dev1/ssh": SSH}
         )
-        async with running_gateway(cfg) as gw:
-            cfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=echo_port, tcp_port=port)
-            async with running_agent(cfg):
-                held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        async with memory_gateway(cfg, mem) as gw:
+            acfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], tcp=ECHO, tcp_port=SSH)
+            async with memory_agent(acfg, mem):
+                held = [await user(mem, "127.0.0.1", SSH) for _ in range(2)]
                 for r, w in held:
                     w.write(b"x")
                     assert await asyncio.wait_for(r.readexactly(1), 2) == b"x"
-                r, w = await asyncio.open_connection("127.0.0.1", port)
+                r, w = await user(mem, "127.0.0.1", SSH)
                 assert await asyncio.wait_for(r.read(), 2) == b""  # refused: closed at once
                 assert gw.metrics.stream_failures["limit"] == 1
                 for _, hw in held:
                     hw.close()
-                await asyncio.sleep(0.2)
-                assert await echo_roundtrip(port, b"free again") == b"free again"
-        echo.close()
+                for _ in range(100):  # the leases end as the pipes see the users' FIN
+                    if not gw.streams:
+                        break
+                    await asyncio.sleep(0.01)
+                assert await roundtrip(mem, "127.0.0.1", SSH, b"free again") == b"free again"
+        service.close()
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 15))
