@@ -55,6 +55,7 @@ def http_response(body: bytes) -> bytes:
 
 
 HTTP_RESPONSE = http_response(HTTP_BODY)
+PARTS = ("bulk", "http", "auth", "mixed", "idle")  # what --only can pick
 APT_PACKAGES = ["openssh-server", "openssh-client", "iperf3", "wrk", "nginx-light"]
 
 
@@ -572,6 +573,7 @@ class Hagate:
     admin: int = field(default_factory=free_port)
     tcp: int = field(default_factory=free_port)
     gw_pid: int = 0
+    agent_pid: int = 0  # dev1's agent
     pool: int = 1
 
     @property
@@ -664,7 +666,8 @@ target = "127.0.0.1:{sink}"
         self.gw_pid = gw.pid
         wait_port(self.admin)
         for conf in ("agent.toml", "agent2.toml"):
-            procs.start([*hagate, "agent", "-c", conf], cwd=self.work, env=env)
+            agent = procs.start([*hagate, "agent", "-c", conf], cwd=self.work, env=env)
+            self.agent_pid = self.agent_pid or agent.pid
         wait_port(self.tcp)
         for target in (Target(f"dev1.{DOMAIN}", HTTP_BODY), Target(f"dev2.{DOMAIN}", DEV2_BODY)):
             if why := wait_answer(self.http, target):
@@ -1205,8 +1208,14 @@ def checks_for(rows: list[Row], auth: list[Pair], mixed: list[Pair], with_ssh: b
 
 def run(args: argparse.Namespace) -> int:
     quick = args.quick
+    parts = set(args.only.split(",")) if args.only else set(PARTS)
     seconds = args.seconds or (2.0 if quick else 5.0)
     n_agents = args.agents if args.agents is not None else (200 if quick else 10_000)
+    if unknown := parts - set(PARTS):
+        print(f"bench/tunnel: --only: no part {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if "idle" not in parts:
+        n_agents = 0
     if not quick:
         ensure_tools()
     procs = Procs()
@@ -1252,7 +1261,10 @@ def run(args: argparse.Namespace) -> int:
                     n, dt = sink_proc.stdout.readline().split()  # type: ignore[union-attr]
                     return int(n) * 8 / float(dt) / 1e9
 
-                rows.append(Row("bulk 1 stream user->device", "Gbit/s", bulk(sink), bulk(h.tcp)))
+                if "bulk" in parts:
+                    rows.append(
+                        Row("bulk 1 stream user->device", "Gbit/s", bulk(sink), bulk(h.tcp))
+                    )
             else:
                 sshd, key = start_sshd(work, procs)
                 fwd_bulk, fwd_http = free_port(), free_port()
@@ -1265,24 +1277,27 @@ def run(args: argparse.Namespace) -> int:
                     [(fwd_bulk2, sink), (fwd_http2, web)],
                     "aes128-gcm@openssh.com",
                 )
-                rows.append(
-                    Row(
-                        "bulk 1 stream user->device",
-                        "Gbit/s",
-                        iperf(sink, seconds),
-                        iperf(h.tcp, seconds),
-                        iperf(fwd_bulk, seconds),
-                        iperf(fwd_bulk2, seconds),
+                if "bulk" in parts:
+                    rows.append(
+                        Row(
+                            "bulk 1 stream user->device",
+                            "Gbit/s",
+                            iperf(sink, seconds),
+                            iperf(h.tcp, seconds),
+                            iperf(fwd_bulk, seconds),
+                            iperf(fwd_bulk2, seconds),
+                        )
                     )
-                )
 
             # ---- HTTP
             for port in (web, h.http) if quick else (web, h.http, fwd_http, fwd_http2):
                 m.warm(port, dev1)
             m.warm(h.https, dev1, h.user_tls(False))
-            for conns in (1, 32):
+            for conns in (1, 32) if "http" in parts else ():
                 d = m.load(web, (dev1,), conns)
+                cpu0 = cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid)
                 g = m.load(h.http, (dev1,), conns)
+                cpu1 = cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid)
                 s = s2 = None
                 if not quick:
                     s, s2 = m.load(fwd_http, (dev1,), conns), m.load(fwd_http2, (dev1,), conns)
@@ -1302,6 +1317,14 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(
                     Row("  latency p99", "ms", d.p99, g.p99, of(s, "p99"), of(s2, "p99"), False)
                 )
+                if g.answers:  # where hagate's time goes: CPU (user + system) per request
+                    per = [(b - a) / g.answers * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
+                    rows.append(
+                        Row("  gateway CPU per request", "us", None, per[0], None, None, False)
+                    )
+                    rows.append(
+                        Row("  agent CPU per request", "us", None, per[1], None, None, False)
+                    )
                 if g.errors:
                     notes.append(
                         f"HTTP keep-alive {conns} conn: {g.errors} errors ({g.first_error})"
@@ -1310,13 +1333,13 @@ def run(args: argparse.Namespace) -> int:
             # ---- authentication (issue 10): public route vs the guarded one, same device
             basic = {"Authorization": BASIC_AUTH}
             no_cert, cert = h.user_tls(False), h.user_tls(True)
-            for conns in (1, 32):
+            for conns in (1, 32) if "auth" in parts else ():
                 auth.append(
                     auth_pair(
                         m, f"http basic auth {conns} conn", h.http, conns, dev1, guarded, basic
                     )
                 )
-            for conns in (1, 32):
+            for conns in (1, 32) if "auth" in parts else ():
                 auth.append(
                     auth_pair(
                         m,
@@ -1332,11 +1355,11 @@ def run(args: argparse.Namespace) -> int:
                 )
 
             # ---- mixed Hosts on one connection (issue 11)
-            for conns in (1, 32):
+            for conns in (1, 32) if "mixed" in parts else ():
                 mixed.append(mixed_pair(m, h.http, conns, dev1, dev2))
 
             # ---- idle agents
-            if n_agents:
+            if n_agents and "idle" in parts:
                 rows += idle_agents(h, procs, n_agents, quick, notes)
         finally:
             procs.close()
@@ -1443,6 +1466,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="ours vs direct, built-in servers, no apt")
     p.add_argument("--seconds", type=float, help="per measurement (2 quick, 5 full)")
     p.add_argument("--agents", type=int, help="idle agents (200 quick, 10000 full)")
+    p.add_argument("--only", help=f"comma-separated parts to run, of {','.join(PARTS)} (all)")
     p.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
     p.add_argument("--serve-http", type=int, help=argparse.SUPPRESS)
     p.add_argument("--body", default=HTTP_BODY.decode(), help=argparse.SUPPRESS)
