@@ -31,7 +31,7 @@ from hagate.config.values import Values
 
 INSTANCE_UNSUPPORTED = frozenset(
     {
-        "use_vmac", "vmac_xmit_base", "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
+        "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
         "track_process", "track_bfd", "track_src_ip", "old_unicast_checksum", "garp_extra_if",
         "virtual_routes", "virtual_rules",
         "skip_check_adv_addr", "strict_mode", "debug", "kernel_rx_buf_size",
@@ -52,7 +52,7 @@ INSTANCE_KEYWORDS = frozenset(
         "garp_lower_prio_repeat", "down_timer_adverts", "v3_checksum_as_v2",
         "lower_prio_no_advert", "higher_prio_send_advert", "notify_master_rx_lower_pri",
         "notify_priority_changes", "notify_deleted", "mcast_dst_ip", "unicast_ttl",
-        "unicast_fault_no_peer", "accept", "no_accept",
+        "unicast_fault_no_peer", "accept", "no_accept", "use_vmac", "vmac_xmit_base",
         *NOTIFY_KEYWORDS,
     }
 )  # fmt: skip
@@ -342,6 +342,12 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
         elif key in ("accept", "no_accept"):
             v.extra(item, 0)
             f["accept"] = key == "accept"
+        elif key == "use_vmac":  # keepalived: an optional interface name (default vrrp.VRID)
+            v.extra(item, 1)
+            f["use_vmac"] = item.args[0].text if item.args else ""
+        elif key == "vmac_xmit_base":
+            v.extra(item, 0)
+            f["vmac_xmit_base"] = True
         elif key == "notify_deleted":
             f["notify_deleted"] = True
             if item.args:

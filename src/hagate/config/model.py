@@ -146,6 +146,37 @@ class VrrpScript:
 
 
 @dataclass(frozen=True, slots=True)
+class VrrpTrackProcess:
+    """vrrp_track_process: up while quorum..quorum_max matching processes run."""
+
+    name: str
+    process: str  # matched against the process name (comm), or argv[0] with full_command
+    params: tuple[str, ...] = ()
+    param_match: str | None = None  # None, "exact", "initial" or "partial"
+    full_command: bool = False
+    quorum: int = 1
+    quorum_max: int | None = None  # None: no maximum
+    weight: int = 0
+    reverse: bool = False
+    fork_delay: float = 0.0
+    terminate_delay: float = 0.0
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpTrackFile:
+    """track_file (vrrp_track_file): a number in a file; with weight 0, non-zero = FAULT."""
+
+    name: str
+    file: str
+    weight: int = 1  # keepalived's default
+    reverse: bool = False
+    init_file: int | None = None  # init_file [VALUE]: written at start if missing
+    overwrite: bool = False
+    where: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True)
 class GlobalDefs:
     router_id: str | None = None
     script_user: str | None = None
@@ -203,6 +234,8 @@ class VrrpInstance:
     preempt_delay: float = 0.0
     track_scripts: tuple[TrackScript, ...] = ()
     track_interfaces: tuple[TrackInterface, ...] = ()
+    track_processes: tuple[TrackScript, ...] = ()  # same shape: NAME [weight N [reverse]]
+    track_files: tuple[TrackScript, ...] = ()
     garp_master_delay: float = D.GARP_MASTER_DELAY
     garp_master_repeat: int = D.GARP_MASTER_REPEAT
     garp_master_refresh: float = D.GARP_MASTER_REFRESH
@@ -226,6 +259,8 @@ class VrrpInstance:
     unicast_ttl: int | None = None  # TTL/hop limit of unicast adverts (None: 255)
     unicast_configured: bool = False  # a unicast keyword was given (keepalived's flag)
     unicast_fault_no_peer: bool = False  # unicast keywords but no peer: FAULT, not multicast
+    use_vmac: str | None = None  # macvlan name ("": keepalived's vrrp.VRID); None: no VMAC
+    vmac_xmit_base: bool = False  # with use_vmac: adverts on the base interface
     accept: bool | None = None  # accept / no_accept; None: keepalived's default
     smtp_alert: bool = False
     sync_group: str | None = None
@@ -277,6 +312,8 @@ class VrrpSyncGroup:
     group: tuple[str, ...] = ()
     track_scripts: tuple[TrackScript, ...] = ()
     track_interfaces: tuple[TrackInterface, ...] = ()
+    track_processes: tuple[TrackScript, ...] = ()
+    track_files: tuple[TrackScript, ...] = ()
     notify_master: NotifyScript | None = None
     notify_backup: NotifyScript | None = None
     notify_fault: NotifyScript | None = None
@@ -300,9 +337,17 @@ class Config:
     vrrp_scripts: tuple[VrrpScript, ...] = ()
     vrrp_instances: tuple[VrrpInstance, ...] = ()
     vrrp_sync_groups: tuple[VrrpSyncGroup, ...] = ()
+    vrrp_track_processes: tuple[VrrpTrackProcess, ...] = ()
+    vrrp_track_files: tuple[VrrpTrackFile, ...] = ()
 
     def script(self, name: str) -> VrrpScript | None:
         return next((s for s in self.vrrp_scripts if s.name == name), None)
+
+    def track_process(self, name: str) -> VrrpTrackProcess | None:
+        return next((p for p in self.vrrp_track_processes if p.name == name), None)
+
+    def track_file(self, name: str) -> VrrpTrackFile | None:
+        return next((f for f in self.vrrp_track_files if f.name == name), None)
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)
