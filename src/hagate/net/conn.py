@@ -160,14 +160,18 @@ class Conn:
             return data
         sock = self.sock
         if wait and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-            await self._wait(write=False)
+            if self.closed:
+                raise ConnectionResetError("connection closed")
+            await self._wait_readable()
         while True:
             try:
-                return self.sock.recv(n)
+                return sock.recv(n)
             except ssl.SSLWantWriteError:
                 await self._wait(write=True)
             except WOULD_BLOCK:
-                await self._wait(write=False)
+                if self.closed:
+                    raise ConnectionResetError("connection closed") from None
+                await self._wait_readable()
 
     async def read_until(self, sep: bytes, limit: int) -> bytes:
         """Bytes up to and including ``sep``; the rest stays buffered."""

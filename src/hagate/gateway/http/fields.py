@@ -35,10 +35,26 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 NO_TOKENS: frozenset[bytes] = frozenset()
 
 
+_TOKENS: dict[bytes, frozenset[bytes]] = {}  # one field's value -> its tokens
+_TOKENS_MAX = 256
+
+
 def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
-    """The lower-case option names of every Connection field (RFC 9110 §7.6.1)."""
+    """The lower-case option names of every Connection field (RFC 9110 §7.6.1).
+
+    Nearly every message has one Connection field, and nearly always the same few values
+    (``keep-alive``, ``close``, ``upgrade``): those answers are remembered.
+    """
     if not values:
         return NO_TOKENS
+    if len(values) == 1:
+        hit = _TOKENS.get(values[0])
+        if hit is None:
+            hit = frozenset(t.strip().lower() for t in values[0].split(b",") if t.strip())
+            if len(_TOKENS) >= _TOKENS_MAX:
+                _TOKENS.clear()
+            _TOKENS[values[0]] = hit
+        return hit
     return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
 
 
