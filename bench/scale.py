@@ -111,9 +111,19 @@ def latency(ml: MultiLab, device: str, home: int, other: int, n: int) -> dict[st
     }
 
 
-def run(agents: int, latency_requests: int) -> dict[str, Any]:
+def _save_logs(ml: MultiLab, logs: Path | None) -> None:
+    if logs is None:
+        return
+    logs.mkdir(parents=True, exist_ok=True)
+    for path in ml.work.glob("*.log"):
+        (logs / path.name).write_bytes(path.read_bytes()[-200_000:])
+
+
+def run(
+    agents: int, latency_requests: int, attach_timeout: float, logs: Path | None
+) -> dict[str, Any]:
     fleets = max(1, min(12, -(-agents // PER_PROCESS)))
-    plan = Plan(nodes=3, etcd=3, lease_ttl=5, fleets=fleets, dead_after_ms=3000)
+    plan = Plan(3, 3, lease_ttl=10, heartbeat_ms=300, fleets=fleets, etcd_timeout=2.0)
     out: dict[str, Any] = {"agents": agents, "nodes": 3, "etcd_members": 3}
     with MultiLab.create(plan, prefix="hgs") as ml:
         ml.start_etcd()
@@ -122,10 +132,21 @@ def run(agents: int, latency_requests: int) -> dict[str, Any]:
         rss0 = {i: rss_kib(ml.gateways[i].pid) for i in (1, 2, 3)}
         t0 = time.monotonic()
         start_fleets(ml, agents)
-        ml.lab.wait_until(
-            lambda: sum(per_node(ml, 1).values()) >= agents, 60 + agents / 50, 0.5, "all agents"
-        )
+        last = 0.0
+        while True:
+            attached = sum(per_node(ml, 1).values())
+            waited = time.monotonic() - t0
+            if attached >= agents or waited > attach_timeout:
+                break
+            if waited - last >= 10:
+                last = waited
+                print(f"  {waited:4.0f} s: {attached}/{agents} attached", flush=True)
+            time.sleep(0.5)
         out["attach_s"] = round(time.monotonic() - t0, 1)
+        out["attached"] = attached
+        if attached < agents * 0.99:
+            _save_logs(ml, logs)
+            raise LabError(f"only {attached}/{agents} agents attached in {attach_timeout:g} s")
         time.sleep(2.0)
         counts = per_node(ml, 1)
         out["agents_per_node"] = counts
@@ -179,6 +200,7 @@ def run(agents: int, latency_requests: int) -> dict[str, Any]:
             "writes_total": samples[-1][1] if samples else 0,
         }
         print(f"  storm: {out['storm']}", flush=True)
+        _save_logs(ml, logs)
     return out
 
 
@@ -196,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--agents", type=int, default=3000)
     p.add_argument("--latency-requests", type=int, default=200)
+    p.add_argument("--attach-timeout", type=float, default=900.0, help="s (default 900)")
+    p.add_argument("--logs", type=Path, help="copy the lab's logs here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     reason = unavailable_reason()
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/scale: {reason}", file=sys.stderr)
         return 2
     try:
-        result = run(args.agents, args.latency_requests)
+        result = run(args.agents, args.latency_requests, args.attach_timeout, args.logs)
     except LabError as exc:
         print(f"bench/scale: {exc}", file=sys.stderr)
         return 1

@@ -254,13 +254,32 @@ class Registry:
             await cancel()
 
     async def _keepalive(self) -> None:
+        """Refresh every third of the TTL; a slow or failed refresh is retried, and etcd
+        counts as down only when the lease is about to run out (a loaded etcd is not a dead
+        one; a dead member ends the watch at once anyway)."""
+        loop = asyncio.get_running_loop()
+        last_ok = loop.time()
+        delay = self.lease_ttl / 3
         while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            if await self.etcd.keepalive(self.lease) <= 0:
+            await asyncio.sleep(delay)
+            try:
+                ttl = await self.etcd.keepalive(self.lease)
+            except EtcdError as exc:
+                if loop.time() - last_ok > self.lease_ttl * 2 / 3:
+                    raise
+                self.last_error = str(exc)
+                delay = 0.25
+                continue
+            if ttl <= 0:
                 self.lease = 0
                 raise EtcdError("lease expired")
+            last_ok, delay = loop.time(), self.lease_ttl / 3
 
     async def _writer(self) -> None:
+        """Write what changed, WRITE_BATCH at a time; failed writes are retried with a
+        back-off, and only a lease TTL of failing writes counts as etcd being down."""
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -270,11 +289,18 @@ class Registry:
                     *(self._write(d) for d in batch), return_exceptions=True
                 )
                 failed = [d for d, r in zip(batch, results, strict=True) if r is not None]
-                if failed:
-                    self._dirty.update(failed)
-                    self.write_errors += len(failed)
-                    first = results[batch.index(failed[0])]
-                    raise first if isinstance(first, EtcdError) else EtcdError(str(first))
+                if not failed:
+                    failing_since = None
+                    continue
+                self._dirty.update(failed)
+                self.write_errors += len(failed)
+                first = results[batch.index(failed[0])]
+                error = first if isinstance(first, EtcdError) else EtcdError(str(first))
+                failing_since = failing_since or loop.time()
+                if loop.time() - failing_since > self.lease_ttl:
+                    raise error
+                self.last_error = str(error)
+                await asyncio.sleep(0.2)
 
     async def _write(self, device: str) -> None:
         want = self.local.get(device)

@@ -2,8 +2,9 @@
 
 Three (or N) gateway nodes in namespaces, each master of its own VIP (`hagate vrrp` with the
 keepalived.conf files `hagate cluster keepalived` writes) and running `hagate gateway` with
-``[cluster]``; a 3-member etcd; one device per VIP (the VIP its name picks); a user sending
-requests to every device through every node. It shows, on one clock:
+``[cluster]``; a 3-member etcd; one device per VIP (the VIP its name picks); users sending
+requests to every device through every VIP (so through every node, and after a crash through
+the node that took the VIP over). It shows, on one clock:
 
 1. every user reaching every device, through the device's node or one peer hop;
 2. SIGKILL of node 1: its VIP moves, its device redials and is served again from every node;
@@ -53,6 +54,11 @@ def _wait(pred: Callable[[], object], timeout: float, what: str) -> float:
     return time.monotonic()
 
 
+def _ok_after(loop: RequestLoop, t: float) -> float | None:
+    """When the first request sent after ``t`` that succeeded was answered."""
+    return next((r.end for r in list(loop.results) if r.ok and r.start >= t), None)
+
+
 def _served(ml: MultiLab, entry: int, device: str, timeout: float) -> Callable[[], bool]:
     return lambda: ml.get(entry, device, "/", timeout)[0] == 200
 
@@ -97,7 +103,7 @@ def run_multi_demo(
             for dev in devices:
                 loop = RequestLoop(
                     ml.node("user"),
-                    (plan.node_ip(i), HTTP_PORT),
+                    (plan.vip(i), HTTP_PORT),  # users enter at every VIP
                     f"{dev}.{DOMAIN}",
                     f"hello from {dev}".encode(),
                     rate,
@@ -117,6 +123,9 @@ def run_multi_demo(
             _wait(lambda: n2.has_address(plan.vip(1)), 30, "the VIP to move"),
         )
         moved = devices[0]
+        vip_loop = loops[1, moved]
+        _wait(lambda: _ok_after(vip_loop, t0) is not None, 30, f"a user request via {plan.vip(1)}")
+        tl.mark(f"first user request OK via {plan.vip(1)}", _ok_after(vip_loop, t0))
         for i in range(2, nodes + 1):
             tl.mark(
                 f"{moved} served again via n{i}",

@@ -43,6 +43,7 @@ class Plan:
     heartbeat_ms: int = 200
     dead_after_ms: int = 3000
     fleets: int = 0  # extra device namespaces f0, f1, ... for many-agent benches
+    etcd_timeout: float = 0.5  # s per etcd request (fast detection; a loaded bench wants more)
 
     def node_ip(self, i: int) -> str:
         return f"{SUBNET}.{5 * i}"
@@ -168,7 +169,7 @@ class MultiLab:
             f"[limits]\nheartbeat_ms = {p.heartbeat_ms}\ndead_after_ms = {p.dead_after_ms}\n\n"
             f'[cluster]\netcd = [{etcd}]\npeer = "{p.node_ip(i)}:{PEER_PORT}"\n'
             f'cert = "{node / "cert.pem"}"\nkey = "{node / "key.pem"}"\n'
-            f"lease_ttl = {p.lease_ttl}\netcd_timeout = 0.5\n"
+            f"lease_ttl = {p.lease_ttl}\netcd_timeout = {p.etcd_timeout}\n"
         )
 
     def agent_toml(self, device: str, web_port: int, vip: str | None = None) -> Path:
