@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import logging
@@ -28,9 +29,16 @@ from typing import Any
 
 from hagate.config import Impact, Severity, load
 from hagate.config import model as cfg
-from hagate.daemon import monitor
+from hagate.daemon import monitor, vmac
 from hagate.daemon.garp import GarpSender
-from hagate.daemon.netlink import AddressGone, LinkInfo, LinkMonitor, Netlink, NetlinkFailure
+from hagate.daemon.netlink import (
+    AddressGone,
+    LinkInfo,
+    LinkMonitor,
+    Netlink,
+    NetlinkFailure,
+    Vip,
+)
 from hagate.daemon.notify import Notifier
 from hagate.daemon.plan import (
     BridgeError,
@@ -196,6 +204,7 @@ class Daemon:
         self.runners: dict[str, ScriptRunner] = {}
         self.groups: dict[str, SyncGroup] = {}  # vrrp_sync_group name -> its members
         self.links: dict[str, LinkInfo] = {}
+        self.vmacs: dict[str, vmac.Vmac] = {}  # instance name -> its use_vmac macvlan
         self.sock_discards: dict[str, int] = {}
         self.unknown_vrid = 0
         self.started_at = 0.0
@@ -314,6 +323,8 @@ class Daemon:
                 )
             except BridgeError as exc:
                 raise StartError(str(exc)) from None
+            if inst.use_vmac is not None:
+                plan = await self._with_vmac(inst, plan)
             key = (plan.interface, plan.family, plan.params.vrid)
             if key in seen:
                 raise StartError(
@@ -323,6 +334,55 @@ class Daemon:
             seen[key] = inst.name
             plans[inst.name] = plan
         return plans
+
+    async def _with_vmac(self, inst: cfg.VrrpInstance, plan: InstancePlan) -> InstancePlan:
+        """use_vmac: make (or keep) the instance's macvlan and move its VIPs onto it; its
+        adverts go out on it too, unless vmac_xmit_base or unicast (unicast adverts reach
+        the base interface's own address, so the socket stays there)."""
+        assert self._host is not None
+        if plan.family != 4:
+            raise StartError(f"({inst.name}) use_vmac: only IPv4 instances are supported")
+        name = inst.use_vmac or vmac.default_name(plan.params.vrid)
+        vm = self.vmacs.get(inst.name)
+        if vm is None or (vm.name, vm.base, vm.xmit_base) != (name, plan.interface,
+                                                               inst.vmac_xmit_base):  # fmt: skip
+            try:
+                vm = await asyncio.to_thread(
+                    vmac.ensure, name, plan.interface, plan.params.vrid, 4, inst.vmac_xmit_base
+                )
+            except vmac.VmacError as exc:
+                raise StartError(f"({inst.name}) {exc}") from None
+            old = self.vmacs.pop(inst.name, None)
+            if old is not None and old.name != name:
+                await asyncio.to_thread(vmac.remove, old, tuple(self.vmacs.values()))
+            self.vmacs[inst.name] = vm
+            self.links = await self._host.netlink.links()
+        on_vmac = plan.multicast and not inst.vmac_xmit_base
+
+        def moved(vips: tuple[Vip, ...]) -> tuple[Vip, ...]:
+            return tuple(
+                dataclasses.replace(v, dev=name) if v.dev == plan.interface else v for v in vips
+            )
+
+        return dataclasses.replace(
+            plan,
+            interface=name if on_vmac else plan.interface,
+            vips=moved(plan.vips),
+            excluded=moved(plan.excluded),
+        )
+
+    async def _drop_vmacs(self, keep: set[str]) -> None:
+        """Delete the macvlans of instances that no longer use one (after a reload, at exit)."""
+        for name in [n for n in self.vmacs if n not in keep]:
+            vm = self.vmacs.pop(name)
+            if any(o.name == vm.name for o in self.vmacs.values()):
+                continue
+            try:  # pyroute2's blocking API, off the loop
+                await asyncio.to_thread(vmac.remove, vm, tuple(self.vmacs.values()))
+            except Exception as exc:  # the daemon is stopping or reloading: say so, go on
+                log.error("use_vmac: cannot remove %s: %s", vm.name, exc)
+                continue
+            log.info("use_vmac: %s removed", vm.name)
 
     # ---- instances, sockets, scripts ---------------------------------------------------
 
@@ -392,7 +452,9 @@ class Daemon:
         key, sock = self._socket(plan.interface, plan.family)
         if plan.multicast:
             sock.join_multicast()
-        rt = InstanceRuntime(plan, sock, self._host, self.links[plan.interface].mac)
+        vm = self.vmacs.get(plan.name)
+        mac = vm.mac if vm is not None else self.links[plan.interface].mac
+        rt = InstanceRuntime(plan, sock, self._host, mac)
         self.runtimes[plan.name] = rt
         if plan.sync_group is not None:
             group = self.groups.setdefault(plan.sync_group, SyncGroup(plan.sync_group))
@@ -591,6 +653,7 @@ class Daemon:
             for name, plan in plans.items():
                 if name not in self.runtimes:
                     self._add_instance(plan)
+            await self._drop_vmacs({n for n, p in plans.items() if p.config.use_vmac is not None})
             log.info(
                 "configuration reloaded: %d instance(s), %d unchanged, %d changed in place",
                 len(plans),
@@ -621,6 +684,7 @@ class Daemon:
         await asyncio.gather(*(rt.stop() for rt in self.runtimes.values()))
         if self._host is not None:
             await self._host.notifier.drain()
+        await self._drop_vmacs(set())
         await self._close()
 
     async def _close(self) -> None:
