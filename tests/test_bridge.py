@@ -458,3 +458,62 @@ def test_accept_mode_defaults_as_keepalived(tmp_path: Path) -> None:
     assert knobs(tmp_path, "accept", strict=True).accept  # v3 may accept
     assert not knobs(tmp_path, "accept", strict=True, version=2).accept  # RFC 3768 has none
     assert not knobs(tmp_path, "no_accept").accept
+
+
+TRACKS = """
+vrrp_track_process nginx {
+    process nginx
+    quorum 2
+    weight -30
+}
+vrrp_track_process strict {
+    process /usr/sbin/haproxy -f /etc/haproxy.cfg
+    quorum_max 1
+}
+track_file maint {
+    file /run/maint
+    weight 0
+}
+vrrp_track_file scaled {
+    file /run/scaled
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    track_process {
+        nginx
+        strict weight 0
+    }
+    track_file {
+        maint
+        scaled
+        nothere
+    }
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+"""
+
+
+def test_track_process_and_track_file(tmp_path: Path) -> None:
+    path = tmp_path / "k.conf"
+    path.write_text(TRACKS)
+    config, findings = load(path)
+    assert not [f for f in findings if "not supported" in f.message]
+    nginx, strict = config.vrrp_track_processes
+    assert (nginx.process, nginx.quorum, nginx.weight) == ("nginx", 2, -30)
+    assert strict.full_command and strict.params == ("-f", "/etc/haproxy.cfg")
+    assert strict.param_match == "exact" and strict.quorum_max == 1
+    maint, scaled = config.vrrp_track_files
+    assert (maint.file, maint.weight, scaled.weight) == ("/run/maint", 0, 1)
+    m = map_instance(config, config.vrrp_instances[0], ip_address("10.0.0.5"))
+    probes = {t.name: t.item for t in m.probes}
+    assert set(probes) == {"nginx", "strict", "maint"}
+    assert probes["nginx"].weight == -30 and probes["strict"].weight == 0
+    assert any("track_file scaled with weight 1" in n for n in m.notes)
+    assert any("track_file nothere: no such track_file" in n for n in m.notes)
+    plan = plan_instance(config, config.vrrp_instances[0], [ip_address("10.0.0.5")])
+    specs = {spec.name: spec for _, spec in plan.scripts}
+    assert set(specs) == {"process:nginx", "process:strict", "file:maint"}
+    assert specs["process:strict"].probe is not None

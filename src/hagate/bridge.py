@@ -77,6 +77,8 @@ class TrackKind(StrEnum):
     SCRIPT = "script"
     INTERFACE = "interface"
     CONFIG = "config"  # a configuration fault: down for good (keepalived num_config_faults)
+    PROCESS = "process"  # vrrp_track_process: up while its quorum of processes runs
+    FILE = "file"  # track_file: weight 0, FAULT while the file holds a non-zero number
 
 
 ItemNamer = Callable[[TrackKind, str], str]
@@ -123,6 +125,11 @@ class InstanceMap:
     @property
     def scripts(self) -> tuple[Tracked, ...]:
         return tuple(t for t in self.tracked if t.kind is TrackKind.SCRIPT)
+
+    @property
+    def probes(self) -> tuple[Tracked, ...]:
+        """track_process / track_file items (the daemon polls them like scripts)."""
+        return tuple(t for t in self.tracked if t.kind in (TrackKind.PROCESS, TrackKind.FILE))
 
     @property
     def interfaces(self) -> tuple[Tracked, ...]:
@@ -301,13 +308,16 @@ def _tracking(
             )
             weight = 0
         add(_Entry(TrackKind.INTERFACE, ti.name, weight, ti.reverse, "instance"))
-    for ts in inst.track_scripts:
-        entry = _script_entry(config, ts, "instance", disabled, label, notes)
+    tracks = [(TrackKind.SCRIPT, ts) for ts in inst.track_scripts]
+    tracks += [(TrackKind.PROCESS, ts) for ts in inst.track_processes]
+    tracks += [(TrackKind.FILE, ts) for ts in inst.track_files]
+    for kind, ts in tracks:
+        entry = _track_entry(config, kind, ts, "instance", disabled, label, notes)
         if entry is None:
             continue
         if strip and group is not None and entry.weight:
             notes.append(
-                f"{label} track_script {ts.name} with a weight is ignored in "
+                f"{label} track_{kind} {ts.name} with a weight is ignored in "
                 f"vrrp_sync_group {group.name} (keepalived)"
             )
             continue
@@ -323,8 +333,11 @@ def _tracking(
             _Entry(TrackKind.INTERFACE, ti.name, ti.weight, ti.reverse, origin)
             for ti in group.track_interfaces
         ]
-        for ts in group.track_scripts:
-            entry = _script_entry(config, ts, origin, disabled, label, notes)
+        group_tracks = [(TrackKind.SCRIPT, ts) for ts in group.track_scripts]
+        group_tracks += [(TrackKind.PROCESS, ts) for ts in group.track_processes]
+        group_tracks += [(TrackKind.FILE, ts) for ts in group.track_files]
+        for kind, ts in group_tracks:
+            entry = _track_entry(config, kind, ts, origin, disabled, label, notes)
             if entry is not None:
                 group_entries.append(entry)
         for entry in group_entries:
@@ -338,6 +351,39 @@ def _tracking(
     if inst.priority == PRIORITY_OWNER and any(e.weight for e in entries.values()):
         notes.append(f"{label} priority {PRIORITY_OWNER}: tracking weights are ignored")
     return _items(entries.values(), item_name, label, notes)
+
+
+def _track_entry(
+    config: cfg.Config,
+    kind: TrackKind,
+    ts: cfg.TrackScript,
+    origin: str,
+    disabled: frozenset[str],
+    label: str,
+    notes: list[str],
+) -> _Entry | None:
+    """One track_script / track_process / track_file reference, resolved (None: ignored)."""
+    if kind is TrackKind.SCRIPT:
+        return _script_entry(config, ts, origin, disabled, label, notes)
+    found: cfg.VrrpTrackProcess | cfg.VrrpTrackFile | None
+    found = (
+        config.track_process(ts.name) if kind is TrackKind.PROCESS else config.track_file(ts.name)
+    )
+    if found is None:
+        block = "vrrp_track_process" if kind is TrackKind.PROCESS else "track_file"
+        notes.append(f"{label} track_{kind} {ts.name}: no such {block}; ignored")
+        return None
+    weight = found.weight if ts.weight is None else ts.weight
+    reverse = found.reverse if ts.weight is None else ts.reverse
+    if kind is TrackKind.FILE and weight:
+        # keepalived adds value x weight to the priority; hagate's tracked items are
+        # up/down, so only the weight-0 form (non-zero = FAULT) is supported.
+        notes.append(
+            f"{label} track_file {ts.name} with weight {weight}: hagate supports track_file "
+            "with weight 0 only (FAULT while the file holds a non-zero number); ignored"
+        )
+        return None
+    return _Entry(kind, ts.name, weight, reverse, origin)
 
 
 def _script_entry(
@@ -370,14 +416,14 @@ def _items(
 ) -> list[Tracked]:
     out: list[Tracked] = []
     used: set[str] = set()
-    ordered = sorted(entries, key=lambda e: e.kind is TrackKind.SCRIPT)  # interfaces first
+    ordered = sorted(entries, key=lambda e: e.kind is not TrackKind.INTERFACE)  # interfaces first
     for e in ordered:
         name = item_name(e.kind, e.name)
         if name in used:
             notes.append(f"{label} track_{e.kind} {e.name}: an interface has that name; ignored")
             continue
         used.add(name)
-        if e.kind is TrackKind.SCRIPT:
+        if e.kind in (TrackKind.SCRIPT, TrackKind.PROCESS, TrackKind.FILE):
             # No result yet (keepalived SCRIPT_INIT_STATE_INIT): no weight in force; a
             # weight-0 script holds the instance until its first result (the driver waits).
             start_ok = TrackedItem(name, e.weight, e.reverse).neutral_ok

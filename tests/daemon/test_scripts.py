@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from hagate.daemon.scripts import (
+    FileProbe,
+    ProcessProbe,
     ScriptRunner,
     ScriptSpec,
     ScriptStatus,
@@ -186,3 +188,72 @@ def test_runs_as_the_script_user() -> None:
         assert int(out.read_text()) == pwd.getpwnam("nobody").pw_uid
     finally:
         shutil.rmtree(where)
+
+
+# ---- track_process / track_file probes -------------------------------------------------
+
+
+def test_process_probe_matches_comm_or_full_command_and_params() -> None:
+    by_name = ProcessProbe("nginx")
+    assert by_name.matches("nginx", ()) and not by_name.matches("nginx-debug", ())
+    long = ProcessProbe("a-very-long-process-name")  # comm holds 15 characters
+    assert long.matches("a-very-long-pro", ())
+    full = ProcessProbe("/usr/sbin/haproxy", ("-f", "/etc/h.cfg"), "exact", True)
+    assert full.matches("haproxy", ("/usr/sbin/haproxy", "-f", "/etc/h.cfg"))
+    assert not full.matches("haproxy", ("/usr/sbin/haproxy", "-f", "/etc/h.cfg", "-x"))
+    partial = ProcessProbe("/bin/x", ("-a",), "partial", True)
+    assert partial.matches("x", ("/bin/x", "-a", "-b"))
+    initial = ProcessProbe("/bin/x", ("-a", "--conf"), "initial", True)
+    assert initial.matches("x", ("/bin/x", "-a", "--config=/e")) and not initial.matches(
+        "x", ("/bin/x", "-b", "--config")
+    )
+
+
+def test_process_probe_counts_running_processes_against_the_quorum(tmp_path: Path) -> None:
+    """Against the real /proc: a sleep we start is seen; quorum_max 0 means must not run."""
+    import subprocess
+    import sys
+
+    name = "hgt-probe-" + str(id(tmp_path) % 10000)
+    code = f"import ctypes,time; ctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        probe = ProcessProbe(name[:15])
+        deadline = time.monotonic() + 5
+        while probe.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert probe() == (True, "1 running")
+        assert ProcessProbe(name[:15], quorum=2)()[0] is False
+        assert ProcessProbe(name[:15], quorum=0, quorum_max=0)()[0] is False
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ProcessProbe(name[:15])() == (False, "0 running")
+
+
+def test_file_probe_reads_a_number_as_keepalived(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    probe = FileProbe(str(path))
+    assert probe() == (True, "value 0")  # missing: 0
+    for text, value in (("0\n", 0), ("1\n", 1), ("0x10", 16), ("-3 extra", -3), ("7abc", 7)):
+        path.write_text(text)
+        assert probe.value() == value, text
+    path.write_text("1\n")
+    assert probe() == (False, "value 1")
+
+
+def test_probe_runner_reports_without_exec(tmp_path: Path) -> None:
+    path = tmp_path / "fault"
+    seen: list[ScriptStatus] = []
+    spec = ScriptSpec("file:f", (), interval=0.05, probe=FileProbe(str(path)))
+
+    async def go() -> None:
+        runner = ScriptRunner(spec, lambda r: seen.append(r.status))
+        runner.start(asyncio.get_running_loop())
+        await asyncio.sleep(0.12)
+        path.write_text("1")
+        await asyncio.sleep(0.15)
+        runner.stop()
+
+    asyncio.run(go())
+    assert seen == [ScriptStatus.OK, ScriptStatus.FAILED]

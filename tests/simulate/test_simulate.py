@@ -420,3 +420,21 @@ def test_sync_group_on_a_crash_both_members_wait_for_each_other() -> None:
         e.time for e in result.link.timeline if e.node == "node1/PRIVATE" and e.kind == "advert"
     )
     assert pub[0] == pytest.approx(last + DELAY + master_down_interval(2, 90, 100), abs=1e-6)
+
+
+def test_track_process_is_a_scenario_item(tmp_path: Path) -> None:
+    files = []
+    for name, prio, src in (("node1", 200, "10.1.1.5"), ("node2", 100, "10.1.1.10")):
+        path = tmp_path / f"{name}.conf"
+        path.write_text(
+            "vrrp_track_process web {\n    process nginx\n}\n"
+            "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n"
+            f"    priority {prio}\n    mcast_src_ip {src}\n"
+            "    track_process {\n        web\n    }\n"
+            "    virtual_ipaddress {\n        10.1.1.100/24\n    }\n}\n"
+        )
+        files.append(str(path))
+    result, _ = run(files, "fail web on node1 from 10s to 20s; end at 30s")
+    assert becomes(result, "node1", State.FAULT) == [10.0]
+    assert holders(result, 15.0) == {"10.1.1.100": "node2"}
+    assert holders(result, 29.0) == {"10.1.1.100": "node1"}

@@ -16,6 +16,8 @@ from hagate.config.model import (
     TrackScript,
     VrrpScript,
     VrrpSyncGroup,
+    VrrpTrackFile,
+    VrrpTrackProcess,
 )
 from hagate.config.parser import Statement
 from hagate.config.values import Values
@@ -51,7 +53,7 @@ GLOBAL_UNSUPPORTED = frozenset(
 
 SYNC_GROUP_UNSUPPORTED = frozenset(
     {
-        "track_file", "track_process", "track_bfd", "notify_deleted",
+        "track_bfd", "notify_deleted",
     }
 )  # fmt: skip
 
@@ -134,10 +136,16 @@ def _weight(
     return weight, reverse
 
 
-def track_scripts(v: Values, st: Statement) -> tuple[TrackScript, ...]:
+TRACK_WEIGHTS = (-254, 254)  # track_process / track_file weights (keepalived)
+
+
+def track_scripts(
+    v: Values, st: Statement, weights: tuple[int, int] = D.WEIGHT_RANGE
+) -> tuple[TrackScript, ...]:
+    """``NAME [weight N [reverse]]`` entries (track_script, track_process, track_file)."""
     out: list[TrackScript] = []
     for entry in v.entries(st):
-        weight, reverse = _weight(v, entry, entry.words[1:], *D.WEIGHT_RANGE)
+        weight, reverse = _weight(v, entry, entry.words[1:], *weights)
         if "weight" in entry.words[1:] and weight is None:
             continue  # out of range: keepalived ignores the whole entry
         out.append(TrackScript(entry.words[0], weight, reverse, location(entry)))
@@ -293,6 +301,93 @@ def vrrp_script(v: Values, st: Statement) -> VrrpScript | None:
     return VrrpScript(**f)
 
 
+def vrrp_track_process(v: Values, st: Statement) -> VrrpTrackProcess | None:
+    """``vrrp_track_process NAME { process ...; quorum N; weight N [reverse]; ... }``."""
+    name = v.first(st, used=1)
+    if name is None:
+        return None
+    f: dict[str, Any] = {"name": name, "where": location(st)}
+    for item in v.block(st, used=1):
+        key = item.keyword
+        v.no_block(item)
+        if key == "process":
+            words = v.command_words(item)
+            if not words:
+                v.error(item, "needs a process name")
+                continue
+            f["process"], f["params"] = words[0], tuple(words[1:])
+            if len(words) > 1:
+                f["full_command"] = True
+                f.setdefault("param_match", "exact")
+        elif key == "param_match":
+            text = v.first(item)
+            if text in ("initial", "partial"):
+                f["param_match"], f["full_command"] = text, True
+            elif text is not None:
+                v.error(item, f"'{text}' is not initial or partial; ignored")
+        elif key == "full_command":
+            v.extra(item, 0)
+            f["full_command"] = True
+        elif key in ("quorum", "quorum_max"):
+            number = v.first_integer(item, 1 if key == "quorum" else 0, 65535)
+            if number is not None:
+                f[key] = number
+        elif key == "weight":
+            weight, reverse = _weight(v, item, ["weight", *item.words], *TRACK_WEIGHTS)
+            if weight is not None:
+                f["weight"], f["reverse"] = weight, reverse
+        elif key in ("delay", "fork_delay", "terminate_delay"):
+            value = v.first_seconds(item, 0.0, 2**31 / 1e6)
+            if value is not None:
+                for field in ("fork_delay", "terminate_delay") if key == "delay" else (key,):
+                    f[field] = value
+        else:
+            unknown(v, item, "vrrp_track_process")
+    if "process" not in f:
+        v.error(st, f"vrrp_track_process {name} has no 'process' line; it is ignored")
+        return None
+    qmax = f.get("quorum_max")
+    if qmax is not None and qmax < f.get("quorum", 1):
+        if qmax == 0 and "quorum" not in f:
+            f["quorum"] = 0  # keepalived: quorum_max 0 means "must not run"
+        else:
+            v.error(st, f"vrrp_track_process {name}: quorum_max is less than quorum; ignored")
+            f.pop("quorum_max")
+    return VrrpTrackProcess(**f)
+
+
+def vrrp_track_file(v: Values, st: Statement) -> VrrpTrackFile | None:
+    """``track_file NAME { file PATH; weight N [reverse]; init_file [VALUE] [overwrite] }``."""
+    name = v.first(st, used=1)
+    if name is None:
+        return None
+    f: dict[str, Any] = {"name": name, "where": location(st)}
+    for item in v.block(st, used=1):
+        key = item.keyword
+        v.no_block(item)
+        if key == "file":
+            text = v.first(item)
+            if text is not None:
+                f["file"] = text
+        elif key == "weight":
+            weight, reverse = _weight(v, item, ["weight", *item.words], *TRACK_WEIGHTS)
+            if weight is not None:
+                f["weight"], f["reverse"] = weight, reverse
+        elif key == "init_file":
+            words = list(item.words)
+            f["overwrite"] = "overwrite" in words
+            values = [w for w in words if w != "overwrite"]
+            number = v.integer(item, values[0], -(2**31), 2**31 - 1) if values else 0
+            if number is not None:
+                f["init_file"] = number
+        else:
+            unknown(v, item, "track_file")
+    if "file" not in f:
+        v.error(st, f"track_file {name} has no 'file' line; it is ignored")
+        return None
+    return VrrpTrackFile(**f)
+
+
 def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
     name = v.first(st)
     if name is None:
@@ -300,7 +395,7 @@ def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
     f: dict[str, Any] = {"name": name, "where": location(st)}
     for item in v.block(st, used=1):
         key = item.keyword
-        if key not in ("group", "track_script", "track_interface"):
+        if key not in ("group", "track_script", "track_interface", "track_process", "track_file"):
             v.no_block(item)
         if key == "group":
             f["group"] = tuple(e.words[0] for e in v.entries(item))
@@ -308,6 +403,8 @@ def vrrp_sync_group(v: Values, st: Statement) -> VrrpSyncGroup | None:
             f["track_scripts"] = track_scripts(v, item)
         elif key == "track_interface":
             f["track_interfaces"] = track_interfaces(v, item)
+        elif key in ("track_process", "track_file"):
+            f[key.replace("process", "processe") + "s"] = track_scripts(v, item, TRACK_WEIGHTS)
         elif key in NOTIFY_KEYWORDS:
             f[key] = notify_script(v, item)
         elif key == "smtp_alert":

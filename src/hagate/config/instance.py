@@ -9,6 +9,7 @@ from typing import Any
 from hagate.config import defaults as D
 from hagate.config.blocks import (
     NOTIFY_KEYWORDS,
+    TRACK_WEIGHTS,
     location,
     notify_script,
     track_interfaces,
@@ -31,9 +32,8 @@ from hagate.config.values import Values
 
 INSTANCE_UNSUPPORTED = frozenset(
     {
-        "use_vmac_addr", "use_ipvlan", "vrf", "track_file",
-        "track_process", "track_bfd", "track_src_ip", "old_unicast_checksum", "garp_extra_if",
-        "virtual_routes", "virtual_rules",
+        "use_vmac_addr", "use_ipvlan", "vrf", "track_bfd", "track_src_ip",
+        "old_unicast_checksum", "garp_extra_if", "virtual_routes", "virtual_rules",
         "skip_check_adv_addr", "strict_mode", "debug", "kernel_rx_buf_size",
         "linkbeat_use_polling", "promote_secondaries", "dont_track_primary", "native_ipv6",
         "unicast_chksum_compat", "garp_extra_if_vmac",
@@ -52,6 +52,7 @@ INSTANCE_KEYWORDS = frozenset(
         "garp_lower_prio_repeat", "down_timer_adverts", "v3_checksum_as_v2",
         "lower_prio_no_advert", "higher_prio_send_advert", "notify_master_rx_lower_pri",
         "notify_priority_changes", "notify_deleted", "mcast_dst_ip", "unicast_ttl",
+        "track_process", "track_file",
         "unicast_fault_no_peer", "accept", "no_accept", "use_vmac", "vmac_xmit_base",
         *NOTIFY_KEYWORDS,
     }
@@ -236,6 +237,8 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             "unicast_peer",
             "track_script",
             "track_interface",
+            "track_process",
+            "track_file",
         ):
             v.no_block(item)
         if key == "state":
@@ -315,6 +318,9 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             f["track_scripts"] = f.get("track_scripts", ()) + track_scripts(v, item)
         elif key == "track_interface":
             f["track_interfaces"] = f.get("track_interfaces", ()) + track_interfaces(v, item)
+        elif key in ("track_process", "track_file"):
+            field = "track_processes" if key == "track_process" else "track_files"
+            f[field] = f.get(field, ()) + track_scripts(v, item, TRACK_WEIGHTS)
         elif key in NOTIFY_KEYWORDS or key == "notify_master_rx_lower_pri":
             f[key] = notify_script(v, item)
         elif key in ("lower_prio_no_advert", "higher_prio_send_advert", "notify_priority_changes"):

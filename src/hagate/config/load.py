@@ -9,12 +9,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from hagate.config.blocks import global_defs, unknown, vrrp_script, vrrp_sync_group
+from hagate.config.blocks import (
+    global_defs,
+    unknown,
+    vrrp_script,
+    vrrp_sync_group,
+    vrrp_track_file,
+    vrrp_track_process,
+)
 from hagate.config.findings import Finding, Impact, Reporter, Severity
 from hagate.config.instance import INSTANCE_KEYWORDS, parse_instance
 from hagate.config.lexer import INCLUDE_KEYWORDS, Lexer
 from hagate.config.limits import DEFAULT_LIMITS, Limits
-from hagate.config.model import Config, GlobalDefs, VrrpInstance, VrrpScript, VrrpSyncGroup
+from hagate.config.model import (
+    Config,
+    GlobalDefs,
+    VrrpInstance,
+    VrrpScript,
+    VrrpSyncGroup,
+    VrrpTrackFile,
+    VrrpTrackProcess,
+)
 from hagate.config.parser import Statement, parse_lines
 from hagate.config.values import Values
 
@@ -32,9 +47,6 @@ UNSUPPORTED_BLOCKS = {
     "static_track_group": "static track groups",
     "linkbeat_interfaces": "linkbeat",
     "garp_group": "garp_group",
-    "vrrp_track_process": "vrrp_track_process",
-    "vrrp_track_file": "vrrp_track_file",
-    "track_file": "track_file",
     "vrrp_track_file_script": "vrrp_track_file",
 }
 
@@ -104,6 +116,8 @@ def build(tree: list[Statement], path: Path, files: tuple[Path, ...], r: Reporte
     scripts: dict[str, VrrpScript] = {}
     instances: dict[str, VrrpInstance] = {}
     groups: dict[str, VrrpSyncGroup] = {}
+    processes: dict[str, VrrpTrackProcess] = {}
+    files_: dict[str, VrrpTrackFile] = {}
     for st in tree:
         key = st.keyword
         if key == "global_defs":
@@ -120,6 +134,14 @@ def build(tree: list[Statement], path: Path, files: tuple[Path, ...], r: Reporte
             group = vrrp_sync_group(v, st)
             if group is not None:
                 _add(v, st, groups, group.name, group, "vrrp_sync_group")
+        elif key == "vrrp_track_process":
+            process = vrrp_track_process(v, st)
+            if process is not None:
+                _add(v, st, processes, process.name, process, "vrrp_track_process")
+        elif key in ("track_file", "vrrp_track_file"):  # vrrp_track_file: deprecated synonym
+            tracked_file = vrrp_track_file(v, st)
+            if tracked_file is not None:
+                _add(v, st, files_, tracked_file.name, tracked_file, "track_file")
         elif key in INCLUDE_KEYWORDS:
             v.error(st, "needs a file name or glob (keepalived: unknown keyword)")
         elif key in UNSUPPORTED_BLOCKS:
@@ -143,6 +165,8 @@ def build(tree: list[Statement], path: Path, files: tuple[Path, ...], r: Reporte
         vrrp_scripts=tuple(scripts.values()),
         vrrp_instances=tuple(instances.values()),
         vrrp_sync_groups=tuple(groups.values()),
+        vrrp_track_processes=tuple(processes.values()),
+        vrrp_track_files=tuple(files_.values()),
     )
 
 

@@ -20,7 +20,13 @@ from hagate.daemon.cmdline import CommandLineError, ScriptCommand, split_words
 from hagate.daemon.fifo import FifoSpec
 from hagate.daemon.netlink import DEFAULT_MTU, SCOPES, Vip
 from hagate.daemon.notify import NotifySpec
-from hagate.daemon.scripts import ScriptSpec, resolve_command
+from hagate.daemon.scripts import (
+    PROBE_INTERVAL_S,
+    FileProbe,
+    ProcessProbe,
+    ScriptSpec,
+    resolve_command,
+)
 from hagate.vrrp.params import VrrpParams
 from hagate.vrrp.receive import ReceiveParams
 
@@ -236,6 +242,10 @@ def plan_instance(
         script = config.script(tracked.name)
         assert script is not None  # map_instance drops unknown scripts
         scripts.append((tracked.item.name, script_spec(script, user)))
+    for tracked in mapped.probes:
+        spec = probe_spec(config, tracked.kind, tracked.name)
+        if spec is not None:
+            scripts.append((tracked.item.name, spec))
     notify = NotifySpec(
         master=command(inst.notify_master),
         backup=command(inst.notify_backup),
@@ -276,6 +286,24 @@ def plan_instance(
         sync_group=mapped.sync_group,
         group_notify=group_notify,
     )
+
+
+def probe_spec(config: cfg.Config, kind: TrackKind, name: str) -> ScriptSpec | None:
+    """A track_process / track_file as a check the script runner polls in-process (its
+    name ``process:NAME`` / ``file:NAME`` never clashes with a vrrp_script's)."""
+    if kind is TrackKind.PROCESS:
+        p = config.track_process(name)
+        if p is None:
+            return None
+        probe: ProcessProbe | FileProbe = ProcessProbe(
+            p.process, p.params, p.param_match, p.full_command, p.quorum, p.quorum_max
+        )
+    else:
+        tf = config.track_file(name)
+        if tf is None:
+            return None
+        probe = FileProbe(tf.file)
+    return ScriptSpec(name=f"{kind}:{name}", argv=(), interval=PROBE_INTERVAL_S, probe=probe)
 
 
 def fifo_specs(config: cfg.Config) -> list[FifoSpec]:

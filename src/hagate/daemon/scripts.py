@@ -47,6 +47,119 @@ class ScriptStatus(Enum):
     DISABLED = "disabled"
 
 
+PROBE_INTERVAL_S = 1.0  # how often track_process scans /proc and track_file reads its file
+
+
+def _match_params(probe: ProcessProbe, params: tuple[str, ...]) -> bool:
+    """keepalived track_process.c check_params: exact, partial (the first n equal) or
+    initial (the last configured one may be a prefix)."""
+    want = probe.params
+    if probe.param_match is None:
+        return True
+    if probe.param_match == "exact":
+        return params == want
+    if len(params) < len(want):
+        return False
+    if probe.param_match == "partial" or not want:
+        return params[: len(want)] == want
+    return params[: len(want) - 1] == want[:-1] and params[len(want) - 1].startswith(want[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessProbe:
+    """vrrp_track_process: OK while quorum..quorum_max matching processes run.
+
+    keepalived follows the kernel's process events; hagate scans /proc every
+    PROBE_INTERVAL_S (a change is seen up to that late). The name is matched against
+    ``/proc/PID/stat``'s comm (15 characters), or argv[0] with ``full_command`` or
+    parameters, as ``pgrep`` and keepalived do."""
+
+    process: str
+    params: tuple[str, ...] = ()
+    param_match: str | None = None
+    full_command: bool = False
+    quorum: int = 1
+    quorum_max: int | None = None
+    proc: str = "/proc"
+
+    def matches(self, comm: str, argv: tuple[str, ...]) -> bool:
+        if self.full_command:
+            if not argv or argv[0] != self.process:
+                return False
+            return _match_params(self, argv[1:])
+        return comm == self.process[:15]
+
+    def count(self) -> int:
+        found = 0
+        try:
+            entries = os.listdir(self.proc)
+        except OSError:
+            return 0
+        for pid in entries:
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"{self.proc}/{pid}/stat", "rb") as f:
+                    stat = f.read()
+                comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+                if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z":
+                    continue  # a zombie is not running
+                argv: tuple[str, ...] = ()
+                if self.full_command:
+                    with open(f"{self.proc}/{pid}/cmdline", "rb") as f:
+                        raw = f.read()
+                    argv = tuple(w.decode(errors="replace") for w in raw.split(b"\0")[:-1])
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or not ours to read
+            if self.matches(comm, argv):
+                found += 1
+        return found
+
+    def __call__(self) -> tuple[bool, str]:
+        n = self.count()
+        top = self.quorum_max
+        ok = n >= self.quorum and (top is None or n <= top)
+        return ok, f"{n} running"
+
+
+@dataclass(frozen=True, slots=True)
+class FileProbe:
+    """track_file with weight 0: OK while the file holds 0 (missing or unreadable: 0), as
+    keepalived reads it (strtol, base 0). keepalived watches with inotify; hagate reads it
+    every PROBE_INTERVAL_S."""
+
+    path: str
+
+    def value(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                text = f.read(127).decode(errors="replace").strip()
+        except OSError:
+            return 0
+        if not text:
+            return 0
+        word = text.split()[0]
+        try:
+            return int(word, 0)
+        except ValueError:
+            digits = ""
+            for ch in word:
+                if not (ch.isdigit() or (not digits and ch in "+-")):
+                    break
+                digits += ch
+            try:
+                return int(digits)
+            except ValueError:
+                return 0
+
+    def __call__(self) -> tuple[bool, str]:
+        value = self.value()
+        return value == 0, f"value {value}"
+
+
+Probe = ProcessProbe | FileProbe
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptSpec:
     """One ``vrrp_script`` block, resolved (seconds as floats)."""
@@ -62,6 +175,7 @@ class ScriptSpec:
     user: str | None = None
     group: str | None = None
     init_fail: bool = False  # keepalived ``init_fail``: failed until it has risen
+    probe: Probe | None = None  # track_process / track_file: checked in-process, no exec
 
     @property
     def effective_timeout(self) -> float:
@@ -182,6 +296,10 @@ class ScriptRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.spec.probe is not None:
+            self._loop = loop
+            loop.call_soon(self._tick)
+            return
         path = resolve_command(self.spec.argv[0]) if self.spec.argv else None
         if path is None:
             log.warning(
@@ -217,6 +335,13 @@ class ScriptRunner:
         self._task = loop.create_task(self._run_once())
 
     async def _run_once(self) -> None:
+        probe = self.spec.probe
+        if probe is not None:
+            ok, detail = await asyncio.to_thread(probe)  # /proc scans off the loop
+            self.runs += 1
+            self.last_exit = detail
+            self.record(ok, detail)
+            return
         outcome, code = await run_command(
             self._argv, self.spec.effective_timeout, self._user, self._group, reap_group=True
         )

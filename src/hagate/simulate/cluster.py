@@ -49,7 +49,7 @@ class SimInstance:
     params: VrrpParams
     receive: ReceiveParams
     unicast_peers: frozenset[IPAddress]  # empty: multicast
-    interfaces: tuple[str, ...]  # tracked interface names (own interface first)
+    interfaces: tuple[str, ...]  # tracked interfaces (own first), processes and files
     scripts: tuple[str, ...]  # tracked script names
     address_synthesized: bool = False
     sync_group: str | None = None  # vrrp_sync_group: its states are tied to the others'
@@ -187,7 +187,7 @@ def _instance(
         mapped.params,
         mapped.receive,
         frozenset(p.address for p in inst.unicast_peers),
-        tuple(t.item.name for t in mapped.interfaces),
+        tuple(t.item.name for t in (*mapped.interfaces, *mapped.probes)),
         tuple(t.item.name for t in mapped.scripts),
         synth,
         mapped.sync_group,
