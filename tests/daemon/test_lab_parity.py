@@ -182,3 +182,74 @@ def test_notify_fifo_lines_are_byte_equal_to_keepalived(lab: Lab) -> None:
     )
     assert theirs == expected, f"keepalived wrote:\n{theirs.decode()}"
     assert ours == theirs
+
+
+def priority_run(lab: Lab, node: Node, hagate: bool) -> bytes:
+    """One instance with notify_priority_changes and a weighted tracked interface: start,
+    MASTER, trk0 down (priority 200 -> 180), up again, SIGTERM."""
+    fifo = lab.node_dir(node) / f"prio-{'hagate' if hagate else 'keepalived'}.fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    lines: list[bytes] = []
+
+    def until(count: int, what: str) -> None:
+        def got() -> bool:
+            lines.extend(read_fifo(fd).splitlines(keepends=True))
+            return len(lines) >= count
+
+        lab.wait_until(got, 5, what=f"{what} ({b''.join(lines)!r})")
+
+    text = "\n".join(
+        [
+            "global_defs {",
+            f"    vrrp_notify_fifo {fifo}",
+            "}",
+            "vrrp_instance VI_1 {",
+            "    state BACKUP",
+            "    interface eth0",
+            "    virtual_router_id 51",
+            "    priority 200",
+            "    advert_int 0.1",
+            "    version 3",
+            "    notify_priority_changes",
+            "    track_interface {",
+            "        trk0 weight -20",
+            "    }",
+            "    virtual_ipaddress {",
+            f"        {VIP1}/24",
+            "    }",
+            "}",
+            "",
+        ]
+    )
+    try:
+        launch(lab, node, hagate, text)
+        until(2, "BACKUP, MASTER")
+        set_dummy(node, up=False)
+        until(3, "priority down")
+        set_dummy(node, up=True)
+        until(4, "priority up")
+        node.terminate()
+        until(5, "STOP")
+        time.sleep(0.2)
+        lines.extend(read_fifo(fd).splitlines(keepends=True))
+        return b"".join(lines)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            fifo.unlink()
+
+
+def test_notify_fifo_priority_changes_are_byte_equal_to_keepalived(lab: Lab) -> None:
+    node = lab.node("n1")
+    add_dummy(node)
+    theirs = priority_run(lab, node, hagate=False)
+    ours = priority_run(lab, node, hagate=True)
+    assert theirs == (
+        b'INSTANCE "VI_1" BACKUP 200\n'
+        b'INSTANCE "VI_1" MASTER 200\n'
+        b'INSTANCE "VI_1" MASTER_PRIORITY 180\n'
+        b'INSTANCE "VI_1" MASTER_PRIORITY 200\n'
+        b'INSTANCE "VI_1" STOP 200\n'
+    ), f"keepalived wrote:\n{theirs.decode()}"
+    assert ours == theirs
