@@ -94,3 +94,28 @@ def test_reconcile_keeps_same_sessions_and_repairs_the_rest() -> None:
     }
     ops = reconcile(local, published)
     assert ops == [local["d2"], local["d3"], Unpublish("d9")]
+
+
+def test_devices_per_node_is_kept_by_every_change() -> None:
+    import random
+
+    rng = random.Random(7)
+    t = RouteTable()
+    rev = 1
+    for _ in range(3000):
+        rev += 1
+        key = device_key(f"d{rng.randrange(40)}", f"n{rng.randrange(4)}")
+        if rng.random() < 0.6:
+            t.put(key, session_value(str(rev), ()), rev)
+        else:
+            t.delete(key, rev)
+        if rng.random() < 0.01:
+            snapshot = [
+                (device_key(d, n), session_value(r.sid, ()), r.revision)
+                for d, per in t.records.items()
+                for n, r in per.items()
+            ]
+            t.reset(snapshot, rev)
+    counted = t.devices_per_node()
+    t.recount()
+    assert counted == t.devices_per_node() and sum(counted.values()) == len(t.records)

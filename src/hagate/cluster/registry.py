@@ -219,6 +219,7 @@ class Registry:
             if pub is not None and pub.sid == sid and per and self.node not in per:
                 per[self.node] = Record(device, self.node, sid, rev, pub.services)
                 changes.append(Change(device, None, self.table.winner(device)))
+        self.table.recount()
         self._dirty |= {op.device for op in reconcile(self.local, held)} | stale
         queue: asyncio.Queue[WatchEvent | WatchLost] = asyncio.Queue()
         cancel = await etcd.watch(ROOT.encode(), revision + 1, queue)
@@ -316,7 +317,7 @@ class Registry:
             await self.etcd.delete(key)
             self._written.pop(device, None)
             self._put_at.pop(device, None)
-            self.table.records.get(device, {}).pop(self.node, None)
+            self.table.delete(key, self.table.revision)  # before the watch says so
         else:
             return
         self.writes += 1

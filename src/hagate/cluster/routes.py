@@ -99,6 +99,8 @@ class RouteTable:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     revision: int = 0
     bad_values: int = 0  # keys under ROOT whose value could not be read (counted, ignored)
+    # node -> devices whose winner it is, kept by every change (read by other threads: copy)
+    per_node: dict[str, int] = field(default_factory=dict)
 
     def reset(self, kvs: list[tuple[bytes, bytes, int]], revision: int) -> list[Change]:
         """Replace everything with a snapshot; the changes of every device's winner."""
@@ -109,10 +111,14 @@ class RouteTable:
         for key, value, mod in kvs:
             self._put(key, value, mod)
         changes = []
+        counts: dict[str, int] = {}
         for device in set(before) | set(self.records):
             after = self.winner(device)
+            if after is not None:
+                counts[after.node] = counts.get(after.node, 0) + 1
             if before.get(device) != after:
                 changes.append(Change(device, before.get(device), after))
+        self.per_node = counts
         return changes
 
     def put(self, key: bytes, value: bytes, revision: int) -> Change | None:
@@ -123,7 +129,7 @@ class RouteTable:
         if device is None:
             return None
         after = self.winner(device)
-        return Change(device, before, after) if before != after else None
+        return self._count(Change(device, before, after)) if before != after else None
 
     def delete(self, key: bytes, revision: int) -> Change | None:
         self.revision = max(self.revision, revision)
@@ -142,7 +148,19 @@ class RouteTable:
             if not per:
                 del self.records[device]
         after = self.winner(device)
-        return Change(device, before, after) if before != after else None
+        return self._count(Change(device, before, after)) if before != after else None
+
+    def _count(self, change: Change) -> Change:
+        counts = dict(self.per_node)  # a new dict: readers in other threads see old or new
+        for rec, step in ((change.before, -1), (change.after, 1)):
+            if rec is not None:
+                n = counts.get(rec.node, 0) + step
+                if n > 0:
+                    counts[rec.node] = n
+                else:
+                    counts.pop(rec.node, None)
+        self.per_node = counts
+        return change
 
     def _put(self, key: bytes, value: bytes, revision: int) -> None:
         text = key.decode(errors="replace")
@@ -198,13 +216,17 @@ class RouteTable:
             return None
         return best
 
-    def devices_per_node(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for device in self.records:
+    def recount(self) -> None:
+        counts: dict[str, int] = {}
+        for device in list(self.records):
             best = self.winner(device)
             if best is not None:
-                out[best.node] = out.get(best.node, 0) + 1
-        return out
+                counts[best.node] = counts.get(best.node, 0) + 1
+        self.per_node = counts
+
+    def devices_per_node(self) -> dict[str, int]:
+        """node -> devices it holds (safe to call from another thread)."""
+        return dict(self.per_node)
 
     def own_keys(self, node: str) -> dict[str, Record]:
         """device -> this node's record (what the node itself has published)."""
