@@ -49,9 +49,16 @@ class Device:
     requests: list[dict[str, Any]] = field(default_factory=list)
     written: int = 0  # bytes of /big sent so far
     drop_after: int | None = None  # close a connection on its request number N (no answer)
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    def close_idle(self) -> None:
+        """Close every connection (as a server's keep-alive timeout does)."""
+        for w in self.writers:
+            w.close()
 
     async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.writers.append(w)
         leftover = b""
         served = 0
         try:
@@ -462,6 +469,22 @@ def test_pooled_upstream_reused_across_user_connections_and_expired() -> None:
             assert g.dev("dev1").connections == 2
             g.front.drop_device("dev1")  # its session ended: the idle upstream goes too
             assert len(g.front.pool) == 0
+
+    run(main)
+
+
+def test_upstream_closed_while_idle_is_not_reused() -> None:
+    async def main() -> None:
+        async with rig() as g:
+            c = await g.client()
+            assert (await c.get("dev1.gw.test")).status == 200
+            g.dev("dev1").close_idle()  # the device closes its keep-alive connection
+            for _ in range(20):
+                await asyncio.sleep(0.005)  # the event loop sees the FIN of the idle upstream
+            resp = await c.get("dev1.gw.test", "/fresh")
+            assert resp.status == 200 and resp.json()["path"] == "/fresh"
+            assert g.dev("dev1").connections == 2
+            assert g.front.pool.reused == 0  # dropped as stale: no request went to a dead one
 
     run(main)
 

@@ -162,6 +162,52 @@ def test_idle_reader_stops_watching_rather_than_spinning() -> None:
     run(main())
 
 
+def test_recv_some_wait_first_reads_once_after_readiness() -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        conn = Conn(a)
+        task = asyncio.ensure_future(conn.recv_some(wait=True))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        b.send(b"answer")
+        assert await task == b"answer"
+        conn.rbuf += b"kept"  # what a previous read left: no wait at all
+        assert await conn.recv_some(wait=True) == b"kept"
+        conn.close()
+        with pytest.raises(ConnectionResetError):
+            await conn.recv_some(wait=True)
+        b.close()
+
+    run(main())
+
+
+def test_idle_connection_turns_stale_when_its_peer_closes() -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        conn = Conn(a)
+        task = asyncio.ensure_future(conn.recv_some())
+        await asyncio.sleep(0)
+        b.send(b"last answer")
+        # The read that ends an exchange leaves a readiness report behind (the loop saw the
+        # socket readable again before the reader ran); idle() right after it is not fooled.
+        assert await task == b"last answer"
+        conn.idle()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not conn.stale  # a quiet peer: reusable, and still watched
+        b.close()  # the device closes its idle connection
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert conn.stale
+        conn.idle()  # idle() again (a pool taking it back) starts afresh, watching again
+        assert not conn.stale
+        await asyncio.sleep(0.01)
+        assert conn.stale  # still at end of stream
+        conn.close()
+
+    run(main())
+
+
 # ----------------------------------------------------------------------- write
 
 
