@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import statistics
 import time
 from pathlib import Path
@@ -43,6 +44,21 @@ async def routes_everywhere(cl: Cluster, device: str, node: str) -> None:
                 return r is not None and r.node == node
 
             await until(there, 5, f"{name} routes {device} to {node}")
+
+
+async def https_get(cl: Cluster, i: int, device: str) -> bytes:
+    ctx = ssl.create_default_context(cafile=str(cl.pki.dir / "ca.crt"))
+    host = f"{device}.{DOMAIN}"
+    r, w = await asyncio.open_connection(
+        "127.0.0.1", cl.gw(i).addresses["https"][1], ssl=ctx, server_hostname=host
+    )
+    try:
+        w.write(f"GET /s HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = await asyncio.wait_for(r.read(), 5)
+        assert data.startswith(b"HTTP/1.1 200"), data[:100]
+        return data.split(b"\r\n\r\n", 1)[1]
+    finally:
+        w.close()
 
 
 async def connect_echo(cl: Cluster, i: int, device: str, payload: bytes) -> bytes:
@@ -86,6 +102,7 @@ def test_a_user_on_each_node_reaches_a_device_on_each_node(
                     w.close()
                     payload = f"{device} via n{i}".encode()
                     assert await connect_echo(cl, i, device, payload) == payload
+                    assert await https_get(cl, i, device) == f"hello from {device} /s".encode()
             # An unknown device is a 404 from every node, and the entry node alone decides.
             status, _ = await http_get(cl.http_port(1), f"dev4.{DOMAIN}")
             assert status == 404
