@@ -123,7 +123,15 @@ def run(
     agents: int, latency_requests: int, attach_timeout: float, logs: Path | None
 ) -> dict[str, Any]:
     fleets = max(1, min(12, -(-agents // PER_PROCESS)))
-    plan = Plan(3, 3, lease_ttl=10, heartbeat_ms=300, fleets=fleets, etcd_timeout=2.0)
+    plan = Plan(
+        3,
+        3,
+        lease_ttl=10,
+        heartbeat_ms=300,
+        fleets=fleets,
+        etcd_timeout=2.0,
+        etcd_timers=(250, 2500),
+    )
     out: dict[str, Any] = {"agents": agents, "nodes": 3, "etcd_members": 3}
     with MultiLab.create(plan, prefix="hgs") as ml:
         ml.start_etcd()

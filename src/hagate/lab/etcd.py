@@ -44,8 +44,16 @@ def binary() -> str:
     return path
 
 
-def argv(member: Member, cluster: list[Member], data_dir: Path, token: str) -> list[str]:
-    """One member of ``cluster``, fast timers (a lab's links have sub-ms RTT)."""
+def argv(
+    member: Member,
+    cluster: list[Member],
+    data_dir: Path,
+    token: str,
+    heartbeat_ms: int = 50,
+    election_ms: int = 500,
+) -> list[str]:
+    """One member of ``cluster``; fast timers by default (a lab's links have sub-ms RTT; a
+    loaded machine wants etcd's own 100/1000 or more, or leaders change under load)."""
     initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster)
     return [
         binary(),
@@ -68,9 +76,9 @@ def argv(member: Member, cluster: list[Member], data_dir: Path, token: str) -> l
         "--initial-cluster-token",
         token,
         "--heartbeat-interval",
-        "50",
+        str(heartbeat_ms),
         "--election-timeout",
-        "500",
+        str(election_ms),
         "--log-level",
         "warn",
         "--logger",

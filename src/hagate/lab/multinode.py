@@ -44,6 +44,7 @@ class Plan:
     dead_after_ms: int = 3000
     fleets: int = 0  # extra device namespaces f0, f1, ... for many-agent benches
     etcd_timeout: float = 0.5  # s per etcd request (fast detection; a loaded bench wants more)
+    etcd_timers: tuple[int, int] = (50, 500)  # etcd heartbeat and election, ms
 
     def node_ip(self, i: int) -> str:
         return f"{SUBNET}.{5 * i}"
@@ -199,7 +200,7 @@ class MultiLab:
         for m in members if k is None else [members[k - 1]]:
             n = int(m.name[1:])
             data = self.work / f"etcd-{m.name}"
-            argv = etcdproc.argv(m, members, data, f"{self.lab.name}-etcd")
+            argv = etcdproc.argv(m, members, data, f"{self.lab.name}-etcd", *self.plan.etcd_timers)
             with open(self.work / f"{m.name}.log", "ab") as log:
                 self.etcd_procs[n] = self.node(m.name).spawn(argv, stdout=log, stderr=log)
         if wait:
