@@ -246,3 +246,34 @@ def test_spare_peer_connections_are_used_and_a_dead_one_is_replaced(
             assert n2.client.counts["spare_dead"] == 1
 
     run(main())
+
+
+def test_a_revoked_node_is_neither_dialled_nor_served(tmp_path: Path, etcd: EtcdServer) -> None:
+    from hagate.pki.ca import Role, revoke
+
+    pki = cluster_pki(tmp_path / "pki", 2)
+
+    async def main() -> None:
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            running_cluster(pki, etcd.endpoint, nodes=2) as cl,
+        ):
+            web, port = await http_service("dev1")
+            stack.callback(web.close)
+            await stack.enter_async_context(
+                running_agent(agent_config(pki, "dev1", cl.tunnel_port(1), http=port))
+            )
+            await routes_everywhere(cl, "dev1", "n1")
+            assert (await http_get(cl.http_port(2), "dev1." + DOMAIN))[0] == 200
+            serial = revoke(pki.dir, "n1", Role.NODE)
+            await until(lambda: serial in cl.gw(2).revoked, 10, "n2 loaded the CRL")
+            for front in cl.gw(2).fronts:
+                front.drop_device("dev1")
+            n2 = cl.gw(2).cluster
+            assert n2 is not None
+            n2.client.forget("n1")
+            status, body = await http_get(cl.http_port(2), "dev1." + DOMAIN)
+            assert status == 502, body
+            assert (await http_get(cl.http_port(1), "dev1." + DOMAIN))[0] == 200  # n1 itself
+
+    run(main())

@@ -47,7 +47,9 @@ class ClusterNode:
         except ValueError as exc:
             raise ValueError(f"[cluster] node certificate: {exc}") from None
         self.server = PeerServer(gw, sctx)
-        self.client = PeerClient(self.node, cctx, gw.backend, self._peer_error)
+        self.client = PeerClient(
+            self.node, cctx, gw.backend, self._peer_error, revoked=lambda: gw.revoked
+        )
         self._last_peer_error = 0.0
 
     async def start(self) -> None:

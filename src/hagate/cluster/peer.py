@@ -153,8 +153,10 @@ class PeerClient:
         backend: Backend,
         on_error: Callable[[str], None],
         spares: int = 2,
+        revoked: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         self.node = node
+        self.revoked = revoked  # the CRL's serials now: a revoked node is not dialled
         self.ctx = ctx
         self.backend = backend
         self.on_error = on_error
@@ -193,6 +195,8 @@ class PeerClient:
             ident = peer_identity(ssock)
             if ident is None or ident.role is not Role.NODE or ident.name != peer:
                 raise StreamError(502, "peer_refused", f"node {peer}: not its node certificate")
+            if ident.serial in self.revoked():
+                raise StreamError(502, "peer_refused", f"node {peer}: certificate revoked")
         except BaseException:
             conn.close()
             raise
