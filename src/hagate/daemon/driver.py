@@ -29,7 +29,7 @@ from typing import Any
 
 from hagate.config import Impact, Severity, load
 from hagate.config import model as cfg
-from hagate.daemon import monitor, vmac
+from hagate.daemon import vmac
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import (
     AddressGone,
@@ -81,8 +81,9 @@ class Options:
     tmp_dir: Path | None = None  # keepalived.data/.stats/.json; None: $TMPDIR or /tmp
 
 
-# keepalived's monitoring signals -> which file they write (hagate.daemon.monitor)
-DUMP_SIGNALS = {signal.SIGUSR1: "data", signal.SIGUSR2: "stats", monitor.SIGJSON: "json"}
+# keepalived's monitoring signals -> which file they write (hagate.daemon.monitor, imported
+# when one arrives: nothing of it is on the start path). SIGJSON is SIGRTMIN + 2.
+DUMP_SIGNALS = {signal.SIGUSR1: "data", signal.SIGUSR2: "stats", signal.SIGRTMIN + 2: "json"}
 
 
 def load_config(path: Path) -> cfg.Config:
@@ -580,6 +581,8 @@ class Daemon:
     def write_dump(self, kind: str) -> Path | None:
         """SIGUSR1 / SIGUSR2 / SIGJSON: write keepalived.data / .stats / .json (whole, by
         rename); a failure is logged, the daemon carries on."""
+        from hagate.daemon import monitor
+
         files = monitor.MonitorFiles(self.options.tmp_dir or monitor.default_tmp_dir())
         runtimes = list(self.runtimes.values())
         if kind == "data":

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from hagate.daemon.garp import GarpSender
-from hagate.daemon.monitor import stats_of
 from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
 from hagate.daemon.notify import Notifier
 from hagate.daemon.plan import InstancePlan
@@ -382,6 +381,8 @@ class InstanceRuntime:
     # ---- status -----------------------------------------------------------------------
 
     def snapshot(self, scripts: list[dict[str, object]]) -> dict[str, object]:
+        from hagate.daemon.monitor import stats_of  # not on the start path
+
         m = self.machine
         if m.state is State.MASTER:
             master: str | None = str(self.plan.source)

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hagate.daemon.exporter import metrics_text
-
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
@@ -276,6 +274,8 @@ class MetricsServer:
                 and parts[0] == "GET"
                 and parts[1].split("?")[0] in ("/metrics", "/")
             ):
+                from hagate.daemon.exporter import metrics_text  # at the first scrape
+
                 body = metrics_text(self._snapshot(), prometheus_text).encode()
                 head = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
             else:
