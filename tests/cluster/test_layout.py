@@ -170,3 +170,25 @@ def test_cli_status_json(
 
 def load_layout_text(text: str) -> Layout:
     return parse_layout(tomllib.loads(text))
+
+
+def test_several_vips_per_node_spread_a_dead_nodes_load(tmp_path: Path) -> None:
+    nodes = "".join(
+        f'[[node]]\nname = "n{i}"\naddress = "10.3.0.{i}"\n'
+        f'vips = ["10.3.1.{i}", "10.3.2.{i}", "10.3.3.{i}"]\n'
+        for i in range(1, 5)
+    )
+    layout = load_layout_text(nodes)
+    assert len(layout.vips()) == 12
+    alive = {"n1", "n2", "n3", "n4"}
+    assert [layout.master_of(j, alive) for j in range(12)] == ["n1", "n2", "n3", "n4"] * 3
+    after = [layout.master_of(j, alive - {"n1"}) for j in range(12)]
+    takers = [after[j] for j, inst in enumerate(layout.instances()) if inst.owner == 0]
+    assert sorted(str(t) for t in takers) == ["n2", "n3", "n4"]  # one each, not all onto n2
+    desc = tmp_path / "cluster.toml"
+    desc.write_text(nodes)
+    assert main(["cluster", "keepalived", str(desc), "-o", str(tmp_path / "out")]) == 0
+    files = sorted((tmp_path / "out").glob("*.conf"))
+    report = check([str(f) for f in files], check_files=False)
+    assert not [f for f in report.findings if f.severity.name == "ERROR"]
+    assert files[0].read_text().count("state MASTER") == 3

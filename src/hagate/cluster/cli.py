@@ -47,7 +47,7 @@ def _keepalived(args: argparse.Namespace) -> int:
     for i, path in enumerate(write_all(layout, args.out)):
         node = layout.nodes[i]
         ladder = ", ".join(
-            f"{layout.nodes[j].vip}={layout.priority(i, j)}" for j in range(len(layout.nodes))
+            f"{inst.vip}={layout.priority(i, j)}" for j, inst in enumerate(layout.instances())
         )
         print(f"{path}: {node.name} ({node.address}) priorities {ladder}")
     return 0

@@ -14,12 +14,14 @@ The description (``cluster.toml``)::
     [[node]]
     name = "node-1"
     address = "10.1.1.5"        # unicast source; every other node's address is a peer
-    vip = "10.1.1.101"
+    vip = "10.1.1.101"          # or vips = ["10.1.1.101", "10.1.1.111", ...]
 
-Priorities: on VIP j, node i has ``TOP - ((i - j) mod N) * step``: its owner first, then the
-next nodes in ring order, so the VIPs of a dead node spread over the survivors one each (not
-all onto one). A failing check lowers a node by more than the whole ladder, so any healthy
-node beats it. Pure: strings in, strings out.
+Priorities: a VIP's owner first, then the other nodes in ring order (node i+1, i+2, ...); the
+m-th VIP of a node starts that ring m places further on, so a node with k VIPs hands them to k
+different survivors when it dies (+1/k of its load each, not all of it onto its ring
+successor). On VIP j of one VIP per node, node i has ``TOP - ((i - j) mod N) * step``. A
+failing check lowers a node by more than the whole ladder, so any healthy node beats it.
+Pure: strings in, strings out.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class NodeSpec:
     name: str
     address: str
     vip: str
+    more_vips: tuple[str, ...] = ()
+
+    @property
+    def vips(self) -> tuple[str, ...]:
+        return (self.vip, *self.more_vips)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One vrrp_instance: the ``rank``-th VIP of node ``owner``."""
+
+    owner: int
+    rank: int
+    vip: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +77,26 @@ class Layout:
     def step(self) -> int:
         return max(1, min(10, (TOP - 10) // max(1, len(self.nodes))))
 
-    def priority(self, node: int, vip: int) -> int:
+    def instances(self) -> list[Instance]:
+        """Every VIP: first each node's first VIP (in node order), then each one's second..."""
+        most = max(len(n.vips) for n in self.nodes)
+        return [
+            Instance(i, m, n.vips[m])
+            for m in range(most)
+            for i, n in enumerate(self.nodes)
+            if m < len(n.vips)
+        ]
+
+    def ladder(self, vip: int) -> list[int]:
+        """Node indices in falling priority on VIP ``vip`` (an index into instances())."""
+        inst = self.instances()[vip]
         n = len(self.nodes)
-        return TOP - ((node - vip) % n) * self.step
+        others = [(inst.owner + 1 + t) % n for t in range(n - 1)]
+        turn = inst.rank % max(1, n - 1)
+        return [inst.owner, *others[turn:], *others[:turn]]
+
+    def priority(self, node: int, vip: int) -> int:
+        return TOP - self.ladder(vip).index(node) * self.step
 
     @property
     def check_weight(self) -> int:
@@ -71,14 +104,15 @@ class Layout:
         return -min(253, self.step * len(self.nodes) + 1)
 
     def vips(self) -> list[str]:
-        return [n.vip for n in self.nodes]
+        return [inst.vip for inst in self.instances()]
 
     def master_of(self, vip: int, alive: set[str]) -> str | None:
         """Who holds VIP ``vip`` when exactly the nodes in ``alive`` run (checks passing)."""
         live = [i for i, n in enumerate(self.nodes) if n.name in alive]
         if not live:
             return None
-        return self.nodes[max(live, key=lambda i: self.priority(i, vip))].name
+        ladder = self.ladder(vip)
+        return self.nodes[min(live, key=ladder.index)].name
 
 
 def vip_for(device: str, vips: list[str]) -> str:
@@ -123,24 +157,30 @@ def parse_layout(data: dict[str, Any], name: str = "cluster.toml") -> Layout:
     nodes: list[NodeSpec] = []
     for k, raw in enumerate(raw_nodes, 1):
         w = f"{name}: node {k}: "
-        if not isinstance(raw, dict) or set(raw) - {"name", "address", "vip"}:
-            raise LayoutError(f"{w}expected name, address and vip only")
+        if not isinstance(raw, dict) or set(raw) - {"name", "address", "vip", "vips"}:
+            raise LayoutError(f"{w}expected name, address and vip (or vips) only")
+        listed = raw.get("vips")
+        if listed is not None:
+            if "vip" in raw or not isinstance(listed, list) or not listed:
+                raise LayoutError(f"{w}vips: a non-empty list of addresses, instead of vip")
+            raw = {**raw, "vip": listed[0]}
         values = [raw.get(key) for key in ("name", "address", "vip")]
         if not all(isinstance(v, str) and v for v in values):
             raise LayoutError(f"{w}name, address and vip are required strings")
         nname, address, vip = (str(v) for v in values)
         if not _NAME.match(nname):
             raise LayoutError(f"{w}name {nname!r}: a-z, 0-9 and '-', at most 32")
-        for label, text in (("address", address), ("vip", vip)):
+        more = [str(v) for v in (listed or [])[1:]]
+        for label, text in (("address", address), ("vip", vip), *(("vips", v) for v in more)):
             try:
                 ipaddress.IPv4Address(text)
             except ValueError:
                 raise LayoutError(f"{w}{label} {text!r} is not an IPv4 address") from None
-        nodes.append(NodeSpec(nname, address, vip))
+        nodes.append(NodeSpec(nname, address, vip, tuple(more)))
     checks: tuple[tuple[str, list[str]], ...] = (
         ("name", [n.name for n in nodes]),
         ("address", [n.address for n in nodes]),
-        ("vip", [n.vip for n in nodes] + [n.address for n in nodes]),
+        ("vip", [v for n in nodes for v in n.vips] + [n.address for n in nodes]),
     )
     for label, used in checks:
         dup = {v for v in used if used.count(v) > 1}
@@ -156,8 +196,9 @@ def parse_layout(data: dict[str, Any], name: str = "cluster.toml") -> Layout:
         raise LayoutError(f"{name}: interface: an interface name, got {interface!r}")
     if not isinstance(prefix, int) or not 1 <= prefix <= 32:
         raise LayoutError(f"{name}: prefix: 1 to 32, got {prefix!r}")
-    if not isinstance(vrid_base, int) or not 1 <= vrid_base <= 256 - len(nodes):
-        raise LayoutError(f"{name}: vrid_base: 1 to {256 - len(nodes)} for {len(nodes)} VIPs")
+    count = sum(len(n.vips) for n in nodes)
+    if not isinstance(vrid_base, int) or not 1 <= vrid_base <= 256 - count:
+        raise LayoutError(f"{name}: vrid_base: 1 to {256 - count} for {count} VIPs")
     if not isinstance(advert, int | float) or isinstance(advert, bool) or not 0 < advert <= 255:
         raise LayoutError(f"{name}: advert_int: seconds, 0 < advert_int <= 255")
     if not isinstance(auth, str) or (auth and not _PASS.match(auth)):
@@ -203,11 +244,12 @@ def keepalived_conf(layout: Layout, node: int) -> str:
             "",
         ]
     advert = f"{layout.advert_int:g}"
-    for j, owner in enumerate(layout.nodes):
+    for j, inst in enumerate(layout.instances()):
+        owner = layout.nodes[inst.owner]
         lines += [
             f"vrrp_instance VI_{j + 1} {{",
-            f"    # VIP of {owner.name}",
-            f"    state {'MASTER' if j == node else 'BACKUP'}",
+            f"    # VIP {inst.rank + 1} of {owner.name}",
+            f"    state {'MASTER' if inst.owner == node else 'BACKUP'}",
             f"    interface {layout.interface}",
             f"    virtual_router_id {layout.vrid_base + j}",
             f"    priority {layout.priority(node, j)}",
@@ -224,7 +266,7 @@ def keepalived_conf(layout: Layout, node: int) -> str:
                 f"        auth_pass {layout.auth_pass}",
                 "    }",
             ]
-        lines += ["    virtual_ipaddress {", f"        {owner.vip}/{layout.prefix}", "    }"]
+        lines += ["    virtual_ipaddress {", f"        {inst.vip}/{layout.prefix}", "    }"]
         if layout.check:
             lines += ["    track_script {", "        chk_gateway", "    }"]
         lines += ["}", ""]

@@ -63,11 +63,11 @@ async def gather(
         alive = set(table.nodes)
         out["vips"] = [
             {
-                "vip": spec.vip,
-                "owner": spec.name,
+                "vip": inst.vip,
+                "owner": layout.nodes[inst.owner].name,
                 "master": layout.master_of(j, alive) if not error else None,
             }
-            for j, spec in enumerate(layout.nodes)
+            for j, inst in enumerate(layout.instances())
         ]
     return out
 
