@@ -1,17 +1,30 @@
 """Admission: accepting connections and bounding TLS handshakes so a flood cannot deny service.
 
-Three budgets, each against a different attack:
+Three budgets, each against a different attack, and one rule for a storm of honest clients:
 
 * **in progress, globally** (``max_total``): bounds the memory a handshake flood can take.
-  When it is full a new handshake is still admitted and the *oldest incomplete* one is
-  evicted, so clients that never finish their handshake cannot hold the door shut: a fresh
-  legitimate handshake completes in milliseconds, long before 2,048 newer ones push it out;
-* **in progress, per address** (``max_per_address``): one address cannot take every slot;
-  beyond it a connection is closed at once (it redials);
+  When it is full, the oldest incomplete handshake *stalled before its client said hello*
+  (or stalled after it for ``stall_grace``) is evicted to admit the newcomer, so clients
+  that never finish cannot hold the door shut. A handshake that waits for *our* CPU
+  (queued in the budget below), or whose client answered and is only slow, is not evicted:
+  that throws away work done or about to be done, and in a reconnection storm of 10,000
+  agents the oldest handshakes are exactly the ones next in line (evicting them made the
+  storm a livelock: everybody redialled, few finished). Without a victim the newcomer is
+  *parked*: held as a bare socket, no TLS state, until a slot frees;
+* **in progress, per address** (``max_per_address``): one address cannot take every slot.
+  Beyond it, a connection from an address whose handshakes all wait for clients that never
+  said hello is closed at once (slow or hostile: it redials); one from an address with real
+  clients (the devices of a site behind one NAT address, a fleet in one namespace) is
+  parked instead of reset (a reset costs the client a new connection, its TLS work and a
+  back-off);
 * **CPU per event-loop turn** (:class:`FairBudget`): at most ``per_turn`` handshake steps
   (~1.5 ms each with OpenSSL 3) run per loop turn, taken round-robin over client addresses,
   so ten flooding addresses get ten shares and a device or user on its own address one share
   of its own, instead of waiting behind the whole flood; pings and streams keep flowing.
+
+Parked connections are bounded too (``max_parked``; beyond it a newcomer is refused) and are
+started round-robin over addresses, oldest first within one, as slots free. Every decision
+looks at no more than ``SCAN`` handshakes: the cost per connection stays constant in a storm.
 """
 
 from __future__ import annotations
@@ -19,9 +32,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 log = logging.getLogger("hagate.gateway")
@@ -93,46 +109,232 @@ class _PeerBudget:
 
 @dataclass(eq=False, slots=True)
 class Ticket:
-    """One handshake in progress; ``close`` is how eviction ends it."""
+    """One handshake in progress; ``close`` is how eviction ends it.
+
+    ``on_peer``: the handshake waits for its client (not queued for our CPU), since
+    ``since``; set by the budget wrapper from :meth:`paced`, which every step goes through.
+    """
 
     peer: str
     close: Callable[[], None]
+    admission: Admission | None = None
     done: bool = False
+    on_peer: bool = True
+    since: float = 0.0
+    tls: ssl.SSLSocket | None = None
+
+    def paced(self, budget: FairBudget, tls: ssl.SSLSocket | None = None) -> _TicketBudget:
+        """The budget for ``Conn.handshake``, telling the admission where this one waits."""
+        self.tls = tls
+        return _TicketBudget(budget, self)
+
+    def progressed(self) -> bool:
+        """The client's hello came and we answered it (a cipher is chosen): a client that
+        is slow (or far) is still a client, unlike a connection that never said hello."""
+        return self.tls is not None and self.tls.cipher() is not None
+
+
+@dataclass(slots=True)
+class _TicketBudget:
+    budget: FairBudget
+    ticket: Ticket
+
+    async def acquire(self) -> None:
+        t, adm = self.ticket, self.ticket.admission
+        if adm is not None and not t.done:
+            adm.queued(t)
+        try:
+            await self.budget.acquire(t.peer)
+        finally:
+            if adm is not None and not t.done:
+                adm.on_peer(t)  # the step runs now, then the handshake waits for its client
+
+
+@dataclass(eq=False, slots=True)
+class _Parked:
+    peer: str
+    future: asyncio.Future[Ticket | None]
+    close: Callable[[], None]
+
+
+SCAN = 16  # stalled handshakes looked at per decision (bounded work per connection)
 
 
 @dataclass
 class Admission:
     max_total: int = 2048
     max_per_address: int = 256
+    max_parked: int = 16384
+    stall_grace: float = 2.0  # a client that answered hello may stall this long when full
     inflight: OrderedDict[int, Ticket] = field(default_factory=OrderedDict)
     per_address: Counter[str] = field(default_factory=Counter)
+    # tickets waiting for their client, oldest first (all, and per address); the others
+    # wait in the budget for our CPU (counted per address in busy_of)
+    stalled: OrderedDict[int, Ticket] = field(default_factory=OrderedDict)
+    stalled_of: dict[str, OrderedDict[int, Ticket]] = field(default_factory=dict)
+    busy_of: Counter[str] = field(default_factory=Counter)
+    parked: OrderedDict[str, deque[_Parked]] = field(default_factory=OrderedDict)
+    parked_now: int = 0
     evicted: int = 0
     refused: int = 0
+    parked_total: int = 0
 
-    def admit(self, peer: str, close: Callable[[], None]) -> Ticket | None:
-        """A ticket for a new handshake, or None (this address has too many in progress)."""
+    async def enter(self, peer: str, close: Callable[[], None]) -> Ticket | None:
+        """A ticket for a new handshake; parked while that is a storm, not a flood.
+
+        At the address's cap: refused (None, counted) when every handshake of that address
+        waits for a client that never said hello (slow or hostile: it redials), else parked
+        (its clients are real, only waiting for our CPU or slow). Every slot taken: the
+        oldest handshake stalled before hello (or stalled after it for ``stall_grace``) is
+        evicted, else the newcomer is parked.
+        """
         if self.per_address[peer] >= self.max_per_address:
-            self.refused += 1
-            return None
-        while len(self.inflight) >= self.max_total:
-            _, oldest = self.inflight.popitem(last=False)
-            self._forget(oldest)
-            self.evicted += 1
-            oldest.close()
-        ticket = Ticket(peer, close)
-        self.inflight[id(ticket)] = ticket
+            if not self.busy_of[peer] and not self._answered(peer):
+                self.refused += 1
+                return None
+            return await self._park(peer, close)
+        if len(self.inflight) >= self.max_total:
+            victim = self._victim(time.monotonic())
+            if victim is None:
+                return await self._park(peer, close)
+            self._evict(victim)
+        return self._admit(peer, close)
+
+    def _answered(self, peer: str) -> bool:
+        """Whether one of the newest stalled handshakes of ``peer`` got past hello."""
+        mine = self.stalled_of.get(peer)
+        if not mine:
+            return False
+        return any(t.progressed() for t in islice(reversed(mine.values()), SCAN))
+
+    def _victim(self, now: float) -> Ticket | None:
+        """The oldest stalled handshake without a hello, or one stalled past the grace."""
+        oldest: Ticket | None = None
+        for t in islice(self.stalled.values(), SCAN):
+            oldest = oldest or t
+            if not t.progressed():
+                return t
+        if oldest is not None and now - oldest.since >= self.stall_grace:
+            return oldest
+        return None
+
+    def _evict(self, ticket: Ticket) -> None:
+        self._forget(ticket)
+        self.evicted += 1
+        ticket.close()
+
+    def _admit(self, peer: str, close: Callable[[], None]) -> Ticket:
+        ticket = Ticket(peer, close, self, since=time.monotonic())
+        key = id(ticket)
+        self.inflight[key] = ticket
+        self._stall(ticket)
         self.per_address[peer] += 1
         return ticket
+
+    def _stall(self, ticket: Ticket) -> None:
+        key = id(ticket)
+        self.stalled[key] = ticket
+        mine = self.stalled_of.get(ticket.peer)
+        if mine is None:
+            mine = self.stalled_of[ticket.peer] = OrderedDict()
+        mine[key] = ticket
+
+    def _unstall(self, ticket: Ticket) -> None:
+        key = id(ticket)
+        if self.stalled.pop(key, None) is not None:
+            mine = self.stalled_of[ticket.peer]
+            del mine[key]
+            if not mine:
+                del self.stalled_of[ticket.peer]
+
+    async def _park(self, peer: str, close: Callable[[], None]) -> Ticket | None:
+        if self.parked_now >= self.max_parked:
+            self.refused += 1
+            return None
+        fut: asyncio.Future[Ticket | None] = asyncio.get_running_loop().create_future()
+        entry = _Parked(peer, fut, close)
+        queue = self.parked.get(peer)
+        if queue is None:
+            queue = self.parked[peer] = deque()
+        queue.append(entry)
+        self.parked_now += 1
+        self.parked_total += 1
+        try:
+            return await fut
+        except asyncio.CancelledError:  # the gateway stops: leave the queue, or the slot
+            if fut.done() and not fut.cancelled() and (ticket := fut.result()) is not None:
+                self.release(ticket)
+            else:
+                self._unpark(entry)
+            raise
+
+    def _unpark(self, entry: _Parked) -> None:
+        queue = self.parked.get(entry.peer)
+        if queue is not None and entry in queue:
+            queue.remove(entry)
+            self.parked_now -= 1
+            if not queue:
+                del self.parked[entry.peer]
+
+    def queued(self, ticket: Ticket) -> None:
+        """``ticket`` waits in the budget: for our CPU, not for its client."""
+        if ticket.on_peer:
+            ticket.on_peer = False
+            self._unstall(ticket)
+            self.busy_of[ticket.peer] += 1
+
+    def on_peer(self, ticket: Ticket) -> None:
+        """``ticket`` got its turn; after the step it waits for its client again."""
+        if not ticket.on_peer:
+            ticket.on_peer = True
+            ticket.since = time.monotonic()
+            self._stall(ticket)
+            self._not_busy(ticket.peer)
 
     def release(self, ticket: Ticket) -> None:
         if self.inflight.pop(id(ticket), None) is not None:
             self._forget(ticket)
+        self._wake()
+
+    def _not_busy(self, peer: str) -> None:
+        self.busy_of[peer] -= 1
+        if self.busy_of[peer] <= 0:
+            del self.busy_of[peer]
 
     def _forget(self, ticket: Ticket) -> None:
         ticket.done = True
+        ticket.tls = None
+        self.inflight.pop(id(ticket), None)
+        self._unstall(ticket)
+        if not ticket.on_peer:
+            ticket.on_peer = True
+            self._not_busy(ticket.peer)
         self.per_address[ticket.peer] -= 1
         if self.per_address[ticket.peer] <= 0:
             del self.per_address[ticket.peer]
+
+    def _wake(self) -> None:
+        """Start parked connections, round-robin over addresses, while slots are free."""
+        parked = self.parked
+        skipped = 0
+        while parked and len(self.inflight) < self.max_total and skipped < len(parked):
+            peer, queue = next(iter(parked.items()))
+            if self.per_address[peer] >= self.max_per_address:
+                parked.move_to_end(peer)
+                skipped += 1
+                continue
+            entry = queue.popleft()
+            self.parked_now -= 1
+            if queue:
+                parked.move_to_end(peer)
+            else:
+                del parked[peer]
+            skipped = 0
+            if not entry.future.done():
+                entry.future.set_result(self._admit(peer, entry.close))
+
+    def parked_count(self) -> int:
+        return self.parked_now
 
 
 class Acceptor:

@@ -22,6 +22,11 @@ class Metrics:
     # (device, result): result is allowed, denied or cut (revoked / no longer allowed)
     access: Counter[tuple[str, str]] = field(default_factory=Counter)
     handshakes_evicted: int = 0
+    # TLS handshakes completed on the tunnel port: [0] full, [1] resumed (a session ticket);
+    # the tunnel front adds to this list directly
+    tunnel_handshakes: list[int] = field(default_factory=lambda: [0, 0])
+    handshakes_parked: int = 0  # connections held until a handshake slot freed (a storm)
+    handshakes_refused: int = 0  # closed at once: their address's handshakes all stalled
 
     def render(self, live_bytes: tuple[int, int] | None = None) -> str:
         """Prometheus text; ``live_bytes`` counts streams still running too."""
@@ -98,6 +103,25 @@ class Metrics:
             "counter",
             "Incomplete TLS handshakes closed to admit newer ones (a flood, or a slow client).",
             [("", self.handshakes_evicted)],
+        )
+        full, resumed = self.tunnel_handshakes
+        metric(
+            "tunnel_handshakes_total",
+            "counter",
+            "TLS handshakes completed on the tunnel port, full or resumed from a ticket.",
+            [('{kind="full"}', full), ('{kind="resumed"}', resumed)],
+        )
+        metric(
+            "handshakes_parked_total",
+            "counter",
+            "Connections held, not reset, until a handshake slot freed (a reconnection storm).",
+            [("", self.handshakes_parked)],
+        )
+        metric(
+            "handshakes_refused_total",
+            "counter",
+            "Connections closed at once: their address was at its cap, its handshakes stalled.",
+            [("", self.handshakes_refused)],
         )
         return "\n".join(lines) + "\n"
 

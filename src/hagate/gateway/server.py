@@ -30,7 +30,7 @@ from hagate.gateway.metrics import Metrics
 from hagate.gateway.protocol import ServiceKind, encode, read_message
 from hagate.gateway.ratelimit import RateLimiter
 from hagate.gateway.revocation import Revocation
-from hagate.gateway.session import Session, StreamError
+from hagate.gateway.session import Session, StreamError, offline_default_service
 from hagate.gateway.streams import Lease, Limits, StreamTable, principal_key
 from hagate.gateway.tcp_front import TcpFront
 from hagate.gateway.tunnel_front import TunnelFront
@@ -222,7 +222,7 @@ class Gateway:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-        ticket = self.admission.admit(client[0], evict)
+        ticket = await self.admission.enter(client[0], evict)  # may park (a storm)
         if ticket is None:
             self.metrics.auth_failures["busy"] += 1
             sock.close()
@@ -238,7 +238,7 @@ class Gateway:
             holder.append(conn)
             try:
                 await asyncio.wait_for(
-                    conn.handshake(self.budget.for_peer(client[0])),
+                    conn.handshake(ticket.paced(self.budget, ssock)),
                     self.cfg.handshake_timeout,
                 )
             except ssl.SSLError as exc:
@@ -287,6 +287,8 @@ class Gateway:
         self.metrics.agents_connected = len(self.sessions)
         self.metrics.streams_open = len(self.streams)
         self.metrics.handshakes_evicted = self.admission.evicted
+        self.metrics.handshakes_parked = self.admission.parked_total
+        self.metrics.handshakes_refused = self.admission.refused
         for front in self.fronts:  # answers the HTTP fronts made themselves
             self.metrics.http_responses.update(front.responses)
             front.responses.clear()
@@ -370,7 +372,9 @@ class Gateway:
         """The name the policy sees: ``None`` (a device's default web UI) resolved if online."""
         if service is None:
             session = self.located(device)
-            svc = session.service(None) if session is not None else None
+            if session is None:  # offline: the name the policy gives its web UI, if any
+                return offline_default_service(self.policy.data, device) or "http"
+            svc = session.service(None)
             return svc.name if svc is not None else "http"
         return service
 

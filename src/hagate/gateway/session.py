@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
+import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
 from hagate.net.conn import Conn
 from hagate.net.tls import Identity
+from hagate.policy import RouteKind
+from hagate.policy.model import PolicyData
 from hagate.tunnel.wire import Open, ServiceKind, ServiceSpec, encode
 
 if TYPE_CHECKING:
@@ -33,6 +37,7 @@ class Session:
         "conn",
         "device",
         "identity",
+        "local",
         "max_pool",
         "pool",
         "services",
@@ -54,6 +59,7 @@ class Session:
         self.max_pool = max_pool
         self.closed = False
         self.tc: TunnelConnection | None = None  # the control connection's protocol state
+        self.local = local_address(conn)  # the address the agent dialled (the VIP), or ""
 
     def service(self, name: str | None, kind: ServiceKind | None = None) -> ServiceSpec | None:
         """By name; a number matches a target port; None means the default HTTP service."""
@@ -121,3 +127,53 @@ class Session:
             if not fut.done():
                 fut.set_exception(StreamError(502, "offline", f"device {self.device} went away"))
         self.waiters.clear()
+
+
+def local_address(conn: Conn) -> str:
+    """The IP address ``conn`` was accepted on ("" for a non-IP socket, e.g. in tests)."""
+    try:
+        if conn.sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return ""
+        return str(conn.sock.getsockname()[0])
+    except (OSError, AttributeError):
+        return ""
+
+
+def address_is_local(address: str) -> bool:
+    """Whether this host still has ``address`` (a VIP the node may have lost).
+
+    A bind to an address the host lacks fails with EADDRNOTAVAIL; the kernel keeps
+    established connections to a removed address, so this is how a node that lost the VIP
+    learns that its agents' sessions are stale. Any other error (or a host that allows
+    non-local binds) counts as local: a wrong "gone" would drop live sessions.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError as exc:
+        return exc.errno != errno.EADDRNOTAVAIL
+    return True
+
+
+def offline_default_service(data: PolicyData, device: str) -> str | None:
+    """The name an offline device's default (web UI) service is given by the policy.
+
+    A connected device says which of its services is the default one; an offline one
+    cannot, and the guess "http" turned a request allowed by a rule such as
+    ``services = ["web"]`` into a policy 403 instead of "device not connected". The first
+    literal service name of a web rule for the device is the best name the gateway has;
+    the policy still decides (for the asking client), and the choice depends only on the
+    policy and the name asked for, never on whether such a device exists, so a client the
+    policy refuses learns nothing about which device names exist.
+    """
+    for rule in data.rules:
+        if not rule.routes & _WEB or not any(p.fullmatch(device) for p in rule.devices):
+            continue
+        for text in rule.service_text:
+            if not any(c in text for c in "*?[") and text:
+                return text
+    return None
+
+
+_WEB = frozenset({RouteKind.HTTP, RouteKind.HTTPS})

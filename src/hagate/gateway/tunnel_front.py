@@ -15,7 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from hagate.gateway.session import Session, StreamError
+from hagate.gateway.session import Session, StreamError, address_is_local
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
 from hagate.net.tls import Identity, peer_identity, session_expired
 from hagate.pki.ca import Role
@@ -66,7 +66,9 @@ class TunnelFront:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.registry = SessionRegistry()
-        self.handshakes = [0, 0]  # [full, resumed] TLS handshakes on the tunnel port
+        # [full, resumed] TLS handshakes on the tunnel port (in the metrics too)
+        self.handshakes = gw.metrics.tunnel_handshakes
+        self.stale_dropped = 0  # sessions ended because their VIP left this node
 
     async def on_connection(self, sock: Any, client: tuple[str, int]) -> None:
         gw = self.gw
@@ -233,10 +235,17 @@ class TunnelFront:
                     if session.pool:
                         session.expire_pool(now - gw.cfg.pool_idle)
             sessions = list(gw.sessions.values())
+            gone = self._lost_addresses(sessions)
             for i, session in enumerate(sessions):
                 if i and i % 2000 == 0:
                     await asyncio.sleep(0)  # let other work in between: no long stalls
-                if len(session.conn.wbuf) > MAX_PING_BACKLOG:
+                if gone and session.local in gone:
+                    # This node lost the address the agent dialled (the VIP moved away):
+                    # the agent is reconnecting to the new holder; drop the stale session
+                    # now so no user is routed to it here, instead of after dead_after.
+                    self.stale_dropped += 1
+                    gw.end_session(session)
+                elif len(session.conn.wbuf) > MAX_PING_BACKLOG:
                     gw.end_session(session)
                 elif not session.closed:
                     # One shared line for all (no per-session encode); the core's own
@@ -244,6 +253,11 @@ class TunnelFront:
                     session.conn.write(ping)
                 if session.conn.closed:
                     gw.end_session(session)
+
+    def _lost_addresses(self, sessions: list[Session]) -> set[str]:
+        """Addresses agents dialled that this host no longer has (one bind per address)."""
+        addresses = {s.local for s in sessions if s.local}
+        return {a for a in addresses if not address_is_local(a)}
 
     # ------------------------------------------------------------ connect
 
