@@ -212,8 +212,9 @@ class Agent:
 
     async def _session(self) -> None:
         self._established = False
+        self._reached = False  # set once a gateway answers the SYN (see redial's `busy`)
         # The last session's ticket: a resumed handshake on either node (docs/tls.md).
-        conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend)
+        conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend, self._hit)
         try:
             await self._serve(conn)
         finally:

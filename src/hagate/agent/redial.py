@@ -65,7 +65,7 @@ class Steady:
     period: float = 0.25
     young: float = 15.0
     max_delay: float = 30.0
-    busy_base: float = 1.0
+    busy_base: float = 0.5
 
     def __post_init__(self) -> None:
         if not (self.first >= 0 and 0 < self.period <= self.max_delay and self.young >= 0):
