@@ -51,6 +51,10 @@ COLUMNS = [
     ("handshakes_peak_per_s", "hs/s pk", "{:.0f}"),
     ("handshakes_mean_per_s", "hs/s avg", "{:.0f}"),
     ("gateway_cpu_pct", "gw CPU%", "{:.0f}"),
+    ("agents_cpu_pct", "agents CPU%", "{:.0f}"),
+    ("handshakes_full", "full", "{}"),
+    ("handshakes_resumed", "resumed", "{}"),
+    ("handshakes_parked", "parked", "{}"),
 ]
 
 

@@ -210,6 +210,19 @@ class DemoCluster:
                     return None
         return None
 
+    def metrics(self, spec: NodeSpec) -> dict[str, float]:
+        """The gateway's /metrics on ``spec`` as {name{labels}: value} ({} if it is silent)."""
+        text = get_text(self.node(spec), ADMIN_PORT, "/metrics", timeout=0.5)
+        out: dict[str, float] = {}
+        for line in (text or "").splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    continue
+        return out
+
     def agents(self, spec: NodeSpec) -> int:
         data = self.health(spec)
         value = data.get("agents") if data else None

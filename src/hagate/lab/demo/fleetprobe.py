@@ -23,12 +23,21 @@ from typing import TextIO
 EXPECT = b"hello from"
 
 
-async def get_ok(host: str, port: int, vhost: str, timeout: float) -> bool:
-    """One GET: True for a 200 whose body has the device page's greeting."""
+async def get_ok(
+    host: str, port: int, vhost: str, timeout: float, answer_timeout: float = 2.0
+) -> bool:
+    """One GET: True for a 200 whose body has the device page's greeting.
+
+    ``timeout`` bounds the connect (a VIP that has not moved yet answers nothing: retry
+    soon, so the record shows when it moved); once connected, the answer has
+    ``answer_timeout`` (a gateway in the middle of a storm on a loaded machine is slow, not
+    down: a slow 200 is reachable).
+    """
     writer = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
+        async with asyncio.timeout(answer_timeout):
             writer.write(f"GET / HTTP/1.1\r\nHost: {vhost}\r\nConnection: close\r\n\r\n".encode())
             data = await reader.read(-1)
     except (OSError, TimeoutError):
@@ -45,7 +54,7 @@ async def probe_one(
     vhost = f"{args.prefix}{index}.{args.domain}"
     while not stop.is_set():
         start = time.monotonic()
-        ok = await get_ok(args.vip, args.port, vhost, args.timeout)
+        ok = await get_ok(args.vip, args.port, vhost, args.timeout, args.answer_timeout)
         out.append(f"{start:.6f} {time.monotonic():.6f} {index} {int(ok)}\n")
         wait = args.ok_interval if ok else args.fail_interval
         with contextlib.suppress(TimeoutError):
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--indices", required=True, help="comma-separated device indices")
     p.add_argument("--out", required=True)
     p.add_argument("--timeout", type=float, default=0.5)
+    p.add_argument("--answer-timeout", type=float, default=2.0)
     p.add_argument("--fail-interval", type=float, default=0.1)
     p.add_argument("--ok-interval", type=float, default=0.5)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)

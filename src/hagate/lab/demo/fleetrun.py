@@ -58,9 +58,13 @@ class Change:
     vip_s: float | None = None  # VIP added on the new master (None: it did not move)
     storm: Storm | None = None
     cpu_pct: float | None = None  # the new master gateway's CPU from the VIP move to 100 %
+    agents_cpu_pct: float | None = None  # all agent processes together, over the same span
     attached: dict[str, int] = field(default_factory=dict)  # agents per node afterwards
     stale_s: float | None = None  # when the node without the VIP dropped its old sessions
     wrong_node: int = 0  # sampled devices that answered at the node without the VIP
+    # the new master's tunnel handshakes over the storm (its /metrics): full, resumed, and
+    # connections parked (not reset) while every handshake slot of their address was taken
+    handshakes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, object]:
@@ -85,9 +89,14 @@ class Change:
             "handshakes_peak_per_s": r(s.peak_rate) if s else None,
             "handshakes_mean_per_s": r(s.mean_rate()) if s else None,
             "gateway_cpu_pct": r(self.cpu_pct),
+            "agents_cpu_pct": r(self.agents_cpu_pct),
             "attached": self.attached,
             "stale_sessions_gone_s": r(self.stale_s),
             "wrong_node": self.wrong_node,
+            "handshakes_full": self.handshakes.get("full"),
+            "handshakes_resumed": self.handshakes.get("resumed"),
+            "handshakes_parked": self.handshakes.get("parked"),
+            "handshakes_refused": self.handshakes.get("refused"),
             "problems": self.problems,
         }
 
@@ -185,6 +194,16 @@ class FleetRun:
             return self._watch(change, c.other(node), 0.0, expect_move=False)
         return self._watch(Change(self.recipe, "return", node.label, t0), node, cpu0)
 
+    def _counters(self, spec: NodeSpec) -> dict[str, int]:
+        m = self.cluster.metrics(spec)
+        keys = {
+            "full": 'hagate_tunnel_handshakes_total{kind="full"}',
+            "resumed": 'hagate_tunnel_handshakes_total{kind="resumed"}',
+            "parked": "hagate_handshakes_parked_total",
+            "refused": "hagate_handshakes_refused_total",
+        }
+        return {k: int(m[name]) for k, name in keys.items() if name in m}
+
     def _vip_added(self, spec: NodeSpec, after: float) -> float | None:
         vip = ipaddress.ip_address(VIP)
         for e in list(self.cluster.addr_watchers[spec.key].events):
@@ -196,11 +215,15 @@ class FleetRun:
         self, change: Change, new: NodeSpec, cpu0: float, expect_move: bool = True
     ) -> Change:
         n = self.fleet_plan.devices
+        before = self._counters(new)
         timeout = self.mdi + 30 + n / 50
         settle = self.mdi + 2.0  # the sticky return: nothing may move in this long
         t0 = change.t0
         cpu_end: float | None = None
         cpu1 = 0.0
+        pids = self.fleet.agent_pids()
+        agents0, agents1 = sum(map(cpu_seconds, pids)), 0.0
+        vip_seen_at_cpu: float | None = None
         while True:
             now = time.monotonic()
             vip = self._vip_added(new, t0) if expect_move else None
@@ -210,8 +233,11 @@ class FleetRun:
                 done = done and st.unreached == 0 and (st.reach_at(1.0) or 0) > 0
             else:
                 done = now - t0 > settle
+            if vip is not None and vip_seen_at_cpu is None:
+                vip_seen_at_cpu = sum(map(cpu_seconds, pids))  # the storm starts here
             if expect_move and cpu_end is None and len(st.back) >= n:
                 cpu_end, cpu1 = now, cpu_seconds(self.gateway_pid(new))
+                agents1 = sum(map(cpu_seconds, pids))
             if done or now - t0 > timeout:
                 break
             time.sleep(0.2)
@@ -224,6 +250,10 @@ class FleetRun:
                 # from the signal to when we saw the last agent back (within ~0.2 s), over
                 # the storm's span (the new master is idle before the VIP moves)
                 change.cpu_pct = 100 * (cpu1 - cpu0) / max(cpu_end - vip, 0.2)
+                start = vip_seen_at_cpu if vip_seen_at_cpu is not None else agents0
+                change.agents_cpu_pct = 100 * (agents1 - start) / max(cpu_end - vip, 0.2)
+        after = self._counters(new)
+        change.handshakes = {k: v - before.get(k, 0) for k, v in after.items()}
         self._check(change, new, expect_move)
         self.changes.append(change)
         return change
