@@ -9,6 +9,11 @@ through the gateway's TCP port (bulk) or its HTTP(S) route by Host name (HTTP). 
 baseline is a private sshd on 127.0.0.1 (its own config and keys, /run on a private tmpfs in
 an `unshare --mount` namespace) and `ssh -N -R` from the "device" side.
 
+The HTTP keep-alive rows measure hagate and `ssh -R` interleaved (A B B A, each half the
+time), so that a shared machine's changing load falls on both alike, and give each side's
+CPU per request: the gateway's and the agent's, against sshd's (with its session children)
+and the ssh client's, which play the same parts. `--only http` runs just those rows.
+
 Besides the main table, the same run measures what authentication costs (issue 10: HTTP basic
 auth on the http route, a user certificate on the https route, each against the same route
 without credentials), a keep-alive connection that alternates between two devices' Hosts
@@ -88,6 +93,24 @@ def rss_kb(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and of every process below it (sshd forks one per session)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += cpu_seconds(pid)
+        todo += children.get(pid, [])
+    return total
 
 
 def metric(admin_port: int, name: str) -> float:
@@ -1267,9 +1290,11 @@ def run(args: argparse.Namespace) -> int:
                     )
             else:
                 sshd, key = start_sshd(work, procs)
+                sshd_pid = procs.procs[-1].pid  # sshd plays the gateway's part, ssh the agent's
                 fwd_bulk, fwd_http = free_port(), free_port()
                 fwd_bulk2, fwd_http2 = free_port(), free_port()
                 start_ssh_tunnel(procs, sshd, key, [(fwd_bulk, sink), (fwd_http, web)], None)
+                ssh_pid = procs.procs[-1].pid
                 start_ssh_tunnel(
                     procs,
                     sshd,
@@ -1295,12 +1320,29 @@ def run(args: argparse.Namespace) -> int:
             m.warm(h.https, dev1, h.user_tls(False))
             for conns in (1, 32) if "http" in parts else ():
                 d = m.load(web, (dev1,), conns)
-                cpu0 = cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid)
-                g = m.load(h.http, (dev1,), conns)
-                cpu1 = cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid)
+
+                def cpu() -> tuple[float, float, float, float]:
+                    """(gateway, agent, sshd, ssh) CPU seconds so far (ssh 0 in --quick)."""
+                    if quick:
+                        return cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid), 0.0, 0.0
+                    ssh = tree_cpu(sshd_pid), cpu_seconds(ssh_pid)
+                    return cpu_seconds(h.gw_pid), cpu_seconds(h.agent_pid), *ssh
+
                 s = s2 = None
+                cpu0 = cpu()
+                if quick:
+                    g = m.load(h.http, (dev1,), conns)
+                else:  # hagate and ssh -R interleaved A B B A: the shared machine's drift cancels
+                    g, s = m.abba(
+                        lambda t, c=conns: m.load(h.http, (dev1,), c, seconds=t),
+                        lambda t, c=conns: m.load(fwd_http, (dev1,), c, seconds=t),
+                    )
+                spent = [b - a for a, b in zip(cpu0, cpu(), strict=True)]
+                ssh_cpu: list[float | None] = [None, None]
+                if s is not None and s.answers:
+                    ssh_cpu = [spent[2] / s.answers * 1e6, spent[3] / s.answers * 1e6]
                 if not quick:
-                    s, s2 = m.load(fwd_http, (dev1,), conns), m.load(fwd_http2, (dev1,), conns)
+                    s2 = m.load(fwd_http2, (dev1,), conns)
                 rows.append(
                     Row(
                         f"HTTP keep-alive {conns} conn",
@@ -1318,12 +1360,14 @@ def run(args: argparse.Namespace) -> int:
                     Row("  latency p99", "ms", d.p99, g.p99, of(s, "p99"), of(s2, "p99"), False)
                 )
                 if g.answers:  # where hagate's time goes: CPU (user + system) per request
-                    per = [(b - a) / g.answers * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
+                    per = [spent[0] / g.answers * 1e6, spent[1] / g.answers * 1e6]
                     rows.append(
-                        Row("  gateway CPU per request", "us", None, per[0], None, None, False)
+                        Row(
+                            "  gateway CPU per request", "us", None, per[0], ssh_cpu[0], None, False
+                        )
                     )
                     rows.append(
-                        Row("  agent CPU per request", "us", None, per[1], None, None, False)
+                        Row("  agent CPU per request", "us", None, per[1], ssh_cpu[1], None, False)
                     )
                 if g.errors:
                     notes.append(
