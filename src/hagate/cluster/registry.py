@@ -266,7 +266,7 @@ class Registry:
             try:
                 ttl = await self.etcd.keepalive(self.lease)
             except EtcdError as exc:
-                if loop.time() - last_ok > self.lease_ttl * 2 / 3:
+                if loop.time() - last_ok > self.lease_ttl * 0.9:
                     raise
                 self.last_error = str(exc)
                 delay = 0.25
