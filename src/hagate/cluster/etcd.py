@@ -21,6 +21,7 @@ import aetcd  # type: ignore[import-untyped]
 from aetcd import rpc as _rpc
 
 PAGE = 2000  # keys per range request (stays far below gRPC's 4 MiB message limit)
+MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 
 
 class EtcdError(Exception):
@@ -130,6 +131,23 @@ class Etcd:
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
         """Write ``key``; the revision of the write."""
         resp = await self._call("put", lambda c: c.put(key, value, lease=lease or None))
+        return int(resp.header.revision)
+
+    async def write_many(
+        self, puts: list[tuple[bytes, bytes]], deletes: list[bytes], lease: int
+    ) -> int:
+        """Puts (under ``lease``) and deletes in one transaction, one revision; that revision.
+
+        At most ``MAX_TXN_OPS`` operations (etcd's --max-txn-ops default).
+        """
+        if len(puts) + len(deletes) > MAX_TXN_OPS:
+            raise ValueError(f"at most {MAX_TXN_OPS} operations in one transaction")
+        ops = [
+            _rpc.RequestOp(request_put=_rpc.PutRequest(key=k, value=v, lease=lease))
+            for k, v in puts
+        ] + [_rpc.RequestOp(request_delete_range=_rpc.DeleteRangeRequest(key=k)) for k in deletes]
+        req = _rpc.TxnRequest(compare=[], success=ops, failure=[])
+        resp = await self._call("txn", lambda c: c.kvstub.Txn(req, timeout=self.timeout))
         return int(resp.header.revision)
 
     async def delete(self, key: bytes) -> int:
