@@ -208,3 +208,23 @@ def test_family_changed_restarts() -> None:
         wait_state(lab, n1, "MASTER", 5)
         assert instance(lab, n1)["family"] == 6
         assert poll(lambda: not n1.has_address(VIP), 3)
+
+
+def test_interface_changed_restarts(pair: Pair) -> None:
+    # use_vmac moves the instance's VIPs onto the macvlan vrrp.51 (its unicast adverts stay
+    # on eth0): another interface, a restart
+    pair.reload(pair.n1, conf("n1", instance_extra="    use_vmac"))
+    assert "restarting" in log_of(pair.lab, pair.n1)
+    wait_state(pair.lab, pair.n1, "MASTER", 5)
+    shown = pair.n1.run(["ip", "-4", "addr", "show", "dev", "vrrp.51"]).stdout
+    assert f"inet {VIP}/24" in shown
+    assert instance(pair.lab, pair.n2)["state"] == "BACKUP"
+
+
+def test_vip_attributes_changed_in_place(pair: Pair) -> None:
+    # the same address with a label: re-added as configured, still no transition
+    pair.reload(pair.n1, conf("n1", vips=(f"{VIP}/24 label eth0:vip",)))
+    assert poll(lambda: "eth0:vip" in pair.n1.run(["ip", "-4", "addr", "show"]).stdout, 3)
+    time.sleep(0.5)
+    assert pair.states() == ("MASTER", "BACKUP") and pair.transitions() == pair.base
+    assert pair.n1.has_address(VIP)

@@ -183,6 +183,11 @@ def _same_identity(a: InstancePlan, b: InstancePlan) -> bool:
     """What a reload cannot change in place: the instance is restarted if these differ."""
     keys = ("interface", "family", "sync_group")
     same = all(getattr(a, k) == getattr(b, k) for k in keys)
+    vmac = (a.config.use_vmac, a.config.vmac_xmit_base) == (
+        b.config.use_vmac,
+        b.config.vmac_xmit_base,
+    )
+    same = same and vmac
     return same and (a.params.vrid, a.params.version) == (b.params.vrid, b.params.version)
 
 

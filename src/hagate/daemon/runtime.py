@@ -92,6 +92,7 @@ class InstanceRuntime:
         self._handle: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._vips = {v.address: v for v in plan.all_vips}
+        self._held: dict[IPAddr, Vip] = {}  # what we added, as added (removal uses this)
         self._excluded = tuple(v.address for v in plan.excluded)
         self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -206,8 +207,15 @@ class InstanceRuntime:
         self._targets = [self.sock.prepare(plan.source, d) for d in plan.destinations]
         self._wire_for = None
         self._accepted = self._rejected = None  # the receive checks may have changed
-        self._vips = {**self._vips, **{v.address: v for v in plan.all_vips}}
+        fresh = {v.address: v for v in plan.all_vips}
+        # the same address with another dev/label/brd/scope: removed as it was, re-added
+        moved = tuple(a for a, v in fresh.items() if a in self._vips and self._vips[a] != v)
+        self._vips = {**self._vips, **fresh}
         old_excluded, self._excluded = self._excluded, tuple(v.address for v in plan.excluded)
+        if self.machine.state is State.MASTER and moved:
+            self._jobs.put_nowait(RemoveVips(moved))
+            self._jobs.put_nowait(AddVips(moved))
+            self._jobs.put_nowait(SendGratuitous(moved, plan.params.garp_master_repeat))
         if self.machine.state is State.MASTER:
             gone = tuple(a for a in old_excluded if a not in self._excluded)
             new = tuple(a for a in self._excluded if a not in old_excluded)
@@ -355,13 +363,15 @@ class InstanceRuntime:
                 await self.host.netlink.add_vip(vip)
             except NetlinkFailure as exc:
                 log.error("%s: %s", self.name, exc)
+                continue
+            self._held[address] = vip
 
     async def _remove(self, job: RemoveVips) -> None:
         # Still master: a reload dropped these VIPs only; the excluded ones stay.
         keep = self.machine.state is State.MASTER
         for address in (*job.addresses, *(() if keep else self._excluded)):
             try:
-                await self.host.netlink.remove_vip(self._vip(address))
+                await self.host.netlink.remove_vip(self._held.pop(address, self._vip(address)))
             except NetlinkFailure as exc:
                 log.error("%s: %s", self.name, exc)
 
