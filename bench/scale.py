@@ -172,7 +172,9 @@ def run(
         # ---- the crash of node 1 and its reconnect storm
         lost = counts.get("n1", 0)
         base2 = counts.get("n2", 0)
-        writes0 = int(ml.cluster_health(2).get("registry_writes", 0))
+        h2 = ml.cluster_health(2)
+        writes0 = int(h2.get("registry_writes", 0))
+        txns0 = int(h2.get("registry_txns", 0))
         samples: list[tuple[float, int]] = []
         reach: dict[str, dict[int, float]] = {"n2": {}, "n3": {}}
         t_crash = time.monotonic()
@@ -206,6 +208,7 @@ def run(
             "sample_done_s": round(time.monotonic() - t_crash, 2),
             "writes_per_s_peak": _peak(samples),
             "writes_total": samples[-1][1] if samples else 0,
+            "etcd_txns": int(ml.cluster_health(2).get("registry_txns", 0)) - txns0,
         }
         print(f"  storm: {out['storm']}", flush=True)
         _save_logs(ml, logs)
@@ -258,7 +261,7 @@ def _table(r: dict[str, Any]) -> str:
             f"{st['routed_99_s']} s, 100 % {st['routed_100_s']} s; sampled devices reachable "
             f"{st['sample_reachable']} after {st['sample_done_s']} s",
             f"  registry writes at the VIP's new holder: peak {st['writes_per_s_peak']}/s, "
-            f"{st['writes_total']} in all",
+            f"{st['writes_total']} in all, in {st['etcd_txns']} etcd transactions",
         ]
     )
 
