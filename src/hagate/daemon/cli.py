@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "unicast), holds the virtual IPs while master and announces them with gratuitous "
             "ARP / unsolicited NA. Logs go to stderr, one line per state change with its "
             "reason. SIGTERM/SIGINT: stop (a master hands over at once), SIGHUP: reload the "
-            "config (unchanged instances keep their state; a bad config is refused)."
+            "config in place (masters stay masters, backups backups, unless the new settings "
+            "demand otherwise; a bad config is refused), SIGUSR1/SIGUSR2/SIGJSON: write "
+            "keepalived.data/.stats/.json as keepalived does."
         ),
         epilog=(
             "Examples:\n"
