@@ -215,6 +215,48 @@ def run(
     return out
 
 
+def etcd_writes(n: int) -> dict[str, float]:
+    """Registry writes/s a single loopback etcd takes: single puts (64 in flight, the old
+    writer) against 128-key transactions (the registry's writer), in one run."""
+    import asyncio
+    import tempfile
+
+    from hagate.cluster.etcd import Etcd
+    from hagate.lab import etcd as etcdproc
+
+    value = b'{"sid":"0123456789abcdef","services":[{"name":"web","kind":"http"}]}'
+
+    async def measure(port: int) -> dict[str, float]:
+        db = Etcd([("127.0.0.1", port)], 5.0)
+        lease = await db.grant(60)
+        keys = [f"/bench/devices/d{i}/n1".encode() for i in range(n)]
+        t0 = time.perf_counter()
+        for k in range(0, n, 64):
+            await asyncio.gather(*(db.put(key, value, lease) for key in keys[k : k + 64]))
+        single = n / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for k in range(0, n, 128):
+            await db.write_many([(key, value) for key in keys[k : k + 128]], [], lease)
+        txn = n / (time.perf_counter() - t0)
+        await db.revoke(lease)
+        await db.close()
+        return {"single_puts_per_s": round(single), "txn_puts_per_s": round(txn)}
+
+    with tempfile.TemporaryDirectory(prefix="hagate-etcd-") as tmp:
+        client, peer = etcdproc.free_loopback_ports(2)
+        member = etcdproc.Member("bench", "127.0.0.1", client, peer)
+        argv = etcdproc.argv(member, [member], Path(tmp) / "data", "bench", 100, 1000)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            etcdproc.wait_ready("127.0.0.1", client)
+            result = asyncio.run(measure(client))
+        finally:
+            proc.kill()
+            proc.wait(5)
+    result["ratio"] = round(result["txn_puts_per_s"] / max(1, result["single_puts_per_s"]), 1)
+    return result
+
+
 def _peak(samples: list[tuple[float, int]], window: float = 1.0) -> float:
     best = 0.0
     for k, (t, w) in enumerate(samples):
@@ -231,8 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-requests", type=int, default=200)
     p.add_argument("--attach-timeout", type=float, default=900.0, help="s (default 900)")
     p.add_argument("--logs", type=Path, help="copy the lab's logs here")
+    p.add_argument(
+        "--etcd-writes", type=int, metavar="N", help="only: N registry writes to a loopback etcd"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.etcd_writes:
+        print(json.dumps(etcd_writes(args.etcd_writes)))
+        return 0
     reason = unavailable_reason()
     if reason:
         print(f"bench/scale: {reason}", file=sys.stderr)
