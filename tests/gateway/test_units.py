@@ -14,6 +14,7 @@ from hagate.gateway.http import HostError, Route, check_host, route_for
 from hagate.gateway.http.fields import connection_tokens, forwarded_fields
 from hagate.gateway.http.request import Request, parse_refusal, refusal, request_head
 from hagate.gateway.metrics import Metrics
+from hagate.gateway.server import event_loop_factory
 from hagate.net.conn import parse_hostport
 
 FULL = """
@@ -236,3 +237,11 @@ def test_fair_budget_spreads_handshakes_over_loop_turns_and_addresses() -> None:
     assert len(per_turn) >= 10
     # Round-robin: the fresh client's four steps are all done within the first dozen.
     assert max(i for i, p in enumerate(order) if p == "192.0.2.7") < 12
+
+
+def test_gateway_runs_on_uvloop_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.delenv("HAGATE_LOOP", raising=False)
+    assert event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("HAGATE_LOOP", "asyncio")
+    assert event_loop_factory() is None  # asyncio.Runner's default: asyncio's own loop
