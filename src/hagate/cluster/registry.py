@@ -179,6 +179,9 @@ class Registry:
                 await self._session()
             except EtcdError as exc:
                 self._set_down(str(exc))
+            except Exception as exc:  # a bug must not end the registry for good: log, retry
+                log.exception("registry session failed")
+                self._set_down(f"internal error: {type(exc).__name__}: {exc}")
             await self.etcd.failover()
             await asyncio.sleep(delay)
             delay = min(RETRY_MAX, delay * 2) if self.state is not EtcdState.UP else RETRY_MIN
