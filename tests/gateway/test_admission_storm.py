@@ -179,3 +179,20 @@ def test_a_handshake_stalled_past_the_grace_is_evicted_even_after_hello() -> Non
         assert log == ["a"] and adm.evicted == 1
 
     asyncio.run(main())
+
+
+def test_a_connection_parked_too_long_is_closed_unstarted() -> None:
+    """Its client would time out before the handshake is done: spend the CPU elsewhere."""
+
+    async def main() -> None:
+        adm = Admission(max_total=1, max_per_address=5, max_park_s=0.02)
+        first = await adm.enter("A", lambda: None)
+        assert first is not None
+        adm.queued(first)
+        parked = asyncio.ensure_future(adm.enter("B", lambda: None))
+        await asyncio.sleep(0.05)
+        adm.release(first)
+        assert await asyncio.wait_for(parked, 1.0) is None
+        assert adm.expired == 1 and not adm.inflight
+
+    asyncio.run(main())

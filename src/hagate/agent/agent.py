@@ -195,7 +195,12 @@ class Agent:
                 hint, keep_failures, refused = exc.retry_after, exc.retry_after > 0, True
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.info("gateway %s:%s: %s", self.cfg.client.host, self.cfg.client.port, exc)
+                # The loss and the first failed redial at INFO; the rest of an outage's
+                # attempts (4 a second while young) at DEBUG: a fleet of 10,000 logged
+                # 40,000 lines a second while the VIP moved.
+                level = logging.INFO if attempt <= 1 or self._established else logging.DEBUG
+                c = self.cfg.client
+                log.log(level, "gateway %s:%s: %s", c.host, c.port, str(exc) or type(exc).__name__)
             finally:
                 self._end_session()
             now = loop.time()

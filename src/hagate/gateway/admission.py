@@ -155,6 +155,7 @@ class _Parked:
     peer: str
     future: asyncio.Future[Ticket | None]
     close: Callable[[], None]
+    since: float = 0.0
 
 
 SCAN = 16  # stalled handshakes looked at per decision (bounded work per connection)
@@ -166,6 +167,10 @@ class Admission:
     max_per_address: int = 256
     max_parked: int = 16384
     stall_grace: float = 2.0  # a client that answered hello may stall this long when full
+    # A connection parked longer is closed when its turn comes instead of started: its
+    # client (10 s handshake timeout) would give up before the handshake is done, and the
+    # CPU is better spent on one that will finish; it redials after its back-off.
+    max_park_s: float = 5.0
     inflight: OrderedDict[int, Ticket] = field(default_factory=OrderedDict)
     per_address: Counter[str] = field(default_factory=Counter)
     # tickets waiting for their client, oldest first (all, and per address); the others
@@ -178,6 +183,7 @@ class Admission:
     evicted: int = 0
     refused: int = 0
     parked_total: int = 0
+    expired: int = 0  # parked past max_park_s, closed unstarted
 
     async def enter(self, peer: str, close: Callable[[], None]) -> Ticket | None:
         """A ticket for a new handshake; parked while that is a storm, not a flood.
@@ -252,7 +258,7 @@ class Admission:
             self.refused += 1
             return None
         fut: asyncio.Future[Ticket | None] = asyncio.get_running_loop().create_future()
-        entry = _Parked(peer, fut, close)
+        entry = _Parked(peer, fut, close, time.monotonic())
         queue = self.parked.get(peer)
         if queue is None:
             queue = self.parked[peer] = deque()
@@ -317,6 +323,7 @@ class Admission:
         """Start parked connections, round-robin over addresses, while slots are free."""
         parked = self.parked
         skipped = 0
+        now = time.monotonic()
         while parked and len(self.inflight) < self.max_total and skipped < len(parked):
             peer, queue = next(iter(parked.items()))
             if self.per_address[peer] >= self.max_per_address:
@@ -330,8 +337,14 @@ class Admission:
             else:
                 del parked[peer]
             skipped = 0
-            if not entry.future.done():
-                entry.future.set_result(self._admit(peer, entry.close))
+            if entry.future.done():
+                continue
+            if now - entry.since > self.max_park_s:
+                self.expired += 1
+                self.refused += 1
+                entry.future.set_result(None)  # closed by the caller; nothing to undo here
+                continue
+            entry.future.set_result(self._admit(peer, entry.close))
 
     def parked_count(self) -> int:
         return self.parked_now

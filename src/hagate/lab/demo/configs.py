@@ -143,7 +143,7 @@ def keepalived_conf(node: NodeSpec, plan: ClusterPlan, gateway_toml: Path) -> st
     return "\n".join(lines) + "\n"
 
 
-def gateway_toml(pki: Path, heartbeat_ms: int) -> str:
+def gateway_toml(pki: Path, heartbeat_ms: int, dead_after_ms: int | None = None) -> str:
     """gateway.toml, the same file on both nodes (listening on 0.0.0.0 follows the VIP)."""
     server = pki / "issued" / "server" / "gateway"
     return (
@@ -161,6 +161,7 @@ def gateway_toml(pki: Path, heartbeat_ms: int) -> str:
         f'file = "{pki.parent / "policy.toml"}"\n\n'
         "[limits]\n"
         f"heartbeat_ms = {heartbeat_ms}\n"
+        + (f"dead_after_ms = {dead_after_ms}\n" if dead_after_ms is not None else "")
     )
 
 
