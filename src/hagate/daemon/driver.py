@@ -346,15 +346,18 @@ class Daemon:
         adverts go out on it too, unless vmac_xmit_base or unicast (unicast adverts reach
         the base interface's own address, so the socket stays there)."""
         assert self._host is not None
-        if plan.family != 4:
-            raise StartError(f"({inst.name}) use_vmac: only IPv4 instances are supported")
         name = inst.use_vmac or vmac.default_name(plan.params.vrid)
         vm = self.vmacs.get(inst.name)
         if vm is None or (vm.name, vm.base, vm.xmit_base) != (name, plan.interface,
                                                                inst.vmac_xmit_base):  # fmt: skip
             try:
                 vm = await asyncio.to_thread(
-                    vmac.ensure, name, plan.interface, plan.params.vrid, 4, inst.vmac_xmit_base
+                    vmac.ensure,
+                    name,
+                    plan.interface,
+                    plan.params.vrid,
+                    plan.family,
+                    inst.vmac_xmit_base,
                 )
             except vmac.VmacError as exc:
                 raise StartError(f"({inst.name}) {exc}") from None
@@ -370,12 +373,18 @@ class Daemon:
                 dataclasses.replace(v, dev=name) if v.dev == plan.interface else v for v in vips
             )
 
-        return dataclasses.replace(
+        plan = dataclasses.replace(
             plan,
             interface=name if on_vmac else plan.interface,
             vips=moved(plan.vips),
             excluded=moved(plan.excluded),
         )
+        if on_vmac and plan.family == 6 and inst.mcast_src_ip is None:
+            # keepalived: an IPv6 VMAC sends from its own link-local (the virtual MAC's EUI-64)
+            source = vmac.link_local(vm.mac)
+            params = dataclasses.replace(plan.params, primary_address=source)
+            plan = dataclasses.replace(plan, source=source, params=params)
+        return plan
 
     async def _drop_vmacs(self, keep: set[str]) -> None:
         """Delete the macvlans of instances that no longer use one (after a reload, at exit)."""

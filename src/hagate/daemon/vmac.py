@@ -5,7 +5,9 @@ given to ``use_vmac``) on the instance's interface, mode private, with the VRRP 
 router MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID, RFC 9568 §7.3), puts the VIPs on
 it and sends adverts and gratuitous ARPs from it, so that the switches learn the virtual
 MAC and a failover moves no MAC address in anyone's ARP cache. ``vmac_xmit_base`` sends
-the adverts on the base interface instead (the VIPs and GARPs stay on the macvlan).
+the adverts on the base interface instead (the VIPs and GARPs stay on the macvlan). An IPv6
+instance sends from the macvlan's own link-local address (EUI-64 of the virtual MAC, DAD
+off), as keepalived does.
 
 Sysctls as keepalived sets them, written under /proc/sys/net of the daemon's own network
 namespace only: on the macvlan arp_ignore=1, accept_local=1, rp_filter=0,
@@ -19,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 from pathlib import Path
 
 log = logging.getLogger("hagate.vrrp")
 
 SYSCTL = Path("/proc/sys/net/ipv4/conf")
+SYSCTL6 = Path("/proc/sys/net/ipv6/conf")
 VMAC_SYSCTLS = {"arp_ignore": 1, "accept_local": 1, "rp_filter": 0, "promote_secondaries": 1}
 BASE_SYSCTLS = {"arp_ignore": 1, "arp_filter": 1}
 MACVLAN_MODE_PRIVATE = 1
@@ -41,6 +45,13 @@ def default_name(vrid: int) -> str:
 def vmac_address(vrid: int, family: int) -> bytes:
     """00:00:5e:00:01:VRID for IPv4, 00:00:5e:00:02:VRID for IPv6 (RFC 9568 §7.3)."""
     return bytes([0x00, 0x00, 0x5E, 0x00, 0x01 if family == 4 else 0x02, vrid])
+
+
+def link_local(mac: bytes) -> IPv6Address:
+    """The EUI-64 link-local address of ``mac`` (what the kernel gives the macvlan, and the
+    one keepalived's make_link_local_address() computes): the IPv6 adverts' source."""
+    eui = bytes([mac[0] ^ 0x02, *mac[1:3], 0xFF, 0xFE, *mac[3:6]])
+    return IPv6Address(b"\xfe\x80" + bytes(6) + eui)
 
 
 def mac_text(mac: bytes) -> str:
@@ -127,6 +138,8 @@ def ensure(name: str, base: str, vrid: int, family: int, xmit_base: bool = False
 
 
 def _set_sysctls(vm: Vmac) -> None:
+    if vm.family == 6:  # the link-local is the adverts' source: usable at once, as keepalived
+        _write(SYSCTL6 / vm.name / "accept_dad", 0)
     for key, value in VMAC_SYSCTLS.items():
         _write(SYSCTL / vm.name / key, value)
     for key, value in BASE_SYSCTLS.items():
