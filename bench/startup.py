@@ -20,13 +20,15 @@ launch fills a private PYTHONPYCACHEPREFIX even where PYTHONDONTWRITEBYTECODE is
 The machine is shared: ours and keepalived alternate trial by trial, and the table gives
 medians, spreads and the ratio from the same run.
 
-Run as root:  .venv/bin/python bench/startup.py [--quick] [--trials N] [--json]
+Run as root:  .venv/bin/python bench/startup.py [--quick] [--trials N] [--json] [--cold]
+              [--baseline-src DIR]   (DIR: an older checkout's src/, row hagate-base)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import statistics
 import subprocess
@@ -35,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from hagate.lab import Lab, LabError, Node
@@ -42,8 +45,10 @@ from hagate.lab.watch import AdvertSniffer
 
 NODES = {"n1": "10.1.1.5/24", "peer": "10.1.1.50/24"}
 IMPLS = ("hagate", "keepalived", "python")
+BASELINE = "hagate-base"  # another hagate checkout (--baseline-src), e.g. before a change
 CASES = ("backup", "master")
 _BACKUP_MARK = {"hagate": "INITIALIZE -> BACKUP", "keepalived": "Entering BACKUP STATE"}
+_BACKUP_MARK[BASELINE] = _BACKUP_MARK["hagate"]
 
 
 def conf(priority: int) -> str:
@@ -91,7 +96,7 @@ def _spawn(
     run_dir.mkdir(exist_ok=True)
     path = run_dir / "keepalived.conf"
     path.write_text(text)
-    if impl == "hagate":
+    if impl in ("hagate", BASELINE):
         argv = [sys.executable, "-m", "hagate", "vrrp", "-f", str(path), "--run-dir", str(run_dir)]
     else:
         pids = [str(run_dir / f"k{s}.pid") for s in ("", "-vrrp", "-checkers")]
@@ -119,7 +124,7 @@ def bytecode_env(lab: Lab, cold: bool) -> dict[str, str]:
 
 
 def trial(
-    lab: Lab, impl: str, case: str, env: dict[str, str] | None = None, timeout: float = 15.0
+    lab: Lab, impl: str, case: str, env: dict[str, str] | None = None, timeout: float = 30.0
 ) -> float:
     """Seconds from launch to BACKUP (case backup) or to the first advert seen (master)."""
     node, peer = lab.node("n1"), lab.node("peer")
@@ -130,7 +135,9 @@ def trial(
         return time.monotonic() - t0
     sniffer = AdvertSniffer(peer.netns) if case == "master" else None
     text = conf(255 if case == "master" else 100)
-    proc, t0 = _spawn(lab, node, impl, text, env if impl == "hagate" else None)
+    if impl == BASELINE:
+        env = {**(env or {}), "PYTHONPATH": os.environ.get("HAGATE_BASELINE_SRC", "")}
+    proc, t0 = _spawn(lab, node, impl, text, env if impl in ("hagate", BASELINE) else None)
     try:
         if sniffer is not None:
             return sniffer.next(src="10.1.1.5", timeout=timeout).t - t0
@@ -161,8 +168,9 @@ def run(
     rows = {(i, c): Row(i, c, []) for c in CASES for i in impls if c in cases[i]}
     with Lab.create(prefix="bstart", nodes=NODES) as lab:
         env = bytecode_env(lab, cold)
-        if "hagate" in impls:
-            trial(lab, "hagate", "backup", env)  # warm-up: fills the bytecode cache
+        for impl in ("hagate", BASELINE):
+            if impl in impls:
+                trial(lab, impl, "backup", env)  # warm-up: fills the bytecode cache
         for n in range(trials):
             for case in CASES:
                 for impl in impls if n % 2 == 0 else tuple(reversed(impls)):
@@ -192,9 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--impl", default=",".join(IMPLS), help="comma-separated: hagate,keepalived")
     ap.add_argument("--json", action="store_true", help="print the samples as JSON")
     ap.add_argument("--cold", action="store_true", help="hagate without cached bytecode")
+    ap.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help=f"also run the hagate whose src/ is DIR (row {BASELINE}), e.g. an older commit "
+        "unpacked with git archive",
+    )
     args = ap.parse_args(argv)
     impls = [i for i in args.impl.split(",") if i]
-    if bad := [i for i in impls if i not in IMPLS]:
+    if args.baseline_src:
+        os.environ["HAGATE_BASELINE_SRC"] = str(Path(args.baseline_src).resolve())
+        impls.append(BASELINE)
+    if bad := [i for i in impls if i not in (*IMPLS, BASELINE)]:
         ap.error(f"unknown --impl {','.join(bad)}")
     trials = 2 if args.quick else args.trials
     try:
