@@ -164,7 +164,7 @@ class UserConn:
                 raise
             raise deadlines.passed() from None
         finally:
-            deadlines.kind = None
+            deadlines.disarm()
 
     async def next_request(self, first: bool) -> Request | None:
         """The next request head, or None when the connection is over (answered if need be)."""
