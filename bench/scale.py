@@ -89,7 +89,9 @@ def per_node(ml: MultiLab, i: int) -> dict[str, int]:
 
 
 def latency(ml: MultiLab, device: str, home: int, other: int, n: int) -> dict[str, float]:
-    direct, hop, failed = [], [], 0
+    direct: list[float] = []
+    hop: list[float] = []
+    failed = 0
     for _ in range(n):
         for entry, out in ((home, direct), (other, hop)):
             t0 = time.perf_counter()
