@@ -34,7 +34,8 @@ def test_quick_run_reports_every_row() -> None:
         ("python", "backup"),
     }
     assert all(len(r["samples"]) == 2 for r in rows.values())
-    # The target is < 150 ms (docs/daemon.md); the bound here leaves room for a loaded
-    # machine while still catching a regression to the old 0.4-1.5 s start.
-    assert rows["hagate", "backup"]["median"] < 0.6
-    assert rows["hagate", "master"]["median"] < 0.6
+    # The target is < 150 ms (docs/daemon.md). A loaded machine slows everything alike, so
+    # the bound scales with the bare interpreter + asyncio floor measured in the same run.
+    bound = max(0.6, 3 * rows["python", "backup"]["median"])
+    assert rows["hagate", "backup"]["median"] < bound
+    assert rows["hagate", "master"]["median"] < bound
