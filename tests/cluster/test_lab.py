@@ -126,6 +126,8 @@ def test_a_node_crash_moves_its_vip_and_its_devices_follow(ml: MultiLab) -> None
     back = time.monotonic() - t0
     until(lambda: everywhere_but(ml, 2, moved, f"{moved} moved\n"), 10, "moved device back", ml)
     until(lambda: "n2" not in ml.cluster_health(1).get("nodes", []), 10, "n2's lease gone", ml)
+    held = ml.cluster_health(1).get("addresses", {})
+    assert ml.plan.vip(2) in held.get("n3", []), held  # n3 says it holds n2's VIP now
     print(f"\nnode crash: device reachable from n1 again after {back:.2f} s")
     assert ml.cluster_health(3)["devices_per_node"].get("n2") is None
 

@@ -150,6 +150,7 @@ def test_cli_status_json(
 
     async def publish() -> Registry:
         reg = Registry(Etcd([etcd.endpoint]), "node-2", "127.0.0.1:7444", 5)
+        reg.set_addresses(("10.1.1.10", "10.1.1.102"))
         reg.start()
         reg.publish("dev1", "s1", ())
         assert await reg.wait_synced(5)
@@ -161,8 +162,16 @@ def test_cli_status_json(
     assert main(["cluster", "status", "-c", str(gw), "-d", str(desc), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["etcd"]["healthy"] == 1 and len(report["etcd"]["members"]) == 2
-    assert report["nodes"] == [{"name": "node-2", "peer": "127.0.0.1:7444", "devices": 1}]
+    assert report["nodes"] == [
+        {
+            "name": "node-2",
+            "peer": "127.0.0.1:7444",
+            "devices": 1,
+            "addresses": ["10.1.1.10", "10.1.1.102"],
+        }
+    ]
     assert [v["master"] for v in report["vips"]] == ["node-2"] * 3
+    assert [v["held_by"] for v in report["vips"]] == [[], ["node-2"], []]
     assert main(["cluster", "status", "-c", str(gw)]) == 0
     text = capsys.readouterr().out
     assert "1/2 members answer" in text and "node-2" in text

@@ -119,3 +119,39 @@ def test_devices_per_node_is_kept_by_every_change() -> None:
     counted = t.devices_per_node()
     t.recount()
     assert counted == t.devices_per_node() and sum(counted.values()) == len(t.records)
+
+
+FIB = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 10.1.1.0/24 2 0 2
+        |-- 10.1.1.0
+           /24 link UNICAST
+        |-- 10.1.1.5
+           /32 host LOCAL
+        |-- 10.1.1.101
+           /32 host LOCAL
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+        |-- 10.1.1.255
+           /32 link BROADCAST
+Local:
+  +-- 0.0.0.0/0 3 0 5
+        |-- 10.1.1.5
+           /32 host LOCAL
+"""
+
+
+def test_local_addresses_from_fib_trie() -> None:
+    from hagate.cluster.addresses import parse_fib_trie
+
+    assert parse_fib_trie(FIB) == ("10.1.1.5", "10.1.1.101")
+    assert parse_fib_trie("") == ()
+
+
+def test_node_records_carry_addresses() -> None:
+    t = RouteTable()
+    t.put(node_key("a"), node_value("10.0.0.1:7444", ("10.0.0.1", "10.0.0.101")), 2)
+    t.put(node_key("b"), b'{"peer": "10.0.0.2:7444"}', 3)  # an older node: no addrs
+    assert t.nodes["a"].addresses == ("10.0.0.1", "10.0.0.101")
+    assert t.nodes["b"].addresses == ()

@@ -8,10 +8,12 @@ same way a newer local session would.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from hagate.cluster.addresses import local_addresses
 from hagate.cluster.config import ClusterConfig
 from hagate.cluster.etcd import Etcd
 from hagate.cluster.peer import FROM_PEER, PeerClient, PeerServer, server_context
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from hagate.gateway.server import Gateway
 
 log = logging.getLogger("hagate.cluster")
+
+ADDRESS_POLL_S = 0.5
 
 
 class ClusterNode:
@@ -51,14 +55,25 @@ class ClusterNode:
             self.node, cctx, gw.backend, self._peer_error, revoked=lambda: gw.revoked
         )
         self._last_peer_error = 0.0
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         host, port = self.cfg.peer
         self.gw._listen("peer", host, port, self.server.on_connection)
+        self.registry.set_addresses(local_addresses())
         self.registry.start()
+        self._watch = asyncio.create_task(self._watch_addresses())
+
+    async def _watch_addresses(self) -> None:
+        """Which VIPs this node holds, published within ADDRESS_POLL_S of a change."""
+        while True:
+            await asyncio.sleep(ADDRESS_POLL_S)
+            self.registry.set_addresses(local_addresses())
 
     async def stop(self) -> None:
         """A graceful stop: the lease is revoked, every record of this node goes at once."""
+        if self._watch is not None:
+            self._watch.cancel()
         self.server.close_all()
         self.client.close()
         await self.registry.stop(graceful=True)

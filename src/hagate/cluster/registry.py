@@ -89,6 +89,8 @@ class Registry:
         self.outages = 0
         self._written: dict[str, str] = {}  # device -> sid held by our current lease
         self._put_at: dict[str, tuple[str, int]] = {}  # device -> (sid, revision of our put)
+        self.addresses: tuple[str, ...] = ()  # published in our node key (VIPs held)
+        self._node_dirty = False
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +108,13 @@ class Registry:
         if pub is not None and pub.sid == sid:
             del self.local[device]
             self._dirty.add(device)
+            self._wake.set()
+
+    def set_addresses(self, addresses: tuple[str, ...]) -> None:
+        """This node's own addresses now; the node key is rewritten when they change."""
+        if addresses != self.addresses:
+            self.addresses = addresses
+            self._node_dirty = True
             self._wake.set()
 
     def route(self, device: str) -> Record | None:
@@ -151,6 +160,7 @@ class Registry:
             "registry_writes": self.writes,
             "registry_txns": self.transactions,
             "nodes": sorted(self.table.nodes),
+            "addresses": {n.name: list(n.addresses) for n in list(self.table.nodes.values())},
             "devices_per_node": self.table.devices_per_node(),
             "outages": self.outages,
         }
@@ -207,7 +217,8 @@ class Registry:
             pass  # the same lease survived the outage: our keys are still there
         else:
             self.lease = await etcd.grant(self.lease_ttl)
-        await etcd.put(node_key(self.node), node_value(self.peer), self.lease)
+        self._node_dirty = False
+        await etcd.put(node_key(self.node), node_value(self.peer, self.addresses), self.lease)
         kvs, revision = await etcd.get_prefix(ROOT.encode())
         changes = self.table.reset([(kv.key, kv.value, kv.mod_revision) for kv in kvs], revision)
         ours = {kv.key for kv in kvs if kv.lease == self.lease}
@@ -290,6 +301,13 @@ class Registry:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._node_dirty:
+                self._node_dirty = False
+                try:
+                    value = node_value(self.peer, self.addresses)
+                    await self.etcd.put(node_key(self.node), value, self.lease)
+                except EtcdError:
+                    self._node_dirty = True  # again with the next write or keep-alive
             while self._dirty:
                 batch = [self._dirty.pop() for _ in range(min(MAX_TXN_OPS, len(self._dirty)))]
                 try:

@@ -65,6 +65,7 @@ class NodeInfo:
     name: str
     peer: str  # host:port of its peer listener
     revision: int
+    addresses: tuple[str, ...] = ()  # its own IPv4 addresses now (the VIPs it holds among them)
 
 
 def session_value(sid: str, services: tuple[ServiceSpec, ...]) -> bytes:
@@ -73,8 +74,8 @@ def session_value(sid: str, services: tuple[ServiceSpec, ...]) -> bytes:
     ).encode()
 
 
-def node_value(peer: str) -> bytes:
-    return json.dumps({"peer": peer}, separators=(",", ":")).encode()
+def node_value(peer: str, addresses: tuple[str, ...] = ()) -> bytes:
+    return json.dumps({"peer": peer, "addrs": list(addresses)}, separators=(",", ":")).encode()
 
 
 class Verdict(Enum):
@@ -171,9 +172,11 @@ class RouteTable:
             if text.startswith(NODES):
                 name = text[len(NODES) :]
                 peer = data.get("peer")
-                if not isinstance(peer, str) or not name:
+                addrs = data.get("addrs", [])
+                if not isinstance(peer, str) or not name or not isinstance(addrs, list):
                     raise ValueError("no peer")
-                self.nodes[name] = NodeInfo(name, peer, revision)
+                found = tuple(a for a in addrs if isinstance(a, str))
+                self.nodes[name] = NodeInfo(name, peer, revision, found)
                 return
             parts = _split_device(text)
             if parts is None:

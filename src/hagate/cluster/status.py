@@ -54,7 +54,12 @@ async def gather(
             "revision": table.revision,
         },
         "nodes": [
-            {"name": n.name, "peer": n.peer, "devices": per_node.get(n.name, 0)}
+            {
+                "name": n.name,
+                "peer": n.peer,
+                "devices": per_node.get(n.name, 0),
+                "addresses": list(n.addresses),
+            }
             for n in sorted(table.nodes.values(), key=lambda n: n.name)
         ],
         "devices": sum(per_node.values()),
@@ -66,6 +71,7 @@ async def gather(
                 "vip": inst.vip,
                 "owner": layout.nodes[inst.owner].name,
                 "master": layout.master_of(j, alive) if not error else None,
+                "held_by": sorted(n.name for n in table.nodes.values() if inst.vip in n.addresses),
             }
             for j, inst in enumerate(layout.instances())
         ]
@@ -85,6 +91,11 @@ def render(report: dict[str, Any]) -> str:
     for n in report["nodes"]:
         lines.append(f"  {n['name']:<16} peer {n['peer']:<22} {n['devices']:>8} devices")
     for v in report.get("vips", []):
-        held = v["master"] or ("nobody alive" if etcd["readable"] else "unknown (no etcd)")
-        lines.append(f"  VIP {v['vip']:<16} owner {v['owner']:<16} held by {held}")
+        want = v["master"] or ("nobody alive" if etcd["readable"] else "unknown (no etcd)")
+        held = ", ".join(v["held_by"]) or "nobody"
+        split = "  SPLIT BRAIN" if len(v["held_by"]) > 1 else ""
+        lines.append(
+            f"  VIP {v['vip']:<16} owner {v['owner']:<12} held by {held:<12} "
+            f"(by priorities: {want}){split}"
+        )
     return "\n".join(lines)
