@@ -136,6 +136,12 @@ def run_multi_demo(
             _wait(lambda: "n1" not in ml.cluster_health(2).get("nodes", ["n1"]), 30, "n1 gone"),
         )
 
+        held = ml.cluster_health(2).get("addresses", {})
+        holders = [
+            f"{vip} {'+'.join(n for n, addrs in sorted(held.items()) if vip in addrs) or '-'}"
+            for vip in plan.vips()
+        ]
+        w.write("  VIPs held now, as the nodes publish them: " + ", ".join(holders) + "\n")
         w.write("\n  etcd: one member, then all of it\n")
         tl = Timeline(time.monotonic(), w)
         ml.kill_etcd(1)
