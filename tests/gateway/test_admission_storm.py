@@ -140,6 +140,9 @@ class _Answered:
     def cipher(self) -> tuple[str, str, int]:
         return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
 
+    def version(self) -> str | None:
+        return None  # not finished
+
 
 def answered(ticket: Ticket | None) -> Ticket:
     assert ticket is not None
@@ -194,5 +197,30 @@ def test_a_connection_parked_too_long_is_closed_unstarted() -> None:
         adm.release(first)
         assert await asyncio.wait_for(parked, 1.0) is None
         assert adm.expired == 1 and not adm.inflight
+
+    asyncio.run(main())
+
+
+def test_in_progress_follows_the_completion_rate() -> None:
+    """Little's law: two seconds' worth of handshakes in progress, the rest parked."""
+
+    async def main() -> None:
+        adm = Admission(max_total=1000, max_per_address=1000, min_inflight=4, target_s=1.0)
+        assert adm.limit() == 4  # nothing completed yet: the floor
+        tickets = [await adm.enter("A", lambda: None) for _ in range(4)]
+        for t in tickets:
+            assert t is not None
+            adm.queued(t)  # all four wait for our CPU
+        parked = asyncio.ensure_future(adm.enter("B", lambda: None))
+        await asyncio.sleep(0)
+        assert not parked.done()  # at the limit and we are the bottleneck: parked
+        adm.rate = 50.0  # fifty a second complete: a hundred (two seconds' worth) in progress
+        assert adm.limit() == 100
+        done = tickets[0]
+        assert done is not None
+        adm.on_peer(done)
+        adm.release(done)
+        assert await asyncio.wait_for(parked, 1.0) is not None
+        assert Admission(max_total=10, min_inflight=64).limit() == 10  # never over max_total
 
     asyncio.run(main())

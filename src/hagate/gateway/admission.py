@@ -170,7 +170,19 @@ class Admission:
     # A connection parked longer is closed when its turn comes instead of started: its
     # client (10 s handshake timeout) would give up before the handshake is done, and the
     # CPU is better spent on one that will finish; it redials after its back-off.
-    max_park_s: float = 5.0
+    max_park_s: float = 6.0
+    # Little's law: at most 2 x (handshakes completed per second) x target_s in progress,
+    # so an admitted handshake finishes within about 2 x target_s however hard the storm;
+    # the rest wait parked, costing nothing. (2,048 in progress at 250/s meant 8 s per
+    # handshake on a loaded node: clients with a 10 s timeout gave up on work the gateway
+    # then did anyway.) The factor 2 is the headroom that lets the limit grow while
+    # handshakes finish faster than that (rate x target_s alone would never grow: a
+    # limit that only sustains itself).
+    target_s: float = 1.0
+    min_inflight: int = 128
+    rate: float = 0.0  # completed handshakes per second (per-second buckets, smoothed)
+    _bucket_start: float = 0.0
+    _bucket: int = 0
     inflight: OrderedDict[int, Ticket] = field(default_factory=OrderedDict)
     per_address: Counter[str] = field(default_factory=Counter)
     # tickets waiting for their client, oldest first (all, and per address); the others
@@ -204,7 +216,22 @@ class Admission:
             if victim is None:
                 return await self._park(peer, close)
             self._evict(victim)
+        elif len(self.inflight) >= self.limit() and self.busy_of:
+            return await self._park(peer, close)  # more would only wait longer for our CPU
         return self._admit(peer, close)
+
+    def limit(self) -> int:
+        """Handshakes in progress before newcomers are parked (at most ``max_total``)."""
+        grown = int(2 * self.rate * self.target_s)
+        return min(self.max_total, max(self.min_inflight, grown))
+
+    def _completed(self, now: float) -> None:
+        if now - self._bucket_start >= 1.0:
+            elapsed = now - self._bucket_start
+            fresh = self._bucket / elapsed if elapsed < 2.0 else 0.0
+            self.rate = fresh if fresh > self.rate else 0.5 * (self.rate + fresh)
+            self._bucket_start, self._bucket = now, 0
+        self._bucket += 1
 
     def _answered(self, peer: str) -> bool:
         """Whether one of the newest stalled handshakes of ``peer`` got past hello."""
@@ -299,6 +326,9 @@ class Admission:
 
     def release(self, ticket: Ticket) -> None:
         if self.inflight.pop(id(ticket), None) is not None:
+            tls = ticket.tls
+            if tls is not None and tls.version() is not None:  # the handshake completed
+                self._completed(time.monotonic())
             self._forget(ticket)
         self._wake()
 
@@ -324,7 +354,8 @@ class Admission:
         parked = self.parked
         skipped = 0
         now = time.monotonic()
-        while parked and len(self.inflight) < self.max_total and skipped < len(parked):
+        room = self.limit()
+        while parked and len(self.inflight) < room and skipped < len(parked):
             peer, queue = next(iter(parked.items()))
             if self.per_address[peer] >= self.max_per_address:
                 parked.move_to_end(peer)
