@@ -43,6 +43,8 @@ NETNS_DIR = "/run/netns"
         ({"advert_int": 20}, "<= 10"),
         ({"rate": 0}, "--rate"),
         ({"prefix": "Bad-Prefix"}, "--prefix"),
+        ({"devices": -1}, "--devices"),
+        ({"devices": 10**6}, "--devices"),
     ],
 )
 def test_options_refused(kwargs: dict[str, object], message: str) -> None:
@@ -194,6 +196,8 @@ def test_cli_options_reach_the_demo() -> None:
     )
     assert (args.advert_int, args.vrrp_version, args.keepalived, args.keep) == (0.1, 3, True, True)
     assert build_parser().parse_args(["lab", "demo", "--simulated"]).simulated
+    assert build_parser().parse_args(["lab", "demo"]).devices == 0  # the default demo: no fleet
+    assert build_parser().parse_args(["lab", "demo", "--devices", "500"]).devices == 500
 
 
 def _hagate(
@@ -329,3 +333,19 @@ def test_bench_e2e_quick() -> None:
     rows = re.findall(r"^v3 advert_int 0\.1 s\s+(hagate|keepalived)\s+1\s", done.stdout, re.M)
     assert rows == ["hagate", "keepalived"]
     assert "target < 1 s met" in done.stdout
+
+
+@pytest.mark.lab
+def test_demo_with_a_fleet_draws_the_fleet_curve(tmp_path: Path) -> None:
+    stdout, data = _demo(tmp_path, _prefix(), "--devices", "60")
+    assert "fleet: 60 more devices connected" in stdout and "demo PASS" in stdout
+    fleet = data["fleet"]
+    assert isinstance(fleet, dict) and fleet["devices"] == 60
+    failover, restore = fleet["phases"]
+    for phase in (failover, restore):
+        assert phase["agents_moved"] == 60 and phase["unreached"] == 0
+        assert phase["reach_100_s"] is not None and phase["reachable"][-1][1] == 1.0
+        assert len(phase["agents"]) == 60
+    keys = [e["key"] for e in data["phases"][0]["events"]]  # type: ignore[index]
+    assert "fleet100" in keys
+    assert (tmp_path / "demo" / "timeline.png").stat().st_size > 10_000

@@ -67,6 +67,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="3 or more: N active nodes on a 3-member etcd, any node serves any device (scale.md)",
     )  # fmt: skip
     demo.add_argument(
+        "--devices", type=int, default=0, metavar="N",
+        help="add a fleet of N idle devices and plot the fleet curve (devices reachable)",
+    )  # fmt: skip
+    demo.add_argument(
         "--simulated", action="store_true",
         help="run the simulated core demo instead (virtual clock, no root, no namespaces)",
     )  # fmt: skip
@@ -114,6 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         plot=not args.no_plot,
         restore=not args.no_restore,
+        devices=args.devices,
     )
     try:
         return run_demo(options)

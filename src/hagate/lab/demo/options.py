@@ -9,6 +9,8 @@ from pathlib import Path
 from hagate.lab.demo.configs import ClusterPlan, VrrpImpl
 from hagate.lab.demo.topology import NODE1, NODE2
 
+MAX_DEVICES = 20_000  # a fleet on this machine: its certificates, namespaces, processes
+
 
 class DemoError(Exception):
     """The demo cannot run or failed; the message says why (no traceback)."""
@@ -26,6 +28,7 @@ class DemoOptions:
     rate: float = 20.0  # user requests per second
     plot: bool = True
     restore: bool = True  # bring node-1 back after the failover
+    devices: int = 0  # a fleet of idle devices besides the demo's own (0: none)
 
     def check(self) -> None:
         """Raise DemoError for options that cannot work (RFC limits on the advert interval)."""
@@ -49,6 +52,8 @@ class DemoOptions:
             raise DemoError("the demo needs advert_int <= 10 s to finish in reasonable time")
         if not 1 <= self.rate <= 200:
             raise DemoError(f"--rate must be 1-200 requests per second, not {self.rate:g}")
+        if not 0 <= self.devices <= MAX_DEVICES:
+            raise DemoError(f"--devices must be 0-{MAX_DEVICES:,}, not {self.devices}")
         if not re.match(r"^[a-z][a-z0-9]{0,7}$", self.prefix):
             raise DemoError(f"--prefix must be 1-8 lowercase letters/digits, not {self.prefix!r}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hagate.lab.demo.probe import Request
 from hagate.lab.demo.timeline import Phase
@@ -32,18 +33,33 @@ def plot_available() -> str | None:
 
 
 def write_plot(
-    path: Path, requests: Sequence[Request], phases: Sequence[Phase], t0: float, title: str
+    path: Path,
+    requests: Sequence[Request],
+    phases: Sequence[Phase],
+    t0: float,
+    title: str,
+    fleet: dict[str, Any] | None = None,
 ) -> None:
-    """Write the PNG (matplotlib's Agg backend: no display needed)."""
+    """Write the PNG (matplotlib's Agg backend: no display needed); ``fleet`` (timeline.json's
+    fleet part, with --devices) adds the fleet curve: devices reachable over time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     events = [e for p in phases for e in p.events]
-    fig, (ax, lat) = plt.subplots(
-        2, 1, figsize=(11, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    axes: tuple[Any, ...]
+    if fleet is not None:
+        fig, (ax, curve, lat) = plt.subplots(
+            3, 1, figsize=(11, 8.4), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]}
+        )
+        _fleet_curve(curve, fleet)
+        axes = (ax, curve, lat)
+    else:
+        fig, (ax, lat) = plt.subplots(
+            2, 1, figsize=(11, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+        axes = (ax, lat)
     ok = [r for r in requests if r.ok]
     bad = [r for r in requests if not r.ok]
     for group, y, color, label in ((ok, 1, "#2ca02c", "OK"), (bad, 0, "#d62728", "failed")):
@@ -55,7 +71,7 @@ def write_plot(
     for number, event in enumerate(events, 1):
         x = event.t - t0
         color = _COLORS.get(event.key, "#7f7f7f")
-        for axis in (ax, lat):
+        for axis in axes:
             axis.axvline(x, color=color, lw=1, ls="--", alpha=0.8)
         ax.annotate(str(number), (x, 1.45 + 0.25 * ((number - 1) % 3)), color=color,
                     fontsize=8, ha="center", weight="bold",
@@ -71,9 +87,30 @@ def write_plot(
     lat.set_xlabel("seconds since node-1 was SIGKILLed (by request send time)")
     half = (len(legend_lines) + 1) // 2
     columns = [legend_lines[:half], legend_lines[half:]]
-    fig.tight_layout(rect=(0, 0.06 + 0.028 * half, 1, 1))
+    scale = 6.4 / fig.get_figheight()  # the legend's lines take a fixed height in inches
+    fig.tight_layout(rect=(0, (0.06 + 0.028 * half) * scale, 1, 1))
     for i, column in enumerate(columns):
         fig.text(0.02 + 0.5 * i, 0.01, "\n".join(column), fontsize=7.5, family="monospace",
                  va="bottom")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _fleet_curve(ax: Any, fleet: dict[str, Any]) -> None:
+    """Per phase: the share of sampled devices a user reaches, and of agents reconnected."""
+    n = fleet.get("devices", 0)
+    for i, phase in enumerate(fleet.get("phases", [])):
+        reach = phase.get("reachable") or []
+        agents = phase.get("agents") or []
+        first = i == 0
+        if reach:
+            xs, ys = zip(*reach, strict=True)
+            ax.step(xs, [100 * y for y in ys], where="post", c="#2ca02c", lw=1.6,
+                    label="devices reachable by users (sampled)" if first else None)  # fmt: skip
+        if agents:
+            xs, ys = zip(*agents, strict=True)
+            ax.plot([xs[0], *xs], [0, *(100 * y for y in ys)], c="#ff7f0e", lw=1.2, ls="-",
+                    label="agents reconnected" if first else None)  # fmt: skip
+    ax.set_ylim(-5, 105)
+    ax.set_ylabel(f"fleet of {n:,} (%)", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)

@@ -18,12 +18,20 @@ from typing import TextIO
 from hagate.lab import LabError, unavailable_reason
 from hagate.lab.demo.cluster import DemoCluster, tail_of
 from hagate.lab.demo.configs import STICKY_RECIPE, VrrpImpl
+from hagate.lab.demo.demofleet import DemoFleet
 from hagate.lab.demo.failover import crash, failover_bound, restore, watch
 from hagate.lab.demo.options import DemoError, DemoOptions
 from hagate.lab.demo.plot import plot_available, write_plot
 from hagate.lab.demo.probe import Request, RequestLoop
 from hagate.lab.demo.ticker import Ticker
-from hagate.lab.demo.timeline import Phase, outage, render_table, timeline_data, write_json
+from hagate.lab.demo.timeline import (
+    Event,
+    Phase,
+    outage,
+    render_table,
+    timeline_data,
+    write_json,
+)
 from hagate.lab.demo.topology import (
     DEVICE,
     GATEWAYS,
@@ -92,8 +100,9 @@ def run_demo(opts: DemoOptions, stream: TextIO | None = None) -> int:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DemoError(f"cannot create {opts.out}: {exc.strerror}") from None
+    fleet = DemoFleet.plan_for(opts.devices) if opts.devices else None
     try:
-        cluster = DemoCluster.create(opts.plan, opts.impls, prefix=opts.prefix)
+        cluster = DemoCluster.create(opts.plan, opts.impls, prefix=opts.prefix, fleet=fleet)
     except LabError as exc:
         raise DemoError(f"cannot build the lab: {exc}") from None
     demo = _Demo(opts, cluster, say, out)
@@ -132,6 +141,8 @@ class _Demo:
             "teardown_complete": None,
         }
         self.failure = ""
+        plan = cluster.fleet_plan
+        self.fleet = DemoFleet(cluster, plan) if plan is not None else None
 
     # -- the story -------------------------------------------------------------------------
 
@@ -141,6 +152,8 @@ class _Demo:
         say(f"lab {c.lab.name}: {names}; VIP {VIP} (namespaces {c.lab.name}-*)")
         self._configs()
         c.start_web()
+        if self.fleet is not None:
+            self.fleet.start_web()
         for spec in GATEWAYS:
             c.start_gateway(spec)
         c.wait_web()
@@ -154,6 +167,12 @@ class _Demo:
         c.start_agent()
         c.wait_agent(NODE1, 15.0)
         say("device agent connected to node-1's gateway through the VIP")
+        if self.fleet is not None:
+            n = self.fleet.plan.devices
+            took = self.fleet.connect()
+            say(f"fleet: {n:,} more devices connected in {took:.1f} s "
+                f"({self.fleet.plan.processes} agent processes); users probe "
+                f"{len(self.fleet.plan.sampled())} of them through the VIP")  # fmt: skip
         self._first_requests()
         self._failover()
         if self.opts.restore:
@@ -237,6 +256,7 @@ class _Demo:
         self.t0 = t0
         self.phases.append(phase)
         watch(change, 2 * bound + 5, 1.0, Ticker(t0, stream=self.out))
+        self._follow_fleet(phase, t0, moves=True)
         first = phase.time_of("request")
         if first is not None:
             took = first - t0
@@ -284,6 +304,7 @@ class _Demo:
             )
             return
         watch(change, 2 * self.bound + 5, 1.0, ticker)
+        self._follow_fleet(phase, t_r, moves=True)
         end = phase.time_of("request") or time.monotonic()
         gap = outage(self.loop.snapshot(), t_r, end)
         phase.stats = gap
@@ -302,6 +323,22 @@ class _Demo:
             f"{gap['failed']} failed requests."
         )
         print(STICKY_RECIPE, file=self.out, flush=True)
+
+    def _follow_fleet(self, phase: Phase, start: float, moves: bool) -> None:
+        """With --devices: wait for the fleet too, and add its milestones to ``phase``."""
+        if self.fleet is None:
+            return
+        n = self.fleet.plan.devices
+        curve = self.fleet.follow(phase, start, moves, 2 * self.bound + 30 + n / 50)
+        # the agent milestone is the first session of any agent now, not the demo device's
+        phase.events = [
+            Event(e.t, e.key, f"first agent (of {n + 1:,}) back on {e.label.rsplit(' ', 1)[-1]}",
+                  e.phase) if e.key == "agent" else e
+            for e in phase.events
+        ]  # fmt: skip
+        st = curve.storm
+        if st.unreached:
+            self.failure = self.failure or f"{st.unreached} sampled fleet devices unreachable"
 
     def _why(self, spec: NodeSpec) -> None:
         """The daemon's own reason for its last transition (hagate vrrp status)."""
@@ -378,6 +415,7 @@ class _Demo:
             phases=self.phases,
             requests=requests,
             summary=summary,
+            fleet=self.fleet.summary(t0) if self.fleet is not None else None,
         )
         path = opts.out / "timeline.json"
         write_json(path, data)
@@ -392,7 +430,8 @@ class _Demo:
                     f"hagate lab demo: VRRPv{opts.vrrp_version}, advert_int {opts.advert_int:g} s, "
                     f"node-2 {'keepalived' if opts.keepalived else 'hagate'}"
                 )
-                write_plot(png, requests, self.phases, t0, title)
+                fleet = self.fleet.summary(t0) if self.fleet is not None else None
+                write_plot(png, requests, self.phases, t0, title, fleet=fleet)
                 written.append(str(png))
         self.say(f"wrote {', '.join(written)} (and {len(logs)} logs in {opts.out / 'logs'}/)")
 

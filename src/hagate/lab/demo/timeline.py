@@ -14,7 +14,12 @@ from pathlib import Path
 from hagate.lab.demo.probe import Request
 
 # same-time events read in cause order
-_ORDER = {k: i for i, k in enumerate(("crash", "restart", "released", "master", "garp", "agent"))}
+_ORDER = {
+    k: i
+    for i, k in enumerate(
+        ("crash", "restart", "released", "master", "garp", "agent", "request", "fleet99")
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +100,11 @@ def timeline_data(
     phases: Sequence[Phase],
     requests: Sequence[Request],
     summary: dict[str, object],
+    fleet: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The content of timeline.json (times in seconds since the crash)."""
-    return {
+    """The content of timeline.json (times in seconds since the crash); ``fleet`` with
+    ``--devices``: its curves (devices reachable, agents back over time) per phase."""
+    data: dict[str, object] = {
         "format": "hagate-demo-timeline/1",
         "lab": lab,
         "options": options,
@@ -119,6 +126,9 @@ def timeline_data(
         ],
         "requests": [r.as_dict(t0) for r in requests],
     }
+    if fleet is not None:
+        data["fleet"] = fleet
+    return data
 
 
 def write_json(path: Path, data: dict[str, object]) -> None:
