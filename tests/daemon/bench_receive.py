@@ -36,7 +36,7 @@ class _Quiet:
     def notify(self, *args: object) -> None:
         return None
 
-    def prepare(self, src: object, dst: object) -> None:
+    def prepare(self, src: object, dst: object, ttl: object = None) -> None:
         return None
 
 

@@ -251,3 +251,28 @@ def test_an_instance_removed_at_reload_is_deleted_or_fault(tmp_path: Path) -> No
                 n.on_action(action, plan, m)
     n.flush()
     assert seen == [b'INSTANCE "VI_1" DELETED 100\n', b'INSTANCE "VI_2" FAULT 90\n']
+
+
+def test_reload_keeps_an_unchanged_fifo_and_moves_a_changed_one(tmp_path: Path) -> None:
+    """reopen_fifos: the same spec keeps its open writer (its reader script is not
+    restarted); a new path is opened, the old one closed (and unlinked: we made it)."""
+    a, b, c = (str(tmp_path / f"{n}.fifo") for n in "abc")
+
+    async def go() -> None:
+        n = Notifier()
+        n.open_fifos([FifoSpec(a), FifoSpec(b)])
+        kept = n._fifos[0]
+        n.reopen_fifos([FifoSpec(a), FifoSpec(b), FifoSpec(a)])  # the same, a named twice
+        assert n._fifos[0] is kept and len(n._fifos) == 2
+        n.reopen_fifos([FifoSpec(a), FifoSpec(c)])
+        assert n._fifos[0] is kept and [w.spec.path for w in n._fifos] == [a, c]
+        assert not os.path.exists(b) and os.path.exists(c)
+        reader = os.open(c, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            n.notify(NotifySpec(), "VI_1", "MASTER", 100)
+            assert os.read(reader, 100) == b'INSTANCE "VI_1" MASTER 100\n'
+        finally:
+            os.close(reader)
+            n.close()
+
+    asyncio.run(go())

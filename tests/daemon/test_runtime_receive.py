@@ -37,7 +37,7 @@ MASTER = IPv4Address("10.1.1.5")
 class FakeSock:
     family = 2
 
-    def prepare(self, src: object, dst: object) -> None:
+    def prepare(self, src: object, dst: object, ttl: object = None) -> None:
         return None
 
 

@@ -194,7 +194,7 @@ def _same_identity(a: InstancePlan, b: InstancePlan) -> bool:
 def _same_plan(a: InstancePlan, b: InstancePlan) -> bool:
     keys = ("interface", "family", "source", "destinations", "multicast", "params", "receive",
             "vips", "excluded", "notify", "scripts", "interfaces", "sync_group",
-            "group_notify")  # fmt: skip
+            "group_notify", "unicast_ttl")  # fmt: skip
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
@@ -282,7 +282,7 @@ class Daemon:
         self.links = await netlink.links()  # nothing missed between dump and subscribe
         self._sync_scripts(config, plans)
         for plan in plans.values():
-            self._add_instance(plan)
+            self._add_instance(plan, startup=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -445,11 +445,8 @@ class Daemon:
             except StartError as exc:
                 log.error("interface %s is back but %s", info.name, exc)
                 continue
-            try:
-                if any(rt.plan.multicast for rt in table.values()):
-                    new.join_multicast()
-            except OSError as exc:
-                log.error("%s: cannot join the VRRP group: %s", info.name, exc.strerror)
+            for rt in table.values():
+                self._join(new, rt.plan)
             self.sockets[key] = new
             old.close(self._host.loop)
             self._refilter(key)
@@ -462,14 +459,18 @@ class Daemon:
                 old.ifindex,
             )
 
-    def _add_instance(self, plan: InstancePlan) -> InstanceRuntime:
+    def _add_instance(self, plan: InstancePlan, startup: bool = False) -> InstanceRuntime:
+        """Run a new instance; ``startup``: one the daemon starts with, which waits out
+        vrrp_startup_delay (counted from the daemon's start, also if it waits for scripts);
+        one a reload adds starts at once."""
         assert self._host is not None
         key, sock = self._socket(plan.interface, plan.family)
-        if plan.multicast:
-            sock.join_multicast()
+        self._join(sock, plan)
         vm = self.vmacs.get(plan.name)
         mac = vm.mac if vm is not None else self.links[plan.interface].mac
         rt = InstanceRuntime(plan, sock, self._host, mac)
+        if startup:
+            rt.delay_until = self.started_at + plan.params.startup_delay
         self.runtimes[plan.name] = rt
         if plan.sync_group is not None:
             group = self.groups.setdefault(plan.sync_group, SyncGroup(plan.sync_group))
@@ -501,8 +502,27 @@ class Daemon:
         for rt in members:
             rt.peers = tuple(p for p in members if p is not rt)
 
-    async def _remove_instance(self, rt: InstanceRuntime) -> None:
-        await rt.stop()
+    def _join(self, sock: VrrpSocket, plan: InstancePlan) -> None:
+        """Join the groups ``plan`` sends to (224.0.0.18 / ff02::12, or mcast_dst_ip and
+        vrrp_mcast_group4/6): the peers' adverts go there too."""
+        for group in plan.groups:
+            try:
+                sock.join_multicast(group)
+            except OSError as exc:
+                log.error("(%s) cannot join %s on %s: %s", plan.name, group, sock.ifname,
+                          exc.strerror)  # fmt: skip
+
+    def _leave_unused(self, key: SockKey) -> None:
+        """Leave the groups no instance on this socket sends to any more."""
+        sock = self.sockets.get(key)
+        if sock is None:
+            return
+        wanted = {g for rt in self.by_vrid.get(key, {}).values() for g in rt.plan.groups}
+        for group in sock.groups - wanted:
+            sock.leave_multicast(group)
+
+    async def _remove_instance(self, rt: InstanceRuntime, deleted: bool = False) -> None:
+        await rt.stop(deleted=deleted)
         self.runtimes.pop(rt.name, None)
         group = rt.machine.sync
         if group is not None:
@@ -513,6 +533,7 @@ class Daemon:
         if table.get(rt.plan.params.vrid) is rt:
             del table[rt.plan.params.vrid]
             self._refilter(key)
+            self._leave_unused(key)
         if not table and key in self.sockets:
             assert self._host is not None
             self.sockets.pop(key).close(self._host.loop)
@@ -662,8 +683,10 @@ class Daemon:
                     if new
                     else "removed: stopping",
                 )
-                await self._remove_instance(rt)
+                await self._remove_instance(rt, deleted=new is None)
             self.config = config
+            # the removed instances' last lines went to the FIFOs they were configured with
+            self._host.notifier.reopen_fifos(fifo_specs(config))
             self._sync_scripts(config, plans)
             for rt, plan in in_place:
                 self._update_instance(rt, plan)
@@ -682,9 +705,9 @@ class Daemon:
     def _update_instance(self, rt: InstanceRuntime, plan: InstancePlan) -> None:
         """Apply a changed plan to a running instance without restarting it (same VRID,
         interface, family and sync group): its state stays unless the settings demand."""
-        if plan.multicast:
-            rt.sock.join_multicast()
+        self._join(rt.sock, plan)
         rt.reconfigure(plan)
+        self._leave_unused((plan.interface, rt.sock.family))
         for item, ifname in plan.interfaces:
             link = self.links.get(ifname)
             rt.set_tracked(item, link is not None and link.usable)

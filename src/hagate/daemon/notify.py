@@ -91,6 +91,27 @@ def fifo_event(action: NotifyAction, name: str, state: State, priority: int) -> 
     return fifo_line("INSTANCE", name, str(action.state), priority)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _distinct(specs: list[FifoSpec], say: bool = False) -> list[FifoSpec]:
+    """One FIFO per path, the first configured (keepalived: the global one's script)."""
+    seen: set[str] = set()
+    out: list[FifoSpec] = []
+    for spec in specs:
+        if spec.path in seen:
+            if say:
+                log.info("notify FIFO %s is configured twice - using it once", spec.path)
+            continue
+        seen.add(spec.path)
+        out.append(spec)
+    return out
+
+
 class Notifier:
     """Launches notify scripts in the background and remembers them for shutdown."""
 
@@ -108,19 +129,30 @@ class Notifier:
     def open_fifos(self, specs: list[FifoSpec]) -> None:
         """Open the configured FIFOs (one per distinct path), closing any open ones."""
         self.close()
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        seen: set[str] = set()
-        for spec in specs:
-            if spec.path in seen:
-                log.info("notify FIFO %s is configured twice - using it once", spec.path)
-                continue
-            seen.add(spec.path)
+        loop = _running_loop()
+        for spec in _distinct(specs, say=True):
             writer = FifoWriter(spec)
             if writer.open(loop, self._default_user):
                 self._fifos.append(writer)
+
+    def reopen_fifos(self, specs: list[FifoSpec]) -> None:
+        """A reload: FIFOs whose path, owner and script did not change stay open (their
+        reader script keeps running); the others are closed, the new ones opened."""
+        if [w.spec for w in self._fifos] == _distinct(specs):
+            return
+        self.flush()  # what was queued belongs to the old FIFOs
+        keep = {w.spec: w for w in self._fifos}
+        wanted = _distinct(specs)
+        for writer in self._fifos:
+            if writer.spec not in wanted:
+                writer.close()
+        self._fifos = []
+        loop = _running_loop()
+        for spec in wanted:
+            writer = keep.get(spec) or FifoWriter(spec)
+            if writer is keep.get(spec) or writer.open(loop, self._default_user):
+                self._fifos.append(writer)
+        log.info("notify FIFOs now: %s", ", ".join(w.spec.path for w in self._fifos) or "none")
 
     def close(self) -> None:
         self.flush()

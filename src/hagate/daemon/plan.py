@@ -70,11 +70,22 @@ class InstancePlan:
     excluded: tuple[Vip, ...] = ()  # virtual_ipaddress_excluded (+ VIPs beyond the advert)
     sync_group: str | None = None  # its vrrp_sync_group (hagate.vrrp.syncgroup)
     group_notify: NotifySpec | None = None  # that group's notify scripts
+    unicast_ttl: int = 255  # TTL / hop limit of unicast adverts (keepalived unicast_ttl)
 
     @property
     def all_vips(self) -> tuple[Vip, ...]:
         """Every address the instance holds while master, advertised or not."""
         return self.vips + self.excluded
+
+    @property
+    def groups(self) -> tuple[IPAddr, ...]:
+        """The multicast groups its socket must join (mcast_dst_ip, vrrp_mcast_group4/6)."""
+        return self.destinations if self.multicast else ()
+
+    @property
+    def send_ttl(self) -> int | None:
+        """The TTL its adverts need beyond the socket's 255 (unicast_ttl; None: 255)."""
+        return None if self.multicast else self.unicast_ttl
 
 
 def script_item(name: str) -> str:
@@ -285,6 +296,7 @@ def plan_instance(
         excluded=excluded,
         sync_group=mapped.sync_group,
         group_notify=group_notify,
+        unicast_ttl=mapped.unicast_ttl,
     )
 
 

@@ -69,8 +69,12 @@ class Host:
 # What a reload may change in place (the rest, VRID/interface/family, restarts).
 _PLAN_KEYS = (
     *("source", "destinations", "multicast", "params", "receive"),
-    *("vips", "excluded", "notify", "scripts", "interfaces"),
+    *("vips", "excluded", "notify", "scripts", "interfaces", "unicast_ttl"),
 )
+
+
+def _targets(sock: VrrpSocket, plan: InstancePlan) -> list[Prepared]:
+    return [sock.prepare(plan.source, d, plan.send_ttl) for d in plan.destinations]
 
 
 class InstanceRuntime:
@@ -84,7 +88,7 @@ class InstanceRuntime:
         self.mac = mac
         self.machine = VrrpMachine(plan.params)
         self._loop = host.loop
-        self._targets: list[Prepared] = [sock.prepare(plan.source, d) for d in plan.destinations]
+        self._targets: list[Prepared] = _targets(sock, plan)
         self._wire_for: Advert | None = None
         self._wire: list[bytes] = []
         self._accepted: tuple[_PacketKey, Advert] | None = None  # last accepted, decoded
@@ -97,6 +101,9 @@ class InstanceRuntime:
         self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.waiting: set[str] = set()  # weight-0 scripts without a first result
+        # vrrp_startup_delay runs until this loop time: the daemon's start plus the delay
+        # for the instances it starts with, 0 for one a reload adds (keepalived: at boot)
+        self.delay_until = 0.0
         self.peers: tuple[InstanceRuntime, ...] = ()  # the other members of its sync group
         self.started = False
         self.adverts_in = 0
@@ -120,17 +127,19 @@ class InstanceRuntime:
         self.started = True
         if self._worker is None:
             self._worker = self._loop.create_task(self._work())
-        self.machine.start(self._loop.time())
+        now = self._loop.time()
+        self.machine.start(now, delay=max(0.0, self.delay_until - now))
         self.drain()
 
     def ensure_worker(self) -> None:
         if self._worker is None:
             self._worker = self._loop.create_task(self._work())
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        """Shutdown: priority-0 advert if master, VIPs removed, notify STOP."""
+    async def stop(self, timeout: float = 2.0, deleted: bool = False) -> None:
+        """Shutdown: priority-0 advert if master, VIPs removed, notify STOP (``deleted``: a
+        reload removed the instance, notify DELETED / FAULT as keepalived)."""
         if self.started:
-            self.machine.shutdown(self._loop.time())
+            self.machine.shutdown(self._loop.time(), deleted=deleted)
             self.drain()
         self._cancel_timer()
         if self._worker is not None:
@@ -196,7 +205,7 @@ class InstanceRuntime:
         the new socket, from the new MAC."""
         self.sock = sock
         self.mac = mac
-        self._targets = [sock.prepare(self.plan.source, d) for d in self.plan.destinations]
+        self._targets = _targets(sock, self.plan)
 
     def reconfigure(self, plan: InstancePlan) -> None:
         """A reload changed this instance's settings but not its VRID, interface or family:
@@ -204,7 +213,7 @@ class InstanceRuntime:
         touched. Excluded VIPs that changed are added/removed here while master."""
         old = self.plan
         self.plan = plan
-        self._targets = [self.sock.prepare(plan.source, d) for d in plan.destinations]
+        self._targets = _targets(self.sock, plan)
         self._wire_for = None
         self._accepted = self._rejected = None  # the receive checks may have changed
         fresh = {v.address: v for v in plan.all_vips}

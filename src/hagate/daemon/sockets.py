@@ -88,7 +88,7 @@ class VrrpSocket:
         self.family = family
         self.rx_buf_size = rx_buf_size
         self.vrids: frozenset[int] = frozenset()  # what the attached filter lets through
-        self._joined = False
+        self.groups: frozenset[IPAddr] = frozenset()  # multicast groups joined
         self._sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK, VRRP_PROTOCOL)
         try:
             self._setup()
@@ -126,17 +126,35 @@ class VrrpSocket:
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
 
-    def join_multicast(self) -> None:
-        """Join 224.0.0.18 or ff02::12 on this interface (RFC 3768 §5.2.2, RFC 9568 §5.1.2.2)."""
-        if self._joined:
+    def join_multicast(self, group: IPAddr | None = None) -> None:
+        """Join ``group`` (default 224.0.0.18 or ff02::12, RFC 3768 §5.2.2, RFC 9568
+        §5.1.2.2; another with mcast_dst_ip / vrrp_mcast_group4/6) on this interface. With
+        IP_MULTICAST_ALL off the socket hears only the groups it joined."""
+        if group is None:
+            group = MULTICAST_V4 if self.family == socket.AF_INET else MULTICAST_V6
+        if group in self.groups:
             return
+        self._sock.setsockopt(*self._membership(group, join=True))
+        self.groups = self.groups | {group}
+
+    def leave_multicast(self, group: IPAddr) -> None:
+        """Leave a group no instance on this socket sends to any more (after a reload)."""
+        if group not in self.groups:
+            return
+        self.groups = self.groups - {group}
+        try:
+            self._sock.setsockopt(*self._membership(group, join=False))
+        except OSError as exc:
+            log.debug("%s: cannot leave %s: %s", self.ifname, group, exc.strerror)
+
+    def _membership(self, group: IPAddr, join: bool) -> tuple[int, int, bytes]:
         if self.family == socket.AF_INET:
-            mreqn = struct.pack("=4s4si", MULTICAST_V4.packed, b"\0" * 4, self.ifindex)
-            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        else:
-            mreq = struct.pack("=16si", MULTICAST_V6.packed, self.ifindex)
-            self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        self._joined = True
+            mreqn = struct.pack("=4s4si", group.packed, b"\0" * 4, self.ifindex)
+            opt = socket.IP_ADD_MEMBERSHIP if join else socket.IP_DROP_MEMBERSHIP
+            return socket.IPPROTO_IP, opt, mreqn
+        mreq = struct.pack("=16si", group.packed, self.ifindex)
+        opt = socket.IPV6_JOIN_GROUP if join else socket.IPV6_LEAVE_GROUP
+        return socket.IPPROTO_IPV6, opt, mreq
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -172,15 +190,22 @@ class VrrpSocket:
         """The receive buffer the kernel granted (it doubles what was asked for)."""
         return int(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
-    def prepare(self, src: IPAddr, dst: IPAddr) -> Prepared:
-        """Ancillary data and address for sending from ``src`` to ``dst`` (built once)."""
+    def prepare(self, src: IPAddr, dst: IPAddr, ttl: int | None = None) -> Prepared:
+        """Ancillary data and address for sending from ``src`` to ``dst`` (built once).
+        ``ttl``: this destination's TTL / hop limit (keepalived ``unicast_ttl``) when not the
+        socket's 255, as an IP_TTL / IPV6_HOPLIMIT control message (one socket serves every
+        instance on the interface). IPv4 cannot send TTL 0 (the kernel refuses): 1."""
         if self.family == socket.AF_INET:
             info = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
-            return Prepared([(socket.IPPROTO_IP, IP_PKTINFO, info)], (str(dst), 0), dst)
+            anc = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+            if ttl is not None and ttl != VRRP_TTL:
+                anc.append((socket.IPPROTO_IP, socket.IP_TTL, _HOP.pack(max(1, ttl))))
+            return Prepared(anc, (str(dst), 0), dst)
         info = struct.pack("=16si", src.packed, self.ifindex)
-        return Prepared(
-            [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)], (str(dst), 0, 0, self.ifindex), dst
-        )
+        anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
+        if ttl is not None and ttl != VRRP_TTL:
+            anc.append((socket.IPPROTO_IPV6, IPV6_HOPLIMIT, _HOP.pack(ttl)))
+        return Prepared(anc, (str(dst), 0, 0, self.ifindex), dst)
 
     def send_prepared(self, payload: bytes, to: Prepared) -> bool:
         """Send one VRRP message; errors are logged (not raised) and return False."""
