@@ -36,6 +36,9 @@ class _Quiet:
     def notify(self, *args: object) -> None:
         return None
 
+    def on_action(self, *args: object) -> None:
+        return None
+
     def prepare(self, src: object, dst: object, ttl: object = None) -> None:
         return None
 

@@ -89,3 +89,35 @@ def test_repeats_reuse_the_verdict_and_changes_are_rechecked(rt: InstanceRuntime
     assert rt.adverts_in == 4
     rt.receive(MASTER, MULTICAST_V4, 255, advert(150))
     assert rt.adverts_in == 5
+
+
+def test_status_carries_history_and_the_masters_last_advert(rt: InstanceRuntime) -> None:
+    """The snapshot keeps the last 32 transitions (oldest first) and when, from whom and at
+    which priority the master was last heard, in wall-clock seconds."""
+    import time
+
+    from hagate.daemon.runtime import HISTORY
+    from hagate.vrrp.actions import StateChanged
+
+    before = time.time()
+    rt.receive(MASTER, MULTICAST_V4, 255, advert(200))
+    snap = rt.snapshot([])
+    heard = snap["heard_master"]
+    assert isinstance(heard, dict)
+    assert heard["from"] == str(MASTER) and heard["priority"] == 200
+    assert before - 0.01 <= heard["at"] <= time.time() + 0.01
+    other = IPv4Address("10.1.1.99")
+    low = encode(Advert(3, 7, 50, 100, (IPv4Address("10.1.1.100"),)), other, MULTICAST_V4)
+    rt.receive(other, MULTICAST_V4, 255, low)  # a lower priority: not the master
+    assert rt.adverts_in == 2 and not rt.discards
+    again = rt.snapshot([])["heard_master"]
+    assert isinstance(again, dict) and again["from"] == str(MASTER) and again["priority"] == 200
+    history = rt.snapshot([])["history"]  # INITIALIZE -> BACKUP at start
+    assert isinstance(history, list) and [h["new"] for h in history] == ["BACKUP"]
+    for i in range(HISTORY + 5):  # as drain() records them
+        old, new = (State.BACKUP, State.MASTER) if i % 2 == 0 else (State.MASTER, State.BACKUP)
+        rt._changed(StateChanged(old, new, f"r{i}"))
+    history = rt.snapshot([])["history"]
+    assert isinstance(history, list) and len(history) == HISTORY
+    assert history[-1]["reason"] == f"r{HISTORY + 4}" and history[0]["reason"] == "r5"
+    assert rt.snapshot([])["last_transition"] == history[-1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -44,6 +44,7 @@ IPAddr = IPv4Address | IPv6Address
 _EARLY = 0.0005  # seconds: a timer this close to its deadline fires it
 _VipJob = AddVips | RemoveVips | SendGratuitous | None
 _PacketKey = tuple[bytes, IPAddr, IPAddr, int | None]  # payload, source, destination, TTL
+HISTORY = 32  # recent transitions kept per instance for the status socket (the console)
 
 
 @dataclass(slots=True)
@@ -52,6 +53,19 @@ class Transition:
     old: str
     new: str
     reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"at": self.at, "old": self.old, "new": self.new, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Heard:
+    """The last advert heard from the master while BACKUP: when (loop time, turned into
+    wall-clock seconds for the status socket), from where, at which priority."""
+
+    at: float  # loop time
+    source: IPAddr
+    priority: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,10 @@ class InstanceRuntime:
         self.pri_zero_sent = 0
         self.discards: Counter[str] = Counter()
         self.last: Transition | None = None
+        # the last HISTORY transitions, oldest first: a console started later still sees
+        # the failovers before it, and several changes between two of its polls
+        self.history: deque[Transition] = deque(maxlen=HISTORY)
+        self.heard: Heard | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -179,7 +197,15 @@ class InstanceRuntime:
         if advert.priority == 0:
             self.pri_zero_rcvd += 1
         if self.started:
-            self.machine.receive_advert(self._loop.time(), advert, src)
+            now = self._loop.time()
+            machine = self.machine
+            machine.receive_advert(now, advert, src)
+            if machine.state is State.BACKUP and machine.master_address == src:
+                heard = self.heard
+                if heard is not None and heard.source == src and heard.priority == advert.priority:
+                    heard.at = now  # the master's repeats: one store, no allocation
+                else:
+                    self.heard = Heard(now, src, advert.priority)
             self.drain()
 
     def _discard(self, src: IPAddr, result: Discarded) -> None:
@@ -338,6 +364,7 @@ class InstanceRuntime:
         elif action.old is State.MASTER:
             self.release_master += 1
         self.last = Transition(time.time(), str(action.old), str(action.new), action.reason)
+        self.history.append(self.last)
         level = logging.INFO if action.new is not State.FAULT else logging.WARNING
         log.log(level, "%s: %s -> %s: %s", self.name, action.old, action.new, action.reason)
 
@@ -410,6 +437,7 @@ class InstanceRuntime:
         else:
             master = None
         last = self.last
+        heard = self.heard
         return {
             "name": self.name,
             "vrid": self.plan.params.vrid,
@@ -424,9 +452,15 @@ class InstanceRuntime:
             "mode": "multicast" if self.plan.multicast else "unicast",
             "vips": [str(v.address) + f"/{v.prefixlen}" for v in self.plan.vips],
             "excluded_vips": [str(v.address) + f"/{v.prefixlen}" for v in self.plan.excluded],
-            "last_transition": None
-            if last is None
-            else {"at": last.at, "old": last.old, "new": last.new, "reason": last.reason},
+            "last_transition": None if last is None else last.as_json(),
+            "history": [t.as_json() for t in self.history],
+            "heard_master": None
+            if heard is None
+            else {  # wall clock, as every time here ("at" of the loop's now, not monotonic)
+                "at": round(time.time() - (self._loop.time() - heard.at), 6),
+                "from": str(heard.source),
+                "priority": heard.priority,
+            },
             "counters": {
                 "adverts_in": self.adverts_in,
                 "adverts_out": self.adverts_out,

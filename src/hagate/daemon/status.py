@@ -5,7 +5,9 @@ followed by keepalived-exporter's metric families: :mod:`hagate.daemon.exporter`
 The snapshot is a plain dict built by the driver on request (nothing is maintained for it):
 ``{"pid", "config", "started", "instances": [{name, vrid, interface, version, family,
 state, base_priority, effective_priority, master, last_transition {at, old, new, reason},
-counters {adverts_in, adverts_out, garps_sent, transitions, discards {reason: n}},
+history [the last 32 transitions, oldest first, each {at, old, new, reason}],
+heard_master {at, from, priority} (the last advert heard from the master while backup,
+or null), counters {adverts_in, adverts_out, garps_sent, transitions, discards {reason: n}},
 scripts [{name, status, weight}], vips}]}``.
 """
 
@@ -135,6 +137,12 @@ def format_text(snap: Snapshot, now: float | None = None) -> str:
         )
         lines.append(f"  priority      {inst['effective_priority']} (base {inst['base_priority']})")
         lines.append(f"  master        {inst.get('master') or 'unknown'}")
+        heard = inst.get("heard_master")
+        if isinstance(heard, dict):
+            lines.append(
+                f"  master heard  {heard.get('from')} (priority {heard.get('priority')}) "
+                f"{_ago(heard.get('at'), now)}"
+            )
         lines.append(f"  virtual IPs   {', '.join(inst.get('vips', [])) or '-'}")
         if last:
             lines.append(
