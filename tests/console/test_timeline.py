@@ -73,3 +73,100 @@ def test_garbage_snapshots_are_ignored() -> None:
     assert list(tl.events) == []
     json_events = [e.as_json() for e in tl.events]
     assert json_events == []
+
+
+def with_history(
+    snap: dict[str, object],
+    history: list[tuple[float, str, str, str]],
+    source: str,
+    heard: tuple[str, float] | None = None,
+) -> dict[str, object]:
+    """``snap`` as a daemon with the status history serves it (what it heard, its source)."""
+    inst = snap["instances"][0]  # type: ignore[index]
+    inst["history"] = [{"at": a, "old": o, "new": n, "reason": r} for a, o, n, r in history]
+    inst["last_transition"] = inst["history"][-1]
+    inst["source"] = source
+    inst["heard_master"] = None if heard is None else {"from": heard[0], "at": heard[1]}
+    return snap
+
+
+A, B = "10.1.1.5", "10.1.1.10"
+
+
+def graceful(t: float) -> tuple[dict[str, object], dict[str, object]]:
+    """a master from t+1, stopped at t+10; b master 30 ms later (it heard a at t+9.95)."""
+    a = with_history(
+        snapshot("BACKUP", 150, 0, "", ""),
+        [
+            (t, "INITIALIZE", "BACKUP", "startup"),
+            (t + 1, "BACKUP", "MASTER", "down timer"),
+            (t + 10, "MASTER", "BACKUP", "shutdown"),
+        ],
+        A,
+    )
+    b = with_history(
+        snapshot("MASTER", 100, 0, "", ""),
+        [
+            (t + 0.5, "INITIALIZE", "BACKUP", "startup"),
+            (t + 10.03, "BACKUP", "MASTER", "priority 0 seen"),
+        ],
+        B,
+        (A, t + 9.95),
+    )
+    return a, b
+
+
+def test_a_failover_before_the_console_started_either_poll_order() -> None:
+    t = 5000.0
+    for order in (("a", "b"), ("b", "a")):
+        tl = Timeline()
+        snaps = dict(zip(("a", "b"), graceful(t), strict=True))
+        for node in order:
+            tl.observe(node, snaps[node], t + 20)
+        failovers = [e for e in tl.events if e.kind is EventKind.FAILOVER]
+        assert len(failovers) == 1, (order, [e.text for e in tl.events])
+        f = failovers[0]
+        assert (f.from_node, f.node, f.outage_s, f.at) == ("a", "b", 0.03, t + 10.03), order
+        assert tl.masters() == {"VI_1": "b"}
+        assert len(tl.events) == 5  # every transition of both histories, once
+        for node in order:  # polled again: nothing new
+            tl.observe(node, snaps[node], t + 20.25)
+        assert len(tl.events) == 5
+
+
+def test_a_silent_crash_before_the_console_started_dated_by_heard_master() -> None:
+    """a was SIGKILLed (no word) after its last advert at t+10, restarted at t+20; b took
+    over at t+13.3: the outage runs from what b last heard from a."""
+    t = 7000.0
+    a = with_history(snapshot("BACKUP", 150, 0, "", ""), [(t + 20, "INITIALIZE", "BACKUP", "s")], A)
+    b = with_history(
+        snapshot("MASTER", 100, 0, "", ""),
+        [(t, "INITIALIZE", "BACKUP", "startup"), (t + 13.3, "BACKUP", "MASTER", "down timer")],
+        B,
+        (A, t + 10.0),
+    )
+    for order in (("a", "b"), ("b", "a")):
+        tl = Timeline()
+        for node in order:
+            tl.observe(node, a if node == "a" else b, t + 30)
+        f = [e for e in tl.events if e.kind is EventKind.FAILOVER]
+        assert [(e.from_node, e.node, e.outage_s) for e in f] == [("a", "b", 3.3)], order
+
+
+def test_several_changes_between_two_polls_all_appear() -> None:
+    t = 9000.0
+    tl = Timeline()
+    first = [(t, "INITIALIZE", "BACKUP", "startup"), (t + 1, "BACKUP", "MASTER", "down")]
+    tl.observe("a", with_history(snapshot("MASTER", 150, 0, "", ""), first, A), t + 2)
+    assert len(tl.events) == 2
+    flap = [
+        (t + 3, "MASTER", "FAULT", "eth0 down"),
+        (t + 3.2, "FAULT", "BACKUP", "eth0 up"),
+        (t + 3.5, "BACKUP", "MASTER", "down"),
+    ]
+    tl.observe("a", with_history(snapshot("MASTER", 150, 0, "", ""), first + flap, A), t + 4)
+    assert [(e.old, e.new) for e in list(tl.events)[2:]] == [
+        ("MASTER", "FAULT"),
+        ("FAULT", "BACKUP"),
+        ("BACKUP", "MASTER"),
+    ]

@@ -7,7 +7,15 @@ node while another node was its master. Its outage is how long the instance had 
 far as the console could tell: from the old master leaving MASTER (its own transition time) or,
 when it died without a word (SIGKILL, power), from the last time the console saw it MASTER,
 to the new master's transition time. A console polling every 0.25 s so over-states a silent
-crash's outage by at most that.
+crash's outage by at most that; the new master's ``heard_master`` (when it last heard the old
+master's advert, its source matched to a node by that node's ``source``) narrows it to about
+one advert interval, and dates it for a console that was not watching.
+
+Each snapshot's ``history`` (the daemon's last 32 transitions) is replayed, so that several
+changes between two polls, and the failovers before the console started, are on the timeline
+too; a become-MASTER older than what the console knows is history (it does not make a master),
+and one whose predecessor shows up later (the old master's own MASTER -> X, or its source in
+the new master's ``heard_master``) becomes the failover it was.
 """
 
 from __future__ import annotations
@@ -65,6 +73,33 @@ class _Seen:
     transition_at: float | None
     master_seen_at: float | None = None  # last observation in MASTER
     left_master_at: float | None = None  # its own MASTER -> X transition time
+    source: str = ""  # its advert source (what the others' heard_master names)
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """An instance's heard_master: the old master's source and when it was last heard."""
+
+    source: str
+    at: float
+
+
+def _heard(inst: dict[str, Any]) -> _Heard | None:
+    h = inst.get("heard_master")
+    if not isinstance(h, dict) or not isinstance(h.get("at"), (int, float)) or not h.get("from"):
+        return None
+    return _Heard(str(h["from"]), float(h["at"]))
+
+
+def _entries(inst: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
+    """The snapshot's transitions with a time, oldest first: its history, else the last one."""
+    history = inst.get("history")
+    raw = history if isinstance(history, list) and history else [inst.get("last_transition")]
+    out = []
+    for entry in raw:
+        if isinstance(entry, dict) and isinstance(entry.get("at"), (int, float)):
+            out.append((float(entry["at"]), entry))
+    return out
 
 
 @dataclass
@@ -75,8 +110,11 @@ class Timeline:
     seq: int = 0
     _seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
     _reachable: dict[str, bool] = field(default_factory=dict)
-    # instance -> the node last known to be its master
+    # instance -> the node last known to be its master, and since when (its transition)
     _master: dict[str, str] = field(default_factory=dict)
+    _since: dict[str, float] = field(default_factory=dict)
+    # become-MASTER events with no known predecessor: seq -> what the new master last heard
+    _orphans: dict[int, _Heard | None] = field(default_factory=dict)
 
     def _add(self, **kw: Any) -> Event:
         self.seq += 1
@@ -116,23 +154,43 @@ class Timeline:
     def _instance(self, node: str, inst: dict[str, Any], now: float) -> None:
         name = str(inst.get("name") or f"vrid {inst.get('vrid')}")
         state = str(inst.get("state") or "?")
-        last = inst.get("last_transition") or {}
-        at = last.get("at") if isinstance(last, dict) else None
-        at = float(at) if isinstance(at, (int, float)) else None
+        entries = _entries(inst)
         key = (node, name)
         seen = self._seen.get(key)
         if seen is None:
             seen = self._seen[key] = _Seen(state, None)
-        changed = at is not None and at != seen.transition_at
-        seen.state, seen.transition_at = state, at
-        if changed and at is not None:
+        mark = seen.transition_at
+        start = 0  # past the last one the console has (times in a history may step back)
+        if mark is not None:
+            for i, (at, _) in enumerate(entries):
+                if at <= mark:
+                    start = i + 1
+        fresh = entries[start:]
+        if not fresh and entries and entries[-1][0] != mark:
+            fresh = entries[-1:]  # its clock went back (or a new daemon): the last one is new
+        seen.state = state
+        if entries:
+            seen.transition_at = entries[-1][0]
+        source = str(inst.get("source") or "")
+        if source and source != seen.source:
+            seen.source = source
+            self._claim(node, name, source)
+        heard = _heard(inst)
+        start = len(entries) - len(fresh)
+        prior = entries[start - 1][0] if start > 0 else None  # its transition before them
+        for at, last in fresh:
             old, new = str(last.get("old") or "?"), str(last.get("new") or state)
             reason = str(last.get("reason") or "")
             if old == "MASTER":
                 seen.left_master_at = at
                 self._narrow(node, name, at)
+                self._adopt(node, name, at)
             if new == "MASTER":
-                self._became_master(node, name, at, old, reason, now)
+                # what it heard counts for its latest takeover only, from its BACKUP before it
+                valid = (
+                    heard is not None and heard.at <= at and (prior is None or heard.at >= prior)
+                )
+                self._became_master(node, name, at, old, reason, now, heard if valid else None)
             else:
                 self._add(
                     at=at,
@@ -144,6 +202,7 @@ class Timeline:
                     new=new,
                     reason=reason,
                 )
+            prior = at
         if state == "MASTER":
             seen.master_seen_at = now
             if name not in self._master:
@@ -163,12 +222,28 @@ class Timeline:
                 return
 
     def _became_master(
-        self, node: str, name: str, at: float, old: str, reason: str, now: float
+        self,
+        node: str,
+        name: str,
+        at: float,
+        old: str,
+        reason: str,
+        now: float,
+        heard: _Heard | None = None,
     ) -> None:
+        if at < self._since.get(name, float("-inf")):
+            # history from before the master the console knows: on the timeline, no more
+            self._add(at=at, kind=EventKind.TRANSITION, node=node, instance=name,
+                      text=f"{node} {name}: {old} -> MASTER", old=old, new="MASTER",
+                      reason=reason)  # fmt: skip
+            return
         prev = self._master.get(name)
+        if prev is None and heard is not None:
+            prev = self._node_with(name, heard.source, node)
         self._master[name] = node
+        self._since[name] = at
         if prev is None or prev == node:
-            self._add(
+            event = self._add(
                 at=at,
                 kind=EventKind.TRANSITION,
                 node=node,
@@ -178,14 +253,21 @@ class Timeline:
                 new="MASTER",
                 reason=reason,
             )
+            if prev is None:
+                self._orphans[event.seq] = heard
             return
         before = self._seen.get((prev, name))
         lost: float | None = None
         if before is not None:
             left, seen = before.left_master_at, before.master_seen_at
             # Its own MASTER -> X time when that is this loss (not an older one), else the
-            # last time it was seen MASTER (it died without a word).
+            # last time it was known alive as master: seen MASTER by the console, or heard
+            # by the new master (it died without a word).
+            if heard is not None and heard.source == before.source:
+                seen = heard.at if seen is None else max(seen, heard.at)
             lost = left if left is not None and (seen is None or left >= seen - 2.0) else seen
+        elif heard is not None:
+            lost = heard.at
         outage = None if lost is None else round(max(0.0, at - lost), 3)
         outage_text = "" if outage is None else f", outage {outage:.2f} s"
         self._add(
@@ -200,3 +282,40 @@ class Timeline:
             from_node=prev,
             outage_s=outage,
         )
+
+    def _node_with(self, name: str, source: str, other_than: str) -> str | None:
+        for (n, i), seen in self._seen.items():
+            if i == name and n != other_than and seen.source == source:
+                return n
+        return None
+
+    def _failover(self, index: int, from_node: str, lost: float) -> None:
+        e = self.events[index]
+        self._orphans.pop(e.seq, None)
+        outage = round(max(0.0, e.at - lost), 3)
+        text = f"failover {from_node} -> {e.node} ({e.instance}), outage {outage:.2f} s"
+        self.events[index] = replace(
+            e, kind=EventKind.FAILOVER, text=text, from_node=from_node, outage_s=outage
+        )
+
+    def _adopt(self, node: str, name: str, left: float) -> None:
+        """``node`` left MASTER at ``left``: the first takeover after it, if nobody was known
+        to precede it (the console saw it first, or started later), was from ``node``."""
+        first: int | None = None
+        for i, e in enumerate(self.events):
+            later = e.instance == name and e.new == "MASTER" and e.at >= left
+            if later and (first is None or e.at < self.events[first].at):
+                first = i
+        if first is None:
+            return
+        e = self.events[first]
+        if e.seq in self._orphans and e.node != node and e.at - left <= 60.0:
+            self._failover(first, node, left)
+
+    def _claim(self, node: str, name: str, source: str) -> None:
+        """``node``'s source is now known: a takeover whose new master last heard that source
+        was a failover from ``node`` (silent crash: the outage runs from that advert)."""
+        for i, e in enumerate(self.events):
+            heard = self._orphans.get(e.seq)
+            if e.instance == name and e.node != node and heard and heard.source == source:
+                self._failover(i, node, heard.at)
