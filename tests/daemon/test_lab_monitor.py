@@ -134,6 +134,8 @@ def _exporter_view(data: str) -> dict[str, dict[str, Any]]:
 # prints the timeout in force (the interval)
 _VOLATILE = re.compile(
     r"^   (Last transition|Read timeout|Master down timer|fd_in|Using src_ip|Timeout) "
+    # A vrrp_script's run state: idle or running depends on when the signal lands.
+    r"|^   State = (idle|running|requested termination|forcing termination)$"
 )
 
 
