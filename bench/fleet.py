@@ -153,6 +153,7 @@ def main() -> int:
                         continue
                     for row in rows:
                         row.update(advert_int=advert, version=version, devices=n)
+                        print(f"  row {json.dumps(row)}", file=log, flush=True)  # kept if cut
                     idle.update(advert_int=advert, version=version, devices=n)
                     results += rows
                     idles.append(idle)
