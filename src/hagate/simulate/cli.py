@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     if args.show_scenario:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    result = simulate(cluster, scenario, seed=args.seed)
+    try:
+        result = simulate(cluster, scenario, seed=args.seed)
+    except ClusterError as exc:  # a reload step's config
+        return fail(f"{label}: {exc}")
     found = verdicts(result)
     if args.plot is not None:
         try:

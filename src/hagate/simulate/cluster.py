@@ -195,6 +195,48 @@ def _instance(
     )
 
 
+def reload_host(cluster: Cluster, host: Host, path: Path) -> tuple[list[SimInstance], Host]:
+    """``host``'s instances as a reload with the config at ``path`` makes them (the same
+    keys and advert sources); raises :class:`ClusterError` for what cannot be applied in
+    place (an instance added, removed, or with another VRID, version, family or sync
+    group: the daemon restarts those, which the simulator does not model)."""
+    if not path.is_file():
+        raise ClusterError(f"reload {host.name}: {path}: no such file")
+    config, findings = load(path)
+    fatal = [f for f in findings if f.severity is Severity.ERROR and f.impact is Impact.CANNOT_RUN]
+    if fatal:
+        raise ClusterError(f"reload {host.name}: the daemon would refuse {path}: {fatal[0]}")
+    staged = Host(host.name, path, config)
+    old = {i.name: i for i in host.instances}
+    names = [i.name for i in config.vrrp_instances]
+    if sorted(names) != sorted(old):
+        raise ClusterError(
+            f"reload {host.name}: {path} runs {', '.join(names) or 'nothing'} instead of "
+            f"{', '.join(old)}: only changes in place are simulated (no instance added or "
+            "removed)"
+        )
+    notes = Cluster([])
+    out: list[SimInstance] = []
+    for inst in config.vrrp_instances:
+        before = old[inst.name]
+        src = inst.unicast_src_ip or inst.mcast_src_ip or before.params.primary_address
+        new = _instance(notes, staged, inst, before.key, src, before.address_synthesized)
+        p, q = before.params, new.params
+        same = (p.vrid, p.version, p.primary_address.version) == (
+            q.vrid,
+            q.version,
+            q.primary_address.version,
+        )
+        if not same or before.sync_group != new.sync_group:
+            raise ClusterError(
+                f"reload {host.name}: {inst.name}'s VRID, version, family or sync group "
+                "changed: the daemon restarts it, which is not simulated"
+            )
+        out.append(new)
+    cluster.notes.extend(f"reload {n}" for n in notes.notes)
+    return out, staged
+
+
 def _script_model(script: VrrpScript) -> ScriptModel:
     # init_fail: no effect in keepalived 2.2.7 (hagate.bridge); the first result decides.
     return ScriptModel(script.name, script.interval, script.rise, script.fall)

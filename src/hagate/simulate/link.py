@@ -176,6 +176,22 @@ class Link:
 
         self.at(self._when(at), go)
 
+    def reconfigure(self, name: str, params: VrrpParams, at: float | None = None) -> None:
+        """A reload (SIGHUP) with new settings: applied in place by the running machine
+        (VrrpMachine.reconfigure, what the daemon calls); a node that is down boots with
+        them next time."""
+        node = self.node(name)
+
+        def go() -> None:
+            node.params = params
+            if node.machine is None:
+                return
+            self._record(node, "event", "reload")
+            node.machine.reconfigure(self.now, params)
+            self._drain(node)
+
+        self.at(self._when(at), go)
+
     def set_tracked(self, name: str, item: str, ok: bool, at: float | None = None) -> None:
         node = self.node(name)
 

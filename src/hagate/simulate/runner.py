@@ -11,9 +11,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from hagate.simulate.cluster import Cluster, Host, SimInstance
+from hagate.config.model import Config
+from hagate.simulate.cluster import (
+    Cluster,
+    ClusterError,
+    Host,
+    ScriptModel,
+    SimInstance,
+    reload_host,
+)
 from hagate.simulate.link import Link, Node, TimelineEntry
 from hagate.simulate.scenario import (
     Crash,
@@ -21,6 +30,7 @@ from hagate.simulate.scenario import (
     Heal,
     Loss,
     Partition,
+    Reload,
     Scenario,
     Start,
     Step,
@@ -64,6 +74,7 @@ class Result:
     link: Link
     rows: list[Row] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)  # derived data (verdicts)
+    reloaded: list[SimInstance] = field(default_factory=list)  # instances as reloads make them
 
     @property
     def keys(self) -> list[str]:
@@ -72,7 +83,7 @@ class Result:
     @property
     def vips(self) -> list[IPAddress]:
         out: list[IPAddress] = []
-        for inst in self.cluster.instances():
+        for inst in (*self.cluster.instances(), *self.reloaded):
             out.extend(v for v in inst.params.vips if v not in out)
         return out
 
@@ -92,6 +103,10 @@ class _HostRun:
     running: bool = False
     counters: dict[str, RiseFall] = field(default_factory=dict)
     groups: dict[str, SyncGroup] = field(default_factory=dict)  # fresh at every boot
+    scripts: dict[str, ScriptModel] = field(default_factory=dict)  # as now configured
+
+    def __post_init__(self) -> None:
+        self.scripts = dict(self.host.scripts)
 
 
 class Simulation:
@@ -123,6 +138,16 @@ class Simulation:
         self._stopped: set[str] = set()
         self._views = {key: View(DOWN, None, frozenset()) for key in self.sims}
         self._dst = {key: self._destination(inst) for key, inst in self.sims.items()}
+        # each reload step's new instances, mapped up front: a config the daemon would
+        # refuse, or a change it would not apply in place, is a ClusterError before the run
+        self._reloads: dict[int, tuple[list[SimInstance], Host]] = {}
+        for i, step in enumerate(scenario.steps):
+            if isinstance(step, Reload):
+                host = cluster.host(step.node)
+                assert host is not None
+                self._reloads[i] = reload_host(cluster, host, Path(step.config))
+                self.result.reloaded.extend(self._reloads[i][0])
+        self._check_items(scenario)
         self._cache: tuple[Advert, IPAddress, IPAddress, bytes] | None = None
         for key, inst in self.sims.items():
             self.link.add_node(key, inst.params)
@@ -141,8 +166,28 @@ class Simulation:
             first = next((s for s in steps if _names(s, name)), None)
             if not (isinstance(first, Start) and not first.restart):
                 self._at(0.0, partial(self._boot, name))
-        for step in sorted(steps, key=_start_time):
-            self._step(step)
+        for i, step in sorted(enumerate(steps), key=lambda s: _start_time(s[1])):
+            if isinstance(step, Reload):
+                self._at(step.at, partial(self._reload, step, *self._reloads[i]))
+            else:
+                self._step(step)
+
+    def _check_items(self, scenario: Scenario) -> None:
+        """A ``fail`` on a node that reloads may name what only a reloaded config tracks
+        (the parser cannot know); a name no config of the node tracks is an error."""
+        for step in scenario.steps:
+            if not isinstance(step, Fail):
+                continue
+            host = self.hosts[step.node].host
+            known = host.items()
+            for inst in self.result.reloaded:
+                if inst.host == step.node:
+                    known.update(inst.interfaces, inst.scripts)
+            if step.item not in known:
+                raise ClusterError(
+                    f"fail {step.item} on {step.node}: no config of {step.node} tracks it "
+                    f"(tracked: {', '.join(sorted(known)) or 'none'})"
+                )
 
     def _at(self, time: float, fn: Callable[[], None]) -> None:
         self.link.at(time, fn)
@@ -185,11 +230,11 @@ class Simulation:
 
     def _fail(self, step: Fail) -> None:
         run = self.hosts[step.node]
-        is_script = step.item in run.host.scripts
-        what = "starts failing" if is_script else "goes down"
-        back = "succeeds again" if is_script else "comes back up"
 
         def change(ok: bool) -> None:
+            is_script = step.item in run.scripts  # a reload may have added it
+            what = "starts failing" if is_script else "goes down"
+            back = "succeeds again" if is_script else "comes back up"
             if run.running:
                 first = self._keys(step.node)[0]
                 self.link.note(first, f"scenario: {step.item} {back if ok else what}")
@@ -214,7 +259,7 @@ class Simulation:
             if inst.sync_group is not None and inst.sync_group not in run.groups:
                 run.groups[inst.sync_group] = SyncGroup(inst.sync_group)
         now = self.link.now
-        for script, model in run.host.scripts.items():
+        for script, model in run.scripts.items():
             counter = RiseFall(model.rise, model.fall)
             counter.record(not self._is_failing(name, script, now))
             run.counters[script] = counter
@@ -260,7 +305,7 @@ class Simulation:
         if generation != run.generation:
             return
         now = self.link.now
-        model = run.host.scripts[script]
+        model = run.scripts[script]
         counter = run.counters[script]
         if counter.record(not self._is_failing(name, script, now)):
             assert counter.ok is not None
@@ -268,9 +313,42 @@ class Simulation:
         self._at(now + model.interval, lambda: self._script_run(name, script, generation))
 
     def _set_item(self, run: _HostRun, item: str, ok: bool) -> None:
-        for inst in run.host.instances:
+        for key in self._keys(run.host.name):
+            inst = self.sims[key]
             if item in inst.interfaces or item in inst.scripts:
                 self.link.set_tracked(inst.key, item, ok, at=self.link.now)
+
+    def _reload(self, step: Reload, instances: list[SimInstance], staged: Host) -> None:
+        """SIGHUP with ``step.config``: every instance reconfigured in place; scripts the
+        new config adds start running, the others take their new interval and rise/fall
+        at their next run (the daemon keeps a runner whose spec did not change)."""
+        run = self.hosts[step.node]
+        now = self.link.now
+        self.link.note(self._keys(step.node)[0], f"scenario: reload with {step.config}")
+        for name, model in staged.scripts.items():
+            fresh = name not in run.scripts
+            run.scripts[name] = model
+            if fresh and run.running:
+                counter = RiseFall(model.rise, model.fall)
+                counter.record(not self._is_failing(step.node, name, now))
+                run.counters[name] = counter
+                later = partial(self._script_run, step.node, name, run.generation)
+                self._at(now + model.interval, later)
+        for inst in instances:
+            old = self.sims[inst.key]
+            self.sims[inst.key] = inst
+            self._dst[inst.key] = self._destination(inst, staged.config)
+            self.link.reconfigure(inst.key, inst.params, at=now)
+            if not run.running:
+                continue
+            for item in inst.interfaces:
+                if item not in old.interfaces:
+                    ok = not self._is_failing(step.node, item, now)
+                    self.link.set_tracked(inst.key, item, ok, at=now)
+            for item in inst.scripts:
+                status = run.counters.get(item)
+                if item not in old.scripts and status is not None and status.ok is not None:
+                    self.link.set_tracked(inst.key, item, status.ok, at=now)
 
     # ---- the wire ----------------------------------------------------------------------
 
@@ -306,13 +384,15 @@ class Simulation:
             return f"discarded, {verdict.reason.value.replace('_', ' ')} ({verdict.detail})"
         return verdict.advert
 
-    def _destination(self, inst: SimInstance) -> IPAddress:
+    def _destination(self, inst: SimInstance, config: Config | None = None) -> IPAddress:
         """The multicast group ``inst`` sends to (mcast_dst_ip, else vrrp_mcast_group4/6)."""
         if inst.group_address is not None:
             return inst.group_address
-        host = self.cluster.host(inst.host)
-        assert host is not None
-        defs = host.config.global_defs
+        if config is None:
+            host = self.cluster.host(inst.host)
+            assert host is not None
+            config = host.config
+        defs = config.global_defs
         v4 = inst.params.primary_address.version == 4
         return defs.vrrp_mcast_group4 if v4 else defs.vrrp_mcast_group6
 
@@ -349,13 +429,13 @@ class Simulation:
 
 
 def _names(step: Step, host: str) -> bool:
-    if isinstance(step, Crash | Start | Stop | Fail):
+    if isinstance(step, Crash | Start | Stop | Reload | Fail):
         return step.node == host
     return False
 
 
 def _start_time(step: Step) -> float:
-    if isinstance(step, Crash | Start | Stop | Heal):
+    if isinstance(step, Crash | Start | Stop | Reload | Heal):
         return step.at
     return step.start
 

@@ -4,6 +4,7 @@
     fail chk_httpd on node2 from 40s to 60s      # a vrrp_script (or interface) by name
     partition at 70s for 5s                      # every node alone; or: partition a | b,c ...
     loss 30% from 80s to 140s                    # every node's adverts; or: loss 30% on a ...
+    reload node1 with node1-new.conf at 50s       # SIGHUP with another keepalived.conf
     end at 160s
 
 Statements are separated by ``;`` or new lines; ``#`` starts a comment. Times are seconds
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[A-Za-z0-9_.:/%@+-]+")
 _TIME_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|min|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
-KEYWORDS = ("crash", "start", "restart", "stop", "fail", "partition", "heal", "loss", "end")
+KEYWORDS = (
+    *("crash", "start", "restart", "stop", "reload", "fail", "partition", "heal", "loss"),
+    "end",
+)
 
 
 class ScenarioError(ValueError):
@@ -69,6 +73,17 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Reload:
+    """SIGHUP after ``config`` replaced the node's keepalived.conf: applied in place
+    (VrrpMachine.reconfigure, as the daemon does), each master staying master unless the
+    new settings demand otherwise."""
+
+    node: str
+    at: float
+    config: str  # the new file (relative: to the working directory, like the configs)
+
+
+@dataclass(frozen=True, slots=True)
 class Fail:
     """A tracked script fails / an interface is down, from ``start`` to ``end`` (None: on)."""
 
@@ -102,7 +117,7 @@ class Loss:
     end: float | None
 
 
-Step = Crash | Start | Stop | Fail | Partition | Heal | Loss
+Step = Crash | Start | Stop | Reload | Fail | Partition | Heal | Loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +129,7 @@ class Scenario:
     def last_time(self) -> float:
         times = [0.0]
         for step in self.steps:
-            if isinstance(step, Crash | Start | Stop | Heal):
+            if isinstance(step, Crash | Start | Stop | Reload | Heal):
                 times.append(step.at)
             else:
                 times.append(step.start if step.end is None else step.end)
@@ -169,6 +184,7 @@ class _Parser:
         self.tokens = tokenize(source)
         self.pos = 0
         self.names = names  # host -> its tracked item names; None: not checked
+        self.reloaded: set[str] = set()  # nodes with a reload: their items checked later
 
     # ---- token helpers ---------------------------------------------------------------
 
@@ -253,6 +269,13 @@ class _Parser:
             if verb == "crash":
                 return Crash(node, at)
             return Stop(node, at) if verb == "stop" else Start(node, at, verb == "restart")
+        if verb == "reload":
+            node = self.node()
+            self.keyword("with")
+            config = self.word("the new config file").text
+            self.keyword("at")
+            self.reloaded.add(node)
+            return Reload(node, self.time(), config)
         if verb == "heal":
             self.keyword("at")
             return Heal(self.time())
@@ -260,7 +283,8 @@ class _Parser:
             item_tok = self.word("a script or interface name")
             self.keyword("on")
             node = self.node()
-            if self.names is not None and item_tok.text not in self.names[node]:
+            checked = self.names is not None and node not in self.reloaded
+            if checked and self.names is not None and item_tok.text not in self.names[node]:
                 known = ", ".join(sorted(self.names[node])) or "none"
                 raise self.error(
                     f"{node} tracks no script or interface {item_tok.text!r} (tracked: {known})",
