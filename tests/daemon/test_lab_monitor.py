@@ -190,7 +190,30 @@ def test_usr1_usr2_json_match_keepalived(lab: Lab, tmp_path: Path) -> None:
         assert not missing, f"lines keepalived does not write: {missing}"
         assert [x for x in theirs if x in ours] == ours  # same order
         assert len(ours) >= len(theirs) - 2, set(theirs) - set(ours)
+    # the Sockpool section, in keepalived's place (after the topology, before the scripts),
+    # line for line but the fd, our own address and the receive buffer (keepalived: its
+    # kernel_rx_buf_size, 0 by default; hagate asks for 4 MiB)
+    pool = re.compile(r"^ fd_in \d+ fd_out = \d+$|^   Address = |^   Rx buf size = ")
+    ours, theirs = _section(hg_data, "VRRP Sockpool"), _section(ka_data, "VRRP Sockpool")
+    assert [x for x in ours if not pool.match(x)] == [x for x in theirs if not pool.match(x)]
+    assert "   Address = 10.1.1.10" in ours and "   Rx buf size = 4194304" in ours
+    heads = [x for x in hg_data.splitlines() if x.startswith("------<")]
+    assert (
+        heads.index("------< VRRP Sockpool >------")
+        == heads.index("------< VRRP Topology >------") + 1
+    )
     assert "wrote " in log_of(lab, n2)
+
+
+def _section(data: str, name: str) -> list[str]:
+    lines = data.splitlines()
+    start_at = lines.index(f"------< {name} >------")
+    out = []
+    for line in lines[start_at + 1 :]:
+        if line.startswith("------<"):
+            break
+        out.append(line)
+    return out
 
 
 def test_signum_prints_keepalived_numbers() -> None:

@@ -56,3 +56,31 @@ def test_write_atomic_replaces_whole_file_mode_0600(tmp_path: Path) -> None:
     assert path.read_text() == "new\n"
     assert path.stat().st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["keepalived.stats"]  # no temporary left behind
+
+
+def test_sockpool_groups_as_keepalived_one_socket_each_side() -> None:
+    """keepalived keeps a socket per interface, family and unicast source; hagate's one
+    socket per interface and family serves them all, so they share its fd."""
+    from ipaddress import ip_address
+
+    sock: Any = SimpleNamespace(fileno=lambda: 7, ifname="eth0", rx_buf_size=4194304)
+
+    def rt(name: str, vrid: int, src: str | None) -> Any:
+        plan = SimpleNamespace(
+            multicast=src is None,
+            source=ip_address(src or "10.1.1.5"),
+            family=4,
+            params=SimpleNamespace(vrid=vrid),
+        )
+        return SimpleNamespace(name=name, plan=plan, sock=sock)
+
+    pool = monitor.sockpool([rt("M2", 52, None), rt("U", 60, "10.1.1.5"), rt("M1", 51, None)])
+    text = monitor.data_text("r", [], {}, 0.0, 0.0, pool)
+    assert text.split("------< VRRP Sockpool >------\n")[1] == (
+        " fd_in 7 fd_out = 7\n   Interface = eth0\n   Family = IPv4\n   Protocol = VRRP\n"
+        "   Type = Multicast\n   Rx buf size = 4194304\n   VRRP instances\n"
+        "     M1 vrid 51\n     M2 vrid 52\n"
+        " fd_in 7 fd_out = 7\n   Interface = eth0\n   Family = IPv4\n   Protocol = VRRP\n"
+        "   Type = Unicast\n   Address = 10.1.1.5\n   Rx buf size = 4194304\n"
+        "   VRRP instances\n     U vrid 60\n"
+    )

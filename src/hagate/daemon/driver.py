@@ -624,7 +624,8 @@ class Daemon:
             path = files.data
             loop_now = self._host.loop.time() if self._host is not None else 0.0
             router_id = self.config.global_defs.router_id if self.config is not None else None
-            text = monitor.data_text(router_id, runtimes, self.runners, time.time(), loop_now)
+            pool = monitor.sockpool(runtimes)
+            text = monitor.data_text(router_id, runtimes, self.runners, time.time(), loop_now, pool)
         elif kind == "stats":
             path, text = files.stats, monitor.stats_text(runtimes)
         else:

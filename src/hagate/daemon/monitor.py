@@ -8,8 +8,11 @@ puts them in ``$TMPDIR`` (if absolute) else ``/tmp``; so do we, unless ``--tmp-d
 otherwise (tests give each daemon its own). Each file is written whole to a temporary name
 and renamed (a reader never sees half a file), mode 0600 as keepalived's umask 0177 makes it.
 
-What hagate has no equivalent for (fd numbers, the Sockpool and Interfaces sections, the
-global section's hundred tunables) is left out rather than invented; every line that is
+The Sockpool section lists keepalived's sockets as keepalived would have them (one per
+interface, family and unicast source, multicast instances together), each with the fd of
+hagate's one socket per interface and family that serves them all. What hagate has no
+equivalent for (the Interfaces section's debounce and ARP bookkeeping, the global section's
+hundred tunables) is left out rather than invented; every line that is
 written has keepalived's wording and layout, so line parsers keyed on it work.
 """
 
@@ -485,12 +488,60 @@ def _script_lines(
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class Sockpool:
+    """One keepalived socket-pool entry: instances (name, VRID) sharing interface, family
+    and unicast source (None: multicast), served by hagate's socket ``fd``."""
+
+    fd: int
+    interface: str
+    family: int  # 4 or 6
+    unicast_src: str | None
+    rx_buf_size: int
+    instances: tuple[tuple[str, int], ...]
+
+
+def sockpool(runtimes: Sequence[InstanceRuntime]) -> list[Sockpool]:
+    """keepalived's pool (vrrp_scheduler alloc_sock) from the running instances: keyed by
+    interface, family and unicast source, in first-use order; instances by VRID."""
+    pool: dict[tuple[int, str, int, str | None], list[tuple[str, int]]] = {}
+    bufs: dict[tuple[int, str, int, str | None], int] = {}
+    for rt in runtimes:
+        plan = rt.plan
+        src = None if plan.multicast else str(plan.source)
+        key = (rt.sock.fileno(), rt.sock.ifname, plan.family, src)
+        pool.setdefault(key, []).append((rt.name, plan.params.vrid))
+        bufs[key] = rt.sock.rx_buf_size
+    out = []
+    for (fd, ifname, family, src), members in pool.items():
+        by_vrid = tuple(sorted(members, key=lambda m: m[1]))
+        out.append(Sockpool(fd, ifname, family, src, bufs[fd, ifname, family, src], by_vrid))
+    return out
+
+
+def _sockpool_lines(entry: Sockpool) -> list[str]:
+    lines = [
+        f" fd_in {entry.fd} fd_out = {entry.fd}",
+        f"   Interface = {entry.interface}",
+        f"   Family = IPv{entry.family}",
+        "   Protocol = VRRP",
+        f"   Type = {'Unicast' if entry.unicast_src else 'Multicast'}",
+    ]
+    if entry.unicast_src:
+        lines.append(f"   Address = {entry.unicast_src}")
+    lines.append(f"   Rx buf size = {entry.rx_buf_size}")
+    lines.append("   VRRP instances")
+    lines += [f"     {name} vrid {vrid}" for name, vrid in entry.instances]
+    return lines
+
+
 def data_text(
     router_id: str | None,
     runtimes: Sequence[InstanceRuntime],
     runners: Mapping[str, ScriptRunner],
     now_wall: float,
     now_loop: float,
+    pool: Sequence[Sockpool] = (),
 ) -> str:
     """keepalived.data (vrrp_print_data) as far as hagate has the facts."""
     lines = ["", "------< Global definitions >------", " Network namespace = (default)"]
@@ -499,6 +550,10 @@ def data_text(
         lines.append("------< VRRP Topology >------")
         for rt in runtimes:
             lines += _instance_lines(rt, now_wall, now_loop)
+    if pool:  # keepalived's order: Topology, Sockpool, Sync groups, Scripts
+        lines.append("------< VRRP Sockpool >------")
+        for entry in pool:
+            lines += _sockpool_lines(entry)
     groups: dict[str, list[InstanceRuntime]] = {}
     for rt in runtimes:
         if rt.plan.sync_group:
