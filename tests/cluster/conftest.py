@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hagate.lab import etcd as etcdproc
+from hagate.pki.ca import Role, issue
 
 try:  # the etcd client is the optional extra 'cluster' (also in 'test')
     import aetcd  # type: ignore[import-untyped]  # noqa: F401
@@ -54,6 +55,39 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         pytest.skip("etcd is not installed (Debian: etcd-server)")
     client, peer = etcdproc.free_loopback_ports(2)
     member = etcdproc.Member(f"t{secrets.token_hex(3)}", "127.0.0.1", client, peer)
+    server = EtcdServer(member, tmp_path / "etcd-data", tmp_path / "etcd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def tls_server(pki_dir: Path) -> etcdproc.ServerTLS:
+    """etcd's client-port certificate from the cluster's CA (SAN 127.0.0.1): ``hagate pki
+    issue --server etcd --ip 127.0.0.1``; clients must show a certificate of the same CA."""
+    bundle = pki_dir / "issued" / "server" / "etcd"
+    if not (bundle / "cert.pem").exists():
+        issue(pki_dir, Role.SERVER, "etcd", ips=["127.0.0.1"])
+    return etcdproc.ServerTLS(bundle / "cert.pem", bundle / "key.pem", pki_dir / "ca.crt")
+
+
+@pytest.fixture
+def cluster_pki_dir(tmp_path: Path) -> Path:
+    """The cluster PKI of tests.cluster.kit (nodes n1..n3), shared by etcd's TLS."""
+    from tests.cluster.kit import cluster_pki
+
+    return cluster_pki(tmp_path / "pki", 3).dir
+
+
+@pytest.fixture
+def etcd_tls(tmp_path: Path, cluster_pki_dir: Path) -> Iterator[EtcdServer]:
+    """A loopback etcd whose client port is TLS only, client certificates required."""
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (Debian: etcd-server)")
+    client, peer = etcdproc.free_loopback_ports(2)
+    tls = tls_server(cluster_pki_dir)
+    member = etcdproc.Member(f"t{secrets.token_hex(3)}", "127.0.0.1", client, peer, tls)
     server = EtcdServer(member, tmp_path / "etcd-data", tmp_path / "etcd.log")
     server.start()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.gateway.kit import Pki, free_port, gateway_config, make_pki
 
-from hagate.cluster.config import ClusterConfig
+from hagate.cluster.config import ClusterConfig, EtcdSecurity
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.server import Gateway
 from hagate.pki.ca import Role, issue
@@ -42,7 +42,13 @@ class Cluster:
         return self.gw(i).addresses["tunnel"][1]
 
 
-def node_config(pki: Pki, i: int, etcd: tuple[str, int], pinned: dict[str, int]) -> GatewayConfig:
+def node_config(
+    pki: Pki,
+    i: int,
+    etcd: tuple[str, int],
+    pinned: dict[str, int],
+    security: EtcdSecurity | None = None,
+) -> GatewayConfig:
     bundle = pki.bundle("node", f"n{i}")
     peer = free_port()
     cluster = ClusterConfig(
@@ -53,6 +59,7 @@ def node_config(pki: Pki, i: int, etcd: tuple[str, int], pinned: dict[str, int])
         key=bundle / "key.pem",
         lease_ttl=2,
         etcd_timeout=1.0,
+        etcd_security=security or EtcdSecurity(),
     )
     # Each node's inventory TCP ports on its own loopback address: the same ports everywhere.
     return gateway_config(

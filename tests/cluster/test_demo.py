@@ -20,6 +20,7 @@ def test_multi_node_demo(tmp_path: Path) -> None:
     assert rc == 0, text
     for line in (
         "every user reaches every device",
+        "etcd: n1 uses https://10.1.1.2",
         "n2 holds 10.1.1.101 (VRRP)",
         "first user request OK via 10.1.1.101",
         "served again via n3",

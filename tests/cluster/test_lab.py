@@ -47,8 +47,10 @@ def test_a_user_on_each_node_reaches_a_device_on_each_node(ml: MultiLab) -> None
             return everywhere(ml, d, f"hello from {d}\n")
 
         until(there, 15, f"{dev} everywhere", ml)
-    per_node = ml.cluster_health(1)["devices_per_node"]
+    health = ml.cluster_health(1)
+    per_node = health["devices_per_node"]
     assert per_node == {"n1": 1, "n2": 1, "n3": 1}, per_node
+    assert health["etcd_endpoint"].startswith("https://"), health  # etcd over TLS
 
 
 def test_a_moved_device_is_never_reached_at_its_old_session(ml: MultiLab) -> None:

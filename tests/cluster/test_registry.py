@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,7 @@ from tests.cluster.conftest import EtcdServer
 
 from hagate.cluster.etcd import Etcd
 from hagate.cluster.registry import EtcdState, Registry, Superseded
+from hagate.cluster.routes import node_key
 from hagate.tunnel.wire import ServiceKind, ServiceSpec
 
 WEB = (ServiceSpec("http", ServiceKind.HTTP),)
@@ -172,5 +174,49 @@ def test_after_its_lease_expired_a_node_does_not_steal_a_newer_session(etcd: Etc
             await a.stop()
             await b.stop()
             relay.close()
+
+    run(main)
+
+
+def test_a_starved_event_loop_keeps_its_lease(etcd: EtcdServer) -> None:
+    """The loop is held (a busy Python loop holding the GIL, like a handshake storm's CPU) for
+    1.5 lease TTLs, 4.5 keep-alive intervals: the lease lives (its keep-alives run in their own
+    thread), while a lease refreshed from that loop, as before, expires."""
+    from hagate.cluster.etcd import EtcdError
+
+    async def refresh_on_the_loop(client: Etcd, lease: int) -> None:
+        while True:
+            await asyncio.sleep(TTL / 3)
+            with contextlib.suppress(EtcdError):
+                await client.keepalive(lease)
+
+    async def main() -> None:
+        a = make(etcd, "a")
+        a.start()
+        check = Etcd([etcd.endpoint], 1.0)
+        try:
+            a.publish("dev1", "s1", WEB)
+            assert await a.wait_synced(5)
+            lease = a.lease
+            control = await check.grant(TTL)
+            await check.put(b"/control/on-the-loop", b"x", control)
+            task = asyncio.create_task(refresh_on_the_loop(check, control))
+            await asyncio.sleep(0.1)
+            end = time.monotonic() + 1.5 * TTL
+            while time.monotonic() < end:  # starve the loop (and fight for the GIL)
+                pass
+            kvs, _ = await check.get_prefix(b"/")
+            leases = {kv.key: kv.lease for kv in kvs}
+            assert leases.get(node_key("a")) == lease, leases  # the node's record lives
+            assert b"/control/on-the-loop" not in leases  # the loop-refreshed lease expired
+            task.cancel()
+            await asyncio.sleep(0.5)
+            assert a.state is EtcdState.UP and a.lease == lease and a.outages == 0
+            done, failed = a.keepalives
+            assert done >= 4 and failed == 0, (done, failed)
+            assert a.health()["lease_keepalives"] == done
+        finally:
+            await a.stop()
+            await check.close()
 
     run(main)

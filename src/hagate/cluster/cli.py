@@ -85,6 +85,13 @@ def _status(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"hagate cluster status: {exc} (pip install 'hagate[cluster]')", file=sys.stderr)
         return 1
-    report = asyncio.run(gather(list(cfg.cluster.etcd), layout, cfg.cluster.etcd_timeout))
+    for warning in cfg.cluster.warnings:
+        print(f"hagate cluster status: warning: {warning}", file=sys.stderr)
+    c = cfg.cluster
+    try:
+        report = asyncio.run(gather(list(c.etcd), layout, c.etcd_timeout, c.etcd_security))
+    except ValueError as exc:  # a TLS or password file that cannot be read
+        print(f"hagate cluster status: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0 if report["etcd"]["readable"] else 1

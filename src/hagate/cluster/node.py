@@ -37,8 +37,10 @@ class ClusterNode:
         self.gw = gw
         self.cfg = cfg
         self.node = gw.cfg.node
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
         self.registry = Registry(
-            Etcd(list(cfg.etcd), cfg.etcd_timeout),
+            Etcd(list(cfg.etcd), cfg.etcd_timeout, cfg.etcd_security),
             self.node,
             cfg.advertise,
             cfg.lease_ttl,

@@ -3,7 +3,9 @@ every node's :class:`~hagate.cluster.routes.RouteTable` current.
 
 * One lease per node (``lease_ttl``, refreshed every third of it): the node's key and all its
   device keys hang on it, so a crashed node's records vanish together when it expires, and a
-  graceful stop revokes it (they vanish at once).
+  graceful stop revokes it (they vanish at once). The refreshes run in a thread of their own
+  (:class:`~hagate.cluster.etcd.LeaseKeeper`): a gateway loop starved by a handshake storm
+  must not lose the lease, and with it every record of the node.
 * Writes are asynchronous: attaching a device never waits for etcd. A writer publishes the
   difference between the live local sessions and what this lease holds, many puts at a time.
 * etcd down (no quorum, all endpoints dead, lease keep-alive failing): the node keeps serving
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from hagate.cluster.etcd import MAX_TXN_OPS, Etcd, EtcdError, WatchEvent, WatchLost
+from hagate.cluster.etcd import MAX_TXN_OPS, Etcd, EtcdError, LeaseKeeper, WatchEvent, WatchLost
 from hagate.cluster.routes import (
     ROOT,
     Change,
@@ -87,6 +89,8 @@ class Registry:
         self.write_errors = 0
         self.transactions = 0  # etcd transactions those writes took
         self.outages = 0
+        self.keeper: LeaseKeeper | None = None
+        self._keepalives_before = (0, 0)  # refreshes, failures of the keepers that ended
         self._written: dict[str, str] = {}  # device -> sid held by our current lease
         self._put_at: dict[str, tuple[str, int]] = {}  # device -> (sid, revision of our put)
         self.addresses: tuple[str, ...] = ()  # published in our node key (VIPs held)
@@ -163,18 +167,30 @@ class Registry:
             "addresses": {n.name: list(n.addresses) for n in list(self.table.nodes.values())},
             "devices_per_node": self.table.devices_per_node(),
             "outages": self.outages,
+            "lease_keepalives": self.keepalives[0],
+            "lease_keepalive_failures": self.keepalives[1],
         }
+
+    @property
+    def keepalives(self) -> tuple[int, int]:
+        """Lease refreshes done and failed, over every session so far."""
+        done, failed = self._keepalives_before
+        if self.keeper is not None:
+            done, failed = done + self.keeper.refreshes, failed + self.keeper.failures
+        return done, failed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"registry {self.node}")
 
     async def stop(self, graceful: bool = True) -> None:
         """Stop; ``graceful`` revokes the lease so every record of this node goes at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            # Again until it ends: Python 3.11's wait_for can lose a cancel that lands as its
+            # inner call completes (the driver then slept and retried: a stop hung 30 s).
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+        self._stop_keeper()
         if graceful and self.lease and self.state is EtcdState.UP:
             with contextlib.suppress(EtcdError):
                 await self.etcd.revoke(self.lease)
@@ -253,8 +269,10 @@ class Registry:
         for change in changes:
             self._changed(change)
         self._wake.set()
+        self._stop_keeper()
+        self.keeper = etcd.keeper(self.lease, self.lease_ttl).start()
         tasks = [
-            asyncio.create_task(self._keepalive()),
+            asyncio.create_task(self._keepalive(self.keeper)),
             asyncio.create_task(self._writer()),
             asyncio.create_task(self._events(queue)),
         ]
@@ -269,27 +287,29 @@ class Registry:
             await asyncio.gather(*tasks, return_exceptions=True)
             await cancel()
 
-    async def _keepalive(self) -> None:
-        """Refresh every third of the TTL; a slow or failed refresh is retried, and etcd
-        counts as down only when the lease is about to run out (a loaded etcd is not a dead
-        one; a dead member ends the watch at once anyway)."""
-        loop = asyncio.get_running_loop()
-        last_ok = loop.time()
-        delay = self.lease_ttl / 3
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                ttl = await self.etcd.keepalive(self.lease)
-            except EtcdError as exc:
-                if loop.time() - last_ok > self.lease_ttl * 0.9:
-                    raise
-                self.last_error = str(exc)
-                delay = 0.25
-                continue
-            if ttl <= 0:
-                self.lease = 0
-                raise EtcdError("lease expired")
-            last_ok, delay = loop.time(), self.lease_ttl / 3
+    def _stop_keeper(self) -> None:
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            keeper.stop()
+            done, failed = self._keepalives_before
+            self._keepalives_before = (done + keeper.refreshes, failed + keeper.failures)
+
+    async def _keepalive(self, keeper: LeaseKeeper) -> None:
+        """Watch the keeper thread: the lease is refreshed there every third of the TTL, a
+        slow or failed refresh retried, and etcd counts as down only when the lease is about
+        to run out (a loaded etcd is not a dead one; a dead member ends the watch at once)."""
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                if keeper.expired:
+                    self.lease = 0
+                    raise EtcdError("lease expired")
+                if time.monotonic() - keeper.last_ok > self.lease_ttl * 0.9:
+                    raise EtcdError(f"etcd {self.etcd.endpoint}: {keeper.error or 'no keepalive'}")
+                if keeper.error:
+                    self.last_error = keeper.error
+        finally:
+            self._stop_keeper()
 
     async def _writer(self) -> None:
         """Write what changed, up to MAX_TXN_OPS keys in one etcd transaction (one revision,

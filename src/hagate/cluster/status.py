@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hagate.cluster.config import EtcdSecurity
 from hagate.cluster.etcd import Etcd, EtcdError
 from hagate.cluster.layout import Layout
 from hagate.cluster.routes import ROOT, RouteTable
 
 
 async def gather(
-    endpoints: list[tuple[str, int]], layout: Layout | None, timeout: float = 2.0
+    endpoints: list[tuple[str, int]],
+    layout: Layout | None,
+    timeout: float = 2.0,
+    security: EtcdSecurity | None = None,
 ) -> dict[str, Any]:
     async def member(ep: tuple[str, int]) -> dict[str, Any]:
-        client = Etcd([ep], timeout)
+        client = Etcd([ep], timeout, security)
         try:
             st = await client.status()
             return {"endpoint": f"{ep[0]}:{ep[1]}", "ok": True, **st}
@@ -31,7 +35,7 @@ async def gather(
     members = await asyncio.gather(*(member(ep) for ep in endpoints))
     table = RouteTable()
     error = ""
-    client = Etcd(endpoints, timeout)
+    client = Etcd(endpoints, timeout, security)
     try:
         for _ in endpoints:
             try:

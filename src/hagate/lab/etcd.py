@@ -1,6 +1,10 @@
 """Debian's etcd (``/usr/bin/etcd``, 3.4) as a test and lab peer: argv for one member of an
 N-member cluster, on loopback ports or on a lab node's namespace address.
 
+With :class:`ServerTLS` the client port speaks TLS only and wants a client certificate from
+the trusted CA (``--client-cert-auth``), as a production etcd for hagate should; the member to
+member (peer) traffic stays plain: it never leaves the lab's namespaces or loopback.
+
 Only the argument list and the readiness probe live here; the caller starts the process
 (``subprocess.Popen`` on loopback, :meth:`hagate.lab.node.Node.spawn` in a namespace) so it is
 killed with everything else the caller owns.
@@ -18,15 +22,37 @@ from hagate.lab.errors import LabError
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTLS:
+    """etcd's client-port TLS: its certificate and key, and the CA its clients' come from."""
+
+    cert: Path
+    key: Path
+    trusted_ca: Path
+
+    def args(self) -> list[str]:
+        return [
+            "--cert-file",
+            str(self.cert),
+            "--key-file",
+            str(self.key),
+            "--trusted-ca-file",
+            str(self.trusted_ca),
+            "--client-cert-auth",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
     name: str
     host: str
     client_port: int = 2379
     peer_port: int = 2380
+    tls: ServerTLS | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -83,6 +109,7 @@ def argv(
         "warn",
         "--logger",
         "zap",
+        *(member.tls.args() if member.tls is not None else []),
     ]
 
 

@@ -2,9 +2,9 @@
 
 Three (or N) gateway nodes in namespaces, each master of its own VIP (`hagate vrrp` with the
 keepalived.conf files `hagate cluster keepalived` writes) and running `hagate gateway` with
-``[cluster]``; a 3-member etcd; one device per VIP (the VIP its name picks); users sending
-requests to every device through every VIP (so through every node, and after a crash through
-the node that took the VIP over). It shows, on one clock:
+``[cluster]``; a 3-member etcd over TLS (client certificates required); one device per VIP
+(the VIP its name picks); users sending requests to every device through every VIP (so through
+every node, and after a crash through the node that took the VIP over). It shows, on one clock:
 
 1. every user reaching every device, through the device's node or one peer hop;
 2. SIGKILL of node 1: its VIP moves, its device redials and is served again from every node;
@@ -74,7 +74,10 @@ def run_multi_demo(
     """Run the demo; 0 when every step went as described."""
     w = stream or sys.stdout
     plan = Plan(nodes=nodes, etcd=3, advert_int=advert_int, lease_ttl=5)
-    w.write(f"hagate lab demo --nodes {nodes}: {nodes} active gateway nodes, 3-member etcd\n")
+    w.write(
+        f"hagate lab demo --nodes {nodes}: {nodes} active gateway nodes, 3-member etcd "
+        "(TLS, client certificates)\n"
+    )
     ml = MultiLab.create(plan, prefix="hgn")
     loops: dict[tuple[int, str], RequestLoop] = {}
     ok = False
@@ -87,7 +90,12 @@ def run_multi_demo(
         for i in range(1, nodes + 1):
             for dev in devices:
                 _wait(_served(ml, i, dev, 1.0), 20, f"{dev} via n{i}")
-        per = ml.cluster_health(1).get("devices_per_node", {})
+        first = ml.cluster_health(1)
+        per = first.get("devices_per_node", {})
+        w.write(
+            f"\n  etcd: n1 uses {first.get('etcd_endpoint')}, TLS verified against the cluster "
+            "CA, the node certificate as its client certificate\n"
+        )
         w.write("\n  node   address      VIP (master)   devices\n")
         for i in range(1, nodes + 1):
             w.write(f"  n{i}     {plan.node_ip(i):<12} {plan.vip(i):<14} {per.get(f'n{i}', 0)}\n")

@@ -1,6 +1,8 @@
 """N active gateway nodes in the lab: each node runs `hagate vrrp` (node i master of VIP i,
 from one cluster description) and `hagate gateway` with ``[cluster]``; a separate 3-member
-etcd; devices that dial the VIP their name picks; a user namespace that enters at any node.
+etcd (client port TLS only, client certificates required: the nodes present their node
+certificates); devices that dial the VIP their name picks; a user namespace that enters at any
+node.
 
 Used by the lab tests (tests/cluster/test_lab.py), ``hagate lab demo --nodes 3`` and
 bench/scale.py. Everything lives in the namespaces and the temp dir of one
@@ -148,6 +150,9 @@ class MultiLab:
         issue(self.pki, Role.SERVER, "gateway", days=2, dns=[DOMAIN, f"*.{DOMAIN}"], ips=ips)
         for i in range(1, p.nodes + 1):
             issue(self.pki, Role.NODE, f"n{i}", days=2, ips=[p.node_ip(i)])
+        # etcd's client port: TLS only, client certificates of the same CA (the nodes' own)
+        etcd_ips = [p.etcd_ip(k) for k in range(1, p.etcd + 1)]
+        issue(self.pki, Role.SERVER, "etcd", days=2, ips=etcd_ips)
         issue(self.pki, Role.USER, "alice", days=2)
         (self.work / "policy.toml").write_text(POLICY)
         layout = p.layout()
@@ -159,7 +164,7 @@ class MultiLab:
         p = self.plan
         server = self.pki / "issued" / "server" / "gateway"
         node = self.pki / "issued" / "node" / f"n{i}"
-        etcd = ", ".join(f'"{p.etcd_ip(k)}:2379"' for k in range(1, p.etcd + 1))
+        etcd = ", ".join(f'"https://{p.etcd_ip(k)}:2379"' for k in range(1, p.etcd + 1))
         return (
             f'domain = "{DOMAIN}"\nnode = "n{i}"\n\n'
             f'[tls]\nca = "{self.pki / "ca.crt"}"\ncert = "{server / "cert.pem"}"\n'
@@ -189,9 +194,15 @@ class MultiLab:
 
     # ------------------------------------------------------------------ etcd
 
+    def etcd_tls(self) -> etcdproc.ServerTLS:
+        bundle = self.pki / "issued" / "server" / "etcd"
+        return etcdproc.ServerTLS(bundle / "cert.pem", bundle / "key.pem", self.pki / "ca.crt")
+
     def etcd_members(self) -> list[etcdproc.Member]:
+        tls = self.etcd_tls()
         return [
-            etcdproc.Member(f"e{k}", self.plan.etcd_ip(k)) for k in range(1, self.plan.etcd + 1)
+            etcdproc.Member(f"e{k}", self.plan.etcd_ip(k), tls=tls)
+            for k in range(1, self.plan.etcd + 1)
         ]
 
     def start_etcd(self, k: int | None = None, wait: bool = True) -> None:

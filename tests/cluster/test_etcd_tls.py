@@ -1,0 +1,131 @@
+"""etcd over TLS with client certificates (``--client-cert-auth``), as production runs it:
+the registry works with the cluster's certificates, and a wrong CA, a foreign client
+certificate or plain http are each a clear error in /healthz, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from tests.cluster.conftest import EtcdServer
+from tests.cluster.kit import node_config, until
+from tests.gateway.kit import Pki
+
+from hagate.cluster.config import EtcdSecurity
+from hagate.cluster.etcd import Etcd
+from hagate.cluster.registry import EtcdState, Registry
+from hagate.gateway.server import Gateway
+from hagate.pki.ca import Role, init_ca, issue
+from hagate.tunnel.wire import ServiceKind, ServiceSpec
+
+WEB = (ServiceSpec("http", ServiceKind.HTTP),)
+
+
+def node_security(pki: Path, node: str, ca: Path | None = None) -> EtcdSecurity:
+    bundle = pki / "issued" / "node" / node
+    return EtcdSecurity(
+        tls=True, ca=ca or pki / "ca.crt", cert=bundle / "cert.pem", key=bundle / "key.pem"
+    )
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 30))
+
+
+def registry(server: EtcdServer, node: str, security: EtcdSecurity) -> Registry:
+    return Registry(Etcd([server.endpoint], 1.0, security), node, f"127.0.0.1:7{node[-1]}00", 2)
+
+
+def test_the_registry_works_over_tls_with_node_certificates(
+    etcd_tls: EtcdServer, cluster_pki_dir: Path
+) -> None:
+    async def main() -> None:
+        a = registry(etcd_tls, "n1", node_security(cluster_pki_dir, "n1"))
+        b = registry(etcd_tls, "n2", node_security(cluster_pki_dir, "n2"))
+        a.start()
+        b.start()
+        try:
+            a.publish("dev1", "s1", WEB)
+            await until(lambda: b.route("dev1") is not None, 10, "b sees dev1 over TLS")
+            health = a.health()
+            assert health["etcd"] == "up" and str(health["etcd_endpoint"]).startswith("https://")
+            st = await a.etcd.status()
+            assert st["version"]
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main)
+
+
+@pytest.mark.parametrize("wrong", ["ca", "client", "plain"])
+def test_a_wrong_ca_client_cert_or_plain_http_is_a_clear_error(
+    etcd_tls: EtcdServer,
+    cluster_pki_dir: Path,
+    tmp_path: Path,
+    wrong: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    other = tmp_path / "other-ca"
+    init_ca(other, "not the cluster CA")
+    issue(other, Role.NODE, "n1", ips=["127.0.0.1"])
+    if wrong == "ca":  # etcd's certificate is not from the CA we trust
+        security = node_security(cluster_pki_dir, "n1", ca=other / "ca.crt")
+        expect = "CERTIFICATE_VERIFY_FAILED"
+    elif wrong == "client":  # our certificate is not from the CA etcd trusts
+        security = node_security(other, "n1", ca=cluster_pki_dir / "ca.crt")
+        expect = "UNAVAILABLE"
+    else:
+        security = EtcdSecurity()
+        expect = "UNAVAILABLE"
+
+    async def main() -> None:
+        a = registry(etcd_tls, "n1", security)
+        a.start()
+        try:
+            await until(lambda: a.state is EtcdState.DOWN, 10, "etcd down")
+            health = a.health()
+            assert health["etcd"] == "down"
+            error = str(health["etcd_error"])
+            assert expect in error and "\n" not in error, error
+            assert len(error) < 400
+        finally:
+            await a.stop()
+
+    with caplog.at_level(logging.WARNING, "hagate.cluster"):
+        run(main)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert any("etcd down" in r.getMessage() for r in caplog.records)
+
+
+def test_a_gateway_with_the_wrong_ca_says_why_in_healthz(
+    etcd_tls: EtcdServer, cluster_pki_dir: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca"
+    init_ca(other, "not the cluster CA")
+    pki = Pki(cluster_pki_dir)
+    security = node_security(cluster_pki_dir, "n1", ca=other / "ca.crt")
+
+    async def main() -> None:
+        gw = Gateway(node_config(pki, 1, etcd_tls.endpoint, {}, security))
+        await gw.start()
+        try:
+            cluster = gw.cluster
+            assert cluster is not None
+            await until(lambda: cluster.registry.state is EtcdState.DOWN, 10, "etcd down")
+            host, port = gw.addresses["admin"]
+            url = f"http://{host}:{port}/healthz"
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+            health = json.loads(body)
+            assert health["ok"] is True  # the node serves its own devices: VIPs must not move
+            assert health["cluster"]["etcd"] == "down"
+            assert "not signed by etcd_ca" in health["cluster"]["etcd_error"]
+        finally:
+            await gw.stop()
+
+    run(main)
