@@ -100,3 +100,47 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pki", "list", "--dir", d]) == 0
     out = capsys.readouterr().out
     assert "dev1" in out and "REVOKED" in out and "bob" in out
+
+
+def test_cli_node_certificates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
+    d = str(tmp_path)
+    assert main(["pki", "init", "--dir", d]) == 0
+    args = ["pki", "issue", "node-1", "--node", "--ip", "10.1.1.5", "--dns", "n1.lan"]
+    assert main([*args, "--dir", d]) == 0
+    assert "node node-1:" in capsys.readouterr().out
+    bundle = tmp_path / "issued" / "node" / "node-1"
+    cert = x509.load_pem_x509_certificate((bundle / "cert.pem").read_bytes())
+    ou = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+    assert ou == "hagate-node"
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {EKU.SERVER_AUTH, EKU.CLIENT_AUTH}
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["node-1", "n1.lan"]  # its name kept
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.1.1.5"]
+    out = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            str(bundle / "ca.crt"),
+            str(bundle / "cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert main(["pki", "issue", "node-1", "--node", "--gateway", "x:1", "--dir", d]) == 1
+    assert "--gateway" in capsys.readouterr().err
+    # One name, two roles: --role says which to revoke.
+    assert main(["pki", "issue", "node-1", "--dir", d]) == 0  # a device called node-1 too
+    assert main(["pki", "revoke", "node-1", "--role", "node", "--dir", d]) == 0
+    capsys.readouterr()
+    assert main(["pki", "list", "--dir", d]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    states = {line.split()[0]: line.split()[-1] for line in listing if "node-1" in line}
+    assert states == {"node": "REVOKED", "device": "valid"}, listing

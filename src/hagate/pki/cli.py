@@ -1,4 +1,4 @@
-"""`hagate pki`: make the cluster CA, issue device/user/server bundles, revoke by CRL."""
+"""`hagate pki`: make the cluster CA, issue device/user/server/node bundles, revoke by CRL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="certificate authority for gateways, device agents and users",
         description=(
             "A file-based CA: both gateway nodes need only ca.crt, their server bundle and "
-            "crl.pem. Devices and users get a bundle (cert.pem, key.pem, ca.crt) each."
+            "crl.pem. Devices and users get a bundle (cert.pem, key.pem, ca.crt) each; each "
+            "node of an N-active cluster a node bundle (--node, docs/scale.md)."
         ),
     )
     pki_sub = pki.add_subparsers(title="pki commands", metavar="PKICMD")
@@ -29,20 +30,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     iss = pki_sub.add_parser(
         "issue",
-        help="issue a bundle for a device (default), a user (--user) or a gateway (--server)",
+        help="issue a bundle for a device (default), a user (--user), a gateway (--server) "
+        "or a cluster node (--node)",
     )
     common(iss)
-    iss.add_argument("name", help="device name (a DNS label), user name, or server name")
+    iss.add_argument("name", help="device name (a DNS label), user, server or node name")
     role = iss.add_mutually_exclusive_group()
     role.add_argument("--user", action="store_true", help="a user certificate for `connect`")
     role.add_argument("--server", action="store_true", help="a gateway server certificate")
+    role.add_argument(
+        "--node",
+        action="store_true",
+        help="a cluster node's certificate (OU hagate-node, server and client auth, SAN its "
+        "name): the node-to-node peer channel and, by default, its etcd client certificate",
+    )
     iss.add_argument(
         "--dns",
         action="append",
         default=[],
-        help="server: DNS name (repeat; e.g. gw.example.com and *.gw.example.com)",
+        help="server/node: DNS name (repeat; e.g. gw.example.com and *.gw.example.com; "
+        "default: the name)",
     )
-    iss.add_argument("--ip", action="append", default=[], help="server: IP address (e.g. the VIP)")
+    iss.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        help="server/node: IP address (repeat; e.g. the VIPs, a node's address)",
+    )
     iss.add_argument(
         "--gateway",
         metavar="HOST:PORT",
@@ -56,7 +70,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rev = pki_sub.add_parser("revoke", help="revoke an issued certificate (rewrites crl.pem)")
     common(rev)
     rev.add_argument("name", nargs="?", help="the issued name")
-    rev.add_argument("--role", choices=["device", "user", "server"])
+    rev.add_argument(
+        "--role",
+        choices=["device", "user", "server", "node"],
+        help="the role of NAME, when one name was issued for several roles",
+    )
     rev.add_argument("--serial", help="revoke by serial number (hex) instead of by name")
     rev.set_defaults(func=_revoke)
 
@@ -84,23 +102,32 @@ def _init(args: argparse.Namespace) -> int:
 def _issue(args: argparse.Namespace) -> int:
     from hagate.pki.ca import PKIError, Role, issue
 
-    role = Role.USER if args.user else Role.SERVER if args.server else Role.DEVICE
-    if (args.dns or args.ip) and role is not Role.SERVER:
-        return _fail("--dns and --ip are for --server certificates")
+    role = Role.DEVICE
+    for flag, r in (("user", Role.USER), ("server", Role.SERVER), ("node", Role.NODE)):
+        if getattr(args, flag):
+            role = r
+    named = role in (Role.SERVER, Role.NODE)
+    if (args.dns or args.ip) and not named:
+        return _fail("--dns and --ip are for --server and --node certificates")
+    if args.gateway and named:
+        return _fail("--gateway writes a device's agent.toml or a user's user.toml")
+    dns = args.dns
+    if role is Role.NODE and dns and args.name not in dns:
+        dns = [args.name, *dns]  # peers check the node's name (TLS server name = node name)
     try:
         out = issue(
             args.dir,
             role,
             args.name,
             days=args.days,
-            dns=args.dns or None,
+            dns=dns or None,
             ips=args.ip,
             force=args.force,
         )
     except PKIError as exc:
         return _fail(str(exc))
     print(f"{role.value} {args.name}: {out.cert}, {out.key}, {out.ca} (serial {out.serial:x})")
-    if args.gateway and role is not Role.SERVER:
+    if args.gateway:
         path = _write_client_config(out.directory, role, args.gateway, args.server_name)
         print(f"config: {path}")
     return 0
@@ -149,7 +176,7 @@ def _revoke(args: argparse.Namespace) -> int:
             return _fail("say which certificate: NAME or --serial")
     except PKIError as exc:
         return _fail(str(exc))
-    print(f"revoked serial {serial:x}; copy {args.dir / 'crl.pem'} to both gateway nodes")
+    print(f"revoked serial {serial:x}; copy {args.dir / 'crl.pem'} to every gateway node")
     return 0
 
 
