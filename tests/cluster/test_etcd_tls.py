@@ -125,6 +125,10 @@ def test_a_gateway_with_the_wrong_ca_says_why_in_healthz(
             assert health["ok"] is True  # the node serves its own devices: VIPs must not move
             assert health["cluster"]["etcd"] == "down"
             assert "not signed by etcd_ca" in health["cluster"]["etcd_error"]
+            url = f"http://{host}:{port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+            assert b"\nhagate_cluster_etcd_up 0\n" in text
+            assert b'\nhagate_cluster_lease_keepalives_total{result="ok"} 0\n' in text
         finally:
             await gw.stop()
 

@@ -142,7 +142,8 @@ def test_cli_status_json(
     gw = tmp_path / "gateway.toml"
     gw.write_text(
         'domain = "gw.test"\n[tls]\nca = "ca"\ncert = "c"\nkey = "k"\n'
-        f'[cluster]\netcd = ["http://{host}:{port}", "http://127.0.0.1:1"]\npeer = "127.0.0.1:7444"\n'
+        f'[cluster]\netcd = ["http://{host}:{port}", "http://127.0.0.1:1"]\n'
+        'peer = "127.0.0.1:7444"\n'
         'cert = "n.pem"\nkey = "n.key"\netcd_timeout = 0.5\n'
     )
     desc = tmp_path / "cluster.toml"

@@ -8,6 +8,7 @@ import contextlib
 import ssl
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,27 @@ async def https_get(cl: Cluster, i: int, device: str) -> bytes:
         return data.split(b"\r\n\r\n", 1)[1]
     finally:
         w.close()
+
+
+async def scrape_text(cl: Cluster, i: int) -> str:
+    host, port = cl.gw(i).addresses["admin"]
+    url = f"http://{host}:{port}/metrics"
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return str(r.read().decode())
+
+    return await asyncio.to_thread(get)
+
+
+async def scrape(cl: Cluster, i: int) -> dict[str, float]:
+    """/metrics of node i: sample (name with labels) -> value."""
+    out = {}
+    for line in (await scrape_text(cl, i)).splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 async def connect_echo(cl: Cluster, i: int, device: str, payload: bytes) -> bytes:
@@ -113,6 +135,24 @@ def test_a_user_on_each_node_reaches_a_device_on_each_node(
             health = cl.gw(1).health()["cluster"]
             assert isinstance(health, dict) and health["etcd"] == "up"
             assert health["devices_per_node"] == {"n1": 1, "n2": 1, "n3": 1}
+            # The same figures in /metrics, scraped from the admin listener.
+            m1, m2 = await scrape(cl, 1), await scrape(cl, 2)
+            assert m1["hagate_cluster_etcd_up"] == 1 and m1["hagate_cluster_nodes"] == 3
+            assert m1["hagate_cluster_registry_writes_total"] >= 1
+            assert m1["hagate_cluster_registry_transactions_total"] >= 1
+            assert m1['hagate_cluster_devices{node="n2"}'] == 1
+            assert m1["hagate_cluster_routes_known"] == 2  # dev2 at n2, dev3 at n3
+            assert (
+                m1['hagate_cluster_peer_hops_total{direction="out"}'] == n1.client.counts["opened"]
+            )
+            assert m2['hagate_cluster_peer_hops_total{direction="in"}'] >= 4
+            assert (
+                m1['hagate_cluster_peer_streams_failed_total{direction="out",reason="refused"}']
+                == 0
+            )
+            assert m1['hagate_cluster_peer_connections_total{kind="dialed"}'] >= 2
+            assert m1["hagate_cluster_registry_unwritten"] == 0
+            assert "hagate_agents_connected 1" in await scrape_text(cl, 1)  # the gateway's own
 
     run(main())
 

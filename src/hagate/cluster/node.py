@@ -108,6 +108,12 @@ class ClusterNode:
             record.node, address, device, service, kind, self.gw.cfg.open_timeout
         )
 
+    def render_metrics(self) -> str:
+        """The cluster's lines of /metrics (hagate_cluster_*), from the admin thread."""
+        from hagate.cluster.metrics import render
+
+        return render(self)
+
     def health(self) -> dict[str, object]:
         out = self.registry.health()
         out["peer_in"] = dict(self.server.counts)

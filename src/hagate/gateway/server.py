@@ -292,7 +292,8 @@ class Gateway:
         for front in self.fronts:  # answers the HTTP fronts made themselves
             self.metrics.http_responses.update(front.responses)
             front.responses.clear()
-        return self.metrics.render(live_bytes=self.bytes_forwarded())
+        text = self.metrics.render(live_bytes=self.bytes_forwarded())
+        return text + (self.cluster.render_metrics() if self.cluster is not None else "")
 
     # ------------------------------------------------------------ sessions
 
