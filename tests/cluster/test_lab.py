@@ -51,6 +51,8 @@ def test_a_user_on_each_node_reaches_a_device_on_each_node(ml: MultiLab) -> None
     per_node = health["devices_per_node"]
     assert per_node == {"n1": 1, "n2": 1, "n3": 1}, per_node
     assert health["etcd_endpoint"].startswith("https://"), health  # etcd over TLS
+    # Their agents found their VIP in cluster.toml themselves ([gateway] cluster).
+    assert "[gateway]\ncluster = " in next(ml.work.glob("agent-dev*.toml")).read_text()
 
 
 def test_a_moved_device_is_never_reached_at_its_old_session(ml: MultiLab) -> None:

@@ -78,6 +78,8 @@ def _path(base: Path, value: Any, where: str) -> Path:
 
 def parse_client(data: dict[str, Any], base: Path, name: str) -> ClientConfig:
     gateway = data.get("gateway")
+    if isinstance(gateway, dict):  # [gateway] cluster = "cluster.toml": the VIP of our name
+        gateway = _cluster_gateway(gateway, data.get("tls"), base, name)
     if not isinstance(gateway, str):
         raise ConfigError(f"{name}: 'gateway' is required (e.g. gateway = \"gw.example.com:7443\")")
     try:
@@ -98,6 +100,33 @@ def parse_client(data: dict[str, Any], base: Path, name: str) -> ClientConfig:
         cert=_path(base, tls.get("cert"), f"{name}: [tls] cert"),
         key=_path(base, tls.get("key"), f"{name}: [tls] key"),
     )
+
+
+def _cluster_gateway(table: dict[str, Any], tls: Any, base: Path, name: str) -> str:
+    """``[gateway] cluster = "cluster.toml"`` (and ``port``): the VIP `hagate cluster vip`
+    gives this device, whose name is its certificate's CN (docs/scale.md)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from hagate.cluster.layout import LayoutError, load_layout, vip_for
+
+    w = f"{name}: [gateway] "
+    if set(table) - {"cluster", "port"}:
+        raise ConfigError(f"{w}unknown keys {sorted(set(table) - {'cluster', 'port'})}")
+    port = table.get("port", DEFAULT_TUNNEL_PORT)
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"{w}port: a port number, got {port!r}")
+    try:
+        layout = load_layout(_path(base, table.get("cluster"), f"{w}cluster"))
+    except LayoutError as exc:
+        raise ConfigError(f"{w}cluster: {exc}") from None
+    cert = _path(base, tls.get("cert") if isinstance(tls, dict) else None, f"{name}: [tls] cert")
+    try:
+        subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+        device = str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    except (OSError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{w}cluster: the device name is the CN of {cert}: {exc}") from None
+    return f"{vip_for(device, layout.vips())}:{port}"
 
 
 def _service(raw: Any, where: str) -> LocalService:

@@ -74,6 +74,19 @@ class Plan:
         out |= {f"f{k}": f"{SUBNET}.{150 + k}/24" for k in range(self.fleets)}
         return out
 
+    def cluster_toml(self) -> str:
+        """The cluster description (`hagate cluster keepalived|vip`, agents' [gateway])."""
+        lay = self.layout()
+        head = (
+            f'interface = "{lay.interface}"\nprefix = {lay.prefix}\nvrid_base = {lay.vrid_base}\n'
+            f"advert_int = {lay.advert_int}\nvrrp_version = {lay.vrrp_version}\n"
+        )
+        nodes = "".join(
+            f'\n[[node]]\nname = "{n.name}"\naddress = "{n.address}"\nvip = "{n.vip}"\n'
+            for n in lay.nodes
+        )
+        return head + nodes
+
     def device_on(self, i: int) -> str:
         """The first device name (dev1, dev2, ...) whose VIP is node i's."""
         vips = self.vips()
@@ -156,6 +169,7 @@ class MultiLab:
         issue(self.pki, Role.USER, "alice", days=2)
         (self.work / "policy.toml").write_text(POLICY)
         layout = p.layout()
+        (self.work / "cluster.toml").write_text(p.cluster_toml())
         for i in range(1, p.nodes + 1):
             (self.work / f"n{i}.toml").write_text(self.gateway_toml(i))
             (self.work / f"n{i}.conf").write_text(keepalived_conf(layout, i - 1))
@@ -181,9 +195,14 @@ class MultiLab:
     def agent_toml(self, device: str, web_port: int, vip: str | None = None) -> Path:
         bundle = self.pki / "issued" / "device" / device
         path = self.work / f"agent-{device}-{web_port}.toml"
+        # No VIP given: the agent picks it itself from the cluster description.
+        where = (
+            f'gateway = "{vip}:{TUNNEL_PORT}"\n'
+            if vip
+            else f'[gateway]\ncluster = "{self.work / "cluster.toml"}"\nport = {TUNNEL_PORT}\n'
+        )
         path.write_text(
-            f'gateway = "{vip or vip_for(device, self.plan.vips())}:{TUNNEL_PORT}"\n'
-            f'server_name = "{DOMAIN}"\n\n'
+            f'server_name = "{DOMAIN}"\n{where}\n'
             f'[tls]\nca = "{bundle / "ca.crt"}"\ncert = "{bundle / "cert.pem"}"\n'
             f'key = "{bundle / "key.pem"}"\n\n'
             f'[[service]]\nname = "http"\ntype = "http"\ntarget = "127.0.0.1:{web_port}"\n\n'
