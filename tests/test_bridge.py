@@ -509,11 +509,11 @@ def test_track_process_and_track_file(tmp_path: Path) -> None:
     assert (maint.file, maint.weight, scaled.weight) == ("/run/maint", 0, 1)
     m = map_instance(config, config.vrrp_instances[0], ip_address("10.0.0.5"))
     probes = {t.name: t.item for t in m.probes}
-    assert set(probes) == {"nginx", "strict", "maint"}
+    assert set(probes) == {"nginx", "strict", "maint", "scaled"}
     assert probes["nginx"].weight == -30 and probes["strict"].weight == 0
-    assert any("track_file scaled with weight 1" in n for n in m.notes)
+    assert probes["scaled"].scaled and not probes["maint"].scaled  # value x weight
     assert any("track_file nothere: no such track_file" in n for n in m.notes)
     plan = plan_instance(config, config.vrrp_instances[0], [ip_address("10.0.0.5")])
     specs = {spec.name: spec for _, spec in plan.scripts}
-    assert set(specs) == {"process:nginx", "process:strict", "file:maint"}
+    assert set(specs) == {"process:nginx", "process:strict", "file:maint", "file:scaled"}
     assert specs["process:strict"].probe is not None

@@ -78,7 +78,7 @@ class TrackKind(StrEnum):
     INTERFACE = "interface"
     CONFIG = "config"  # a configuration fault: down for good (keepalived num_config_faults)
     PROCESS = "process"  # vrrp_track_process: up while its quorum of processes runs
-    FILE = "file"  # track_file: weight 0, FAULT while the file holds a non-zero number
+    FILE = "file"  # track_file: value x weight into the priority; weight 0: FAULT if non-zero
 
 
 ItemNamer = Callable[[TrackKind, str], str]
@@ -375,14 +375,6 @@ def _track_entry(
         return None
     weight = found.weight if ts.weight is None else ts.weight
     reverse = found.reverse if ts.weight is None else ts.reverse
-    if kind is TrackKind.FILE and weight:
-        # keepalived adds value x weight to the priority; hagate's tracked items are
-        # up/down, so only the weight-0 form (non-zero = FAULT) is supported.
-        notes.append(
-            f"{label} track_file {ts.name} with weight {weight}: hagate supports track_file "
-            "with weight 0 only (FAULT while the file holds a non-zero number); ignored"
-        )
-        return None
     return _Entry(kind, ts.name, weight, reverse, origin)
 
 
@@ -429,6 +421,9 @@ def _items(
             start_ok = TrackedItem(name, e.weight, e.reverse).neutral_ok
         else:
             start_ok = True  # the driver sets the link's real state before starting
-        item = TrackedItem(name, e.weight, e.reverse, initially_ok=start_ok)
+        # a weighted track_file has a level (its number), not a status: keepalived
+        # track_file.c adds number x weight; its level starts at 0 until the first read
+        scaled = e.kind is TrackKind.FILE and e.weight != 0
+        item = TrackedItem(name, e.weight, e.reverse, initially_ok=start_ok, scaled=scaled)
         out.append(Tracked(e.kind, e.name, item, e.origin))
     return out

@@ -257,3 +257,40 @@ def test_probe_runner_reports_without_exec(tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert seen == [ScriptStatus.OK, ScriptStatus.FAILED]
+
+
+def test_init_file_as_keepalived(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    FileProbe(str(path), init_file=5).initialise(startup=True)
+    assert path.read_text() == "5\n"  # missing: written
+    path.write_text("2\n")
+    FileProbe(str(path), init_file=5).initialise(startup=True)
+    assert path.read_text() == "2\n"  # present, no overwrite: kept
+    FileProbe(str(path), init_file=7, overwrite=True).initialise(startup=False)
+    assert path.read_text() == "2\n"  # overwrite is for start-up, not reload
+    FileProbe(str(path), init_file=7, overwrite=True).initialise(startup=True)
+    assert path.read_text() == "7\n"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    FileProbe(str(link), init_file=1, overwrite=True).initialise(startup=True)
+    assert not (tmp_path / "elsewhere").exists()  # never written through a symlink
+    FileProbe(str(tmp_path), init_file=1, overwrite=True).initialise(startup=True)  # a dir: logged
+
+
+def test_file_runner_reports_each_new_number(tmp_path: Path) -> None:
+    path = tmp_path / "level"
+    seen: list[int | None] = []
+    spec = ScriptSpec("file:f", (), interval=0.04, probe=FileProbe(str(path)))
+
+    async def go() -> None:
+        runner = ScriptRunner(spec, lambda r: seen.append(r.level))
+        runner.start(asyncio.get_running_loop())
+        await asyncio.sleep(0.1)
+        path.write_text("3")
+        await asyncio.sleep(0.1)
+        path.write_text("4")  # still "failed" (non-zero): the number alone changed
+        await asyncio.sleep(0.1)
+        runner.stop()
+
+    asyncio.run(go())
+    assert seen == [0, 3, 4]

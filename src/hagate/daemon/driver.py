@@ -48,7 +48,13 @@ from hagate.daemon.plan import (
     plan_instance,
 )
 from hagate.daemon.runtime import Host, InstanceRuntime
-from hagate.daemon.scripts import ScriptRunner, ScriptSpec, ScriptStatus, default_script_user
+from hagate.daemon.scripts import (
+    FileProbe,
+    ScriptRunner,
+    ScriptSpec,
+    ScriptStatus,
+    default_script_user,
+)
 from hagate.daemon.sockets import VrrpSocket
 from hagate.daemon.status import (
     LOCK_FILE,
@@ -280,7 +286,7 @@ class Daemon:
         self._monitor = LinkMonitor(self._on_link, self._on_address_gone)
         await self._monitor.start()
         self.links = await netlink.links()  # nothing missed between dump and subscribe
-        self._sync_scripts(config, plans)
+        self._sync_scripts(config, plans, startup=True)
         for plan in plans.values():
             self._add_instance(plan, startup=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -484,7 +490,7 @@ class Daemon:
         for item, spec in plan.scripts:
             runner = self.runners[spec.name]
             if runner.status in (ScriptStatus.OK, ScriptStatus.FAILED):
-                rt.set_tracked(item, runner.status is ScriptStatus.OK)
+                _apply_result(rt, item, runner)
             elif rt.machine.tracker.item(item).weight == 0:
                 rt.waiting.add(item)  # keepalived keeps the instance in INIT until it reports
         rt.ensure_worker()
@@ -539,8 +545,12 @@ class Daemon:
             self.sockets.pop(key).close(self._host.loop)
             self.by_vrid.pop(key, None)
 
-    def _sync_scripts(self, config: cfg.Config, plans: dict[str, InstancePlan]) -> None:
-        """Run one runner per vrrp_script in use; keep runners whose spec did not change."""
+    def _sync_scripts(
+        self, config: cfg.Config, plans: dict[str, InstancePlan], startup: bool = False
+    ) -> None:
+        """Run one runner per vrrp_script in use; keep runners whose spec did not change.
+        A track_file's init_file is written first (``overwrite`` only at start, as
+        keepalived, which leaves an existing file alone at reload)."""
         assert self._host is not None
         wanted: dict[str, ScriptSpec] = {}
         for plan in plans.values():
@@ -553,6 +563,8 @@ class Daemon:
             if name not in self.runners:
                 runner = ScriptRunner(spec, self._on_script)
                 self.runners[name] = runner
+                if isinstance(spec.probe, FileProbe):
+                    spec.probe.initialise(startup)
                 runner.start(self._host.loop)
 
     # ---- events -----------------------------------------------------------------------
@@ -574,12 +586,11 @@ class Daemon:
         self.sock_discards[reason] = self.sock_discards.get(reason, 0) + 1
 
     def _on_script(self, runner: ScriptRunner) -> None:
-        ok = runner.status is ScriptStatus.OK
         for rt in list(self.runtimes.values()):
             for item, spec in rt.plan.scripts:
                 if spec.name != runner.spec.name:
                     continue
-                rt.set_tracked(item, ok)
+                _apply_result(rt, item, runner)
                 if item in rt.waiting:
                     rt.waiting.discard(item)
                     if not rt.waiting:
@@ -715,7 +726,7 @@ class Daemon:
         for item, spec in plan.scripts:
             runner = self.runners[spec.name]
             if runner.status in (ScriptStatus.OK, ScriptStatus.FAILED):
-                rt.set_tracked(item, runner.status is ScriptStatus.OK)
+                _apply_result(rt, item, runner)
 
     # ---- shutdown ---------------------------------------------------------------------
 
@@ -824,6 +835,16 @@ class Daemon:
                 for (ifname, af), sock in self.sockets.items()
             ],
         }
+
+
+def _apply_result(rt: InstanceRuntime, item: str, runner: ScriptRunner) -> None:
+    """A runner's result on one tracked item: a weighted track_file passes its number,
+    everything else OK/failed."""
+    tracker = rt.machine.tracker
+    if runner.level is not None and tracker.level(item) is not None:
+        rt.set_tracked_level(item, runner.level)
+    else:
+        rt.set_tracked(item, runner.status is ScriptStatus.OK)
 
 
 def _alive(pid: int) -> bool:

@@ -314,7 +314,7 @@ def probe_spec(config: cfg.Config, kind: TrackKind, name: str) -> ScriptSpec | N
         tf = config.track_file(name)
         if tf is None:
             return None
-        probe = FileProbe(tf.file)
+        probe = FileProbe(tf.file, tf.init_file, tf.overwrite)
     return ScriptSpec(name=f"{kind}:{name}", argv=(), interval=PROBE_INTERVAL_S, probe=probe)
 
 

@@ -266,6 +266,18 @@ class InstanceRuntime:
         if self.started:
             self.drain()
 
+    def set_tracked_level(self, item: str, level: int) -> None:
+        """A weighted track_file's number (its level x weight goes into the priority)."""
+        try:
+            self.machine.set_tracked_level(self._loop.time(), item, level)
+        except ValueError as exc:
+            log.debug("%s: %s", self.name, exc)
+            return
+        if self.started:
+            self.drain()
+        else:
+            self.machine.actions()
+
     def set_tracked(self, item: str, ok: bool) -> None:
         try:
             self.machine.set_tracked(self._loop.time(), item, ok)

@@ -26,6 +26,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -129,6 +130,36 @@ class FileProbe:
     every PROBE_INTERVAL_S."""
 
     path: str
+    init_file: int | None = None  # init_file VALUE: written when the file is missing
+    overwrite: bool = False  # init_file ... overwrite: written at start even if present
+
+    def initialise(self, startup: bool) -> None:
+        """keepalived vrrp_tfile_end_handler: write ``init_file``'s number if the file is
+        missing, or (``overwrite``, at start only) if it is a regular file; never through
+        a symlink or into anything else. Failures are logged, never fatal."""
+        if self.init_file is None:
+            return
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            log.error("Cannot initialise track file %s: %s", self.path, exc.strerror)
+            return
+        if st is not None and (not self.overwrite or not startup):
+            return
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            log.error("Cannot initialise track file %s - it is not a regular file", self.path)
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                os.write(fd, f"{self.init_file}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("Unable to initialise track file %s: %s", self.path, exc.strerror)
 
     def value(self) -> int:
         try:
@@ -288,6 +319,7 @@ class ScriptRunner:
         self.counter = RiseFall(spec.rise, spec.fall, spec.init_fail)
         self.status = ScriptStatus.FAILED if spec.init_fail else ScriptStatus.INIT
         self.last_exit: str = ""
+        self.level: int | None = None  # track_file: the number last read (None: not yet)
         self.runs = 0
         self.skipped = 0
         self._argv = spec.argv
@@ -336,6 +368,16 @@ class ScriptRunner:
 
     async def _run_once(self) -> None:
         probe = self.spec.probe
+        if isinstance(probe, FileProbe):
+            value = await asyncio.to_thread(probe.value)
+            self.runs += 1
+            self.last_exit = f"value {value}"
+            changed, self.level = self.level != value, value
+            before = self.status
+            self.record(value == 0, self.last_exit)
+            if changed and self.status is before:
+                self._on_change(self)  # a weighted track_file follows the number itself
+            return
         if probe is not None:
             ok, detail = await asyncio.to_thread(probe)  # /proc scans off the loop
             self.runs += 1

@@ -274,6 +274,16 @@ class VrrpMachine:
                 return  # keepalived try_up_instance: another member is still down
             self._leave_fault(now, f"tracked {name} {word}: no tracked item down")
 
+    def set_tracked_level(self, now: float, name: str, level: int) -> None:
+        """A weighted track_file's number changed: level x weight moves the priority (it
+        never faults the instance; keepalived track_file.c). Unknown names raise."""
+        if self.tracker.set_level(name, level):
+            item = self.tracker.item(name)
+            self._update_priority(
+                f"tracked {name} value {level} (weight {item.weight:+d}"
+                f"{' reverse' if item.reverse else ''})"
+            )
+
     def vip_lost(self, now: float, address: IPAddress) -> None:
         """One of our virtual addresses was deleted from under us (RTM_DELADDR, e.g. an
         operator's ``ip addr del``). keepalived 2.2.7 (set_vrrp_backup): a master leaves
@@ -327,11 +337,15 @@ class VrrpMachine:
         ):
             raise MachineError("reconfigure cannot change the VRID, version or family")
         kept = {i.name: self.tracker.is_ok(i.name) for i in old.tracked}
+        levels = {i.name: self.tracker.level(i.name) for i in old.tracked}
         self.params = params
         self.tracker = Tracker(params.tracked)
-        for name, ok in kept.items():
-            if name in {i.name for i in params.tracked}:
-                self.tracker.set(name, ok)
+        for item in params.tracked:
+            if item.name in kept:
+                self.tracker.set(item.name, kept[item.name])
+            level = levels.get(item.name)
+            if item.scaled and level is not None:
+                self.tracker.set_level(item.name, level)
         self._down_adverts = params.effective_down_timer_adverts
         old_advert = self._advert(self.effective_priority)
         old_vips, self._vips = self._vips, params.vips

@@ -6,6 +6,10 @@ instance in FAULT while the item has failed. ``reverse`` is keepalived's weight_
 -1: the same contribution with its sign flipped (``weight 10 reverse``: -10 while OK, 0 while
 failed; ``weight -10 reverse``: 0 while OK, +10 while failed); with weight 0 it swaps the
 sense of OK/failed (FAULT while OK).
+
+A ``scaled`` item (a weighted track_file, keepalived track_file.c) has a level instead of
+up/down: the file's number times the weight (times -1 with ``reverse``), clamped to
+-254..254, is added to the priority.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TrackedItem:
     weight: int = 0
     reverse: bool = False
     initially_ok: bool = True
+    scaled: bool = False  # a weighted track_file: level x weight, not up/down
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -42,6 +47,11 @@ class TrackedItem:
         base = self.weight if in_force else 0
         return -base if self.reverse else base
 
+    def scaled_adjustment(self, level: int) -> int:
+        """A scaled item's contribution: ``level * weight * multiplier``, within +-254."""
+        value = level * self.weight * (-1 if self.reverse else 1)
+        return max(-MAX_WEIGHT, min(MAX_WEIGHT, value))
+
     @property
     def neutral_ok(self) -> bool:
         """The status whose adjustment is 0 (keepalived: a script with no result yet)."""
@@ -57,13 +67,14 @@ class TrackedItem:
 class Tracker:
     """Current status of an instance's tracked items."""
 
-    __slots__ = ("_items", "_ok")
+    __slots__ = ("_items", "_level", "_ok")
 
     def __init__(self, items: tuple[TrackedItem, ...]) -> None:
         self._items = {item.name: item for item in items}
         if len(self._items) != len(items):
             raise ValueError("tracked item names must be unique")
         self._ok = {item.name: item.initially_ok for item in items}
+        self._level = {item.name: 0 for item in items if item.scaled}
 
     def set(self, name: str, ok: bool) -> bool:
         """Record a status; returns True when it changed. Unknown names are an error."""
@@ -74,6 +85,18 @@ class Tracker:
         self._ok[name] = ok
         return changed
 
+    def set_level(self, name: str, level: int) -> bool:
+        """Record a scaled item's level (a track_file's number); True when it changed."""
+        if name not in self._level:
+            raise ValueError(f"tracked item {name!r} is not a weighted track_file")
+        changed = self._level[name] != level
+        self._level[name] = level
+        return changed
+
+    def level(self, name: str) -> int | None:
+        """A scaled item's level, None for an up/down item."""
+        return self._level.get(name)
+
     def is_ok(self, name: str) -> bool:
         return self._ok[name]
 
@@ -82,11 +105,20 @@ class Tracker:
 
     def adjustment(self) -> int:
         """Sum of the weights currently in force."""
-        return sum(item.adjustment(self._ok[name]) for name, item in self._items.items())
+        return sum(
+            item.scaled_adjustment(self._level[name])
+            if item.scaled
+            else item.adjustment(self._ok[name])
+            for name, item in self._items.items()
+        )
 
     def faulted(self) -> tuple[str, ...]:
         """Names of the weight-0 items that currently hold the instance in FAULT."""
-        return tuple(name for name, item in self._items.items() if item.faults(self._ok[name]))
+        return tuple(
+            name
+            for name, item in self._items.items()
+            if not item.scaled and item.faults(self._ok[name])
+        )
 
 
 @dataclass(slots=True)
