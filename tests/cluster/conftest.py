@@ -26,6 +26,7 @@ class EtcdServer:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more etcd flags
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -35,7 +36,7 @@ class EtcdServer:
         """Start (or restart, keeping its data) and wait until the client port answers."""
         assert self.proc is None or self.proc.poll() is not None
         token = "hagate-test"
-        argv = etcdproc.argv(self.member, [self.member], self.data_dir, token)
+        argv = [*etcdproc.argv(self.member, [self.member], self.data_dir, token), *self.extra]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         etcdproc.wait_ready(self.member.host, self.member.client_port)
@@ -88,7 +89,9 @@ def etcd_tls(tmp_path: Path, cluster_pki_dir: Path) -> Iterator[EtcdServer]:
     client, peer = etcdproc.free_loopback_ports(2)
     tls = tls_server(cluster_pki_dir)
     member = etcdproc.Member(f"t{secrets.token_hex(3)}", "127.0.0.1", client, peer, tls)
-    server = EtcdServer(member, tmp_path / "etcd-data", tmp_path / "etcd.log")
+    # Auth tokens live 2 s (etcd's default is 300): the auth test sees one expire and renewed.
+    extra = ("--auth-token-ttl", "2")
+    server = EtcdServer(member, tmp_path / "etcd-data", tmp_path / "etcd.log", extra=extra)
     server.start()
     try:
         yield server

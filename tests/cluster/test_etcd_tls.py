@@ -5,6 +5,7 @@ certificate or plain http are each a clear error in /healthz, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import urllib.request
@@ -131,5 +132,86 @@ def test_a_gateway_with_the_wrong_ca_says_why_in_healthz(
             assert b'\nhagate_cluster_lease_keepalives_total{result="ok"} 0\n' in text
         finally:
             await gw.stop()
+
+    run(main)
+
+
+def etcdctl(server: EtcdServer, pki: Path, *args: str, user: str = "") -> str:
+    """etcdctl over TLS with node n1's certificate (and root's password once auth is on)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("etcdctl") is None:
+        pytest.skip("etcdctl is not installed (Debian: etcd-client)")
+    bundle = pki / "issued" / "node" / "n1"
+    host, port = server.endpoint
+    argv = [
+        "etcdctl",
+        f"--endpoints=https://{host}:{port}",
+        f"--cacert={pki / 'ca.crt'}",
+        f"--cert={bundle / 'cert.pem'}",
+        f"--key={bundle / 'key.pem'}",
+        *([f"--user={user}"] if user else []),
+        *args,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    assert out.returncode == 0, (argv, out.stderr)
+    return out.stdout
+
+
+def test_etcd_auth_by_password_file_or_by_certificate_name(
+    etcd_tls: EtcdServer, cluster_pki_dir: Path, tmp_path: Path
+) -> None:
+    """etcd's auth on: n1 logs in with etcd_user + etcd_password_file, n2 is known by its
+    certificate's CN (no password), n3 has no etcd user: refused, and /healthz says so."""
+    pki = cluster_pki_dir
+    for args in (
+        ("user", "add", "root", "--new-user-password=rootpw"),
+        ("user", "grant-role", "root", "root"),
+        ("role", "add", "hagate"),
+        ("role", "grant-permission", "hagate", "--prefix=true", "readwrite", "/hagate/"),
+        ("user", "add", "n1", "--new-user-password=n1pw"),
+        ("user", "grant-role", "n1", "hagate"),
+        ("user", "add", "n2", "--new-user-password=unused"),
+        ("user", "grant-role", "n2", "hagate"),
+        ("auth", "enable"),
+    ):
+        etcdctl(etcd_tls, pki, *args)
+    pw = tmp_path / "n1-password"
+    pw.write_text("n1pw\n")
+    bad = tmp_path / "bad-password"
+    bad.write_text("nope\n")
+    sec1 = dataclasses.replace(node_security(pki, "n1"), user="n1", password_file=pw)
+    wrong = dataclasses.replace(node_security(pki, "n1"), user="n1", password_file=bad)
+
+    async def main() -> None:
+        a = registry(etcd_tls, "n1", sec1)
+        b = registry(etcd_tls, "n2", node_security(pki, "n2"))  # CN n2
+        c = registry(etcd_tls, "n3", node_security(pki, "n3"))  # CN n3: no such etcd user
+        d = registry(etcd_tls, "n1", wrong)
+        for r in (a, b, c, d):
+            r.start()
+        try:
+            a.publish("dev1", "s1", WEB)
+            await until(lambda: b.route("dev1") is not None, 10, "n2 sees n1's device")
+            await asyncio.sleep(1.0)  # > TTL / 3: the keeper thread refreshed, with a token
+            assert a.keepalives[0] >= 1 and a.keepalives[1] == 0, a.keepalives
+            await until(lambda: c.state is EtcdState.DOWN, 10, "n3 refused")
+            await until(lambda: d.state is EtcdState.DOWN, 10, "a wrong password refused")
+            assert "etcd refused etcd_user" in str(d.health()["etcd_error"])
+            assert a.state is EtcdState.UP and b.state is EtcdState.UP
+            assert "certificate's CN) has no read-write role" in str(c.health()["etcd_error"])
+            # n1's main channel was idle past the 2 s token TTL: its next write renews the
+            # token on the same channel, with no outage and the watch going on.
+            await asyncio.sleep(2.5)
+            a.publish("dev2", "s2", WEB)
+            await until(lambda: b.route("dev2") is not None, 10, "n2 sees dev2")
+            b.publish("dev3", "s3", WEB)
+            await until(lambda: a.route("dev3") is not None, 10, "n1's watch goes on")
+            assert a.etcd.token_renewals >= 1  # the expired token was seen and renewed
+            assert a.outages == 0 and a.health()["etcd"] == "up"
+        finally:
+            for r in (a, b, c, d):
+                await r.stop()
 
     run(main)

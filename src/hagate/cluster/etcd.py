@@ -11,7 +11,8 @@ is down" means. Several endpoints are tried in turn (a 3-member cluster losing o
 TLS (:class:`~hagate.cluster.config.EtcdSecurity`): aetcd 1.0 only opens plain channels, so
 :class:`_Client` opens a gRPC TLS channel (etcd's certificate checked against our CA and its
 name, our client certificate presented) and, with etcd auth, authenticates on it; a token
-etcd no longer knows (its ``--auth-token-ttl``) is renewed once and the call retried.
+etcd no longer knows (its ``--auth-token-ttl``) is renewed on the same channel (the watch
+stream goes on) and the call retried once.
 
 :class:`LeaseKeeper` refreshes the node's lease from a thread of its own over a blocking gRPC
 channel: an event loop starved by a TLS handshake storm no longer lets the lease expire.
@@ -188,6 +189,7 @@ class Etcd:
         self._index = 0
         self._client: Any = None
         self._lock = asyncio.Lock()
+        self.token_renewals = 0  # etcd auth tokens renewed after etcd forgot them
 
     @property
     def endpoint(self) -> str:
@@ -232,10 +234,22 @@ class Etcd:
                 raise
             except Exception as exc:
                 if attempt == 1 and self._access.user and _token_expired(exc):
-                    await self.close()  # a new token with the next connect
+                    await self._renew_token(client)  # on the same channel: the watch goes on
                     continue
                 raise EtcdError(f"etcd {self.endpoint}: {what}: {self._explain(exc)}") from None
         raise AssertionError("unreachable")
+
+    async def _renew_token(self, client: Any) -> None:
+        try:
+            token = await rpc_auth(client.channel, self._access, self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise EtcdError(f"etcd {self.endpoint}: authenticate: {self._explain(exc)}") from None
+        client.metadata = (("token", token),)
+        self.token_renewals += 1
+        if client._watcher is not None:  # for watches opened from now on
+            client._watcher._metadata = client.metadata
 
     def _explain(self, exc: BaseException) -> str:
         text = _describe(exc)
@@ -464,7 +478,10 @@ def hint(text: str, tls: bool) -> str:
     if "authentication failed" in text or "invalid auth" in text:
         return "etcd refused etcd_user and the password in etcd_password_file"
     if "permission denied" in text:
-        return "etcd auth: etcd_user has no read-write role on /hagate/"
+        return (
+            "etcd auth: this node's etcd user (etcd_user, else its certificate's CN) has no "
+            "read-write role on /hagate/"
+        )
     if tls and ("TSI_DATA_CORRUPTED" in text or "Socket closed" in text or "alert" in text):
         return (
             "etcd refused our TLS connection: is etcd_cert (the node certificate by default) "
