@@ -215,3 +215,23 @@ def test_etcd_auth_by_password_file_or_by_certificate_name(
                 await r.stop()
 
     run(main)
+
+
+def test_config_warnings_are_logged_when_the_gateway_starts(
+    etcd: EtcdServer, cluster_pki_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `etcd_insecure = true` warns about is said once at start (a loopback etcd here:
+    tests never dial another address)."""
+    cfg = node_config(Pki(cluster_pki_dir), 1, etcd.endpoint, {})
+    assert cfg.cluster is not None
+    said = "gateway.toml: [cluster] etcd: plain http to 10.0.0.1:2379 (etcd_insecure = true)"
+    cfg = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, warnings=(said,)))
+
+    async def main() -> None:
+        gw = Gateway(cfg)
+        await gw.start()
+        await gw.stop()
+
+    with caplog.at_level(logging.WARNING, "hagate.cluster"):
+        run(main)
+    assert [r.getMessage() for r in caplog.records].count(said) == 1

@@ -233,6 +233,9 @@ class Registry:
             pass  # the same lease survived the outage: our keys are still there
         else:
             self.lease = await etcd.grant(self.lease_ttl)
+        # Refreshed from now on, while the table loads (16 s for 1 M keys: longer than a TTL).
+        self._stop_keeper()
+        self.keeper = etcd.keeper(self.lease, self.lease_ttl).start()
         self._node_dirty = False
         await etcd.put(node_key(self.node), node_value(self.peer, self.addresses), self.lease)
         kvs, revision = await etcd.get_prefix(ROOT.encode())
@@ -269,8 +272,7 @@ class Registry:
         for change in changes:
             self._changed(change)
         self._wake.set()
-        self._stop_keeper()
-        self.keeper = etcd.keeper(self.lease, self.lease_ttl).start()
+        assert self.keeper is not None
         tasks = [
             asyncio.create_task(self._keepalive(self.keeper)),
             asyncio.create_task(self._writer()),
