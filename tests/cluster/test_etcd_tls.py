@@ -235,3 +235,28 @@ def test_config_warnings_are_logged_when_the_gateway_starts(
     with caplog.at_level(logging.WARNING, "hagate.cluster"):
         run(main)
     assert [r.getMessage() for r in caplog.records].count(said) == 1
+
+
+def test_cluster_status_reads_a_tls_etcd_from_gateway_toml(
+    etcd_tls: EtcdServer,
+    cluster_pki_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hagate.cli import main
+
+    host, port = etcd_tls.endpoint
+    node = cluster_pki_dir / "issued" / "node" / "n1"
+    gw = tmp_path / "gateway.toml"
+    gw.write_text(
+        f'domain = "gw.test"\n[tls]\nca = "{cluster_pki_dir / "ca.crt"}"\ncert = "c"\nkey = "k"\n'
+        f'[cluster]\netcd = ["{host}:{port}"]\npeer = "127.0.0.1:7444"\n'
+        f'cert = "{node / "cert.pem"}"\nkey = "{node / "key.pem"}"\n'
+    )
+    assert main(["cluster", "status", "-c", str(gw), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["etcd"]["healthy"] == 1 and report["etcd"]["readable"]
+    gw.write_text(gw.read_text().replace(str(node / "key.pem"), str(tmp_path / "nokey.pem")))
+    assert main(["cluster", "status", "-c", str(gw)]) == 1
+    err = capsys.readouterr().err
+    assert "etcd_key" in err and "nokey.pem" in err and "Traceback" not in err
