@@ -28,12 +28,13 @@ from hagate.config.model import (
     VrrpInstance,
 )
 from hagate.config.parser import Statement
+from hagate.config.routes import virtual_routes, virtual_rules
 from hagate.config.values import Values
 
 INSTANCE_UNSUPPORTED = frozenset(
     {
         "use_vmac_addr", "use_ipvlan", "vrf", "track_bfd", "track_src_ip",
-        "old_unicast_checksum", "garp_extra_if", "virtual_routes", "virtual_rules",
+        "old_unicast_checksum", "garp_extra_if",
         "skip_check_adv_addr", "strict_mode", "debug", "kernel_rx_buf_size",
         "linkbeat_use_polling", "promote_secondaries", "dont_track_primary", "native_ipv6",
         "unicast_chksum_compat", "garp_extra_if_vmac",
@@ -54,6 +55,7 @@ INSTANCE_KEYWORDS = frozenset(
         "notify_priority_changes", "notify_deleted", "mcast_dst_ip", "unicast_ttl",
         "track_process", "track_file",
         "unicast_fault_no_peer", "accept", "no_accept", "use_vmac", "vmac_xmit_base",
+        "virtual_routes", "virtual_rules",
         *NOTIFY_KEYWORDS,
     }
 )  # fmt: skip
@@ -239,6 +241,8 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             "track_interface",
             "track_process",
             "track_file",
+            "virtual_routes",
+            "virtual_rules",
         ):
             v.no_block(item)
         if key == "state":
@@ -358,6 +362,10 @@ def parse_instance(v: Values, st: Statement, g: GlobalDefs) -> VrrpInstance | No
             f["notify_deleted"] = True
             if item.args:
                 f["notify_deleted_script"] = notify_script(v, item)
+        elif key == "virtual_routes":
+            f["virtual_routes"] = f.get("virtual_routes", ()) + virtual_routes(v, item)
+        elif key == "virtual_rules":
+            f["virtual_rules"] = f.get("virtual_rules", ()) + virtual_rules(v, item)
         elif key in INSTANCE_UNSUPPORTED:
             unsupported(v, item, "vrrp_instance")
         else:

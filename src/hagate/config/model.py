@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_interface,
+)
 from pathlib import Path
 
 from hagate.config import defaults as D
 from hagate.config.lexer import quoted_words
 
 IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 
 def command_path(command: str) -> str:
@@ -73,6 +82,70 @@ class VirtualIp:
             if value is not None:
                 text += f" {name} {value}"
         return text
+
+
+class RouteType(Enum):
+    """The route types hagate installs (rtnetlink RTN_*), keepalived's names."""
+
+    UNICAST = 1
+    BLACKHOLE = 6
+    UNREACHABLE = 7
+    PROHIBIT = 8
+    THROW = 9
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRoute:
+    """One virtual_routes entry (keepalived vrrp_iproute.c alloc_route): installed while
+    master. keepalived's defaults: table main, scope universe (also without ``via``),
+    protocol ``keepalived`` (18) unless ``no_track``."""
+
+    dst: IPNetwork
+    type: RouteType = RouteType.UNICAST
+    via: IPAddress | None = None
+    dev: str | None = None
+    src: IPAddress | None = None
+    metric: int | None = None
+    table: int = 254
+    scope: str | None = None  # None: universe
+    track: bool = True  # False with no_track
+    where: Location = NOWHERE
+
+    def __str__(self) -> str:
+        text = "" if self.type is RouteType.UNICAST else f"{self.type.name.lower()} "
+        text += str(self.dst)
+        for name in ("via", "dev", "src", "metric", "scope"):
+            value = getattr(self, name)
+            if value is not None:
+                text += f" {name} {value}"
+        return text + (f" table {self.table}" if self.table != 254 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRule:
+    """One virtual_rules entry (keepalived vrrp_iprule.c): a policy rule held while master."""
+
+    family: int  # 4 or 6
+    table: int
+    priority: int
+    src: IPNetwork | None = None  # from
+    dst: IPNetwork | None = None  # to
+    iif: str | None = None
+    oif: str | None = None
+    invert: bool = False  # not
+    track: bool = True  # False with no_track (then no protocol keepalived)
+    where: Location = NOWHERE
+
+    def __str__(self) -> str:
+        text = "not " if self.invert else ""
+        text += f"from {self.src or 'all'}"
+        if self.dst is not None:
+            text += f" to {self.dst}"
+        for name in ("iif", "oif"):
+            value = getattr(self, name)
+            if value is not None:
+                text += f" {name} {value}"
+        return text + f" priority {self.priority} table {self.table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +335,8 @@ class VrrpInstance:
     use_vmac: str | None = None  # macvlan name ("": keepalived's vrrp.VRID); None: no VMAC
     vmac_xmit_base: bool = False  # with use_vmac: adverts on the base interface
     accept: bool | None = None  # accept / no_accept; None: keepalived's default
+    virtual_routes: tuple[VirtualRoute, ...] = ()  # installed while master
+    virtual_rules: tuple[VirtualRule, ...] = ()
     smtp_alert: bool = False
     sync_group: str | None = None
     where: Location = NOWHERE

@@ -22,6 +22,9 @@ class Values:
 
     def __init__(self, reporter: Reporter) -> None:
         self.r = reporter
+        # keepalived vrrp_iprule.c: a virtual_rule without a priority gets the next one
+        # down from 16384, per family, in the order the file is read (one load, one count)
+        self.next_rule_priority = {4: 16384, 6: 16384}
 
     def error(self, st: Statement, message: str) -> None:
         self.r.error(st.file, st.line, st.keyword, message)

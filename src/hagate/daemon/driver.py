@@ -200,7 +200,7 @@ def _same_identity(a: InstancePlan, b: InstancePlan) -> bool:
 def _same_plan(a: InstancePlan, b: InstancePlan) -> bool:
     keys = ("interface", "family", "source", "destinations", "multicast", "params", "receive",
             "vips", "excluded", "notify", "scripts", "interfaces", "sync_group",
-            "group_notify", "unicast_ttl")  # fmt: skip
+            "group_notify", "unicast_ttl", "routes", "rules")  # fmt: skip
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from hagate.daemon import rtnl
+from hagate.config.model import VirtualRoute, VirtualRule
+from hagate.daemon import routes, rtnl
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ IFA_F_NODAD = 0x02
 _EEXIST = 17
 _EADDRNOTAVAIL = 99
 _ENODEV = 19
+_ESRCH = 3  # RTM_DELROUTE: no such route
+_ENOENT = 2  # RTM_DELRULE: no such rule
 RTMGRP_LINK = 0x1
 _OURS_FOR = 5.0  # seconds: how long an RTM_DELADDR may lag our own deletion
 RTMGRP_IPV4_IFADDR = 0x10
@@ -233,6 +236,55 @@ class Netlink:
         except BaseException:
             self._unexpect(vip.address)
             raise
+        return True
+
+    async def _oif(self, dev: str | None) -> int | None:
+        return None if dev is None else await self._ifindex(dev)
+
+    async def add_route(self, route: VirtualRoute) -> bool:
+        """Install a virtual_routes entry; True if added, False if it was already there."""
+        body = routes.route_message(route, await self._oif(route.dev))
+        flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+        try:
+            self._request(routes.RTM_NEWROUTE, flags, body, f"cannot add route {route}")
+        except rtnl.RtnlError as exc:
+            if exc.errno == _EEXIST:
+                return False
+            raise NetlinkFailure(f"cannot add route {route}: {exc.strerror}") from None
+        return True
+
+    async def remove_route(self, route: VirtualRoute) -> bool:
+        """Remove a virtual_routes entry; False if it was not there (or its dev is gone)."""
+        try:
+            body = routes.delete_message(route, await self._oif(route.dev))
+            self._request(routes.RTM_DELROUTE, 0, body, f"cannot remove route {route}")
+        except NetlinkFailure:
+            return False
+        except rtnl.RtnlError as exc:
+            if exc.errno in (_ESRCH, _ENODEV):
+                return False
+            raise NetlinkFailure(f"cannot remove route {route}: {exc.strerror}") from None
+        return True
+
+    async def add_rule(self, rule: VirtualRule) -> bool:
+        """Install a virtual_rules entry; True if added, False if it was already there."""
+        flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+        try:
+            self._request(routes.RTM_NEWRULE, flags, routes.rule_message(rule), f"rule {rule}")
+        except rtnl.RtnlError as exc:
+            if exc.errno == _EEXIST:
+                return False
+            raise NetlinkFailure(f"cannot add rule {rule}: {exc.strerror}") from None
+        return True
+
+    async def remove_rule(self, rule: VirtualRule) -> bool:
+        """Remove a virtual_rules entry; False if it was not there."""
+        try:
+            self._request(routes.RTM_DELRULE, 0, routes.rule_message(rule), f"rule {rule}")
+        except rtnl.RtnlError as exc:
+            if exc.errno == _ENOENT:
+                return False
+            raise NetlinkFailure(f"cannot remove rule {rule}: {exc.strerror}") from None
         return True
 
     async def remove_stale(self, vips: Iterable[Vip]) -> list[Vip]:

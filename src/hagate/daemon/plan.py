@@ -71,6 +71,10 @@ class InstancePlan:
     sync_group: str | None = None  # its vrrp_sync_group (hagate.vrrp.syncgroup)
     group_notify: NotifySpec | None = None  # that group's notify scripts
     unicast_ttl: int = 255  # TTL / hop limit of unicast adverts (keepalived unicast_ttl)
+    # virtual_routes / virtual_rules, held while master (their file lines dropped, so a
+    # reload that only moves lines changes nothing)
+    routes: tuple[cfg.VirtualRoute, ...] = ()
+    rules: tuple[cfg.VirtualRule, ...] = ()
 
     @property
     def all_vips(self) -> tuple[Vip, ...]:
@@ -297,6 +301,8 @@ def plan_instance(
         sync_group=mapped.sync_group,
         group_notify=group_notify,
         unicast_ttl=mapped.unicast_ttl,
+        routes=tuple(dataclasses.replace(r, where=cfg.NOWHERE) for r in inst.virtual_routes),
+        rules=tuple(dataclasses.replace(r, where=cfg.NOWHERE) for r in inst.virtual_rules),
     )
 
 

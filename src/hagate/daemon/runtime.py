@@ -13,9 +13,11 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from hagate.config import model as cfg
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
 from hagate.daemon.notify import Notifier
@@ -42,7 +44,15 @@ log = logging.getLogger("hagate.vrrp")
 
 IPAddr = IPv4Address | IPv6Address
 _EARLY = 0.0005  # seconds: a timer this close to its deadline fires it
-_VipJob = AddVips | RemoveVips | SendGratuitous | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRoutes:
+    """A reload changed virtual_routes / virtual_rules: a master removes the ones gone and
+    adds the new ones, in place (no transition, the others untouched)."""
+
+
+_VipJob = AddVips | RemoveVips | SendGratuitous | SyncRoutes | None
 _PacketKey = tuple[bytes, IPAddr, IPAddr, int | None]  # payload, source, destination, TTL
 HISTORY = 32  # recent transitions kept per instance for the status socket (the console)
 
@@ -83,7 +93,7 @@ class Host:
 # What a reload may change in place (the rest, VRID/interface/family, restarts).
 _PLAN_KEYS = (
     *("source", "destinations", "multicast", "params", "receive"),
-    *("vips", "excluded", "notify", "scripts", "interfaces", "unicast_ttl"),
+    *("vips", "excluded", "notify", "scripts", "interfaces", "unicast_ttl", "routes", "rules"),
 )
 
 
@@ -111,6 +121,9 @@ class InstanceRuntime:
         self._armed: float | None = None
         self._vips = {v.address: v for v in plan.all_vips}
         self._held: dict[IPAddr, Vip] = {}  # what we added, as added (removal uses this)
+        # virtual_routes / virtual_rules installed (or found present) while master
+        self._routes: list[cfg.VirtualRoute] = []
+        self._rules: list[cfg.VirtualRule] = []
         self._excluded = tuple(v.address for v in plan.excluded)
         self._jobs: asyncio.Queue[_VipJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -259,6 +272,8 @@ class InstanceRuntime:
             if new:
                 self._jobs.put_nowait(AddVips(()))  # adds every excluded VIP
                 self._jobs.put_nowait(SendGratuitous(new, plan.params.garp_master_repeat))
+        if (old.routes, old.rules) != (plan.routes, plan.rules):
+            self._jobs.put_nowait(SyncRoutes())
         self.machine.reconfigure(self._loop.time(), plan.params)
         changed = [k for k in _PLAN_KEYS if getattr(old, k) != getattr(plan, k)]
         log.info("%s: reloaded in place (%s), still %s", self.name, ", ".join(changed) or
@@ -392,6 +407,8 @@ class InstanceRuntime:
                     await self._add(job)
                 elif isinstance(job, RemoveVips):
                     await self._remove(job)
+                elif isinstance(job, SyncRoutes):
+                    await self._sync_routes()
                 else:
                     await self._gratuitous(job)
             except Exception:  # keep the worker alive whatever happens
@@ -413,10 +430,43 @@ class InstanceRuntime:
                 log.error("%s: %s", self.name, exc)
                 continue
             self._held[address] = vip
+        await self._sync_routes()
+
+    async def _sync_routes(self) -> None:
+        """Hold exactly the plan's routes and rules while master, none otherwise. keepalived
+        (vrrp_state_become_master) adds addresses, then routes, then rules, and removes
+        them in the reverse order (a route with a VIP as ``src`` needs the VIP)."""
+        master = self.machine.state is State.MASTER
+        want_routes = self.plan.routes if master else ()
+        want_rules = self.plan.rules if master else ()
+        netlink = self.host.netlink
+        for rule in [r for r in self._rules if r not in want_rules]:
+            await self._quiet(netlink.remove_rule(rule))
+            self._rules.remove(rule)
+        for route in [r for r in self._routes if r not in want_routes]:
+            await self._quiet(netlink.remove_route(route))
+            self._routes.remove(route)
+        for route in want_routes:
+            if route not in self._routes and await self._quiet(netlink.add_route(route)):
+                self._routes.append(route)
+        for rule in want_rules:
+            if rule not in self._rules and await self._quiet(netlink.add_rule(rule)):
+                self._rules.append(rule)
+
+    async def _quiet(self, request: Awaitable[bool]) -> bool:
+        """Carry out one route/rule request; a failure is logged (True: now in place)."""
+        try:
+            await request
+        except NetlinkFailure as exc:
+            log.error("%s: %s", self.name, exc)
+            return False
+        return True
 
     async def _remove(self, job: RemoveVips) -> None:
         # Still master: a reload dropped these VIPs only; the excluded ones stay.
         keep = self.machine.state is State.MASTER
+        if not keep:
+            await self._sync_routes()  # routes and rules go before the addresses
         for address in (*job.addresses, *(() if keep else self._excluded)):
             try:
                 await self.host.netlink.remove_vip(self._held.pop(address, self._vip(address)))
