@@ -122,3 +122,22 @@ def test_routes_and_rules_read_as_keepalived_installs_them(lab: Lab) -> None:
     n1.terminate()
     n2.terminate()
     assert routes(n1) == routes(n2) == [] and rules(n1) == rules(n2) == []
+
+
+def test_routes_left_by_a_killed_master_go_when_it_restarts_as_backup(lab: Lab) -> None:
+    n1, n2 = lab.node("n1"), lab.node("n2")
+    start(lab, n1, conf(100))
+    wait_ready(lab, n1)
+    wait_state(lab, n1, "MASTER")
+    assert poll(lambda: len(routes(n1)) == 5 and len(rules(n1)) == 2, 5), routes(n1)
+    n1.crash()  # SIGKILL: routes and rules stay behind, as keepalived's do
+    assert len(routes(n1)) == 5 and len(rules(n1)) == 2
+    start(lab, n2, conf(200))
+    wait_ready(lab, n2)
+    wait_state(lab, n2, "MASTER")
+    start(lab, n1, conf(100))
+    wait_ready(lab, n1)
+    wait_state(lab, n1, "BACKUP")
+    assert routes(n1) == [] and rules(n1) == []
+    assert "left behind by a previous run" in log_of(lab, n1)
+    assert len(routes(n2)) == 5 and len(rules(n2)) == 2

@@ -283,6 +283,8 @@ class Daemon:
         stale = await netlink.remove_stale(v for p in plans.values() for v in p.all_vips)
         for vip in stale:
             log.warning("removed virtual address %s left behind by a previous run", vip)
+        for what in await netlink.remove_stale_routes(plans.values()):
+            log.warning("removed virtual %s left behind by a previous run", what)
         self._monitor = LinkMonitor(self._on_link, self._on_address_gone)
         await self._monitor.start()
         self.links = await netlink.links()  # nothing missed between dump and subscribe

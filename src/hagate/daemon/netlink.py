@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Protocol
 
 from hagate.config.model import VirtualRoute, VirtualRule
 from hagate.daemon import routes, rtnl
@@ -36,6 +37,13 @@ DEFAULT_MTU = 1500
 _MONITOR_RCVBUF = 1 << 20  # a burst of link/address events must not overflow the queue
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+class _HasRoutes(Protocol):
+    @property
+    def routes(self) -> tuple[VirtualRoute, ...]: ...
+    @property
+    def rules(self) -> tuple[VirtualRule, ...]: ...
 
 
 class NetlinkFailure(RuntimeError):
@@ -253,10 +261,24 @@ class Netlink:
             raise NetlinkFailure(f"cannot add route {route}: {exc.strerror}") from None
         return True
 
-    async def remove_route(self, route: VirtualRoute) -> bool:
-        """Remove a virtual_routes entry; False if it was not there (or its dev is gone)."""
+    async def remove_stale_routes(self, plans: Iterable[_HasRoutes]) -> list[str]:
+        """Remove the configured routes and rules a killed daemon left behind (only those
+        marked protocol keepalived: an operator's identical static route stays)."""
+        removed: list[str] = []
+        for plan in plans:
+            for rule in plan.rules:
+                if rule.track and await self.remove_rule(rule):
+                    removed.append(f"rule {rule}")
+            for route in plan.routes:
+                if route.track and await self.remove_route(route, ours_only=True):
+                    removed.append(f"route {route}")
+        return removed
+
+    async def remove_route(self, route: VirtualRoute, ours_only: bool = False) -> bool:
+        """Remove a virtual_routes entry; False if it was not there (or its dev is gone).
+        ``ours_only``: only a route with keepalived's protocol."""
         try:
-            body = routes.delete_message(route, await self._oif(route.dev))
+            body = routes.delete_message(route, await self._oif(route.dev), ours_only)
             self._request(routes.RTM_DELROUTE, 0, body, f"cannot remove route {route}")
         except NetlinkFailure:
             return False

@@ -78,11 +78,12 @@ def route_message(route: VirtualRoute, oif: int | None) -> bytes:
     return body
 
 
-def delete_message(route: VirtualRoute, oif: int | None) -> bytes:
-    """RTM_DELROUTE: the same key with protocol 0 and scope nowhere, which the kernel
-    reads as "any" (as ``ip route del`` sends it)."""
+def delete_message(route: VirtualRoute, oif: int | None, ours_only: bool = False) -> bytes:
+    """RTM_DELROUTE: the same key with scope nowhere and protocol 0, which the kernel reads
+    as "any" (as ``ip route del`` sends it); ``ours_only`` keeps protocol keepalived."""
     body = bytearray(route_message(route, oif))
-    body[5] = 0  # protocol
+    if not ours_only:
+        body[5] = 0  # protocol
     body[6] = SCOPES["nowhere"]
     return bytes(body)
 
