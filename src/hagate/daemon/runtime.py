@@ -430,12 +430,16 @@ class InstanceRuntime:
                 log.error("%s: %s", self.name, exc)
                 continue
             self._held[address] = vip
-        await self._sync_routes()
+        await self._sync_routes(again=True)
 
-    async def _sync_routes(self) -> None:
+    async def _sync_routes(self, again: bool = False) -> None:
         """Hold exactly the plan's routes and rules while master, none otherwise. keepalived
         (vrrp_state_become_master) adds addresses, then routes, then rules, and removes
-        them in the reverse order (a route with a VIP as ``src`` needs the VIP)."""
+        them in the reverse order (a route with a VIP as ``src`` needs the VIP).
+
+        ``again`` (VIPs were just added): request every route and rule even if held, since
+        the kernel drops a route whose ``src`` address went away meanwhile (present ones
+        answer EEXIST, which counts as held)."""
         master = self.machine.state is State.MASTER
         want_routes = self.plan.routes if master else ()
         want_rules = self.plan.rules if master else ()
@@ -447,10 +451,12 @@ class InstanceRuntime:
             await self._quiet(netlink.remove_route(route))
             self._routes.remove(route)
         for route in want_routes:
-            if route not in self._routes and await self._quiet(netlink.add_route(route)):
+            held = route in self._routes
+            if (again or not held) and await self._quiet(netlink.add_route(route)) and not held:
                 self._routes.append(route)
         for rule in want_rules:
-            if rule not in self._rules and await self._quiet(netlink.add_rule(rule)):
+            held = rule in self._rules
+            if (again or not held) and await self._quiet(netlink.add_rule(rule)) and not held:
                 self._rules.append(rule)
 
     async def _quiet(self, request: Awaitable[bool]) -> bool:
