@@ -15,7 +15,18 @@ import pytest
 import hagate.lab.shell as shell
 from hagate.lab import Lab, Node
 
-from .labkit import VIP, log_of, poll, run_dir, start, state_of, vrrp_conf, wait_ready, wait_state
+from .labkit import (
+    VIP,
+    instance,
+    log_of,
+    poll,
+    run_dir,
+    start,
+    state_of,
+    vrrp_conf,
+    wait_ready,
+    wait_state,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -84,6 +95,7 @@ def test_master_holds_routes_and_rules_they_move_and_reload_in_place(lab: Lab) -
     assert routes(n2) == [] and rules(n2) == []
 
     # reload in place: one route added, nothing else touched, no transition
+    moves = instance(lab, n1)["counters"]["transitions"]
     before = log_of(lab, n1).count("configuration reloaded")
     (run_dir(lab, n1) / "keepalived.conf").write_text(
         conf(200, extra_route="        10.6.0.0/16 via 10.1.1.1 dev eth0\n")
@@ -92,6 +104,13 @@ def test_master_holds_routes_and_rules_they_move_and_reload_in_place(lab: Lab) -
     assert poll(lambda: log_of(lab, n1).count("configuration reloaded") > before, 5)
     assert poll(lambda: len(routes(n1)) == 6, 5), routes(n1)
     assert state_of(lab, n1) == "MASTER" and set(held) < set(routes(n1))
+    # and removed again by the next reload, the others untouched
+    (run_dir(lab, n1) / "keepalived.conf").write_text(conf(200))
+    os.kill(int((run_dir(lab, n1) / "vrrp.pid").read_text()), signal.SIGHUP)
+    assert poll(lambda: log_of(lab, n1).count("configuration reloaded") > before + 1, 5)
+    assert poll(lambda: routes(n1) == held, 5), routes(n1)
+    assert state_of(lab, n1) == "MASTER" and len(rules(n1)) == 2
+    assert instance(lab, n1)["counters"]["transitions"] == moves
 
     # failover (SIGTERM): n1 removes them, n2 installs the same ones
     n1.terminate()
