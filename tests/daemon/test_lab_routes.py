@@ -37,12 +37,16 @@ ROUTES = """    virtual_routes {
         blackhole 10.9.0.0/16
         unreachable 10.7.0.0/16 table 100
         10.4.0.0/16 dev eth0 src 10.1.1.100 scope link
+        blackhole 2001:db8:9::/48
+        2001:db8:2::/48 via fe80::1 dev eth0 metric 7 table 100
 %s    }
     virtual_rules {
         from 10.1.1.100 table 100 priority 100
         to 10.8.0.0/16 iif eth0 table 100 priority 101
+        from 2001:db8:1::/64 table 100 priority 102
     }"""
-OURS = ("10.2.0.0", "10.3.0.0", "10.9.0.0", "10.7.0.0", "10.4.0.0", "10.6.0.0")
+OURS = ("10.2.0.0", "10.3.0.0", "10.9.0.0", "10.7.0.0", "10.4.0.0", "10.6.0.0", "2001:db8:")
+NROUTES, NRULES = 7, 3
 
 
 def conf(priority: int, vrid: int = 51, extra_route: str = "", state: str = "BACKUP") -> str:
@@ -57,14 +61,20 @@ def conf(priority: int, vrid: int = 51, extra_route: str = "", state: str = "BAC
 
 
 def routes(node: Node) -> list[str]:
-    out = shell.ip("-n", node.netns, "route", "show", "table", "all").stdout
-    return sorted(line.strip() for line in out.splitlines() if line.split()[1:2] and any(
-        p in line for p in OURS))  # fmt: skip
+    """Our routes in every table, IPv4 then IPv6 (``ip route`` shows one family)."""
+    out: list[str] = []
+    for family in ("-4", "-6"):
+        text = shell.ip("-n", node.netns, family, "route", "show", "table", "all").stdout
+        out += sorted(line.strip() for line in text.splitlines() if any(p in line for p in OURS))
+    return out
 
 
 def rules(node: Node) -> list[str]:
-    out = shell.ip("-n", node.netns, "rule", "show").stdout
-    return sorted(line.strip() for line in out.splitlines() if "lookup 100" in line)
+    out: list[str] = []
+    for family in ("-4", "-6"):
+        text = shell.ip("-n", node.netns, family, "rule", "show").stdout
+        out += sorted(line.strip() for line in text.splitlines() if "lookup 100" in line)
+    return out
 
 
 @pytest.fixture
@@ -81,7 +91,10 @@ def test_master_holds_routes_and_rules_they_move_and_reload_in_place(lab: Lab) -
     wait_ready(lab, n2)
     wait_state(lab, n1, "MASTER")
     wait_state(lab, n2, "BACKUP")
-    assert poll(lambda: len(routes(n1)) == 5 and len(rules(n1)) == 2, 5), (routes(n1), rules(n1))
+    assert poll(lambda: len(routes(n1)) == NROUTES and len(rules(n1)) == NRULES, 5), (
+        routes(n1),
+        rules(n1),
+    )
     held = routes(n1)
     assert any("10.3.0.0/16 via 10.1.1.1 dev eth0" in r and "table 100" in r for r in held)
     assert any(r.startswith("blackhole 10.9.0.0/16") for r in held)
@@ -91,6 +104,7 @@ def test_master_holds_routes_and_rules_they_move_and_reload_in_place(lab: Lab) -
     assert rules(n1) == [
         "100:\tfrom 10.1.1.100 lookup 100 proto keepalived",
         "101:\tfrom all to 10.8.0.0/16 iif eth0 lookup 100 proto keepalived",
+        "102:\tfrom 2001:db8:1::/64 lookup 100 proto keepalived",
     ]
     assert routes(n2) == [] and rules(n2) == []
 
@@ -102,20 +116,20 @@ def test_master_holds_routes_and_rules_they_move_and_reload_in_place(lab: Lab) -
     )
     os.kill(int((run_dir(lab, n1) / "vrrp.pid").read_text()), signal.SIGHUP)
     assert poll(lambda: log_of(lab, n1).count("configuration reloaded") > before, 5)
-    assert poll(lambda: len(routes(n1)) == 6, 5), routes(n1)
+    assert poll(lambda: len(routes(n1)) == NROUTES + 1, 5), routes(n1)
     assert state_of(lab, n1) == "MASTER" and set(held) < set(routes(n1))
     # and removed again by the next reload, the others untouched
     (run_dir(lab, n1) / "keepalived.conf").write_text(conf(200))
     os.kill(int((run_dir(lab, n1) / "vrrp.pid").read_text()), signal.SIGHUP)
     assert poll(lambda: log_of(lab, n1).count("configuration reloaded") > before + 1, 5)
     assert poll(lambda: routes(n1) == held, 5), routes(n1)
-    assert state_of(lab, n1) == "MASTER" and len(rules(n1)) == 2
+    assert state_of(lab, n1) == "MASTER" and len(rules(n1)) == NRULES
     assert instance(lab, n1)["counters"]["transitions"] == moves
 
     # failover (SIGTERM): n1 removes them, n2 installs the same ones
     n1.terminate()
     wait_state(lab, n2, "MASTER")
-    assert poll(lambda: len(routes(n2)) == 5 and len(rules(n2)) == 2, 5), routes(n2)
+    assert poll(lambda: len(routes(n2)) == NROUTES and len(rules(n2)) == NRULES, 5), routes(n2)
     assert routes(n1) == [] and rules(n1) == []
     assert routes(n2) == held
 
@@ -131,7 +145,7 @@ def test_routes_and_rules_read_as_keepalived_installs_them(lab: Lab) -> None:
     wait_state(lab, n2, "MASTER")
 
     def settled(node: Node) -> bool:
-        return node.has_address(VIP) and len(routes(node)) == 5 and len(rules(node)) == 2
+        return node.has_address(VIP) and len(routes(node)) == NROUTES and len(rules(node)) == NRULES
 
     assert poll(lambda: settled(n1), 10), (routes(n1), rules(n1))
     assert poll(lambda: settled(n2), 5), (routes(n2), rules(n2))
@@ -148,9 +162,9 @@ def test_routes_left_by_a_killed_master_go_when_it_restarts_as_backup(lab: Lab) 
     start(lab, n1, conf(100))
     wait_ready(lab, n1)
     wait_state(lab, n1, "MASTER")
-    assert poll(lambda: len(routes(n1)) == 5 and len(rules(n1)) == 2, 5), routes(n1)
+    assert poll(lambda: len(routes(n1)) == NROUTES and len(rules(n1)) == NRULES, 5), routes(n1)
     n1.crash()  # SIGKILL: routes and rules stay behind, as keepalived's do
-    assert len(routes(n1)) == 5 and len(rules(n1)) == 2
+    assert len(routes(n1)) == NROUTES and len(rules(n1)) == NRULES
     start(lab, n2, conf(200))
     wait_ready(lab, n2)
     wait_state(lab, n2, "MASTER")
@@ -159,4 +173,4 @@ def test_routes_left_by_a_killed_master_go_when_it_restarts_as_backup(lab: Lab) 
     wait_state(lab, n1, "BACKUP")
     assert routes(n1) == [] and rules(n1) == []
     assert "left behind by a previous run" in log_of(lab, n1)
-    assert len(routes(n2)) == 5 and len(rules(n2)) == 2
+    assert len(routes(n2)) == NROUTES and len(rules(n2)) == NRULES
