@@ -9,6 +9,7 @@ import contextlib
 import functools
 import http.client
 import json
+import secrets
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -111,6 +112,7 @@ class Stack:
     server: ConsoleServer
     cluster: Cluster
     web_port: int
+    token: str | None = None  # the gateway's admin token ([listen] admin_token_file)
     agents: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     agent_objs: dict[str, Agent] = field(default_factory=dict)
 
@@ -124,6 +126,10 @@ class Stack:
 
     def admin(self) -> tuple[str, int]:
         return self.gateway.addresses["admin"]
+
+    def bearer(self, token: str | None = None) -> dict[str, str]:
+        """The admin listener's Authorization header (the stack's token by default)."""
+        return {"Authorization": f"Bearer {token or self.token}"}
 
     def start_agent(self, device: str) -> None:
         pki = self.tmp / "pki"
@@ -227,9 +233,11 @@ async def _web() -> tuple[asyncio.Server, int]:
 
 
 @contextlib.contextmanager
-def stack(tmp: Path, interval: float = 0.05, audit: bool = True) -> Iterator[Stack]:
-    """Gateway "node-1" (with admin), fake VRRP daemons node-1 MASTER and node-2 BACKUP, and the
-    console; everything stopped at the end."""
+def stack(
+    tmp: Path, interval: float = 0.05, audit: bool = True, token: bool = True
+) -> Iterator[Stack]:
+    """Gateway "node-1" (with admin, and an admin token unless ``token`` is false), fake VRRP
+    daemons node-1 MASTER and node-2 BACKUP, and the console; everything stopped at the end."""
     pki = tmp / "pki"
     init_ca(pki)
     issue(pki, Role.SERVER, "gateway", dns=["localhost", DOMAIN, f"*.{DOMAIN}"], ips=["127.0.0.1"])
@@ -238,13 +246,18 @@ def stack(tmp: Path, interval: float = 0.05, audit: bool = True) -> Iterator[Sta
     issue(pki, Role.USER, "alice")
     (tmp / "policy.toml").write_text(policy_text(pki))
     srv = pki / "issued" / "server" / "gateway"
+    admin_token = secrets.token_urlsafe(32) if token else None
+    token_file = tmp / "admin.token" if token else None
+    if token_file is not None:
+        token_file.touch(mode=0o600)
+        token_file.write_text(f"{admin_token}\n")
     loopback = Endpoint("127.0.0.1", 0)
     cfg = GatewayConfig(
         domain=DOMAIN, ca=pki / "ca.crt", cert=srv / "cert.pem", key=srv / "key.pem",
         crl=None, tunnel=loopback, http=loopback, https=None, admin=loopback,
         https_cert=srv / "cert.pem", https_key=srv / "key.pem", tcp_host="127.0.0.1",
         policy=tmp / "policy.toml", node="node-1", heartbeat_ms=100,
-        access_log=tmp / "access.log",
+        access_log=tmp / "access.log", admin_token_file=token_file,
     )  # fmt: skip
     loop = LoopThread()
     now = time.time()
@@ -275,7 +288,8 @@ def stack(tmp: Path, interval: float = 0.05, audit: bool = True) -> Iterator[Sta
             NodeTarget("node-1", admin, tmp / "node-1"),
             NodeTarget("node-2", None, tmp / "node-2"),
         ]
-        cluster = Cluster([NodeClient(t) for t in targets], interval=interval)
+        clients = [NodeClient(t, token=admin_token) for t in targets]
+        cluster = Cluster(clients, interval=interval)
         views = Views(cluster, tmp / "policy.toml", pki)
         app = ConsoleApp(
             cluster, views, ConsoleAuth(), audit_file=tmp / "audit.log" if audit else None
@@ -283,7 +297,7 @@ def stack(tmp: Path, interval: float = 0.05, audit: bool = True) -> Iterator[Sta
         server = ConsoleServer(("127.0.0.1", 0), app)
         cluster.start()
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        built = Stack(tmp, loop, gw, snaps, status, server, cluster, web_port)
+        built = Stack(tmp, loop, gw, snaps, status, server, cluster, web_port, admin_token)
         yield built
     finally:
         if server is not None:

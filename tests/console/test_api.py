@@ -312,25 +312,25 @@ def test_live_updates_and_their_limits(st: Stack) -> None:
 def test_admin_endpoints_directly(st: Stack) -> None:
     st.start_agent("dev1")
     port = st.admin()[1]
-    status, _, data = st.request("GET", "/api/summary", port=port)
+    auth = st.bearer()
+    status, _, data = st.request("GET", "/api/summary", headers=auth, port=port)
     assert status == 200 and data["node"] == "node-1" and data["online"] == 1
     assert data["health"]["ok"] is True
-    status, _, data = st.request("GET", "/api/devices?q=dev&limit=10", port=port)
+    status, _, data = st.request("GET", "/api/devices?q=dev&limit=10", headers=auth, port=port)
     assert status == 200 and data["matched"] == 1 and data["devices"][0]["name"] == "dev1"
-    assert st.request("GET", "/api/devices?limit=0", port=port)[0] == 400
-    assert st.request("GET", "/api/devices?q=" + "x" * 200, port=port)[0] == 400
-    assert st.request("GET", "/api/nope", port=port)[0] == 404
-    # rebinding, and a form POST that needs no preflight: both refused
-    assert st.request("GET", "/api/summary", port=port, host="evil.example")[0] == 421
-    status, _, _ = st.request(
-        "POST", "/api/devices/dev1/kick", {}, {"Content-Type": "text/plain"}, port=port
-    )
-    assert status == 415
+    assert st.request("GET", "/api/devices?limit=0", headers=auth, port=port)[0] == 400
+    assert st.request("GET", "/api/devices?q=" + "x" * 200, headers=auth, port=port)[0] == 400
+    assert st.request("GET", "/api/nope", headers=auth, port=port)[0] == 404
+    # rebinding, and a form POST that needs no preflight: both refused, even with the token
+    assert st.request("GET", "/api/summary", headers=auth, port=port, host="evil.example")[0] == 421
+    form = {"Content-Type": "text/plain", **auth}
+    assert st.request("POST", "/api/devices/dev1/kick", {}, form, port=port)[0] == 415
     assert "dev1" in st.gateway.sessions
-    assert st.request("POST", "/api/devices/nosuch/kick", {"by": "t"}, port=port)[0] == 404
-    status, _, data = st.request("POST", "/api/devices/dev1/kick", {"by": "test"}, port=port)
+    kick = "/api/devices/nosuch/kick"
+    assert st.request("POST", kick, {"by": "t"}, auth, port=port)[0] == 404
+    status, _, data = st.request("POST", "/api/devices/dev1/kick", {"by": "test"}, auth, port=port)
     assert status == 200 and data["kicked"] is True
-    # the old health and metrics endpoints are unchanged
+    # the old health and metrics endpoints are unchanged, and open
     assert st.request("GET", "/healthz", port=port)[0] == 200
     assert st.request("GET", "/metrics", port=port)[0] == 200
 

@@ -34,6 +34,13 @@ def register(sub: Any) -> None:
         help="a node: its gateway's admin listener and its VRRP daemon's run directory "
         "(repeat for each node)",
     )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="PATH",
+        help="the gateways' admin token ([listen] admin_token_file of gateway.toml), sent to "
+        "every node; without it the gateways refuse the console's kick",
+    )
     p.add_argument("--policy", type=Path, help="the access policy file (logins, roles, 'can')")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     p.add_argument("--cert", type=Path, help="serve HTTPS with this certificate (PEM)")
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from hagate.console.views import Views
     from hagate.console.web import ConsoleApp, ConsoleServer, ensure_private, serve
     from hagate.daemon.status import parse_host_port
+    from hagate.gateway.config import ConfigError, read_token_file
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -100,7 +108,14 @@ def run(args: argparse.Namespace) -> int:
             ensure_private(args.audit_log)
         except OSError as exc:
             return _fail(f"--audit-log {args.audit_log}: {exc.strerror}")
-    cluster = Cluster([NodeClient(t) for t in targets], interval=args.interval)
+    token: str | None = None
+    if args.admin_token_file:
+        try:
+            token = read_token_file(args.admin_token_file, "--admin-token-file")
+        except ConfigError as exc:
+            return _fail(str(exc))
+    clients = [NodeClient(t, token=token) for t in targets]
+    cluster = Cluster(clients, interval=args.interval)
     views = Views(cluster, args.policy, args.pki)
     app = ConsoleApp(
         cluster,

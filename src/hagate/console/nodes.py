@@ -1,8 +1,10 @@
 """Reading one node: its gateway's admin JSON over HTTP, its VRRP daemon's status socket.
 
 The console only reads, except for the kick, which it forwards to the node's admin listener as
-a JSON POST. ``connect`` makes the TCP socket, so that a test can reach a node whose admin
-listener is on the loopback of another network namespace.
+a JSON POST. With the cluster's admin token (``--admin-token-file``, the gateways' ``[listen]
+admin_token_file``) every request carries ``Authorization: Bearer``. ``connect`` makes the
+TCP socket, so that a test can reach a node whose admin listener is on the loopback of another
+network namespace.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ MAX_ANSWER = 8 << 20  # 500 devices of JSON is ~250 KB: anything near this is no
 
 
 class NodeError(RuntimeError):
-    """A node did not answer, or answered something that is not its admin JSON."""
+    """A node did not answer, or answered something that is not its admin JSON; ``code`` is
+    the HTTP status when it answered one (a 401/403 is a refusal, not a missing device)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def tcp_connect(address: tuple[str, int], timeout: float) -> socket.socket:
@@ -65,9 +72,12 @@ class NodeTarget:
 class NodeClient:
     """HTTP/1.1 to one admin listener (a connection per request: a few per second)."""
 
-    def __init__(self, target: NodeTarget, connect: Connect = tcp_connect) -> None:
+    def __init__(
+        self, target: NodeTarget, connect: Connect = tcp_connect, token: str | None = None
+    ) -> None:
         self.target = target
         self._connect = connect
+        self._token = token  # checked by read_token_file: printable ASCII, no spaces
 
     def vrrp(self, timeout: float = 0.5) -> dict[str, Any]:
         if self.target.run_dir is None:
@@ -91,6 +101,8 @@ class NodeClient:
             raise NodeError("no admin address given for this node's gateway")
         host = f"[{address[0]}]" if ":" in address[0] else address[0]
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{address[1]}\r\nConnection: close\r\n"
+        if self._token is not None:
+            head += f"Authorization: Bearer {self._token}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         deadline = time.monotonic() + timeout
@@ -127,5 +139,5 @@ class NodeClient:
         code = int(status_line[1])
         if code != 200:
             error = data.get("error") if isinstance(data, dict) else None
-            raise NodeError(f"{self.target.name}: {code} {error or ''}".rstrip())
+            raise NodeError(f"{self.target.name}: {code} {error or ''}".rstrip(), code)
         return data

@@ -200,7 +200,7 @@ class Views:
         ]
         if not clients:
             return 404, {"error": f"no node named {node!r} with an admin address"}
-        kicked, errors = [], {}
+        kicked, errors, refused = [], {}, []
         for client in clients:
             from urllib.parse import quote
 
@@ -209,6 +209,10 @@ class Views:
                 kicked.append(client.target.name)
             except NodeError as exc:
                 errors[client.target.name] = str(exc)
+                if exc.code in (401, 403):
+                    refused.append(str(exc))
+        if not kicked and refused:  # e.g. no admin token (--admin-token-file): say so
+            return 502, {"error": f"the gateway refused the kick: {refused[0]}", "errors": errors}
         if not kicked:
             return 404, {"error": f"device {device} has no session to kick", "errors": errors}
         return 200, {"device": device, "kicked_on": kicked}

@@ -9,25 +9,35 @@ loop's health: the loop stamps ``tick`` on every heartbeat and a stale stamp mea
 
 The device and access views are read *in* the event loop (one short call, bounded by a
 timeout) and filtered and paged here in the thread: the loop's dicts are never iterated from
-another thread. The admin listener carries no authentication of its own: bind it to loopback
-(or a management network) only. Its one action needs ``Content-Type: application/json``, which
-no cross-site form can send without a CORS preflight this server never answers, and a Host
-that is an address literal or ``localhost`` (no DNS rebinding).
+another thread.
+
+``/healthz`` and ``/metrics`` are open (vrrp_script and Prometheus read them). Every ``/api/*``
+request needs ``Authorization: Bearer TOKEN`` when ``[listen] admin_token_file`` is set (401
+otherwise); without a token the reads stay open to whoever reaches the listener (bind it to
+loopback) and the kick is refused (403): any local user could reach a loopback port. Every
+``/api/*`` request also needs a Host that is an address literal or ``localhost`` (no DNS
+rebinding), and the kick ``Content-Type: application/json``, which no cross-site form can send
+without a CORS preflight this server never answers.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hmac
 import ipaddress
 import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from hagate.gateway.config import read_token_file
 
 if TYPE_CHECKING:
     from hagate.gateway.accesslog import AccessEntry
@@ -39,6 +49,10 @@ MAX_QUERY = 100  # characters of a search string
 MAX_BODY = 4096
 MAX_KNOWN = 200_000  # devices remembered (offline ones are forgotten oldest first)
 _OK_RESULTS = frozenset({"ok", "upgraded", "allowed"})
+NEED_TOKEN = (
+    "actions need the admin token: set [listen] admin_token_file in gateway.toml (docs/gateway.md)"
+)
+log = logging.getLogger("hagate.gateway.admin")
 
 
 @dataclass(slots=True)
@@ -279,11 +293,52 @@ def host_is_local(host_header: str | None) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class AdminAuth:
+    """Who may use ``/api/*``: the bearer token's holder, or (no token) readers on loopback.
+
+    ``check`` is pure: it returns None (allowed) or the refusal's status and reason.
+    """
+
+    token: bytes | None = None
+
+    def check(self, method: str, authorization: str | None) -> tuple[int, str] | None:
+        if self.token is None:
+            return None if method == "GET" else (403, NEED_TOKEN)
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return 401, "missing Authorization: Bearer <admin token>"
+        if not hmac.compare_digest(given.strip().encode(errors="replace"), self.token):
+            return 401, "wrong admin token"
+        return None
+
+
+@dataclass(slots=True)
+class RefusalLog:
+    """Refused requests, logged at most once a second (a local user must not flood the log)."""
+
+    refused: int = 0
+    _unlogged: int = 0
+    _last: float = float("-inf")
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, now: float, line: str) -> None:
+        with self._lock:
+            self.refused += 1
+            if now - self._last < 1.0:
+                self._unlogged += 1
+                return
+            more, self._unlogged, self._last = self._unlogged, 0, now
+        log.warning("admin: %s%s", line, f" (and {more} more refused)" if more else "")
+
+
 class AdminServer:
     """``/healthz`` (200 or 503, JSON), ``/metrics`` and the console's JSON, in a thread.
 
     ``gateway`` gives the console's views; when it is not passed it is found as the object
-    whose bound method ``health`` is (the gateway passes ``self.health``).
+    whose bound method ``health`` is (the gateway passes ``self.health``). ``token_file``
+    defaults to the gateway's ``[listen] admin_token_file``; a file group or others may read
+    is a ConfigError here, so the gateway does not start.
     """
 
     def __init__(
@@ -293,12 +348,18 @@ class AdminServer:
         health: Callable[[], dict[str, object]],
         metrics: Callable[[], str],
         gateway: Gateway | None = None,
+        token_file: Path | None = None,
     ) -> None:
         gw: Gateway | None = gateway or getattr(health, "__self__", None)
         if gw is not None and not hasattr(gw, "sessions"):
             gw = None
         self.gateway = gw
         self.book = DeviceBook()
+        if token_file is None and gw is not None:
+            token_file = gw.cfg.admin_token_file
+        token = read_token_file(token_file).encode() if token_file is not None else None
+        self.auth = AdminAuth(token)
+        self.refusals = RefusalLog()
         admin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -315,7 +376,8 @@ class AdminServer:
                     if not host_is_local(self.headers.get("Host")):
                         self._json(421, {"error": "Host must be an address or localhost"})
                         return
-                    self._json(*admin.get(path, query))
+                    if self._authorized("GET", path):
+                        self._json(*admin.get(path, query))
                 else:
                     self._send(404, "text/plain", b"try /healthz or /metrics\n")
 
@@ -328,6 +390,8 @@ class AdminServer:
                     length = -1
                 if not host_is_local(self.headers.get("Host")):
                     self._json(421, {"error": "Host must be an address or localhost"})
+                elif not self._authorized("POST", path):
+                    pass
                 elif ctype != "application/json":
                     self._json(415, {"error": "Content-Type must be application/json"})
                 elif not 0 <= length <= MAX_BODY:
@@ -343,11 +407,29 @@ class AdminServer:
                         return
                     self._json(*admin.post(path, body))
 
-            def _json(self, code: int, data: dict[str, Any]) -> None:
-                self._send(code, "application/json", json.dumps(data).encode())
+            def _authorized(self, method: str, path: str) -> bool:
+                """True, or the refusal is answered (401 or 403) and logged."""
+                refusal = admin.auth.check(method, self.headers.get("Authorization"))
+                if refusal is None:
+                    return True
+                code, why = refusal
+                peer = self.client_address[0]
+                admin.refusals.note(time.monotonic(), f"{code} {method} {path} from {peer}: {why}")
+                extra = {"WWW-Authenticate": 'Bearer realm="hagate-admin"'} if code == 401 else {}
+                self._json(code, {"error": why}, extra)
+                return False
 
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
+            def _json(
+                self, code: int, data: dict[str, Any], extra: dict[str, str] | None = None
+            ) -> None:
+                self._send(code, "application/json", json.dumps(data).encode(), extra)
+
+            def _send(
+                self, code: int, ctype: str, body: bytes, extra: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(code)
+                for key, value in (extra or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,7 @@ class GatewayConfig:
     cluster: ClusterConfig | None = None  # [cluster]: one of N active nodes (docs/scale.md)
     resumption: bool = True  # [tls] resumption: tickets both nodes accept (docs/tls.md)
     ticket_secret: Path | None = None  # [tls] ticket_secret: else derived from the key file
+    admin_token_file: Path | None = None  # [listen] admin_token_file: bearer token of /api/*
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -133,6 +136,7 @@ def parse_gateway_config(
     http = _endpoint(_get(listen, "http", str, w, ""), w + "http")
     https = _endpoint(_get(listen, "https", str, w, ""), w + "https")
     admin = _endpoint(_get(listen, "admin", str, w, "127.0.0.1:9180"), w + "admin")
+    admin_token_file = _path(base, _get(listen, "admin_token_file", str, w))
     tcp = _get(data, "tcp", dict, f"{name}: ", {})
     w = f"{name}: [tcp] "
     tcp_host = _get(tcp, "listen", str, w, "0.0.0.0")
@@ -201,6 +205,7 @@ def parse_gateway_config(
         cluster=cluster,
         resumption=bool(_get(tls, "resumption", bool, f"{name}: [tls] ", True)),
         ticket_secret=_path(base, _get(tls, "ticket_secret", str, f"{name}: [tls] ")),
+        admin_token_file=admin_token_file,
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
@@ -209,3 +214,40 @@ def parse_gateway_config(
     if cfg.dead_after_ms < 2 * cfg.heartbeat_ms:
         raise ConfigError(f"{w}dead_after_ms must be at least twice heartbeat_ms")
     return cfg
+
+
+MIN_TOKEN = 16
+TOKEN_HINT = "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE"
+
+
+def read_token_file(path: Path, what: str = "[listen] admin_token_file") -> str:
+    """The admin token in ``path``, refused (as ssh refuses a key) unless only its owner may
+    read it: a token other local users can read protects nothing.
+
+    Read when the admin listener starts, not when the config is loaded, so that
+    ``hagate gateway check`` (vrrp_script, maybe another user) never needs the secret.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {path}: not a regular file")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{what} {path}: mode {mode:04o} gives group or others access; "
+                f"chmod 600 {path} (only its owner may read an admin token)"
+            )
+        raw = f.read(4097)
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: the token must be ASCII") from None
+    if len(raw) > 4096 or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(f"{what} {path}: want one line, a token without spaces")
+    if len(token) < MIN_TOKEN:
+        raise ConfigError(f"{what} {path}: at least {MIN_TOKEN} characters ({TOKEN_HINT})")
+    return token
