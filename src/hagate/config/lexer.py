@@ -163,16 +163,20 @@ def _cached(cache: dict[str, Token], word: str) -> Token:
     return token
 
 
-def quoted_words(text: str, cut_nul: bool = True) -> list[str] | None:
+class QuoteError(ValueError):
+    """A line keepalived's quoting refuses: an unterminated quote, a backslash at the end."""
+
+
+def split_quoted(text: str, *, cut_nul: bool = True, blanks: str = BLANKS) -> list[str]:
     """keepalived's alloc_strvec_quoted_escaped(): ``"`` and ``'`` quotes, backslash escapes.
 
-    None when keepalived refuses the line (unterminated quote, backslash at the end). A NUL
-    made by an escape ends its word, as keepalived's strndup does.
+    A NUL made by an escape ends its word (``cut_nul``), as keepalived's strndup does. The one
+    splitter for config lines and for script command lines; raises QuoteError.
     """
     words: list[str] = []
     i, n = 0, len(text)
     while i < n:
-        while i < n and text[i] in BLANKS:
+        while i < n and text[i] in blanks:
             i += 1
         if i >= n:
             break
@@ -182,7 +186,7 @@ def quoted_words(text: str, cut_nul: bool = True) -> list[str] | None:
             c = text[i]
             if c == "\\":
                 if i + 1 >= n:
-                    return None
+                    raise QuoteError("missing escape character at end of")
                 i, ch = _escape(text, i + 1)
                 word.append(ch)
             elif quote:
@@ -194,19 +198,28 @@ def quoted_words(text: str, cut_nul: bool = True) -> list[str] | None:
             elif c in "'\"":
                 quote = c
                 i += 1
-            elif c in BLANKS:
+            elif c in blanks:
                 break
             else:
                 word.append(c)
                 i += 1
         if quote:
-            return None
+            raise QuoteError(f"missing terminating {quote} in")
         joined = "".join(word)
         words.append(joined.split("\0", 1)[0] if cut_nul else joined)
     return words
 
 
+def quoted_words(text: str, cut_nul: bool = True) -> list[str] | None:
+    """:func:`split_quoted`, or None when keepalived refuses the line."""
+    try:
+        return split_quoted(text, cut_nul=cut_nul)
+    except QuoteError:
+        return None
+
+
 def _escape(text: str, i: int) -> tuple[int, str]:
+    """Decode the escape after a backslash at ``i`` (C's rules); (next index, char)."""
     c = text[i]
     n = len(text)
     hexdigits = "0123456789abcdefABCDEF"

@@ -12,17 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hagate.config.lexer import QuoteError, split_quoted
+
 _WHITE = " \t\n\r\f\v"
-_SIMPLE_ESCAPES = {
-    "a": "\a",
-    "b": "\b",
-    "E": "\x1b",
-    "f": "\f",
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "v": "\v",
-}
 
 
 class CommandLineError(ValueError):
@@ -31,66 +23,10 @@ class CommandLineError(ValueError):
 
 def split_words(text: str) -> tuple[str, ...]:
     """Split ``text`` into words honouring '...' and "..." quotes and backslash escapes."""
-    words: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] in _WHITE:
-            i += 1
-        if i >= n:
-            break
-        word: list[str] = []
-        quote = ""
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i, ch = _escape(text, i + 1)
-                word.append(ch)
-                continue
-            if quote:
-                if c == quote:
-                    quote = ""
-                else:
-                    word.append(c)
-                i += 1
-                continue
-            if c in "'\"":
-                quote = c
-                i += 1
-                continue
-            if c in _WHITE:
-                break
-            word.append(c)
-            i += 1
-        if quote:
-            raise CommandLineError(f"missing terminating {quote} in {text!r}")
-        words.append("".join(word))
-    return tuple(words)
-
-
-def _escape(text: str, i: int) -> tuple[int, str]:
-    """Decode the escape starting after a backslash at ``i``; return (next index, char)."""
-    n = len(text)
-    if i >= n:
-        raise CommandLineError(f"missing escape character at end of {text!r}")
-    c = text[i]
-    hexdigits = "0123456789abcdefABCDEF"
-    if c == "x" and i + 1 < n and text[i + 1] in hexdigits:
-        j = i + 1
-        value = 0
-        while j < n and text[j] in hexdigits:
-            value = ((value << 4) | int(text[j], 16)) & 0xFF  # a C char wraps
-            j += 1
-        return j, chr(value)
-    if c == "c" and i + 1 < n:
-        return i + 2, chr(ord(text[i + 1]) & 0x1F)
-    if "0" <= c <= "7":
-        value = 0
-        j = i
-        while j < n and j < i + 3 and "0" <= text[j] <= "7":
-            value = (value << 3) + int(text[j])
-            j += 1
-        return j, chr(value & 0xFF)
-    return i + 1, _SIMPLE_ESCAPES.get(c, c)
+    try:
+        return tuple(split_quoted(text, cut_nul=False, blanks=_WHITE))
+    except QuoteError as exc:
+        raise CommandLineError(f"{exc} {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
