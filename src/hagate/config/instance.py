@@ -79,12 +79,7 @@ _VIP_FLAGS = frozenset(
 
 
 def virtual_ips(v: Values, st: Statement) -> tuple[VirtualIp, ...]:
-    out: list[VirtualIp] = []
-    for entry in v.entries(st):
-        vip = _virtual_ip(v, entry)
-        if vip is not None:
-            out.append(vip)
-    return tuple(out)
+    return v.parsed(st, _virtual_ip)
 
 
 def _virtual_ip(v: Values, entry: Statement) -> VirtualIp | None:

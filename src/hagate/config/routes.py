@@ -77,12 +77,7 @@ def _same_family(v: Values, entry: Statement, f: dict[str, Any], version: int) -
 
 
 def virtual_routes(v: Values, st: Statement) -> tuple[VirtualRoute, ...]:
-    out: list[VirtualRoute] = []
-    for entry in v.entries(st):
-        route = _route(v, entry)
-        if route is not None:
-            out.append(route)
-    return tuple(out)
+    return v.parsed(st, _route)
 
 
 def _route(v: Values, entry: Statement) -> VirtualRoute | None:
@@ -175,12 +170,7 @@ def _route(v: Values, entry: Statement) -> VirtualRoute | None:
 
 def virtual_rules(v: Values, st: Statement) -> tuple[VirtualRule, ...]:
     """A rule with no address is IPv4 unless ``inet6`` (keepalived)."""
-    out: list[VirtualRule] = []
-    for entry in v.entries(st):
-        rule = _rule(v, entry)
-        if rule is not None:
-            out.append(rule)
-    return tuple(out)
+    return v.parsed(st, _rule)
 
 
 def _rule(v: Values, entry: Statement) -> VirtualRule | None:

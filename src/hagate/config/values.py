@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TypeVar
 
 from hagate.config.findings import Impact, Reporter
 from hagate.config.lexer import Token, quoted_words
 from hagate.config.parser import Statement
 
 IPAddress = IPv4Address | IPv6Address
+T = TypeVar("T")
 
 _TRUE = frozenset({"on", "true", "yes"})
 _FALSE = frozenset({"off", "false", "no"})
@@ -142,6 +145,13 @@ class Values:
             head = Token(entry.keyword)
             out.append(Statement(st.keyword, [head, *entry.args], entry.file, entry.line))
         return out
+
+    def parsed(
+        self, st: Statement, parse: Callable[[Values, Statement], T | None]
+    ) -> tuple[T, ...]:
+        """Each entry of a list block read by ``parse``; an entry it refuses (None, with its
+        finding already reported) is dropped, as keepalived drops the line."""
+        return tuple(x for entry in self.entries(st) if (x := parse(self, entry)) is not None)
 
     def no_block(self, st: Statement) -> None:
         if st.block is not None:
