@@ -15,6 +15,7 @@ from hagate.agent.config import AgentConfig, ClientConfig, LocalService, Reconne
 from hagate.gateway.config import Endpoint, GatewayConfig
 from hagate.gateway.protocol import ServiceKind, ServiceSpec
 from hagate.gateway.server import Gateway
+from hagate.net.backend import KERNEL, Backend
 from hagate.pki.ca import Role, init_ca, issue
 
 DOMAIN = "gw.test"
@@ -118,8 +119,8 @@ def agent_config(
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(cfg: GatewayConfig) -> AsyncIterator[Gateway]:
-    gw = Gateway(cfg)
+async def running_gateway(cfg: GatewayConfig, backend: Backend = KERNEL) -> AsyncIterator[Gateway]:
+    gw = Gateway(cfg, backend=backend)
     await gw.start()
     try:
         yield gw
@@ -128,8 +129,10 @@ async def running_gateway(cfg: GatewayConfig) -> AsyncIterator[Gateway]:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(cfg: AgentConfig, wait: bool = True) -> AsyncIterator[Agent]:
-    agent = Agent(cfg)
+async def running_agent(
+    cfg: AgentConfig, wait: bool = True, backend: Backend = KERNEL
+) -> AsyncIterator[Agent]:
+    agent = Agent(cfg, backend=backend)
     task = asyncio.create_task(agent.run())
     try:
         if wait:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from hagate.gateway.config import GatewayConfig
 from hagate.gateway.server import Gateway
 from hagate.net.backend import MemoryBackend
 
-from .kit import OPEN_POLICY, Pki, gateway_config
+from .kit import OPEN_POLICY, Pki, gateway_config, running_agent, running_gateway
 
 DEVICE_IP = "192.0.2.10"  # where agents connect from
 USER_IP = "198.51.100.7"  # where users connect from
@@ -56,30 +56,17 @@ def memory_gateway_config(pki: Pki, policy: str = OPEN_POLICY, **changes: object
     return replace(gateway_config(pki, policy, admin=None), **changes)  # type: ignore[arg-type]
 
 
-@contextlib.asynccontextmanager
-async def memory_gateway(cfg: GatewayConfig, mem: MemoryBackend) -> AsyncIterator[Gateway]:
-    gw = Gateway(cfg, backend=mem)
-    await gw.start()
-    try:
-        yield gw
-    finally:
-        await gw.stop()
+def memory_gateway(
+    cfg: GatewayConfig, mem: MemoryBackend
+) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    return running_gateway(cfg, backend=mem)
 
 
-@contextlib.asynccontextmanager
-async def memory_agent(
+def memory_agent(
     cfg: AgentConfig, mem: MemoryBackend, wait: bool = True
-) -> AsyncIterator[Agent]:
-    agent = Agent(cfg, backend=mem.from_source(DEVICE_IP))
-    task = asyncio.create_task(agent.run())
-    try:
-        if wait:
-            await asyncio.wait_for(agent.connected.wait(), 5)
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+) -> contextlib.AbstractAsyncContextManager[Agent]:
+    """An agent whose connections come from the device's address."""
+    return running_agent(cfg, wait, backend=mem.from_source(DEVICE_IP))
 
 
 async def serve(mem: MemoryBackend, port: int, handle: Handler) -> asyncio.Server:
