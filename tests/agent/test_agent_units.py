@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,38 @@ def test_agent_config_errors(extra: str, message: str) -> None:
     text = extra + base if extra.startswith("colour") else base + extra
     with pytest.raises(ConfigError, match=message):
         parse_agent(tomllib.loads(text), Path("."))
+
+
+def test_a_cancellation_that_wait_for_swallowed_still_ends_the_redial_loop() -> None:
+    """Python 3.11's wait_for returns the result when the cancel and the result meet.
+
+    That made ``task.cancel()`` of an agent hang a CI run for 120 s: the redial loop went on.
+    """
+    from hagate.agent.agent import raise_if_cancelled
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        fut: asyncio.Future[int] = loop.create_future()
+
+        async def body() -> None:
+            me = asyncio.current_task()
+            assert me is not None
+
+            def both() -> None:
+                fut.set_result(1)
+                me.cancel()
+
+            loop.call_soon(both)
+            await asyncio.wait_for(fut, 5)
+            seen.append("returned")  # 3.11: the cancel was swallowed (3.12+: never here)
+            raise_if_cancelled()
+            seen.append("went on")
+
+        task = asyncio.create_task(body())
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        return seen
+
+    assert "went on" not in asyncio.run(main())

@@ -140,6 +140,9 @@ async def running_agent(
         yield agent
     finally:
         task.cancel()
+        # Bounded: an agent that does not stop on cancel is a bug to name, not a 120 s hang.
+        done, _ = await asyncio.wait({task}, timeout=10)
+        assert done, "the agent did not stop within 10 s of task.cancel()"
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

@@ -120,6 +120,19 @@ async def next_event(conn: Conn, tc: TunnelConnection) -> Event | None:
         tc.receive_data(data, conn.loop.time())
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that an inner ``asyncio.wait_for`` swallowed.
+
+    On Python 3.11, ``wait_for`` returns the inner result instead of raising when the task
+    is cancelled in the same loop turn as the inner future completes (CPython gh-86296, fixed
+    in 3.12). The redial loop would then go on forever and ``task.cancel()`` never end it;
+    ``Task.cancelling()`` still counts the request, so the loop asks it once per attempt.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def raise_for(event: Event | None) -> None:
     """The exception that ends a session for a refusing or broken event."""
     if isinstance(event, wire.Refused):
@@ -203,6 +216,7 @@ class Agent:
                 log.log(level, "gateway %s:%s: %s", c.host, c.port, str(exc) or type(exc).__name__)
             finally:
                 self._end_session()
+            raise_if_cancelled()
             now = loop.time()
             if self._established and not keep_failures:
                 attempt, lost_at, slow, busy = 0, now, False, 0  # a new outage starts now
