@@ -15,6 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from hagate.gateway.bans import DeviceBans
 from hagate.gateway.session import Session, StreamError, address_is_local
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
 from hagate.net.tls import Identity, peer_identity, session_expired
@@ -69,6 +70,7 @@ class TunnelFront:
         # [full, resumed] TLS handshakes on the tunnel port (in the metrics too)
         self.handshakes = gw.metrics.tunnel_handshakes
         self.stale_dropped = 0  # sessions ended because their VIP left this node
+        self.bans = DeviceBans()  # kicked with a ban by an operator (admin API, bans.py)
 
     async def on_connection(self, sock: Any, client: tuple[str, int]) -> None:
         gw = self.gw
@@ -120,6 +122,9 @@ class TunnelFront:
     ) -> None:
         gw = self.gw
         loop = conn.loop
+        banned = self.bans.remaining(ident.name, loop.time())
+        if banned > 0:
+            raise Refused("banned", "device banned by an operator", int(banned * 1000) + 1)
         session = Session(ident, conn, list(hello.services), max_pool=MAX_SPARES)
         session.tc = tc
         device = ident.name
