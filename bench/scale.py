@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,21 +37,81 @@ from hagate.lab.multinode import DOMAIN, TUNNEL_PORT, MultiLab, Plan
 
 PER_PROCESS = 2500
 WEB_PORT = 8080
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def heartbeat_for(agents: int) -> int:
+    """The gateways' ping interval, ms: about 3,000 pings/s over all agents (at most 10 s).
+
+    At 300 ms the pings of 10,000 idle agents took more than a core of this machine
+    (docs/fleet.md); 30,000 agents at 1 s would be 30,000 pings/s, the core the bring-up and
+    the storm need. A crash in the lab is seen by the agents at once anyway (the kernel of
+    the dead node's namespace resets their connections), not through a missed ping.
+    """
+    return max(1000, min(10_000, agents // 3))
+
+
+class Usage:
+    """CPU seconds and RSS per component (gateways, etcd, agent fleets), phase by phase."""
+
+    def __init__(self, ml: MultiLab, fleets: list[int]) -> None:
+        self.groups = {
+            "gateways": [p.pid for p in ml.gateways.values()],
+            "etcd": [p.pid for p in ml.etcd_procs.values()],
+            "fleets": fleets,
+        }
+        self._last: dict[int, float] = {}
+        self.t = time.monotonic()
+        self.cpu = self._cpu()
+
+    def _cpu(self) -> dict[str, float]:
+        """Per group; a process that died (node 1) keeps the CPU it had used."""
+        for pids in self.groups.values():
+            for pid in pids:
+                self._last[pid] = cpu_s(pid) or self._last.get(pid, 0.0)
+        return {g: sum(self._last[pid] for pid in pids) for g, pids in self.groups.items()}
+
+    def lap(self) -> dict[str, Any]:
+        """Cores used by each group since the last lap, their RSS now, the load average."""
+        now, cpu = time.monotonic(), self._cpu()
+        wall = max(1e-3, now - self.t)
+        out: dict[str, Any] = {
+            "wall_s": round(wall, 1),
+            "cores": {g: round((cpu[g] - self.cpu[g]) / wall, 2) for g in cpu},
+            "rss_mib": {g: round(sum(map(rss_kib, p)) / 1024) for g, p in self.groups.items()},
+            "loadavg": Path("/proc/loadavg").read_text().split()[0],
+        }
+        self.t, self.cpu = now, cpu
+        return out
 
 
 def prefix(i: int) -> str:
     return "abcdefghijklmnopqrstuvwxyz"[i - 1]
 
 
-def start_fleets(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
-    """Agent processes: (vip index, prefix, first, count); devices of VIP i are <prefix>N."""
+def issue_devices(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
+    """Device certificates, and the shares of the agent processes: (vip index, prefix,
+    first, count), ``PER_PROCESS`` agents each at most."""
     from hagate.pki.ca import Role, issue
 
     nodes = ml.plan.nodes
@@ -63,6 +125,12 @@ def start_fleets(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
         for k in range(first, first + count):
             issue(ml.pki, Role.DEVICE, f"{pre}{k}", days=2)
     print(f"  {agents} device certificates issued in {time.monotonic() - t0:.1f} s", flush=True)
+    return shares
+
+
+def start_fleets(ml: MultiLab, shares: list[tuple[int, str, int, int]]) -> list[int]:
+    """Agent processes (their pids), one per share; devices of VIP i are <prefix>N, so the
+    bench knows each device's node from its name."""
     www = ml.work / "www"
     www.mkdir(exist_ok=True)
     (www / "index.html").write_text("fleet device\n")
@@ -72,6 +140,7 @@ def start_fleets(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
         with open(ml.work / f"fweb{k}.log", "ab") as log:
             node.spawn([*argv, "--directory", str(www)], stdout=log, stderr=subprocess.STDOUT)
         ml.wait_port(node, WEB_PORT, 10.0)
+    pids = []
     for n, (i, pre, first, count) in enumerate(shares):
         node = ml.node(f"f{n % ml.plan.fleets}")
         argv = [sys.executable, "-m", "hagate.agent.fleet", "--pki", str(ml.pki)]
@@ -79,8 +148,49 @@ def start_fleets(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
         argv += ["--prefix", pre, "--first", str(first), "--count", str(count)]
         argv += ["--target", f"127.0.0.1:{WEB_PORT}", "--ramp-ms", "1"]
         with open(ml.work / f"fleet{n}.log", "ab") as log:
-            node.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
-    return shares
+            pids.append(node.spawn(argv, stdout=log, stderr=subprocess.STDOUT).pid)
+    return pids
+
+
+class StormWatch:
+    """Polls the survivors' registries every 0.1 s from a thread of its own (the probes of
+    the main loop take up to a second each): when 99 % and 100 % of node 1's devices are
+    routed to their new node at n2 and at n3, n2's registry writes, and when n1's lease went.
+    """
+
+    def __init__(self, ml: MultiLab, t0: float, lost: int, base2: int, writes0: int) -> None:
+        self.ml, self.t0, self.lost, self.base2, self.writes0 = ml, t0, lost, base2, writes0
+        self.reach: dict[str, dict[int, float]] = {"n2": {}, "n3": {}}
+        self.samples: list[tuple[float, int]] = []
+        self.expired_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="storm watch", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return all(100 in r for r in self.reach.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for name, i in (("n2", 2), ("n3", 3)):
+                h = self.ml.cluster_health(i)
+                now = round(time.monotonic() - self.t0, 2)
+                if not h:
+                    continue  # /healthz too slow to answer this time
+                if i == 2:
+                    self.samples.append((now, int(h.get("registry_writes", 0)) - self.writes0))
+                    nodes = h.get("nodes")
+                    if self.expired_at is None and isinstance(nodes, list) and "n1" not in nodes:
+                        self.expired_at = now
+                per = h.get("devices_per_node")
+                moved = (per.get("n2", 0) if isinstance(per, dict) else 0) - self.base2
+                for share in (99, 100):
+                    if share not in self.reach[name] and moved >= self.lost * share / 100:
+                        self.reach[name][share] = now
 
 
 def per_node(ml: MultiLab, i: int) -> dict[str, int]:
@@ -100,6 +210,8 @@ def latency(ml: MultiLab, device: str, home: int, other: int, n: int) -> dict[st
                 out.append((time.perf_counter() - t0) * 1000)
             else:
                 failed += 1
+    if len(direct) < 2 or len(hop) < 2:
+        raise LabError(f"latency: {failed} of {2 * n} requests failed")
     d, h = statistics.median(direct), statistics.median(hop)
     q = statistics.quantiles
     return {
@@ -121,27 +233,56 @@ def _save_logs(ml: MultiLab, logs: Path | None) -> None:
         (logs / path.name).write_bytes(path.read_bytes()[-200_000:])
 
 
+def _etcd_states(ml: MultiLab) -> str:
+    return "/".join(str(ml.cluster_health(i).get("etcd", "?")) for i in (1, 2, 3))
+
+
+def _health_summary(ml: MultiLab, nodes: tuple[int, ...]) -> dict[str, Any]:
+    """What says whether a node kept its lease: outages, keep-alive failures, unwritten."""
+    keys = ("etcd", "outages", "lease_keepalive_failures", "unwritten", "registry_writes")
+    out: dict[str, Any] = {}
+    for i in nodes:
+        h = ml.cluster_health(i)
+        out[f"n{i}"] = {k: h.get(k) for k in keys}
+    return out
+
+
 def run(
-    agents: int, latency_requests: int, attach_timeout: float, logs: Path | None
+    agents: int,
+    latency_requests: int,
+    attach_timeout: float,
+    logs: Path | None,
+    heartbeat_ms: int = 0,
 ) -> dict[str, Any]:
     fleets = max(1, min(12, -(-agents // PER_PROCESS)))
+    heartbeat = heartbeat_ms or heartbeat_for(agents)
     plan = Plan(
         3,
         3,
         lease_ttl=10,
-        heartbeat_ms=300,
+        heartbeat_ms=heartbeat,
+        dead_after_ms=3 * heartbeat,
         fleets=fleets,
         etcd_timeout=2.0,
         etcd_timers=(250, 2500),
     )
-    out: dict[str, Any] = {"agents": agents, "nodes": 3, "etcd_members": 3}
+    out: dict[str, Any] = {
+        "agents": agents,
+        "nodes": 3,
+        "etcd_members": 3,
+        "etcd_client": "TLS (client certificates)",
+        "heartbeat_ms": heartbeat,
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
+    }
     with MultiLab.create(plan, prefix="hgs") as ml:
         ml.start_etcd()
         ml.start_nodes()
         time.sleep(1.0)
         rss0 = {i: rss_kib(ml.gateways[i].pid) for i in (1, 2, 3)}
+        shares = issue_devices(ml, agents)
         t0 = time.monotonic()
-        start_fleets(ml, agents)
+        usage = Usage(ml, start_fleets(ml, shares))
+        out["fleet_processes"] = len(usage.groups["fleets"])
         last = 0.0
         while True:
             attached = sum(per_node(ml, 1).values())
@@ -150,13 +291,24 @@ def run(
                 break
             if waited - last >= 10:
                 last = waited
-                print(f"  {waited:4.0f} s: {attached}/{agents} attached", flush=True)
+                lap = usage.lap()
+                print(
+                    f"  {waited:4.0f} s: {attached}/{agents} attached; cores {lap['cores']}, "
+                    f"RSS {lap['rss_mib']} MiB, load {lap['loadavg']}, "
+                    f"etcd {_etcd_states(ml)}",
+                    flush=True,
+                )
             time.sleep(0.5)
         out["attach_s"] = round(time.monotonic() - t0, 1)
         out["attached"] = attached
+        out["nodes_health"] = _health_summary(ml, (1, 2, 3))
         if attached < agents * 0.99:
             _save_logs(ml, logs)
-            raise LabError(f"only {attached}/{agents} agents attached in {attach_timeout:g} s")
+            raise LabError(
+                f"only {attached}/{agents} agents attached in {attach_timeout:g} s; "
+                f"{json.dumps(out['nodes_health'])}"
+            )
+        usage = Usage(ml, usage.groups["fleets"])
         time.sleep(2.0)
         counts = per_node(ml, 1)
         out["agents_per_node"] = counts
@@ -167,7 +319,8 @@ def run(
             for i in (1, 2, 3)
         }
         out["rss_idle_mib"] = {f"n{i}": round(rss0[i] / 1024, 1) for i in (1, 2, 3)}
-        print(f"  attached: {counts} in {out['attach_s']} s", flush=True)
+        out["idle"] = usage.lap()  # 2 s after the last attach: what idle agents cost
+        print(f"  attached: {counts} in {out['attach_s']} s; idle {out['idle']}", flush=True)
         out["latency"] = latency(ml, "a0", 1, 2, latency_requests)
         print(f"  latency: {out['latency']}", flush=True)
 
@@ -177,41 +330,40 @@ def run(
         h2 = ml.cluster_health(2)
         writes0 = int(h2.get("registry_writes", 0))
         txns0 = int(h2.get("registry_txns", 0))
-        samples: list[tuple[float, int]] = []
-        reach: dict[str, dict[int, float]] = {"n2": {}, "n3": {}}
+        usage = Usage(ml, usage.groups["fleets"])
         t_crash = time.monotonic()
+        watch = StormWatch(ml, t_crash, lost, base2, writes0)
         ml.crash_node(1)
         deadline = t_crash + 60 + agents / 100
         probe = [f"a{k}" for k in range(0, lost, max(1, lost // 20))][:20]
         reached: dict[int, set[str]] = {2: set(), 3: set()}
         while time.monotonic() < deadline:
-            now = time.monotonic() - t_crash
-            h2 = ml.cluster_health(2)
-            samples.append((now, int(h2.get("registry_writes", 0)) - writes0))
-            for name, i in (("n2", 2), ("n3", 3)):
-                moved = per_node(ml, i).get("n2", 0) - base2
-                for share in (99, 100):
-                    if share not in reach[name] and moved >= lost * share / 100:
-                        reach[name][share] = round(now, 2)
             for i in (2, 3):
                 for dev in probe:
                     if dev not in reached[i] and ml.get(i, dev, "/", 0.5)[0] == 200:
                         reached[i].add(dev)
-            if all(100 in r for r in reach.values()) and all(
-                len(s) == len(probe) for s in reached.values()
-            ):
+            if watch.done() and all(len(s) == len(probe) for s in reached.values()):
                 break
             time.sleep(0.2)
+        sample_done = time.monotonic() - t_crash
+        storm_usage = usage.lap()  # crash to every sampled device reachable
+        while not watch.expired_at and time.monotonic() < deadline:
+            time.sleep(0.2)  # until n1's lease went (its records deleted by etcd)
+        watch.stop()
+        reach, samples = watch.reach, watch.samples
         out["storm"] = {
             "devices_of_n1": lost,
             "routed_99_s": {k: v.get(99) for k, v in reach.items()},
             "routed_100_s": {k: v.get(100) for k, v in reach.items()},
             "sample_reachable": {f"n{i}": f"{len(s)}/{len(probe)}" for i, s in reached.items()},
-            "sample_done_s": round(time.monotonic() - t_crash, 2),
+            "sample_done_s": round(sample_done, 2),
+            "n1_lease_expired_s": watch.expired_at,
             "writes_per_s_peak": _peak(samples),
             "writes_total": samples[-1][1] if samples else 0,
             "etcd_txns": int(ml.cluster_health(2).get("registry_txns", 0)) - txns0,
+            "usage": storm_usage,
         }
+        out["nodes_health_end"] = _health_summary(ml, (2, 3))
         print(f"  storm: {out['storm']}", flush=True)
         _save_logs(ml, logs)
     return out
@@ -274,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=3000)
     p.add_argument("--latency-requests", type=int, default=200)
     p.add_argument("--attach-timeout", type=float, default=900.0, help="s (default 900)")
+    p.add_argument(
+        "--heartbeat-ms",
+        type=int,
+        default=0,
+        help="the gateways' ping interval (default: agents/3 ms, 1,000 to 10,000)",
+    )
     p.add_argument("--logs", type=Path, help="copy the lab's logs here")
     p.add_argument(
         "--etcd-writes", type=int, metavar="N", help="only: N registry writes to a loopback etcd"
@@ -288,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/scale: {reason}", file=sys.stderr)
         return 2
     try:
-        result = run(args.agents, args.latency_requests, args.attach_timeout, args.logs)
+        result = run(
+            args.agents, args.latency_requests, args.attach_timeout, args.logs, args.heartbeat_ms
+        )
     except LabError as exc:
         print(f"bench/scale: {exc}", file=sys.stderr)
         return 1
@@ -301,7 +461,9 @@ def _table(r: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{r['agents']} idle agents on {r['nodes']} nodes, {r['etcd_members']}-member etcd "
-            "(machine shared and loaded: compare ratios)",
+            f"over {r['etcd_client']}, heartbeat {r['heartbeat_ms']} ms, "
+            f"{r['fleet_processes']} agent processes (machine shared: load average "
+            f"{r['loadavg_start']} at start; compare ratios)",
             f"  attached in {r['attach_s']} s: {r['agents_per_node']}",
             f"  gateway RSS idle {r['rss_idle_mib']} MiB; per agent {r['rss_per_agent_kib']} KiB",
             f"  request latency p50 direct {lat['direct_ms_p50']} ms, through a peer "
@@ -309,9 +471,14 @@ def _table(r: dict[str, Any]) -> str:
             f"(p90 {lat['direct_ms_p90']} / {lat['hop_ms_p90']} ms)",
             f"  node 1 SIGKILLed with {st['devices_of_n1']} devices: routed again at 99 % "
             f"{st['routed_99_s']} s, 100 % {st['routed_100_s']} s; sampled devices reachable "
-            f"{st['sample_reachable']} after {st['sample_done_s']} s",
+            f"{st['sample_reachable']} after {st['sample_done_s']} s; n1's lease gone "
+            f"after {st['n1_lease_expired_s']} s",
             f"  registry writes at the VIP's new holder: peak {st['writes_per_s_peak']}/s, "
             f"{st['writes_total']} in all, in {st['etcd_txns']} etcd transactions",
+            f"  idle: cores {r['idle']['cores']}, RSS {r['idle']['rss_mib']} MiB",
+            f"  storm ({st['usage']['wall_s']} s): cores {st['usage']['cores']}, "
+            f"RSS {st['usage']['rss_mib']} MiB, load {st['usage']['loadavg']}",
+            f"  leases: {r['nodes_health_end']}",
         ]
     )
 
