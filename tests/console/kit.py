@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from hagate.agent.agent import Agent
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService, Reconnect
 from hagate.console.auth import ConsoleAuth
-from hagate.console.nodes import NodeClient, NodeTarget
+from hagate.console.nodes import NodeClient, NodeTarget, admin_client_context
 from hagate.console.poller import Cluster
 from hagate.console.views import Views
 from hagate.console.web import ConsoleApp, ConsoleServer
@@ -234,10 +234,15 @@ async def _web() -> tuple[asyncio.Server, int]:
 
 @contextlib.contextmanager
 def stack(
-    tmp: Path, interval: float = 0.05, audit: bool = True, token: bool = True
+    tmp: Path,
+    interval: float = 0.05,
+    audit: bool = True,
+    token: bool = True,
+    admin_tls: bool = False,
 ) -> Iterator[Stack]:
-    """Gateway "node-1" (with admin, and an admin token unless ``token`` is false), fake VRRP
-    daemons node-1 MASTER and node-2 BACKUP, and the console; everything stopped at the end."""
+    """Gateway "node-1" (with admin, and an admin token unless ``token`` is false; over TLS
+    with ``admin_tls``, the console then checking it against the CA), fake VRRP daemons node-1
+    MASTER and node-2 BACKUP, and the console; everything stopped at the end."""
     pki = tmp / "pki"
     init_ca(pki)
     issue(pki, Role.SERVER, "gateway", dns=["localhost", DOMAIN, f"*.{DOMAIN}"], ips=["127.0.0.1"])
@@ -257,7 +262,7 @@ def stack(
         crl=None, tunnel=loopback, http=loopback, https=None, admin=loopback,
         https_cert=srv / "cert.pem", https_key=srv / "key.pem", tcp_host="127.0.0.1",
         policy=tmp / "policy.toml", node="node-1", heartbeat_ms=100,
-        access_log=tmp / "access.log", admin_token_file=token_file,
+        access_log=tmp / "access.log", admin_token_file=token_file, admin_tls=admin_tls,
     )  # fmt: skip
     loop = LoopThread()
     now = time.time()
@@ -288,7 +293,8 @@ def stack(
             NodeTarget("node-1", admin, tmp / "node-1"),
             NodeTarget("node-2", None, tmp / "node-2"),
         ]
-        clients = [NodeClient(t, token=admin_token) for t in targets]
+        tls = admin_client_context(pki / "ca.crt") if admin_tls else None
+        clients = [NodeClient(t, token=admin_token, tls=tls) for t in targets]
         cluster = Cluster(clients, interval=interval)
         views = Views(cluster, tmp / "policy.toml", pki)
         app = ConsoleApp(

@@ -41,6 +41,19 @@ def register(sub: Any) -> None:
         help="the gateways' admin token ([listen] admin_token_file of gateway.toml), sent to "
         "every node; without it the gateways refuse the console's kick",
     )
+    p.add_argument(
+        "--admin-ca",
+        type=Path,
+        metavar="CA",
+        help="talk HTTPS to the gateways' admin listeners ([listen] admin_tls), checking their "
+        "certificate against this CA ([tls] ca of gateway.toml)",
+    )
+    p.add_argument(
+        "--admin-server-name",
+        metavar="NAME",
+        help="with --admin-ca: the name the gateways' certificate must carry (default: each "
+        "node's admin address, which must then be an IP address in the certificate)",
+    )
     p.add_argument("--policy", type=Path, help="the access policy file (logins, roles, 'can')")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     p.add_argument("--cert", type=Path, help="serve HTTPS with this certificate (PEM)")
@@ -69,12 +82,12 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from hagate.console.auth import ConsoleAuth
-    from hagate.console.nodes import NodeClient, NodeTarget
+    from hagate.console.nodes import NodeClient, NodeTarget, admin_client_context
     from hagate.console.poller import Cluster
     from hagate.console.views import Views
     from hagate.console.web import ConsoleApp, ConsoleServer, ensure_private, serve
     from hagate.daemon.status import parse_host_port
-    from hagate.gateway.config import ConfigError, read_token_file
+    from hagate.gateway.config import ConfigError, is_loopback, read_token_file
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -114,7 +127,26 @@ def run(args: argparse.Namespace) -> int:
             token = read_token_file(args.admin_token_file, "--admin-token-file")
         except ConfigError as exc:
             return _fail(str(exc))
-    clients = [NodeClient(t, token=token) for t in targets]
+    if args.admin_server_name and not args.admin_ca:
+        return _fail("--admin-server-name goes with --admin-ca")
+    admin_tls: ssl.SSLContext | None = None
+    if args.admin_ca:
+        try:
+            admin_tls = admin_client_context(args.admin_ca)
+        except (OSError, ssl.SSLError) as exc:
+            return _fail(f"--admin-ca {args.admin_ca}: {getattr(exc, 'strerror', None) or exc}")
+    elif token is not None:
+        remote = [t.name for t in targets if t.admin and not is_loopback(t.admin[0])]
+        if remote:
+            logging.getLogger("hagate.console").warning(
+                "the admin token goes in clear to %s (not loopback): give --admin-ca and set "
+                "[listen] admin_tls = true on the gateways",
+                ", ".join(remote),
+            )
+    clients = [
+        NodeClient(t, token=token, tls=admin_tls, server_name=args.admin_server_name)
+        for t in targets
+    ]
     cluster = Cluster(clients, interval=args.interval)
     views = Views(cluster, args.policy, args.pki)
     app = ConsoleApp(

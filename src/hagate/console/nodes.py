@@ -1,16 +1,19 @@
-"""Reading one node: its gateway's admin JSON over HTTP, its VRRP daemon's status socket.
+"""Reading one node: its gateway's admin JSON over HTTP(S), its VRRP daemon's status socket.
 
 The console only reads, except for the kick, which it forwards to the node's admin listener as
 a JSON POST. With the cluster's admin token (``--admin-token-file``, the gateways' ``[listen]
 admin_token_file``) every request carries ``Authorization: Bearer``. ``connect`` makes the
 TCP socket, so that a test can reach a node whose admin listener is on the loopback of another
-network namespace.
+network namespace. With ``tls`` (``--admin-ca``: the gateways' ``[listen] admin_tls``) the
+connection is HTTPS, the gateway's certificate checked against the cluster CA and the node's
+address (or ``--admin-server-name``) before the token is sent.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,19 @@ class NodeError(RuntimeError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+def admin_client_context(ca: Path) -> ssl.SSLContext:
+    """HTTPS to the gateways' admin listeners: their server certificate must chain to ``ca``
+    (the cluster CA alone, not the system's) and name the address dialled.
+
+    The admin listener ends a connection with a TCP FIN, not TLS close_notify (as the
+    gateway's other fronts): that is read as the end of the answer, which is JSON checked
+    whole, so a cut answer is still an error."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
+    return ctx
 
 
 def tcp_connect(address: tuple[str, int], timeout: float) -> socket.socket:
@@ -73,11 +89,22 @@ class NodeClient:
     """HTTP/1.1 to one admin listener (a connection per request: a few per second)."""
 
     def __init__(
-        self, target: NodeTarget, connect: Connect = tcp_connect, token: str | None = None
+        self,
+        target: NodeTarget,
+        connect: Connect = tcp_connect,
+        token: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.target = target
         self._connect = connect
         self._token = token  # checked by read_token_file: printable ASCII, no spaces
+        self._tls = tls
+        self._server_name = server_name  # else the admin address: its IP must be in the cert
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     def vrrp(self, timeout: float = 0.5) -> dict[str, Any]:
         if self.target.run_dir is None:
@@ -109,8 +136,7 @@ class NodeClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            with self._connect(address, timeout) as sock:
-                sock.settimeout(timeout)
+            with self._open(address, timeout) as sock:
                 sock.sendall(head.encode() + b"\r\n" + (body or b""))
                 while True:
                     left = deadline - time.monotonic()
@@ -124,10 +150,28 @@ class NodeClient:
                     if size > MAX_ANSWER:
                         raise NodeError(f"{self.target.name}: admin answer too large")
                     chunks.append(data)
+        except ssl.SSLCertVerificationError as exc:
+            why = f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+            raise NodeError(f"{self.target.name}: admin {address[0]}:{address[1]}: {why}") from None
         except OSError as exc:
             why = exc.strerror or str(exc) or type(exc).__name__
             raise NodeError(f"{self.target.name}: admin {address[0]}:{address[1]}: {why}") from None
         raw = b"".join(chunks)
+        return self._answer(raw)
+
+    def _open(self, address: tuple[str, int], timeout: float) -> socket.socket:
+        """The connection, TLS-wrapped (and the gateway's certificate checked) with ``tls``."""
+        sock = self._connect(address, timeout)
+        sock.settimeout(timeout)
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self._server_name or address[0])
+        except BaseException:
+            sock.close()
+            raise
+
+    def _answer(self, raw: bytes) -> Any:
         headers, _, payload = raw.partition(b"\r\n\r\n")
         status_line = headers.split(b"\r\n", 1)[0].split()
         if len(status_line) < 2 or not status_line[1].isdigit():

@@ -18,6 +18,16 @@ loopback) and the kick is refused (403): any local user could reach a loopback p
 ``/api/*`` request also needs a Host that is an address literal or ``localhost`` (no DNS
 rebinding), and the kick ``Content-Type: application/json``, which no cross-site form can send
 without a CORS preflight this server never answers.
+
+Off loopback (``[listen] admin`` any other address) the config load already insisted on a
+token, and on ``admin_tls = true`` or ``admin_insecure = true`` (config.admin_exposure). With
+TLS the listener serves the gateway's own server certificate ([tls] cert/key, the console
+checks it against [tls] ca) and tells the two protocols apart by the first byte a client sends
+(a TLS handshake record is 0x16): ``/healthz`` and ``/metrics`` still answer plain HTTP
+(`hagate gateway check` and Prometheus carry no secret), ``/api/*`` only over TLS. Connections
+are bounded per client address and overall (loopback peers are exempt from the overall bound,
+so a flood from the network cannot make the local vrrp_script's ``/healthz`` fail), each read
+has a timeout.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hagate.gateway.config import read_token_file
+from hagate.gateway.bans import MAX_BAN_S
+from hagate.gateway.config import ConfigError, admin_exposure, is_loopback, read_token_file
 
 if TYPE_CHECKING:
     from hagate.gateway.accesslog import AccessEntry
@@ -48,10 +60,15 @@ MAX_LIMIT = 500  # devices or access entries in one answer
 MAX_QUERY = 100  # characters of a search string
 MAX_BODY = 4096
 MAX_KNOWN = 200_000  # devices remembered (offline ones are forgotten oldest first)
+MAX_CONNECTIONS = 128  # at once, from every non-loopback peer together
+CONNECTIONS_PER_PEER = 16  # at once, from one client address
+READ_TIMEOUT = 10.0  # s a client may stay silent (the TLS handshake included)
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 _OK_RESULTS = frozenset({"ok", "upgraded", "allowed"})
 NEED_TOKEN = (
     "actions need the admin token: set [listen] admin_token_file in gateway.toml (docs/gateway.md)"
 )
+NEED_TLS = "this admin listener serves /api/* over https only ([listen] admin_tls)"
 log = logging.getLogger("hagate.gateway.admin")
 
 
@@ -332,13 +349,121 @@ class RefusalLog:
         log.warning("admin: %s%s", line, f" (and {more} more refused)" if more else "")
 
 
+@dataclass(slots=True)
+class PeerSlots:
+    """Connections open at once: at most ``per_peer`` from one address and ``total`` from
+    every non-loopback address together; loopback peers count only against their own."""
+
+    total: int = MAX_CONNECTIONS
+    per_peer: int = CONNECTIONS_PER_PEER
+    _open: dict[str, int] = field(default_factory=dict)
+    _remote: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, peer: str) -> bool:
+        local = is_loopback(peer)
+        with self._lock:
+            mine = self._open.get(peer, 0)
+            if mine >= self.per_peer or (not local and self._remote >= self.total):
+                return False
+            self._open[peer] = mine + 1
+            if not local:
+                self._remote += 1
+            return True
+
+    def give(self, peer: str) -> None:
+        with self._lock:
+            left = self._open.get(peer, 0) - 1
+            if left > 0:
+                self._open[peer] = left
+            else:
+                self._open.pop(peer, None)
+            if not is_loopback(peer):
+                self._remote -= 1
+
+
+def admin_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The admin listener's TLS: the gateway's own server certificate, TLS 1.2 or newer (curl
+    and Prometheus speak it too), no client certificate (the bearer token authenticates)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = f"cannot load [tls] cert/key ({cert}, {key}): {exc}"
+        raise ConfigError(f"[listen] admin_tls: {why}") from None
+    return ctx
+
+
+def _speaks_tls(sock: socket.socket) -> bool:
+    """Whether the client's first byte opens a TLS handshake (it is only peeked at)."""
+    try:
+        first = sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return False
+    return first[:1] == bytes([TLS_HANDSHAKE])
+
+
+_ACTIONS = frozenset({"kick", "unban"})
+
+
+def start_notes(address: tuple[str, int], has_token: bool, insecure: bool) -> list[tuple[int, str]]:
+    """What the log says when the listener starts: who can read it, and what crosses in
+    clear (the config load has refused the exposures that are never right)."""
+    host, port = address[0], address[1]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    notes: list[tuple[int, str]] = []
+    if not has_token:
+        notes.append((
+            logging.INFO,
+            f"admin listener on {where} (loopback) without a token: /api/* reads (devices, "
+            "access log) are open to every local user, actions are off "
+            "([listen] admin_token_file)",
+        ))  # fmt: skip
+    if insecure and not is_loopback(host):
+        notes.append((
+            logging.WARNING,
+            f"admin listener on {where} in plain HTTP (admin_insecure = true): the admin "
+            "token crosses the network in clear; prefer admin_tls = true",
+        ))  # fmt: skip
+    return notes
+
+
+def ban_seconds(body: dict[str, Any], query: dict[str, list[str]]) -> int | None:
+    """The kick's optional ban, in whole seconds: ``"ban"`` in the JSON body or ``?ban=`` in
+    the URL (not both, unless equal); 1..MAX_BAN_S, else ValueError."""
+    given: list[object] = []
+    if body.get("ban") is not None:
+        given.append(body["ban"])
+    if "ban" in query:
+        given.append(query["ban"][0])
+    if not given:
+        return None
+    values: set[int] = set()
+    for raw in given:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValueError(f"ban must be whole seconds, 1..{MAX_BAN_S}")
+        text = str(raw).strip()
+        if not text.isdigit() or len(text) > 6:
+            raise ValueError(f"ban must be whole seconds, 1..{MAX_BAN_S}")
+        values.add(int(text))
+    if len(values) > 1:
+        raise ValueError("ban given twice (body and URL) with two values")
+    seconds = values.pop()
+    if not 1 <= seconds <= MAX_BAN_S:
+        raise ValueError(f"ban must be whole seconds, 1..{MAX_BAN_S} (24 h)")
+    return seconds
+
+
 class AdminServer:
     """``/healthz`` (200 or 503, JSON), ``/metrics`` and the console's JSON, in a thread.
 
     ``gateway`` gives the console's views; when it is not passed it is found as the object
-    whose bound method ``health`` is (the gateway passes ``self.health``). ``token_file``
-    defaults to the gateway's ``[listen] admin_token_file``; a file group or others may read
-    is a ConfigError here, so the gateway does not start.
+    whose bound method ``health`` is (the gateway passes ``self.health``). ``token_file``,
+    ``tls`` and ``insecure`` default to the gateway's ``[listen] admin_token_file``,
+    ``admin_tls`` and ``admin_insecure`` (``cert``/``key`` to its ``[tls]`` ones); a token file
+    group or others may read, or an exposure ``admin_exposure`` refuses, is a ConfigError
+    here, so the gateway does not start.
     """
 
     def __init__(
@@ -349,20 +474,44 @@ class AdminServer:
         metrics: Callable[[], str],
         gateway: Gateway | None = None,
         token_file: Path | None = None,
+        *,
+        tls: bool | None = None,
+        insecure: bool | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
     ) -> None:
         gw: Gateway | None = gateway or getattr(health, "__self__", None)
         if gw is not None and not hasattr(gw, "sessions"):
             gw = None
         self.gateway = gw
         self.book = DeviceBook()
-        if token_file is None and gw is not None:
-            token_file = gw.cfg.admin_token_file
+        cfg = gw.cfg if gw is not None else None
+        if token_file is None and cfg is not None:
+            token_file = cfg.admin_token_file
+        tls = tls if tls is not None else bool(cfg is not None and cfg.admin_tls)
+        insecure = (
+            insecure if insecure is not None else bool(cfg is not None and cfg.admin_insecure)
+        )
+        problem = admin_exposure(host, token_file is not None, tls, insecure)
+        if problem is not None:
+            raise ConfigError(f"[listen] {problem[0]}: {problem[1]}")
         token = read_token_file(token_file).encode() if token_file is not None else None
+        self.tls: ssl.SSLContext | None = None
+        if tls:
+            cert = cert or (cfg.cert if cfg is not None else None)
+            key = key or (cfg.key if cfg is not None else None)
+            if cert is None or key is None:
+                raise ConfigError("[listen] admin_tls: needs [tls] cert and key")
+            self.tls = admin_tls_context(cert, key)
         self.auth = AdminAuth(token)
+        self.insecure = insecure
         self.refusals = RefusalLog()
+        self.slots = PeerSlots()
         admin = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = READ_TIMEOUT
+
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 path, query = url.path, parse_qs(url.query)
@@ -373,8 +522,7 @@ class AdminServer:
                 elif path == "/metrics":
                     self._send(200, "text/plain; version=0.0.4", metrics().encode())
                 elif path.startswith("/api/"):
-                    if not host_is_local(self.headers.get("Host")):
-                        self._json(421, {"error": "Host must be an address or localhost"})
+                    if not self._api_ok("GET", path):
                         return
                     if self._authorized("GET", path):
                         self._json(*admin.get(path, query))
@@ -382,15 +530,14 @@ class AdminServer:
                     self._send(404, "text/plain", b"try /healthz or /metrics\n")
 
             def do_POST(self) -> None:
-                path = urlsplit(self.path).path
+                url = urlsplit(self.path)
+                path = url.path
                 ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
                 try:
                     length = int(self.headers.get("Content-Length") or "0")
                 except ValueError:
                     length = -1
-                if not host_is_local(self.headers.get("Host")):
-                    self._json(421, {"error": "Host must be an address or localhost"})
-                elif not self._authorized("POST", path):
+                if not self._api_ok("POST", path) or not self._authorized("POST", path):
                     pass
                 elif ctype != "application/json":
                     self._json(415, {"error": "Content-Type must be application/json"})
@@ -405,7 +552,25 @@ class AdminServer:
                     if not isinstance(body, dict):
                         self._json(400, {"error": "body must be a JSON object"})
                         return
-                    self._json(*admin.post(path, body))
+                    self._json(*admin.post(path, body, parse_qs(url.query)))
+
+            def _api_ok(self, method: str, path: str) -> bool:
+                """True, or the request is answered: a rebinding Host (421), or plain HTTP on
+                a TLS listener (403: the token, if sent, has crossed in clear; say so)."""
+                if not host_is_local(self.headers.get("Host")):
+                    self._json(421, {"error": "Host must be an address or localhost"})
+                    return False
+                if admin.tls is not None and not isinstance(self.connection, ssl.SSLSocket):
+                    peer = self.client_address[0]
+                    sent = (
+                        " (it sent a token in clear)" if self.headers.get("Authorization") else ""
+                    )
+                    admin.refusals.note(
+                        time.monotonic(), f"403 {method} {path} from {peer}: plain HTTP{sent}"
+                    )
+                    self._json(403, {"error": NEED_TLS})
+                    return False
+                return True
 
             def _authorized(self, method: str, path: str) -> bool:
                 """True, or the refusal is answered (401 or 403) and logged."""
@@ -443,6 +608,28 @@ class AdminServer:
             daemon_threads = True
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
+            def process_request(self, request: Any, client_address: Any) -> None:
+                if not admin.slots.take(client_address[0]):
+                    self.shutdown_request(request)  # full: close now, never queue unbounded
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    admin.slots.give(client_address[0])
+                    raise
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                # In the connection's own thread: a slow handshake holds only its own slot.
+                try:
+                    request.settimeout(READ_TIMEOUT)
+                    if admin.tls is not None and _speaks_tls(request):
+                        request = admin.tls.wrap_socket(request, server_side=True)
+                    super().process_request_thread(request, client_address)
+                except (OSError, ssl.SSLError):
+                    self.shutdown_request(request)
+                finally:
+                    admin.slots.give(client_address[0])
+
         self.httpd = Server((host, port), Handler)
         self.httpd.timeout = 5
         self.address: tuple[str, int] = self.httpd.server_address[:2]  # type: ignore[assignment]
@@ -468,11 +655,20 @@ class AdminServer:
         gw.loop.call_soon_threadsafe(run)
         return fut.result(LOOP_TIMEOUT)
 
-    def _records(self) -> tuple[list[DeviceRecord], float]:
+    def _records(self) -> tuple[list[DeviceRecord], float, dict[str, dict[str, Any]]]:
+        """The book refreshed, the wall clock, and the live bans (as JSON, by device)."""
         gw = self.gateway
-        assert gw is not None
+        assert gw is not None and gw.loop is not None
+        loop = gw.loop
         now = time.time()
-        return self._in_loop(lambda: self.book.refresh(gw, now)), now
+
+        def read() -> tuple[list[DeviceRecord], dict[str, dict[str, Any]]]:
+            t = loop.time()
+            bans = {b.device: b.as_json(t, now) for b in gw.tunnel.bans.expire(t)}
+            return self.book.refresh(gw, now), bans
+
+        records, bans = self._in_loop(read)
+        return records, now, bans
 
     def get(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         gw = self.gateway
@@ -481,21 +677,29 @@ class AdminServer:
         node = gw.cfg.node
         try:
             if path == "/api/summary":
-                records, now = self._records()
+                records, now, bans = self._records()
                 return 200, {
                     "node": node,
                     "now": round(now, 3),
                     "known": len(records),
                     "online": sum(1 for r in records if r.online),
                     "streams": sum(r.streams for r in records),
+                    "banned": len(bans),
                     "device_changes": self.book.changes,
                     "access_seen": self.book.access_seen,
                     "health": gw.health(),
                 }
             if path == "/api/devices":
                 dq = DeviceQuery.parse(query)
-                records, now = self._records()
-                return 200, dq.page(records, node, now)
+                records, now, bans = self._records()
+                page = dq.page(records, node, now)
+                for row in page["devices"]:
+                    row["banned"] = bans.get(row["name"])
+                return 200, page
+            if path == "/api/bans":
+                _, now, bans = self._records()
+                rows = list(bans.values())
+                return 200, {"node": node, "now": round(now, 3), "bans": rows[:MAX_LIMIT]}
             if path == "/api/access":
                 entries: list[AccessEntry] = self._in_loop(lambda: list(gw.access.recent))
                 return 200, {"node": node, "entries": access_page(entries, query)}
@@ -505,33 +709,57 @@ class AdminServer:
             return 503, {"error": f"the gateway's loop did not answer within {LOOP_TIMEOUT} s"}
         return 404, {"error": "unknown path: see docs/console.md"}
 
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def post(
+        self, path: str, body: dict[str, Any], query: dict[str, list[str]] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         gw = self.gateway
         if gw is None or gw.loop is None:
             return 503, {"error": "no gateway behind this admin listener"}
+        loop = gw.loop
         parts = path.split("/")
-        if len(parts) != 5 or parts[:3] != ["", "api", "devices"] or parts[4] != "kick":
+        if len(parts) != 5 or parts[:3] != ["", "api", "devices"] or parts[4] not in _ACTIONS:
             return 404, {"error": "unknown path: see docs/console.md"}
-        device = unquote(parts[3])
+        device, action = unquote(parts[3]), parts[4]
         by = str(body.get("by") or "admin")[:120]
+        try:
+            ban_s = ban_seconds(body, query or {})
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        if action == "unban":
+            try:
+                lifted = self._in_loop(lambda: gw.tunnel.bans.lift(device))
+            except concurrent.futures.TimeoutError:
+                return 503, {"error": f"the gateway's loop did not answer within {LOOP_TIMEOUT} s"}
+            if lifted:
+                log.warning("admin: device %s unbanned by %s", device, by)
+            return 200, {"node": gw.cfg.node, "device": device, "unbanned": lifted}
 
-        def kick() -> bool:
+        def kick() -> tuple[bool, dict[str, Any] | None]:
+            banned = None
+            if ban_s is not None:
+                ban = gw.tunnel.bans.ban(device, ban_s, by, loop.time())
+                banned = ban.as_json(loop.time(), time.time())
             session = gw.sessions.get(device)
             if session is None:
-                return False
-            gw.end_session(session, error=f"session closed by {by}")
-            self.book.note_error(device, f"kicked by {by}", time.time())
-            return True
+                return False, banned
+            why = f"session closed by {by}" + (f", banned for {ban_s} s" if ban_s else "")
+            gw.end_session(session, error=why)
+            self.book.note_error(device, why.replace("session closed", "kicked"), time.time())
+            return True, banned
 
         try:
-            kicked = self._in_loop(kick)
+            kicked, banned = self._in_loop(kick)
         except concurrent.futures.TimeoutError:
             return 503, {"error": f"the gateway's loop did not answer within {LOOP_TIMEOUT} s"}
-        if not kicked:
+        if banned is not None:
+            log.warning("admin: device %s banned for %d s by %s", device, ban_s, by)
+        if not kicked and banned is None:
             return 404, {"error": f"device {device} has no session on {gw.cfg.node}"}
-        return 200, {"node": gw.cfg.node, "device": device, "kicked": True}
+        return 200, {"node": gw.cfg.node, "device": device, "kicked": kicked, "banned": banned}
 
     def start(self) -> None:
+        for level, line in start_notes(self.address, self.auth.token is not None, self.insecure):
+            log.log(level, "%s", line)
         self._thread.start()
 
     def stop(self) -> None:

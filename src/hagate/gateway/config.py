@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import stat
@@ -65,6 +66,8 @@ class GatewayConfig:
     resumption: bool = True  # [tls] resumption: tickets both nodes accept (docs/tls.md)
     ticket_secret: Path | None = None  # [tls] ticket_secret: else derived from the key file
     admin_token_file: Path | None = None  # [listen] admin_token_file: bearer token of /api/*
+    admin_tls: bool = False  # [listen] admin_tls: /api/* over TLS with [tls] cert/key
+    admin_insecure: bool = False  # [listen] admin_insecure: off loopback in clear, on purpose
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -98,17 +101,19 @@ def _path(base: Path, text: str | None) -> Path | None:
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Read and check gateway.toml; relative paths are relative to the file."""
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+        data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse_gateway_config(data, path.parent, str(path))
+    return parse_gateway_config(data, path.parent, str(path), text)
 
 
 def parse_gateway_config(
-    data: dict[str, Any], base: Path, name: str = "gateway.toml"
+    data: dict[str, Any], base: Path, name: str = "gateway.toml", text: str | None = None
 ) -> GatewayConfig:
+    """``text`` (the file's own text) lets the errors that need one name a line too."""
     if "users" in data:
         raise ConfigError(
             f"{name}: [users] is replaced by the access policy: name a policy file in "
@@ -137,6 +142,18 @@ def parse_gateway_config(
     https = _endpoint(_get(listen, "https", str, w, ""), w + "https")
     admin = _endpoint(_get(listen, "admin", str, w, "127.0.0.1:9180"), w + "admin")
     admin_token_file = _path(base, _get(listen, "admin_token_file", str, w))
+    admin_tls = bool(_get(listen, "admin_tls", bool, w, False))
+    admin_insecure = bool(_get(listen, "admin_insecure", bool, w, False))
+    if admin is not None:
+        has_token = admin_token_file is not None
+        problem = admin_exposure(admin.host, has_token, admin_tls, admin_insecure)
+        if problem is not None:
+            from hagate.policy.locate import Locator  # only here: `gateway check` starts fast
+
+            bad, why = problem
+            line = Locator(text).line("listen", key=bad) if text is not None else None
+            at = f"{name}:{line}" if line is not None else name
+            raise ConfigError(f"{at}: [listen] {bad}: {why}")
     tcp = _get(data, "tcp", dict, f"{name}: ", {})
     w = f"{name}: [tcp] "
     tcp_host = _get(tcp, "listen", str, w, "0.0.0.0")
@@ -206,6 +223,8 @@ def parse_gateway_config(
         resumption=bool(_get(tls, "resumption", bool, f"{name}: [tls] ", True)),
         ticket_secret=_path(base, _get(tls, "ticket_secret", str, f"{name}: [tls] ")),
         admin_token_file=admin_token_file,
+        admin_tls=admin_tls,
+        admin_insecure=admin_insecure,
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
@@ -216,13 +235,52 @@ def parse_gateway_config(
     return cfg
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``. A wildcard (0.0.0.0, ::) or any other name is not:
+    a name is not resolved here, so it counts as reachable from elsewhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_exposure(host: str, has_token: bool, tls: bool, insecure: bool) -> tuple[str, str] | None:
+    """Why the admin listener may not bind ``host`` as configured: (the key to fix, why), or
+    None. Off loopback its ``/api/*`` needs the bearer token (else any host that reaches it
+    reads the devices and the access log) and TLS for that token (else it crosses the network
+    in clear), unless ``admin_insecure = true`` says the network is trusted."""
+    if tls and insecure:
+        return "admin_insecure", "admin_tls = true already encrypts the listener; drop one of them"
+    if is_loopback(host):
+        return None
+    if not has_token:
+        return "admin", (
+            f"{host} is not loopback and no admin_token_file is set: every host that reaches "
+            "it could read the device list and the access log; bind it to 127.0.0.1, or set "
+            "admin_token_file and admin_tls = true (docs/gateway.md)"
+        )
+    if not tls and not insecure:
+        return "admin", (
+            f"{host} is not loopback: the admin token would cross the network in clear; set "
+            "admin_tls = true (served with [tls] cert/key; the console checks it against "
+            "[tls] ca), or admin_insecure = true on a trusted management network"
+        )
+    return None
+
+
 MIN_TOKEN = 16
 TOKEN_HINT = "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE"
 
 
-def read_token_file(path: Path, what: str = "[listen] admin_token_file") -> str:
+def read_token_file(
+    path: Path, what: str = "[listen] admin_token_file", owner: int | None = None
+) -> str:
     """The admin token in ``path``, refused (as ssh refuses a key) unless only its owner may
-    read it: a token other local users can read protects nothing.
+    read it and that owner is the reading user (``owner``, default the effective uid) or root:
+    a token other local users can read protects nothing, and one another user owns may be
+    swapped for a token that user knows.
 
     Read when the admin listener starts, not when the config is loaded, so that
     ``hagate gateway check`` (vrrp_script, maybe another user) never needs the secret.
@@ -236,6 +294,12 @@ def read_token_file(path: Path, what: str = "[listen] admin_token_file") -> str:
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{what} {path}: not a regular file")
         mode = stat.S_IMODE(st.st_mode)
+        me = os.geteuid() if owner is None else owner
+        if st.st_uid not in (me, 0):
+            raise ConfigError(
+                f"{what} {path}: owned by uid {st.st_uid}, not by this process's user "
+                f"(uid {me}) or root; chown it to the user the gateway/console runs as"
+            )
         if mode & 0o077:
             raise ConfigError(
                 f"{what} {path}: mode {mode:04o} gives group or others access; "
