@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hagate.console.nodes import NodeError
+from hagate.console.nodes import NodeClient, NodeError
 from hagate.console.poller import Cluster
+from hagate.gateway.bans import MAX_BAN_S
 from hagate.policy import Policy, PolicyError, RouteKind, empty_policy, load_policy
 
 MAX_PAGE = 500
@@ -183,39 +184,83 @@ class Views:
     def act(self, path: str, body: dict[str, Any], user: str) -> tuple[int, dict[str, Any], str]:
         """(status, answer, the action's name for the audit log)."""
         if path == "/api/actions/kick":
-            return (*self.kick(body, user), "kick")
+            return (*self.kick(body, user), "kick" if body.get("ban") is None else "kick-ban")
+        if path == "/api/actions/unban":
+            return (*self.unban(body, user), "unban")
         if path == "/api/actions/revoke-token":
             return (*self.revoke(body), "revoke-token")
         return 404, {"error": "unknown action: see docs/console.md"}, ""
 
-    def kick(self, body: dict[str, Any], user: str) -> tuple[int, dict[str, Any]]:
-        device = body.get("device")
-        if not isinstance(device, str) or not device or len(device) > 253:
-            return 400, {"error": "give the device's name"}
-        node = body.get("node")
-        clients = [
+    def _admin_clients(self, node: object) -> list[NodeClient]:
+        return [
             c
             for c in self.cluster.clients
             if c.target.admin is not None and (node is None or c.target.name == node)
         ]
-        if not clients:
-            return 404, {"error": f"no node named {node!r} with an admin address"}
-        kicked, errors, refused = [], {}, []
-        for client in clients:
-            from urllib.parse import quote
 
+    def kick(self, body: dict[str, Any], user: str) -> tuple[int, dict[str, Any]]:
+        """Close the device's session; with ``ban`` (seconds, 1..24 h) also refuse its agent
+        that long on *every* node (a ban is node-local, and after a failover the device dials
+        the other node): ``node`` then only says where the session is."""
+        from urllib.parse import quote
+
+        device = body.get("device")
+        if not isinstance(device, str) or not device or len(device) > 253:
+            return 400, {"error": "give the device's name"}
+        ban = body.get("ban")
+        if ban is not None and (
+            isinstance(ban, bool) or not isinstance(ban, int) or not 1 <= ban <= MAX_BAN_S
+        ):
+            return 400, {"error": f"ban must be whole seconds, 1..{MAX_BAN_S} (24 h)"}
+        node = body.get("node")
+        clients = self._admin_clients(None if ban is not None else node)
+        if not clients or (node is not None and not self._admin_clients(node)):
+            return 404, {"error": f"no node named {node!r} with an admin address"}
+        kicked, banned, errors, refused = [], [], {}, []
+        payload: dict[str, Any] = {"by": user} | ({"ban": ban} if ban is not None else {})
+        for client in clients:
             try:
-                client.post(f"/api/devices/{quote(device, safe='')}/kick", {"by": user})
-                kicked.append(client.target.name)
+                answer = client.post(f"/api/devices/{quote(device, safe='')}/kick", payload)
             except NodeError as exc:
                 errors[client.target.name] = str(exc)
                 if exc.code in (401, 403):
                     refused.append(str(exc))
-        if not kicked and refused:  # e.g. no admin token (--admin-token-file): say so
+                continue
+            if answer.get("kicked", True):
+                kicked.append(client.target.name)
+            if answer.get("banned"):
+                banned.append(client.target.name)
+        if not kicked and not banned and refused:  # e.g. no --admin-token-file: say so
             return 502, {"error": f"the gateway refused the kick: {refused[0]}", "errors": errors}
-        if not kicked:
+        if not kicked and not banned:
             return 404, {"error": f"device {device} has no session to kick", "errors": errors}
-        return 200, {"device": device, "kicked_on": kicked}
+        answer = {"device": device, "kicked_on": kicked}
+        if ban is not None:
+            answer |= {"banned_on": banned, "ban_s": ban}
+            if errors:
+                answer["errors"] = errors  # a node that did not take the ban: say which
+        return 200, answer
+
+    def unban(self, body: dict[str, Any], user: str) -> tuple[int, dict[str, Any]]:
+        """Lift the device's ban on every node."""
+        from urllib.parse import quote
+
+        device = body.get("device")
+        if not isinstance(device, str) or not device or len(device) > 253:
+            return 400, {"error": "give the device's name"}
+        lifted, errors = [], {}
+        for client in self._admin_clients(None):
+            try:
+                answer = client.post(f"/api/devices/{quote(device, safe='')}/unban", {"by": user})
+            except NodeError as exc:
+                errors[client.target.name] = str(exc)
+                continue
+            if answer.get("unbanned"):
+                lifted.append(client.target.name)
+        if errors and not lifted:
+            return 502, {"error": "no node lifted the ban", "errors": errors}
+        done: dict[str, Any] = {"device": device, "unbanned_on": lifted}
+        return 200, done | ({"errors": errors} if errors else {})
 
     def revoke(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         jti = body.get("jti")

@@ -371,7 +371,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         code, data, action = self.app.views.act(path, body, session.user)
         if action:
-            detail = {k: v for k, v in body.items() if k in ("device", "node", "jti")}
+            detail = {k: v for k, v in body.items() if k in ("device", "node", "jti", "ban")}
             self.app.record(session, action, detail | {"status": code}, code == 200)
         self._json(code, data)
 

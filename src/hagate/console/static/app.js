@@ -194,15 +194,24 @@ async function loadDevices() {
   deviceNext = data.next;
   const rows = data.devices.map((d) => {
     const routes = Object.entries(d.routes || {}).map(([k, v]) => k + " \u2192 " + v).join(", ");
-    const kick = me.role === "operator" && d.online ?
-      el("button", {type: "button", class: "kick", on: {click: () => kickDevice(d)}}, "kick") : "";
+    const op = me.role === "operator";
+    const acts = [
+      op && d.online ?
+        el("button", {type: "button", class: "kick", on: {click: () => kickDevice(d)}}, "kick") : "",
+      op && !d.banned ?
+        el("button", {type: "button", class: "kick ban", on: {click: () => banDevice(d)}}, "ban") : "",
+      op && d.banned ?
+        el("button", {type: "button", class: "unban", on: {click: () => unbanDevice(d)}}, "unban") : "",
+    ];
+    const state = d.banned ? "banned " + Math.ceil(d.banned.left_s / 60) + " min" :
+      (d.online ? "online" : "offline");
     return el("tr", {"data-device": d.name, "data-online": String(d.online), "data-node": d.node},
-      el("td", {}, d.name), el("td", {class: d.online ? "on" : "off"}, d.online ? "online" : "offline"),
+      el("td", {}, d.name), el("td", {class: d.banned ? "error" : (d.online ? "on" : "off")}, state),
       el("td", {}, d.node + (d.also ? " (also " + d.also.join(", ") + ")" : "")),
       el("td", {}, d.online ? ago(d.since) : "seen " + ago(d.last_seen) + " ago"),
       el("td", {}, routes || "-"), el("td", {}, d.streams),
       el("td", {}, bytes(d.bytes_in) + " / " + bytes(d.bytes_out)),
-      el("td", {class: d.last_error ? "error" : ""}, d.last_error || ""), el("td", {}, kick));
+      el("td", {class: d.last_error ? "error" : ""}, d.last_error || ""), el("td", {}, ...acts));
   });
   $("#devices tbody").replaceChildren(...rows);
   const counts = Object.entries(data.nodes || {}).map(([n, c]) =>
@@ -217,6 +226,22 @@ async function loadDevices() {
 async function kickDevice(d) {
   if (!confirm("Close " + d.name + "'s session on " + d.node + "? Its agent will reconnect.")) return;
   const {status, data} = await api("/api/actions/kick", {body: {device: d.name, node: d.node}});
+  if (status !== 200) alert(data.error || ("error " + status));
+  loadDevices();
+}
+
+async function banDevice(d) {
+  const minutes = Number(prompt("Keep " + d.name + " out of every node for how many minutes " +
+    "(1-1440)? Its session is closed and its agent refused until then.", "60"));
+  if (!Number.isInteger(minutes) || minutes < 1 || minutes > 1440) return;
+  const body = {device: d.name, node: d.node, ban: minutes * 60};
+  const {status, data} = await api("/api/actions/kick", {body});
+  if (status !== 200) alert(data.error || ("error " + status));
+  loadDevices();
+}
+
+async function unbanDevice(d) {
+  const {status, data} = await api("/api/actions/unban", {body: {device: d.name}});
   if (status !== 200) alert(data.error || ("error " + status));
   loadDevices();
 }
