@@ -80,8 +80,11 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
             print(f"  ! {r['recipe']} {r['event']} {r['schedule']}: {'; '.join(r['problems'])}")
 
 
+EVENTS = ("crash", "return", "sigterm")
+
+
 def run_cluster(
-    plan: ClusterPlan, fleet: FleetPlan, pki: Path, idle_s: float
+    plan: ClusterPlan, fleet: FleetPlan, pki: Path, idle_s: float, events: tuple[str, ...] = EVENTS
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     run = FleetRun(plan, fleet, prefix="hgf", pki_from=pki)
     try:
@@ -94,9 +97,10 @@ def run_cluster(
             "agents_idle_cpu_pct": round(agents_cpu, 2),
             "gateway_idle_cpu_pct": round(gw_cpu, 2),
         }
-        run.crash(NODE1)
-        run.restore(NODE1)
-        if not plan.sticky:
+        run.crash(NODE1)  # the others follow from here: always
+        if "return" in events or "sigterm" in events:
+            run.restore(NODE1)
+        if not plan.sticky and "sigterm" in events:
             run.sigterm(NODE1)
         rows = []
         for change in run.changes:
@@ -116,6 +120,11 @@ def main() -> int:
     p.add_argument("--schedule", default=None, help="comma list: steady,backoff")
     p.add_argument("--recipes", default="seed,sticky", help="comma list: seed,sticky")
     p.add_argument("--sample", type=int, default=64, help="devices the users probe")
+    p.add_argument(
+        "--events",
+        default=",".join(EVENTS),
+        help="comma list: crash (always), return, sigterm (after the return): fewer is quicker",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if reason := unavailable_reason():
@@ -125,6 +134,9 @@ def main() -> int:
     adverts = [float(x) for x in (args.advert_int or ("1" if args.quick else "1,0.1")).split(",")]
     schedules = [ScheduleKind(s) for s in (args.schedule or "steady,backoff").split(",")]
     recipes = args.recipes.split(",")
+    events = tuple(e for e in args.events.split(",") if e)
+    if unknown := set(events) - set(EVENTS):
+        p.error(f"--events: unknown {', '.join(sorted(unknown))} (crash, return, sigterm)")
     log = sys.stderr if args.json else sys.stdout
     work = Path(tempfile.mkdtemp(prefix="hagate-fleet-"))
     results: list[dict[str, Any]] = []
@@ -144,7 +156,9 @@ def main() -> int:
                     t = time.monotonic()
                     print(f"v{version} {advert:g} s {recipe} {schedule}: ...", file=log, flush=True)
                     try:
-                        rows, idle = run_cluster(plan, fleet, pki, 3.0 if args.quick else 10.0)
+                        rows, idle = run_cluster(
+                            plan, fleet, pki, 3.0 if args.quick else 10.0, events
+                        )
                     except LabError as exc:
                         print(f"  FAILED: {exc}", file=log)
                         results.append({"advert_int": advert, "version": version,

@@ -119,3 +119,17 @@ def test_bench_smoke() -> None:
     assert rows["return"]["agents_moved"] == 0  # sticky: node-1's return moves nobody
     assert rows["return"]["reach_100_s"] == 0.0  # no sampled device was ever unreachable
     assert report["idle"][0]["agents_idle_cpu_pct"] >= 0
+
+
+def test_tail_reads_only_appended_complete_lines(tmp_path: Path) -> None:
+    from hagate.lab.demo.fleet import Tail
+
+    path = tmp_path / "events0.txt"
+    tail = Tail(path)
+    assert tail.new_lines() == []  # not written yet
+    path.write_text("1.0 0 up\n2.0 1 u")
+    assert parse_events(tail.new_lines()) == [(1.0, 0, True)]  # the torn line waits
+    with path.open("a") as f:
+        f.write("p\n3.0 0 down\n")
+    assert parse_events(tail.new_lines()) == [(2.0, 1, True), (3.0, 0, False)]
+    assert tail.new_lines() == []

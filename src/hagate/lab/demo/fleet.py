@@ -95,6 +95,33 @@ POLICY_RULE = (
 )
 
 
+class Tail:
+    """The complete lines appended to a file since the last call (a torn last line waits).
+
+    The bench polls the fleet's records five times a second during a storm; reading every
+    file from its start each time cost the machine 10-25 % of a core at 10,000 agents, CPU
+    the storm itself needed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.rest = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.rest = data[cut:]
+        return data[:cut].decode(errors="replace").splitlines(keepends=True)
+
+
 class Fleet:
     """The fleet's processes in a running :class:`DemoCluster`, and their records."""
 
@@ -105,6 +132,11 @@ class Fleet:
         self.dir.mkdir(exist_ok=True)
         self.probes_path = self.dir / "probes.txt"
         self._procs: dict[str, subprocess.Popen[Any]] = {}
+        self._event_tails = [Tail(self.events_path(k)) for k in range(plan.processes)]
+        self._probe_tail = Tail(self.probes_path)
+        self._events: list[tuple[float, int, bool]] = []
+        self._probes: list[tuple[float, float, int, bool]] = []
+        self._state: dict[int, bool] = {}  # each agent's latest record: up or down
 
     def events_path(self, k: int) -> Path:
         return self.dir / f"events{k}.txt"
@@ -156,10 +188,8 @@ class Fleet:
 
     def connected(self) -> int:
         """Agents whose latest event is 'up' (from the records: no gateway is asked)."""
-        state: dict[int, bool] = {}
-        for _t, index, up in sorted(self.events()):
-            state[index] = up
-        return sum(state.values())
+        self.events()
+        return sum(self._state.values())
 
     def wait_connected(self, timeout: float) -> float:
         """Wait until every agent has a session; the seconds it took."""
@@ -177,25 +207,23 @@ class Fleet:
         return time.monotonic() - t0
 
     def events(self) -> list[tuple[float, int, bool]]:
-        out = []
-        for k in range(self.plan.processes):
-            try:
-                with open(self.events_path(k)) as f:
-                    out += parse_events(f)
-            except FileNotFoundError:
-                continue
-        return out
+        """Every agent record so far (read incrementally: only what was appended)."""
+        for tail in self._event_tails:
+            fresh = parse_events(tail.new_lines())
+            self._events += fresh
+            for _t, index, up in sorted(fresh):
+                self._state[index] = up
+        return self._events
 
     def probes(self) -> list[tuple[float, float, int, bool]]:
-        try:
-            with open(self.probes_path) as f:
-                return parse_probes(f)
-        except FileNotFoundError:
-            return []
+        self._probes += parse_probes(self._probe_tail.new_lines())
+        return self._probes
 
     def storm(self, t0: float, until: float) -> Storm:
         n = len(self.plan.sampled())
-        return storm(self.events(), self.probes(), t0, self.plan.devices, n, until)
+        events = [e for e in self.events() if e[0] >= t0]  # the storm's, not bring-up's
+        probes = [p for p in self.probes() if p[0] >= t0]
+        return storm(events, probes, t0, self.plan.devices, n, until)
 
     def agent_pids(self) -> list[int]:
         return [p.pid for w, p in self._procs.items() if w.startswith("agents")]
