@@ -5,15 +5,20 @@ certificate of the cluster CA (HTTPS with ``--client-ca``). Members of the ``ope
 may act (kick a session, revoke a token); members of the ``viewer`` group may only look;
 anybody else is refused, so that a device user with a password cannot read the inventory.
 
-Logins are rate-limited per client address and overall (each one costs an argon2 hash), and
-at most two are checked at a time. A session is a random cookie (HttpOnly, SameSite=Strict)
-with a CSRF token of its own that every state-changing request must carry in a header.
+Failed logins are limited per client address (an IPv6 one by its /64) and per user name, in
+bounded tables, with no limit shared by everybody: an attacker guessing from one address, or
+at one name from many, delays that address or that name, never another operator (and not even
+the hammered name's own operator from an address it logged in from before). Each check costs
+an argon2 hash: at most two run at a time, one per client address. A session is a random
+cookie (HttpOnly, SameSite=Strict) with a CSRF token of its own that every state-changing
+request must carry in a header.
 Pure apart from the argon2 check: ``now`` is passed in.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 import threading
 from collections import OrderedDict, deque
@@ -27,9 +32,10 @@ SESSION_IDLE = 1800.0  # s without a request
 SESSION_MAX = 12 * 3600.0
 MAX_SESSIONS = 1000
 FAILURES_PER_ADDRESS = 5  # within FAILURE_WINDOW, then that address waits
+FAILURES_PER_NAME = 10  # within FAILURE_WINDOW, from every address together, then that name waits
 FAILURE_WINDOW = 300.0
-ATTEMPTS_PER_WINDOW = 30  # every address together, within ATTEMPT_WINDOW
-ATTEMPT_WINDOW = 10.0
+MAX_TRACKED = 10_000  # addresses, and names, whose failures are remembered (least recent go)
+MAX_KNOWN = 10_000  # (name, address) pairs that logged in: exempt from that name's limit
 
 
 class Role(Enum):
@@ -61,36 +67,102 @@ class LoginRefused(Exception):
         self.retry_after = retry_after
 
 
+def address_key(address: str) -> str:
+    """The unit an address limit counts: an IPv4 address, an IPv6 address's /64 (one host
+    commonly holds a whole /64), an IPv4-mapped IPv6 address as its IPv4 one."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class FailureTable:
+    """The last ``limit`` failures of each key in a sliding ``window``; at most ``capacity``
+    keys, the one failed least recently forgotten first (memory is bounded whoever asks)."""
+
+    def __init__(self, limit: int, window: float, capacity: int = MAX_TRACKED) -> None:
+        self.limit = limit
+        self.window = window
+        self.capacity = capacity
+        self._keys: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may try again (0: now)."""
+        times = self._keys.get(key)
+        if times is None:
+            return 0.0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._keys[key]
+            return 0.0
+        if len(times) < self.limit:
+            return 0.0
+        return times[0] + self.window - now
+
+    def add(self, key: str, now: float) -> None:
+        times = self._keys.get(key)
+        if times is None:
+            times = self._keys[key] = deque(maxlen=self.limit)
+        times.append(now)
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 @dataclass
 class LoginLimiter:
-    """Failures per address in a sliding window, and attempts overall."""
+    """Failures per client address and per user name; no limit shared by every client.
 
-    failures: dict[str, deque[float]] = field(default_factory=dict)
-    attempts: deque[float] = field(default_factory=deque)
+    A (name, address) pair that logged in before (bounded, least recent forgotten) is exempt
+    from the name's limit: an attacker hammering ``ops`` from elsewhere does not keep ``ops``
+    out of the desk it always logs in from.
+    """
 
-    def check(self, address: str, now: float) -> None:
-        while self.attempts and self.attempts[0] <= now - ATTEMPT_WINDOW:
-            self.attempts.popleft()
-        if len(self.attempts) >= ATTEMPTS_PER_WINDOW:
-            wait = self.attempts[0] + ATTEMPT_WINDOW - now
-            raise LoginRefused(429, "too many logins: try again shortly", wait)
-        mine = self.failures.get(address)
-        if mine is not None:
-            while mine and mine[0] <= now - FAILURE_WINDOW:
-                mine.popleft()
-            if len(mine) >= FAILURES_PER_ADDRESS:
-                wait = mine[0] + FAILURE_WINDOW - now
-                raise LoginRefused(429, "too many failed logins from this address", wait)
-        self.attempts.append(now)
+    by_address: FailureTable = field(
+        default_factory=lambda: FailureTable(FAILURES_PER_ADDRESS, FAILURE_WINDOW)
+    )
+    by_name: FailureTable = field(
+        default_factory=lambda: FailureTable(FAILURES_PER_NAME, FAILURE_WINDOW)
+    )
+    known: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
 
-    def failed(self, address: str, now: float) -> None:
-        if len(self.failures) > 10_000:  # an address sweep: forget the quiet ones
-            for key in [k for k, v in self.failures.items() if not v or v[-1] < now - 60]:
-                del self.failures[key]
-        self.failures.setdefault(address, deque()).append(now)
+    def check(self, user: str, address: str, now: float) -> None:
+        """LoginRefused (429) when this address, or this name, has to wait."""
+        where = address_key(address)
+        wait = self.by_address.wait(where, now)
+        if wait > 0:
+            raise LoginRefused(429, "too many failed logins from this address", wait)
+        name = user[:64]
+        if (name, where) not in self.known:
+            wait = self.by_name.wait(name, now)
+            if wait > 0:
+                raise LoginRefused(429, "too many failed logins for this user name", wait)
 
-    def succeeded(self, address: str) -> None:
-        self.failures.pop(address, None)
+    def failed(self, user: str, address: str, now: float) -> None:
+        self.by_address.add(address_key(address), now)
+        self.by_name.add(user[:64], now)
+
+    def succeeded(self, user: str, address: str) -> None:
+        """The address's failures are forgotten; the name's are not (they may be an attacker's
+        elsewhere), but this pair is known from now on."""
+        where = address_key(address)
+        self.by_address.clear(where)
+        self.known[(user[:64], where)] = None
+        self.known.move_to_end((user[:64], where))
+        while len(self.known) > MAX_KNOWN:
+            self.known.popitem(last=False)
 
 
 class ConsoleAuth:
@@ -104,6 +176,7 @@ class ConsoleAuth:
         self._by_cert: dict[str, str] = {}  # "user:alice#serial" -> its session id
         self._lock = threading.Lock()
         self._checking = threading.BoundedSemaphore(2)
+        self._checking_from: set[str] = set()  # address keys with a hash running
 
     def role_of(self, principal: Principal) -> Role | None:
         if self.operator_group in principal.groups:
@@ -115,25 +188,35 @@ class ConsoleAuth:
     def login_password(
         self, policy: Policy, user: str, password: str, address: str, now: float
     ) -> ConsoleSession:
-        """A new session, or LoginRefused. Counts against ``address`` before the hash."""
+        """A new session, or LoginRefused. The address's and the name's failures are looked
+        at before the hash; one address has at most one hash running."""
         with self._lock:
-            self.limiter.check(address, now)
+            self.limiter.check(user, address, now)
         if not user or len(user) > 64 or len(password) > 1024 or ":" in user:
             with self._lock:
-                self.limiter.failed(address, now)
+                self.limiter.failed(user, address, now)
             raise LoginRefused(401, "wrong user name or password")
-        header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        if not self._checking.acquire(timeout=5):
-            raise LoginRefused(429, "the console is busy checking logins", 1.0)
+        where = address_key(address)
+        with self._lock:
+            if where in self._checking_from:
+                raise LoginRefused(429, "a login from this address is being checked", 1.0)
+            self._checking_from.add(where)
         try:
-            found = policy.authenticate(header, None, now)
+            header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if not self._checking.acquire(timeout=5):
+                raise LoginRefused(429, "the console is busy checking logins", 1.0)
+            try:
+                found = policy.authenticate(header, None, now)
+            finally:
+                self._checking.release()
         finally:
-            self._checking.release()
+            with self._lock:
+                self._checking_from.discard(where)
         if not isinstance(found, Principal) or found.name != user:
             with self._lock:
-                self.limiter.failed(address, now)
+                self.limiter.failed(user, address, now)
             raise LoginRefused(401, "wrong user name or password")
-        return self._admit(found, address, now)
+        return self._admit(found, address, now, user)
 
     def login_certificate(
         self, policy: Policy, cert: Identity, address: str, now: float
@@ -158,7 +241,10 @@ class ConsoleAuth:
                     del self._by_cert[k]
         return session
 
-    def _admit(self, principal: Principal, address: str, now: float) -> ConsoleSession:
+    def _admit(
+        self, principal: Principal, address: str, now: float, user: str | None = None
+    ) -> ConsoleSession:
+        """``user``: the name a password login gave (its pair is known from now on)."""
         role = self.role_of(principal)
         if role is None:
             raise LoginRefused(
@@ -170,7 +256,10 @@ class ConsoleAuth:
             secrets.token_urlsafe(32), secrets.token_urlsafe(32), principal.label(), role, now, now
         )
         with self._lock:
-            self.limiter.succeeded(address)
+            if user is not None:
+                self.limiter.succeeded(user, address)
+            else:
+                self.limiter.by_address.clear(address_key(address))
             self._sessions[session.sid] = session
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
