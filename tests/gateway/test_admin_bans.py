@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.console.kit import Stack, stack, wait_for
 
-from hagate.gateway.bans import MAX_BAN_S, DeviceBans
+from hagate.gateway.bans import MAX_BAN_S, RETRY_MAX_S, DeviceBans
 
 
 def test_a_ban_lasts_its_duration_and_then_lapses() -> None:
@@ -23,6 +23,15 @@ def test_a_ban_lasts_its_duration_and_then_lapses() -> None:
     assert bans.get("dev1", 159.9) is ban
     assert bans.remaining("dev1", 160.0) == 0.0
     assert len(bans) == 0  # dropped when met expired
+
+
+def test_the_hint_is_the_rest_of_the_ban_at_most_a_minute() -> None:
+    bans = DeviceBans()
+    bans.ban("dev1", 3600, "x", now=0.0)
+    bans.ban("dev2", 10, "x", now=0.0)
+    assert bans.refusal_ms("dev1", 0.0) == RETRY_MAX_S * 1000 + 1
+    assert bans.refusal_ms("dev2", 4.0) == 6001
+    assert bans.refusal_ms("dev2", 10.0) == 0 and bans.refusal_ms("dev3", 0.0) == 0
 
 
 def test_a_new_ban_replaces_the_old_and_lift_ends_it() -> None:

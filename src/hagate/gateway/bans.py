@@ -2,7 +2,9 @@
 
 A kick alone ends a session, and the agent is back within a second; a ban keeps it out for
 up to ``MAX_BAN_S`` (the tunnel front answers its hello with the wire's ``error``, code
-``banned`` and ``retry_after_ms``: the agent waits that long, docs/tunnel-wire.md). Bans are
+``banned`` and ``retry_after_ms``: the agent waits that long, docs/tunnel-wire.md). The hint is
+the rest of the ban but at most ``RETRY_MAX_S``, so that an unban lets the device back within
+that (a banned agent redials about once a minute: one handshake a minute is nothing). Bans are
 node-local and held in memory: a restarted gateway, or the other node after a failover, has
 none (a device that must stay out is revoked in the CRL instead).
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 MAX_BAN_S = 24 * 3600  # a longer exclusion is a revocation (the CRL), not a ban
 MAX_BANS = 10_000  # devices banned at once; the soonest to expire go first when full
+RETRY_MAX_S = 60  # the longest wait a refused hello is told (an unban takes effect within it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,11 @@ class DeviceBans:
             del self._bans[device]
             return 0.0
         return ban.until - now
+
+    def refusal_ms(self, device: str, now: float) -> int:
+        """The ``retry_after_ms`` of a banned device's refused hello; 0: not banned."""
+        left = self.remaining(device, now)
+        return int(min(left, RETRY_MAX_S) * 1000) + 1 if left > 0 else 0
 
     def get(self, device: str, now: float) -> Ban | None:
         return self._bans.get(device) if self.remaining(device, now) > 0 else None

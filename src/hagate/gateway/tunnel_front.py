@@ -122,9 +122,9 @@ class TunnelFront:
     ) -> None:
         gw = self.gw
         loop = conn.loop
-        banned = self.bans.remaining(ident.name, loop.time())
-        if banned > 0:
-            raise Refused("banned", "device banned by an operator", int(banned * 1000) + 1)
+        banned_ms = self.bans.refusal_ms(ident.name, loop.time())
+        if banned_ms:
+            raise Refused("banned", "device banned by an operator", banned_ms)
         session = Session(ident, conn, list(hello.services), max_pool=MAX_SPARES)
         session.tc = tc
         device = ident.name
