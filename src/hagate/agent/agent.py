@@ -55,6 +55,13 @@ log = logging.getLogger("hagate.agent")
 
 CONNECT_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
+# An agent's own TLS handshake may wait this long once TCP is connected: in a storm the new
+# master parks connections (accepted, no TLS yet) and serves them in order, so a patient
+# agent is served once; one that gave up at 10 s lost its place, redialled after a back-off
+# and came back behind everybody (the gateway drops a parked connection whose client left).
+# Keepalive from the connect on notices a VIP that moved meanwhile (the new holder resets).
+AGENT_HANDSHAKE_TIMEOUT = 30.0
+DIAL_KEEPALIVE = (2, 1, 3)  # idle, interval, count (s): until the session's own keepalive
 LOCAL_CONNECT_TIMEOUT = 5.0
 MAX_SPARES = 16  # spare data connections a busy device may keep (the gateway's limit too)
 SPARE_DECAY_S = 10.0  # halve the extra spares after this long without an on-demand open
@@ -89,8 +96,9 @@ async def dial(
     session: ssl.SSLSession | None = None,
     backend: Backend = KERNEL,
     on_connected: Callable[[], None] | None = None,
+    timeout: float = HANDSHAKE_TIMEOUT,
 ) -> Conn:
-    """A TLS connection to the gateway's tunnel port, handshake done.
+    """A TLS connection to the gateway's tunnel port, handshake done within ``timeout``.
 
     With ``session`` (from the control connection) the handshake is a TLS 1.3 resumption:
     no certificate signatures, a fraction of the CPU of a full handshake on both ends. A
@@ -102,12 +110,14 @@ async def dial(
     if on_connected is not None:  # a gateway answered: a failure from here is not the VIP's
         on_connected()
     set_nodelay(sock)
+    if timeout > HANDSHAKE_TIMEOUT:  # a patient dial: notice a moved VIP while waiting
+        set_keepalive(sock, *DIAL_KEEPALIVE)
     ssock = ctx.wrap_socket(
         sock, server_hostname=client.server_name, do_handshake_on_connect=False, session=session
     )
     conn = Conn(ssock)
     try:
-        await asyncio.wait_for(conn.handshake(), HANDSHAKE_TIMEOUT)
+        await asyncio.wait_for(conn.handshake(), timeout)
     except BaseException:
         conn.close()
         raise
@@ -248,7 +258,14 @@ class Agent:
         self._established = False
         self._reached = False  # set once a gateway answers the SYN (see redial's `busy`)
         # The last session's ticket: a resumed handshake on either node (docs/tls.md).
-        conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend, self._hit)
+        conn = await dial(
+            self.cfg.client,
+            self.ctx,
+            self._tls_session,
+            self.backend,
+            self._hit,
+            AGENT_HANDSHAKE_TIMEOUT,
+        )
         try:
             await self._serve(conn)
         finally:

@@ -23,8 +23,12 @@ Three budgets, each against a different attack, and one rule for a storm of hone
   of its own, instead of waiting behind the whole flood; pings and streams keep flowing.
 
 Parked connections are bounded too (``max_parked``; beyond it a newcomer is refused) and are
-started round-robin over addresses, oldest first within one, as slots free. Every decision
-looks at no more than ``SCAN`` handshakes: the cost per connection stays constant in a storm.
+started round-robin over addresses, oldest first within one, as slots free. One whose client
+has given up meanwhile (it closed: FIN or reset, read from the kernel's TCP state with one
+``getsockopt``, :func:`client_gone`) is dropped unstarted when its turn comes: the CPU goes
+to a client that is still there, and no clock has to guess how long clients wait. Every
+decision looks at no more than ``SCAN`` handshakes: the cost per connection stays constant
+in a storm.
 """
 
 from __future__ import annotations
@@ -43,6 +47,22 @@ from typing import Any
 log = logging.getLogger("hagate.gateway")
 
 Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
+
+TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8  # include/net/tcp_states.h
+
+
+def client_gone(sock: socket.socket) -> bool:
+    """Whether the client of an accepted connection has closed it (FIN) or reset it.
+
+    ``TCP_INFO``'s first byte is the connection's state: CLOSE_WAIT once the client's FIN
+    came (even with its ClientHello still unread before it), CLOSE after a reset. Anything
+    that is not a TCP socket on Linux (the tests' memory sockets) counts as present.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return bool(info) and info[0] in (TCP_CLOSE, TCP_CLOSE_WAIT)
 
 
 class FairBudget:
@@ -156,6 +176,7 @@ class _Parked:
     future: asyncio.Future[Ticket | None]
     close: Callable[[], None]
     since: float = 0.0
+    gone: Callable[[], bool] | None = None
 
 
 SCAN = 16  # stalled handshakes looked at per decision (bounded work per connection)
@@ -167,10 +188,12 @@ class Admission:
     max_per_address: int = 256
     max_parked: int = 16384
     stall_grace: float = 2.0  # a client that answered hello may stall this long when full
-    # A connection parked longer is closed when its turn comes instead of started: its
-    # client (10 s handshake timeout) would give up before the handshake is done, and the
-    # CPU is better spent on one that will finish; it redials after its back-off.
-    max_park_s: float = 6.0
+    # A connection parked longer is closed when its turn comes instead of started. One whose
+    # client left is dropped at its turn anyway (client_gone), so this only bounds how long
+    # a client may be kept waiting: below the agents' 30 s handshake patience, so that a
+    # storm's agents are served once, in order, instead of expiring at 6 s by the thousand
+    # and redialling behind everybody.
+    max_park_s: float = 25.0
     # Little's law: at most 2 x (handshakes completed per second) x target_s in progress,
     # so an admitted handshake finishes within about 2 x target_s however hard the storm;
     # the rest wait parked, costing nothing. (2,048 in progress at 250/s meant 8 s per
@@ -196,28 +219,32 @@ class Admission:
     refused: int = 0
     parked_total: int = 0
     expired: int = 0  # parked past max_park_s, closed unstarted
+    abandoned: int = 0  # parked, and the client left before its turn: closed unstarted
 
-    async def enter(self, peer: str, close: Callable[[], None]) -> Ticket | None:
+    async def enter(
+        self, peer: str, close: Callable[[], None], gone: Callable[[], bool] | None = None
+    ) -> Ticket | None:
         """A ticket for a new handshake; parked while that is a storm, not a flood.
 
         At the address's cap: refused (None, counted) when every handshake of that address
         waits for a client that never said hello (slow or hostile: it redials), else parked
         (its clients are real, only waiting for our CPU or slow). Every slot taken: the
         oldest handshake stalled before hello (or stalled after it for ``stall_grace``) is
-        evicted, else the newcomer is parked.
+        evicted, else the newcomer is parked. ``gone`` tells whether a parked connection's
+        client has left meanwhile (:func:`client_gone`): then it is not started (None).
         """
         if self.per_address[peer] >= self.max_per_address:
             if not self.busy_of[peer] and not self._answered(peer):
                 self.refused += 1
                 return None
-            return await self._park(peer, close)
+            return await self._park(peer, close, gone)
         if len(self.inflight) >= self.max_total:
             victim = self._victim(time.monotonic())
             if victim is None:
-                return await self._park(peer, close)
+                return await self._park(peer, close, gone)
             self._evict(victim)
         elif len(self.inflight) >= self.limit() and self.busy_of:
-            return await self._park(peer, close)  # more would only wait longer for our CPU
+            return await self._park(peer, close, gone)  # more would only wait longer for our CPU
         return self._admit(peer, close)
 
     def limit(self) -> int:
@@ -280,12 +307,14 @@ class Admission:
             if not mine:
                 del self.stalled_of[ticket.peer]
 
-    async def _park(self, peer: str, close: Callable[[], None]) -> Ticket | None:
+    async def _park(
+        self, peer: str, close: Callable[[], None], gone: Callable[[], bool] | None = None
+    ) -> Ticket | None:
         if self.parked_now >= self.max_parked:
             self.refused += 1
             return None
         fut: asyncio.Future[Ticket | None] = asyncio.get_running_loop().create_future()
-        entry = _Parked(peer, fut, close, time.monotonic())
+        entry = _Parked(peer, fut, close, time.monotonic(), gone)
         queue = self.parked.get(peer)
         if queue is None:
             queue = self.parked[peer] = deque()
@@ -369,6 +398,10 @@ class Admission:
                 del parked[peer]
             skipped = 0
             if entry.future.done():
+                continue
+            if entry.gone is not None and entry.gone():
+                self.abandoned += 1
+                entry.future.set_result(None)  # the client left: closed by the caller
                 continue
             if now - entry.since > self.max_park_s:
                 self.expired += 1

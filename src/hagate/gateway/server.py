@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hagate.gateway import http
 from hagate.gateway.accesslog import AccessEntry, AccessLog
 from hagate.gateway.admin import AdminServer
-from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler
+from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler, client_gone
 from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.http import AccessPolicy, HttpFront, UpstreamPool
@@ -222,7 +222,8 @@ class Gateway:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-        ticket = await self.admission.enter(client[0], evict)  # may park (a storm)
+        # May park (a storm); a parked one whose client left meanwhile is never started.
+        ticket = await self.admission.enter(client[0], evict, lambda: client_gone(sock))
         if ticket is None:
             self.metrics.auth_failures["busy"] += 1
             sock.close()

@@ -1,0 +1,60 @@
+"""A parked connection whose client has left is dropped at its turn, never started."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from hagate.gateway.admission import Admission, Ticket, client_gone
+
+
+def pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
+    client = socket.create_connection(listener.getsockname()[:2])
+    server, _ = listener.accept()
+    return client, server
+
+
+def test_client_gone_reads_fin_and_reset_even_behind_unread_bytes() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client, server = pair(listener)
+        assert not client_gone(server)
+        client.sendall(b"\x16\x03\x01 a ClientHello nobody read yet")
+        assert not client_gone(server)
+        client.close()  # FIN after the bytes: gone, though the bytes are still queued
+        deadline = time.monotonic() + 2
+        while not client_gone(server) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client_gone(server)
+        server.close()
+        client, server = pair(listener)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        client.close()  # linger 0: a reset
+        deadline = time.monotonic() + 2
+        while not client_gone(server) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client_gone(server)
+        server.close()
+    a, b = socket.socketpair()  # not TCP: counts as present
+    assert not client_gone(a)
+    a.close()
+    b.close()
+
+
+def test_a_parked_connection_whose_client_left_is_skipped() -> None:
+    async def main() -> None:
+        adm = Admission(max_total=100, max_per_address=1)
+        first = await adm.enter("10.0.0.1", lambda: None)
+        assert first is not None
+        adm.queued(first)  # busy, not stalled: newcomers of the address are parked
+        left = asyncio.ensure_future(adm.enter("10.0.0.1", lambda: None, lambda: True))
+        stays = asyncio.ensure_future(adm.enter("10.0.0.1", lambda: None, lambda: False))
+        await asyncio.sleep(0)
+        assert adm.parked_count() == 2
+        adm.release(first)
+        assert await asyncio.wait_for(left, 1.0) is None  # its client had gone: not started
+        assert isinstance(await asyncio.wait_for(stays, 1.0), Ticket)
+        assert adm.abandoned == 1 and adm.parked_count() == 0 and adm.expired == 0
+        assert adm.per_address["10.0.0.1"] == 1
+
+    asyncio.run(main())
