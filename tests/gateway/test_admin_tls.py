@@ -137,16 +137,19 @@ def test_token_file_of_another_user_is_refused(tmp_path: Path) -> None:
 # -- connection slots ------------------------------------------------------------------------
 
 
-def test_slots_per_peer_and_overall_loopback_exempt() -> None:
-    slots = PeerSlots(total=3, per_peer=2)
+def test_slots_per_peer_and_overall_loopback_apart() -> None:
+    slots = PeerSlots(total=3, per_peer=2, local_total=4)
     assert slots.take("10.0.0.1") and slots.take("10.0.0.1")
     assert not slots.take("10.0.0.1")  # its own bound
     assert slots.take("10.0.0.2")
     assert not slots.take("10.0.0.3")  # every remote peer together
-    assert slots.take("127.0.0.1") and slots.take("127.0.0.1")  # the local check still gets in
+    # the network is full: the local check still gets in (its own, larger bound)
+    assert all(slots.take("127.0.0.1") for _ in range(3)) and slots.take("::1")
     assert not slots.take("127.0.0.1")
     slots.give("10.0.0.1")
     assert slots.take("10.0.0.3")
+    slots.give("::1")
+    assert slots.take("127.0.0.1")
 
 
 # -- a real gateway over TLS ----------------------------------------------------------------

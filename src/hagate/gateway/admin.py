@@ -25,9 +25,9 @@ TLS the listener serves the gateway's own server certificate ([tls] cert/key, th
 checks it against [tls] ca) and tells the two protocols apart by the first byte a client sends
 (a TLS handshake record is 0x16): ``/healthz`` and ``/metrics`` still answer plain HTTP
 (`hagate gateway check` and Prometheus carry no secret), ``/api/*`` only over TLS. Connections
-are bounded per client address and overall (loopback peers are exempt from the overall bound,
-so a flood from the network cannot make the local vrrp_script's ``/healthz`` fail), each read
-has a timeout.
+from the network are bounded per client address and overall, apart from loopback's (so a flood
+from the network cannot make the local vrrp_script's ``/healthz`` fail), each read has a
+timeout.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ MAX_BODY = 4096
 MAX_KNOWN = 200_000  # devices remembered (offline ones are forgotten oldest first)
 MAX_CONNECTIONS = 128  # at once, from every non-loopback peer together
 CONNECTIONS_PER_PEER = 16  # at once, from one client address
+MAX_LOCAL_CONNECTIONS = 1024  # at once, from loopback (a bound on threads)
 READ_TIMEOUT = 10.0  # s a client may stay silent (the TLS handshake included)
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 _OK_RESULTS = frozenset({"ok", "upgraded", "allowed"})
@@ -351,35 +352,44 @@ class RefusalLog:
 
 @dataclass(slots=True)
 class PeerSlots:
-    """Connections open at once: at most ``per_peer`` from one address and ``total`` from
-    every non-loopback address together; loopback peers count only against their own."""
+    """Connections open at once: at most ``per_peer`` from one network address and ``total``
+    from the network together, so a flood from elsewhere cannot take the slots the local
+    ``hagate gateway check`` (vrrp_script) needs; loopback peers (every local user looks the
+    same there) share only ``local_total``, a bound on threads, not a fairness rule."""
 
     total: int = MAX_CONNECTIONS
     per_peer: int = CONNECTIONS_PER_PEER
+    local_total: int = MAX_LOCAL_CONNECTIONS
     _open: dict[str, int] = field(default_factory=dict)
     _remote: int = 0
+    _local: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, peer: str) -> bool:
-        local = is_loopback(peer)
         with self._lock:
+            if is_loopback(peer):
+                if self._local >= self.local_total:
+                    return False
+                self._local += 1
+                return True
             mine = self._open.get(peer, 0)
-            if mine >= self.per_peer or (not local and self._remote >= self.total):
+            if mine >= self.per_peer or self._remote >= self.total:
                 return False
             self._open[peer] = mine + 1
-            if not local:
-                self._remote += 1
+            self._remote += 1
             return True
 
     def give(self, peer: str) -> None:
         with self._lock:
+            if is_loopback(peer):
+                self._local -= 1
+                return
             left = self._open.get(peer, 0) - 1
             if left > 0:
                 self._open[peer] = left
             else:
                 self._open.pop(peer, None)
-            if not is_loopback(peer):
-                self._remote -= 1
+            self._remote -= 1
 
 
 def admin_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
