@@ -9,10 +9,15 @@ spread evenly over the three VIPs. One run reports:
 * agents per node, and each gateway's RSS per agent (RSS with the agents minus RSS before);
 * user request latency entering at the device's node (direct) vs at another node (one peer
   hop), interleaved request by request so both see the same load; the ratio;
-* after SIGKILL of node 1: registry writes/s at its VIP's new holder during the reconnect
+* after SIGKILL of node 1: registry writes/s at its VIPs' new holders during the reconnect
   storm, and the time until 99 % and 100 % of node 1's devices are routed to their new node
   from every surviving node (each node's registry), plus a probed sample reachable from
-  every surviving node.
+  every surviving node; when node 1's lease expired;
+* CPU (cores) and RSS of the gateways, etcd and the agent processes, per phase.
+
+Each node is master of ``--vips-per-node`` VIPs (default: the fewest that keep a survivor
+below this machine's file descriptor limit after the crash, see vips_per_node_for); the
+gateways ping every ``--heartbeat-ms`` (default scaled to the fleet, see heartbeat_for).
 
 The machine is shared and loaded: read ratios, not absolute figures.
 
@@ -105,21 +110,45 @@ class Usage:
         return out
 
 
-def prefix(i: int) -> str:
-    return "abcdefghijklmnopqrstuvwxyz"[i - 1]
+def prefix(k: int) -> str:
+    """Devices of the k-th VIP (0-based, the cluster description's order) are <prefix>N."""
+    return "abcdefghijklmnopqrstuvwxyz"[k]
 
 
-def issue_devices(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
-    """Device certificates, and the shares of the agent processes: (vip index, prefix,
-    first, count), ``PER_PROCESS`` agents each at most."""
+def node_prefixes(plan: Plan, i: int) -> list[str]:
+    """The device prefixes whose VIP node ``i`` is master of."""
+    return [prefix(k) for k, vip in enumerate(plan.vips()) if plan.owner(vip) == i]
+
+
+def vips_per_node_for(agents: int, nodes: int = 3) -> int:
+    """The fewest VIPs per node that keep a node under its file descriptor limit after a
+    crash: with k VIPs per node a survivor takes 1/k of the dead node's sessions (one
+    descriptor each) on top of its own. This machine's hard RLIMIT_NOFILE is 20,000 and no
+    process here may raise it (no CAP_SYS_RESOURCE): one VIP per node ends at ~19,980 sessions
+    on the dead node's successor, EMFILE, at 30,000 agents on 3 nodes."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 1
+    per = agents / nodes
+    for k in range(1, 5):
+        if per * (1 + 1 / k) + 1000 <= hard:
+            return k
+    return 4
+
+
+def issue_devices(ml: MultiLab, agents: int) -> list[tuple[str, str, int, int]]:
+    """Device certificates, and the shares of the agent processes: (VIP, prefix, first,
+    count), ``PER_PROCESS`` agents each at most, the agents spread evenly over the VIPs."""
     from hagate.pki.ca import Role, issue
 
-    nodes = ml.plan.nodes
-    per_vip = [agents // nodes + (1 if i < agents % nodes else 0) for i in range(nodes)]
-    shares: list[tuple[int, str, int, int]] = []
-    for i, n in enumerate(per_vip, 1):
+    vips = ml.plan.vips()
+    per_vip = [agents // len(vips) + (1 if k < agents % len(vips) else 0) for k in range(len(vips))]
+    shares: list[tuple[str, str, int, int]] = []
+    for k, n in enumerate(per_vip):
         for first in range(0, n, PER_PROCESS):
-            shares.append((i, prefix(i), first, min(PER_PROCESS, n - first)))
+            shares.append((vips[k], prefix(k), first, min(PER_PROCESS, n - first)))
     t0 = time.monotonic()
     for _i, pre, first, count in shares:
         for k in range(first, first + count):
@@ -128,7 +157,7 @@ def issue_devices(ml: MultiLab, agents: int) -> list[tuple[int, str, int, int]]:
     return shares
 
 
-def start_fleets(ml: MultiLab, shares: list[tuple[int, str, int, int]]) -> list[int]:
+def start_fleets(ml: MultiLab, shares: list[tuple[str, str, int, int]]) -> list[int]:
     """Agent processes (their pids), one per share; devices of VIP i are <prefix>N, so the
     bench knows each device's node from its name."""
     www = ml.work / "www"
@@ -141,10 +170,10 @@ def start_fleets(ml: MultiLab, shares: list[tuple[int, str, int, int]]) -> list[
             node.spawn([*argv, "--directory", str(www)], stdout=log, stderr=subprocess.STDOUT)
         ml.wait_port(node, WEB_PORT, 10.0)
     pids = []
-    for n, (i, pre, first, count) in enumerate(shares):
+    for n, (vip, pre, first, count) in enumerate(shares):
         node = ml.node(f"f{n % ml.plan.fleets}")
         argv = [sys.executable, "-m", "hagate.agent.fleet", "--pki", str(ml.pki)]
-        argv += ["--gateway", f"{ml.plan.vip(i)}:{TUNNEL_PORT}", "--server-name", DOMAIN]
+        argv += ["--gateway", f"{vip}:{TUNNEL_PORT}", "--server-name", DOMAIN]
         argv += ["--prefix", pre, "--first", str(first), "--count", str(count)]
         argv += ["--target", f"127.0.0.1:{WEB_PORT}", "--ramp-ms", "1"]
         with open(ml.work / f"fleet{n}.log", "ab") as log:
@@ -155,11 +184,12 @@ def start_fleets(ml: MultiLab, shares: list[tuple[int, str, int, int]]) -> list[
 class StormWatch:
     """Polls the survivors' registries every 0.1 s from a thread of its own (the probes of
     the main loop take up to a second each): when 99 % and 100 % of node 1's devices are
-    routed to their new node at n2 and at n3, n2's registry writes, and when n1's lease went.
+    routed to a survivor as n2 and as n3 see it, the survivors' registry writes (summed: with
+    several VIPs per node, each survivor takes some of n1's devices), when n1's lease went.
     """
 
-    def __init__(self, ml: MultiLab, t0: float, lost: int, base2: int, writes0: int) -> None:
-        self.ml, self.t0, self.lost, self.base2, self.writes0 = ml, t0, lost, base2, writes0
+    def __init__(self, ml: MultiLab, t0: float, lost: int, base: int, writes0: int) -> None:
+        self.ml, self.t0, self.lost, self.base, self.writes0 = ml, t0, lost, base, writes0
         self.reach: dict[str, dict[int, float]] = {"n2": {}, "n3": {}}
         self.samples: list[tuple[float, int]] = []
         self.expired_at: float | None = None
@@ -176,21 +206,24 @@ class StormWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
+            writes: list[int] = []
             for name, i in (("n2", 2), ("n3", 3)):
                 h = self.ml.cluster_health(i)
                 now = round(time.monotonic() - self.t0, 2)
                 if not h:
                     continue  # /healthz too slow to answer this time
-                if i == 2:
-                    self.samples.append((now, int(h.get("registry_writes", 0)) - self.writes0))
-                    nodes = h.get("nodes")
-                    if self.expired_at is None and isinstance(nodes, list) and "n1" not in nodes:
-                        self.expired_at = now
+                writes.append(int(h.get("registry_writes", 0)))
+                nodes = h.get("nodes")
+                if self.expired_at is None and isinstance(nodes, list) and "n1" not in nodes:
+                    self.expired_at = now
                 per = h.get("devices_per_node")
-                moved = (per.get("n2", 0) if isinstance(per, dict) else 0) - self.base2
+                per = per if isinstance(per, dict) else {}
+                moved = per.get("n2", 0) + per.get("n3", 0) - self.base
                 for share in (99, 100):
                     if share not in self.reach[name] and moved >= self.lost * share / 100:
                         self.reach[name][share] = now
+            if len(writes) == 2:
+                self.samples.append((now, sum(writes) - self.writes0))
 
 
 def per_node(ml: MultiLab, i: int) -> dict[str, int]:
@@ -233,6 +266,11 @@ def _save_logs(ml: MultiLab, logs: Path | None) -> None:
         (logs / path.name).write_bytes(path.read_bytes()[-200_000:])
 
 
+def _survivors(ml: MultiLab, key: str) -> int:
+    """A counter of /healthz summed over n2 and n3."""
+    return sum(int(ml.cluster_health(i).get(key, 0)) for i in (2, 3))
+
+
 def _etcd_states(ml: MultiLab) -> str:
     return "/".join(str(ml.cluster_health(i).get("etcd", "?")) for i in (1, 2, 3))
 
@@ -253,9 +291,11 @@ def run(
     attach_timeout: float,
     logs: Path | None,
     heartbeat_ms: int = 0,
+    vips_per_node: int = 0,
 ) -> dict[str, Any]:
     fleets = max(1, min(12, -(-agents // PER_PROCESS)))
     heartbeat = heartbeat_ms or heartbeat_for(agents)
+    per_node_vips = vips_per_node or vips_per_node_for(agents)
     plan = Plan(
         3,
         3,
@@ -265,6 +305,7 @@ def run(
         fleets=fleets,
         etcd_timeout=2.0,
         etcd_timers=(250, 2500),
+        vips_per_node=per_node_vips,
     )
     out: dict[str, Any] = {
         "agents": agents,
@@ -272,6 +313,7 @@ def run(
         "etcd_members": 3,
         "etcd_client": "TLS (client certificates)",
         "heartbeat_ms": heartbeat,
+        "vips_per_node": per_node_vips,
         "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
     }
     with MultiLab.create(plan, prefix="hgs") as ml:
@@ -326,16 +368,16 @@ def run(
 
         # ---- the crash of node 1 and its reconnect storm
         lost = counts.get("n1", 0)
-        base2 = counts.get("n2", 0)
-        h2 = ml.cluster_health(2)
-        writes0 = int(h2.get("registry_writes", 0))
-        txns0 = int(h2.get("registry_txns", 0))
+        base = counts.get("n2", 0) + counts.get("n3", 0)
+        writes0, txns0 = _survivors(ml, "registry_writes"), _survivors(ml, "registry_txns")
         usage = Usage(ml, usage.groups["fleets"])
         t_crash = time.monotonic()
-        watch = StormWatch(ml, t_crash, lost, base2, writes0)
+        watch = StormWatch(ml, t_crash, lost, base, writes0)
         ml.crash_node(1)
         deadline = t_crash + 60 + agents / 100
-        probe = [f"a{k}" for k in range(0, lost, max(1, lost // 20))][:20]
+        pres = node_prefixes(plan, 1)
+        each = lost // len(pres)
+        probe = [f"{p}{k}" for p in pres for k in range(0, each, max(1, each // 10))][:20]
         reached: dict[int, set[str]] = {2: set(), 3: set()}
         while time.monotonic() < deadline:
             for i in (2, 3):
@@ -360,7 +402,7 @@ def run(
             "n1_lease_expired_s": watch.expired_at,
             "writes_per_s_peak": _peak(samples),
             "writes_total": samples[-1][1] if samples else 0,
-            "etcd_txns": int(ml.cluster_health(2).get("registry_txns", 0)) - txns0,
+            "etcd_txns": _survivors(ml, "registry_txns") - txns0,
             "usage": storm_usage,
         }
         out["nodes_health_end"] = _health_summary(ml, (2, 3))
@@ -432,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="the gateways' ping interval (default: agents/3 ms, 1,000 to 10,000)",
     )
+    p.add_argument(
+        "--vips-per-node",
+        type=int,
+        default=0,
+        help="VIPs each node is master of (default: the fewest that keep the dead node's\n"
+        "successors under the file descriptor limit: 1 up to ~28,000 agents here)",
+    )
     p.add_argument("--logs", type=Path, help="copy the lab's logs here")
     p.add_argument(
         "--etcd-writes", type=int, metavar="N", help="only: N registry writes to a loopback etcd"
@@ -447,7 +496,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run(
-            args.agents, args.latency_requests, args.attach_timeout, args.logs, args.heartbeat_ms
+            args.agents,
+            args.latency_requests,
+            args.attach_timeout,
+            args.logs,
+            args.heartbeat_ms,
+            args.vips_per_node,
         )
     except LabError as exc:
         print(f"bench/scale: {exc}", file=sys.stderr)
@@ -461,7 +515,8 @@ def _table(r: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{r['agents']} idle agents on {r['nodes']} nodes, {r['etcd_members']}-member etcd "
-            f"over {r['etcd_client']}, heartbeat {r['heartbeat_ms']} ms, "
+            f"over {r['etcd_client']}, {r['vips_per_node']} VIP(s) per node, heartbeat "
+            f"{r['heartbeat_ms']} ms, "
             f"{r['fleet_processes']} agent processes (machine shared: load average "
             f"{r['loadavg_start']} at start; compare ratios)",
             f"  attached in {r['attach_s']} s: {r['agents_per_node']}",
@@ -473,7 +528,8 @@ def _table(r: dict[str, Any]) -> str:
             f"{st['routed_99_s']} s, 100 % {st['routed_100_s']} s; sampled devices reachable "
             f"{st['sample_reachable']} after {st['sample_done_s']} s; n1's lease gone "
             f"after {st['n1_lease_expired_s']} s",
-            f"  registry writes at the VIP's new holder: peak {st['writes_per_s_peak']}/s, "
+            f"  registry writes at the survivors (the VIPs' new holders): peak "
+            f"{st['writes_per_s_peak']}/s, "
             f"{st['writes_total']} in all, in {st['etcd_txns']} etcd transactions",
             f"  idle: cores {r['idle']['cores']}, RSS {r['idle']['rss_mib']} MiB",
             f"  storm ({st['usage']['wall_s']} s): cores {st['usage']['cores']}, "

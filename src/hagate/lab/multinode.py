@@ -47,22 +47,42 @@ class Plan:
     fleets: int = 0  # extra device namespaces f0, f1, ... for many-agent benches
     etcd_timeout: float = 0.5  # s per etcd request (fast detection; a loaded bench wants more)
     etcd_timers: tuple[int, int] = (50, 500)  # etcd heartbeat and election, ms
+    # VIPs each node is master of: with k, a dead node's devices go to k survivors (1/k of
+    # its load each); 1 puts all of it on its ring successor
+    vips_per_node: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vips_per_node <= 4:
+            raise LabError("vips_per_node: 1 to 4 (the lab's VIPs are .101-.149)")
 
     def node_ip(self, i: int) -> str:
         return f"{SUBNET}.{5 * i}"
 
-    def vip(self, i: int) -> str:
-        return f"{SUBNET}.{100 + i}"
+    def vip(self, i: int, m: int = 0) -> str:
+        """Node i's (m+1)-th VIP."""
+        return f"{SUBNET}.{100 + i + 10 * m}"
+
+    def node_vips(self, i: int) -> list[str]:
+        return [self.vip(i, m) for m in range(self.vips_per_node)]
 
     def etcd_ip(self, k: int) -> str:
         return f"{SUBNET}.{20 + k}"
 
     def vips(self) -> list[str]:
-        return [self.vip(i) for i in range(1, self.nodes + 1)]
+        """Every VIP in the cluster description's order (what `vip_for` hashes over)."""
+        return self.layout().vips()
+
+    def owner(self, vip: str) -> int:
+        """The node that is master of ``vip`` while every node runs."""
+        for i in range(1, self.nodes + 1):
+            if vip in self.node_vips(i):
+                return i
+        raise LabError(f"{vip} is no VIP of this lab")
 
     def layout(self) -> Layout:
         specs = tuple(
-            NodeSpec(f"n{i}", self.node_ip(i), self.vip(i)) for i in range(1, self.nodes + 1)
+            NodeSpec(f"n{i}", self.node_ip(i), self.vip(i), tuple(self.node_vips(i)[1:]))
+            for i in range(1, self.nodes + 1)
         )
         version = 3 if self.advert_int < 1 else 2
         return Layout(specs, "eth0", 24, 51, self.advert_int, vrrp_version=version)
@@ -82,13 +102,14 @@ class Plan:
             f"advert_int = {lay.advert_int}\nvrrp_version = {lay.vrrp_version}\n"
         )
         nodes = "".join(
-            f'\n[[node]]\nname = "{n.name}"\naddress = "{n.address}"\nvip = "{n.vip}"\n'
+            f'\n[[node]]\nname = "{n.name}"\naddress = "{n.address}"\n'
+            + (f"vips = {json.dumps(list(n.vips))}\n" if n.more_vips else f'vip = "{n.vip}"\n')
             for n in lay.nodes
         )
         return head + nodes
 
     def device_on(self, i: int) -> str:
-        """The first device name (dev1, dev2, ...) whose VIP is node i's."""
+        """The first device name (dev1, dev2, ...) whose VIP is node i's (its first one)."""
         vips = self.vips()
         for k in range(1, 10000):
             if vip_for(f"dev{k}", vips) == self.vip(i):
