@@ -125,6 +125,12 @@ def main() -> int:
         default=",".join(EVENTS),
         help="comma list: crash (always), return, sigterm (after the return): fewer is quicker",
     )
+    p.add_argument(
+        "--agents-nice",
+        type=int,
+        default=10,
+        help="nice of the agent processes (10: the gateway comes first, as on its own machine)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if reason := unavailable_reason():
@@ -152,7 +158,9 @@ def main() -> int:
             for recipe in recipes:
                 for schedule in schedules:
                     plan = ClusterPlan(advert, version, sticky=recipe == "sticky")
-                    fleet = FleetPlan(n, sample=args.sample, schedule=schedule)
+                    fleet = FleetPlan(
+                        n, sample=args.sample, schedule=schedule, nice=args.agents_nice
+                    )
                     t = time.monotonic()
                     print(f"v{version} {advert:g} s {recipe} {schedule}: ...", file=log, flush=True)
                     try:

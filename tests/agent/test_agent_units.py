@@ -117,3 +117,12 @@ def test_a_cancellation_that_wait_for_swallowed_still_ends_the_redial_loop() -> 
         return seen
 
     assert "went on" not in asyncio.run(main())
+
+
+def test_fleet_runner_takes_a_nice_for_the_bench() -> None:
+    from hagate.agent.fleet import parse_args
+
+    base = ["--pki", "p", "--gateway", "10.1.1.100:7443", "--server-name", "gw", "--count", "2"]
+    spec, _ = parse_args([*base, "--nice", "10"])
+    assert spec.nice == 10 and spec.count == 2
+    assert parse_args(base)[0].nice == 0  # default: the process's own priority

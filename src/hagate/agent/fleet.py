@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -50,6 +51,9 @@ class FleetSpec:
     service: str = "web"
     reconnect: Reconnect = field(default_factory=Reconnect)
     ramp: float = 0.002
+    # On a bench the fleet shares the gateway's machine; real devices have CPUs of their own.
+    # A positive nice keeps thousands of agents from out-competing the gateway they dial.
+    nice: int = 0
 
     def name(self, index: int) -> str:
         return f"{self.prefix}{index}"
@@ -125,6 +129,9 @@ def parse_args(argv: list[str]) -> tuple[FleetSpec, Path | None]:
     p.add_argument("--schedule", choices=[k.value for k in ScheduleKind], default="steady")
     p.add_argument("--ramp-ms", type=float, default=2.0, help="between agent starts")
     p.add_argument("--events", type=Path, help="append session up/down lines here")
+    p.add_argument(
+        "--nice", type=int, default=0, help="lower this process's CPU priority (os.nice)"
+    )
     args = p.parse_args(argv)
     host, port = parse_hostport(args.gateway)
     target = parse_hostport(args.target)
@@ -140,6 +147,7 @@ def parse_args(argv: list[str]) -> tuple[FleetSpec, Path | None]:
         target,
         reconnect=reconnect,
         ramp=args.ramp_ms / 1000,
+        nice=args.nice,
     )
     return spec, args.events
 
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
     spec, events = parse_args(sys.argv[1:] if argv is None else argv)
     raise_nofile_limit()
+    if spec.nice > 0:
+        os.nice(spec.nice)
     # why sessions end, one line each (stderr: the lab keeps it as the process's log)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("hagate.agent").setLevel(logging.INFO)
