@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from hagate.gateway.accesslog import AccessEntry
-from hagate.gateway.admin import DeviceBook, DeviceQuery, host_is_local
+from hagate.gateway.admin.auth import host_is_local
+from hagate.gateway.admin.book import DeviceBook
+from hagate.gateway.admin.paging import DeviceQuery
 from hagate.tunnel.wire import ServiceKind, ServiceSpec
 
 N = 10_000

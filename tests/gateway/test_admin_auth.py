@@ -15,7 +15,8 @@ import pytest
 from tests.console.kit import Stack, stack, wait_for
 
 from hagate.cli import main
-from hagate.gateway.admin import NEED_TOKEN, AdminAuth, AdminServer
+from hagate.gateway.admin.auth import NEED_TOKEN, AdminAuth
+from hagate.gateway.admin.listener import AdminServer
 from hagate.gateway.config import ConfigError, parse_gateway_config, read_token_file
 
 KICK = "/api/devices/dev1/kick"
@@ -229,7 +230,7 @@ def test_the_console_sends_the_token(token_stack: Stack) -> None:
 
 
 def test_refusals_are_logged_at_most_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
-    from hagate.gateway.admin import RefusalLog
+    from hagate.gateway.admin.auth import RefusalLog
 
     book = RefusalLog()
     with caplog.at_level(logging.WARNING, "hagate.gateway.admin"):

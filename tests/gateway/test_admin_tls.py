@@ -20,7 +20,9 @@ from tests.console.kit import Stack, stack, wait_for
 
 from hagate.cli import main
 from hagate.console.nodes import NodeClient, NodeError, NodeTarget, admin_client_context
-from hagate.gateway.admin import NEED_TLS, AdminServer, PeerSlots, start_notes
+from hagate.gateway.admin.auth import NEED_TLS
+from hagate.gateway.admin.limits import PeerSlots
+from hagate.gateway.admin.listener import AdminServer, start_notes
 from hagate.gateway.config import (
     ConfigError,
     admin_exposure,

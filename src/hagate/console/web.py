@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from hagate.console.auth import ConsoleAuth, ConsoleSession, LoginRefused, Role
 from hagate.console.poller import Cluster
 from hagate.console.views import Views
-from hagate.gateway.admin import host_is_local
+from hagate.gateway.admin.auth import host_is_local
 from hagate.net.tls import peer_identity
 
 log = logging.getLogger("hagate.console")

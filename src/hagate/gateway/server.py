@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hagate.gateway import http
 from hagate.gateway.accesslog import AccessEntry, AccessLog
-from hagate.gateway.admin import AdminServer
+from hagate.gateway.admin.listener import AdminServer
 from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler, client_gone
 from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
