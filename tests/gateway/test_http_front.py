@@ -677,6 +677,55 @@ def test_401_and_403_are_the_gateways_answers_never_the_devices_page() -> None:
     run(main)
 
 
+class DenyDev1(FakePolicy):
+    """A reloaded policy that closes dev1 to everyone."""
+
+    def decide(
+        self, principal: Principal, device: str, service: str, route: RouteKind, client_ip: str
+    ) -> Decision:
+        if device == "dev1":
+            return Decision(False, "default deny", 403, "dev1 is closed now")
+        return super().decide(principal, device, service, route, client_ip)
+
+
+def test_each_request_of_a_keep_alive_connection_is_decided_and_leased() -> None:
+    """The connection's memo of allowed decisions answers only while the policy is the same
+    object; a reload is obeyed by the very next request, and every request still takes its
+    own lease (limits hold, refusals are logged) however it was decided."""
+
+    async def main() -> None:
+        async with rig() as g:
+            hub = g.hub
+            c = await g.client()
+            for _ in range(3):
+                assert (await c.get("dev1.gw.test")).status == 200
+            assert [lease.device for lease in hub.leases] == ["dev1"] * 3
+            assert all(lease.ended == [("ok", 200)] for lease in hub.leases)
+            hub._policy = DenyDev1()  # a reload: a new policy object
+            resp = await c.get("dev1.gw.test")
+            assert resp.status == 403 and resp.body.startswith(b"dev1 is closed")
+            assert (await c.get("dev2.gw.test")).status == 401  # the new policy's answers
+            hub._policy = FakePolicy()
+            assert (await c.get("dev1.gw.test")).status == 200
+            hub.full.add("dev1")  # the device's slots are taken: a remembered "allowed" is
+            resp = await c.get("dev1.gw.test")  # no lease
+            assert resp.status == 429 and "connection" not in resp.headers
+            hub.full.discard("dev1")
+            assert (await c.get("dev1.gw.test")).status == 200
+            assert len(hub.leases) == 5
+            assert [(d, st) for d, st, _ in hub.refusals] == [
+                ("dev1", 403),
+                ("dev2", 401),
+                ("dev1", 429),
+            ]
+            creds = "Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
+            ok = await c.get("dev2.gw.test", extra=creds)  # credentials: decided each time
+            assert ok.status == 200 and hub.leases[-1].principal.name == "alice"
+            assert (await c.get("dev2.gw.test")).status == 401  # and none again: anonymous
+
+    run(main)
+
+
 def test_device_own_authorization_passes_through() -> None:
     async def main() -> None:
         async with rig() as g:

@@ -17,9 +17,8 @@ Pure bookkeeping: no sockets; ``now`` comes from the caller.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from hagate.gateway.session import StreamError
@@ -42,25 +41,61 @@ def principal_key(principal: Principal, client_ip: str) -> str:
     return principal.label()
 
 
-@dataclass(eq=False, slots=True)
 class Lease:
-    """One running user stream; ``end()`` exactly once (``cut()`` ends it too)."""
+    """One running user stream; ``end()`` exactly once (``cut()`` ends it too).
 
-    id: int
-    device: str
-    service: str
-    route: RouteKind
-    principal: Principal
-    client_ip: str
-    rule: str
-    started: float
-    table: StreamTable
-    key: str
-    # [0] bytes user -> device, [1] device -> user: pipes add to this list directly.
-    bytes: list[int] = field(default_factory=lambda: [0, 0])
-    aborts: list[Callable[[], None]] = field(default_factory=list)
-    ended: bool = False
-    cut_reason: str = ""
+    A plain slotted class, not a dataclass: one is made and ended per HTTP request, and a
+    dataclass ``__init__`` with two default factories costs more than the whole admission.
+    """
+
+    __slots__ = (
+        "aborts",
+        "bytes",
+        "client_ip",
+        "cut_reason",
+        "device",
+        "ended",
+        "id",
+        "key",
+        "principal",
+        "route",
+        "rule",
+        "service",
+        "started",
+        "table",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        device: str,
+        service: str,
+        route: RouteKind,
+        principal: Principal,
+        client_ip: str,
+        rule: str,
+        started: float,
+        table: StreamTable,
+        key: str,
+    ) -> None:
+        self.id = id
+        self.device = device
+        self.service = service
+        self.route = route
+        self.principal = principal
+        self.client_ip = client_ip
+        self.rule = rule
+        self.started = started
+        self.table = table
+        self.key = key
+        # [0] bytes user -> device, [1] device -> user: pipes add to this list directly.
+        self.bytes: list[int] = [0, 0]
+        self.aborts: list[Callable[[], None]] = []
+        self.ended = False
+        self.cut_reason = ""
+
+    def __repr__(self) -> str:
+        return f"Lease({self.id}, {self.device}/{self.service} {self.route.value} {self.key})"
 
     def on_abort(self, callback: Callable[[], None]) -> None:
         """How to close this stream's connections when it is cut."""
@@ -86,16 +121,21 @@ EndHook = Callable[[Lease, str, "int | None", "float | None"], None]
 
 
 class StreamTable:
-    """All leases of the node, indexed for limits and for revocation."""
+    """All leases of the node, indexed for limits and for revocation.
+
+    The counts are plain dicts read with ``get`` (an entry at zero is deleted): admission
+    runs once per HTTP request, and ``Counter``'s item protocol costs a Python call on a miss.
+    """
 
     def __init__(self, limits: Limits, on_end: EndHook | None = None) -> None:
         self.limits = limits
         self.on_end = on_end
         self._leases: dict[int, Lease] = {}
         self._ids = itertools.count(1)
-        self._per_device: Counter[str] = Counter()
-        self._per_key: Counter[tuple[str, str]] = Counter()  # (device, principal key)
-        self._anonymous: Counter[str] = Counter()  # device -> anonymous streams
+        self._per_device: dict[str, int] = {}
+        self._per_key: dict[tuple[str, str], int] = {}  # (device, principal key)
+        self._anonymous: dict[str, int] = {}  # device -> anonymous streams
+        self._anonymous_max = max(1, int(limits.per_device * limits.anonymous_share))
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -104,7 +144,7 @@ class StreamTable:
         return iter(list(self._leases.values()))
 
     def streams_of(self, device: str) -> int:
-        return self._per_device[device]
+        return self._per_device.get(device, 0)
 
     def admit(
         self,
@@ -115,40 +155,47 @@ class StreamTable:
         client_ip: str,
         rule: str,
         now: float,
+        key: str | None = None,
     ) -> Lease:
-        """A lease, or StreamError 503 (device full) / 429 (this principal's share is used)."""
+        """A lease, or StreamError 503 (device full) / 429 (this principal's share is used).
+        ``key``: :func:`principal_key` if the caller has it already."""
         lim = self.limits
-        if self._per_device[device] >= lim.per_device:
+        per_device = self._per_device
+        on_device = per_device.get(device, 0)
+        if on_device >= lim.per_device:
             raise StreamError(503, "limit", f"device {device} has too many open streams")
-        key = principal_key(principal, client_ip)
-        if self._per_key[device, key] >= lim.per_principal:
+        if key is None:
+            key = principal_key(principal, client_ip)
+        per_key = self._per_key
+        pair = (device, key)
+        held = per_key.get(pair, 0)
+        if held >= lim.per_principal:
             raise StreamError(
                 429, "principal_limit", f"too many open streams to {device} from {key}"
             )
         anonymous = principal.kind is PrincipalKind.ANONYMOUS
-        if anonymous and self._anonymous[device] >= max(
-            1, int(lim.per_device * lim.anonymous_share)
-        ):
-            raise StreamError(
-                429, "anonymous_limit", f"too many anonymous streams to {device}; authenticate"
-            )
+        if anonymous:
+            if self._anonymous.get(device, 0) >= self._anonymous_max:
+                raise StreamError(
+                    429, "anonymous_limit", f"too many anonymous streams to {device}; authenticate"
+                )
+            self._anonymous[device] = self._anonymous.get(device, 0) + 1
         lease = Lease(
             next(self._ids), device, service, route, principal, client_ip, rule, now, self, key
         )
         self._leases[lease.id] = lease
-        self._per_device[device] += 1
-        self._per_key[device, key] += 1
-        if anonymous:
-            self._anonymous[device] += 1
+        per_device[device] = on_device + 1
+        per_key[pair] = held + 1
         return lease
 
     def release(self, lease: Lease, result: str, status: int | None, now: float | None) -> None:
         if self._leases.pop(lease.id, None) is None:
             return
-        _decrement(self._per_device, lease.device)
-        _decrement(self._per_key, (lease.device, lease.key))
+        device = lease.device
+        _decrement(self._per_device, device)
+        _decrement(self._per_key, (device, lease.key))
         if lease.principal.kind is PrincipalKind.ANONYMOUS:
-            _decrement(self._anonymous, lease.device)
+            _decrement(self._anonymous, device)
         if self.on_end is not None:
             self.on_end(lease, result, status, now)
 
@@ -163,7 +210,9 @@ class StreamTable:
         return n
 
 
-def _decrement(counter: Counter[_K], key: _K) -> None:
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
+def _decrement(counts: dict[_K, int], key: _K) -> None:
+    n = counts.get(key, 0) - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)

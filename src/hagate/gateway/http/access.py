@@ -1,6 +1,14 @@
 """The access decision of every request, on its own: route by Host, authenticate, ask the
-policy, take a stream lease. Nothing is remembered per connection: a keep-alive connection
-that changes Host, credentials or device gets a fresh decision for each request.
+policy, take a stream lease. A keep-alive connection that changes Host, credentials or device
+gets a fresh decision for each request, and every request takes its own lease (limits, rates).
+
+One thing is remembered per connection (:class:`Allowed`): for a request *without* an
+Authorization field, the principal and the allowed decisions, as long as the gateway's policy
+is the same object. Those inputs are the connection's own (its client address, its TLS
+certificate or none), and the policy gives the same answer for them until it is replaced
+(its own caches are per object and never expire for these), so the memo answers exactly as
+the policy would, without an authentication coroutine and a decision-cache lookup per request.
+Refusals are never remembered: each is decided, answered and logged anew.
 
 Refusals are the gateway's own answers (401/403/404/421/429/503), logged as refusals.
 """
@@ -15,10 +23,13 @@ from hagate.gateway.http.hub import Lease
 from hagate.gateway.http.request import Request
 from hagate.gateway.session import StreamError
 from hagate.net.tls import Identity
-from hagate.policy.model import ANONYMOUS, AuthFailure
+from hagate.policy.model import ANONYMOUS, AuthFailure, Decision, Principal
 
 if TYPE_CHECKING:
     from hagate.gateway.http.front import HttpFront
+    from hagate.gateway.http.hub import AccessPolicy
+
+ALLOWED_MAX = 16  # (device, service) decisions one connection remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +42,85 @@ class Refusal:
 Grant = tuple[Route, Lease, bool]  # the route, its lease, whether to strip Authorization
 
 
+class Allowed:
+    """One connection's memo for requests without credentials: who it is under ``policy``,
+    and the (device, service) pairs that policy allowed it."""
+
+    __slots__ = ("decisions", "policy", "who")
+
+    def __init__(self, policy: AccessPolicy, who: Principal) -> None:
+        self.policy = policy
+        self.who = who
+        self.decisions: dict[tuple[str, str], Decision] = {}
+
+
+def authorize_known(
+    front: HttpFront, req: Request, client_ip: str, sni: str | None, allowed: Allowed | None
+) -> Grant | Refusal | None:
+    """The answer for a request the connection's memo knows the policy allows, else None
+    (then :func:`authorize` decides). The lease is taken as :func:`authorize` takes it."""
+    if allowed is None or req.authorization is not None:
+        return None
+    hub = front.hub
+    if hub.policy is not allowed.policy:
+        return None  # reloaded: decide afresh
+    try:
+        name, route = front.routes.route(req.host)
+    except HostError:
+        return None
+    if route is None or (sni is not None and name != sni):
+        return None
+    device = route.device
+    service = hub.service_name(device, route.service)
+    decision = allowed.decisions.get((device, service))
+    if decision is None:
+        return None
+    who = allowed.who
+    kind = front.route_kind
+    try:
+        lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
+    except StreamError as exc:
+        hub.log_refusal(who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
+        return Refusal(exc.code, exc.message)
+    return route, lease, False
+
+
+def remember(
+    allowed: Allowed | None,
+    policy: AccessPolicy,
+    who: Principal,
+    device: str,
+    service: str,
+    decision: Decision,
+) -> Allowed:
+    """``allowed`` with one more allowed decision (a fresh memo if the policy changed)."""
+    if allowed is None or allowed.policy is not policy or allowed.who is not who:
+        allowed = Allowed(policy, who)
+    elif len(allowed.decisions) >= ALLOWED_MAX:
+        allowed.decisions.clear()
+    allowed.decisions[device, service] = decision
+    return allowed
+
+
 async def authorize(
+    front: HttpFront,
+    req: Request,
+    client_ip: str,
+    sni: str | None,
+    cert: Identity | None,
+    allowed: Allowed | None = None,
+) -> tuple[Grant | Refusal, Allowed | None]:
+    """A lease for ``req``, or why not; and the connection's memo, updated if ``req`` has no
+    credentials and was allowed."""
+    grant = await _authorize(front, req, client_ip, sni, cert)
+    if isinstance(grant, tuple) and req.authorization is None:
+        return grant[0], remember(allowed, *grant[1])
+    return grant if isinstance(grant, Refusal) else grant[0], allowed
+
+
+async def _authorize(
     front: HttpFront, req: Request, client_ip: str, sni: str | None, cert: Identity | None
-) -> Grant | Refusal:
-    """A lease for ``req``, or why not."""
+) -> tuple[Grant, tuple[AccessPolicy, Principal, str, str, Decision]] | Refusal:
     try:
         name, route = front.routes.route(req.host)
     except HostError as exc:
@@ -68,4 +154,5 @@ async def authorize(
         hub.log_refusal(who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
         return Refusal(exc.code, exc.message)
     # Credentials meant for the gateway stop here; a device's own auth passes through.
-    return route, lease, policy.is_gateway_credential(auth)
+    grant = (route, lease, policy.is_gateway_credential(auth))
+    return grant, (policy, who, device, service, decision)

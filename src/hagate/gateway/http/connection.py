@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from hagate.gateway.http.access import Refusal, authorize
+from hagate.gateway.http.access import Allowed, Refusal, authorize, authorize_known
 from hagate.gateway.http.answers import error_response
 from hagate.gateway.http.deadline import Deadline, Deadlines, Wait
 from hagate.gateway.http.exchange import READ_SIZE, Exchange
@@ -42,6 +42,7 @@ class UserConn:
         "_headers",
         "_in_head",
         "_url",
+        "allowed",
         "cert",
         "client_ip",
         "conn",
@@ -85,6 +86,7 @@ class UserConn:
         self.upstream: Conn | None = None  # of the exchange in progress (for abort)
         self.pipe: Pipe | None = None
         self.peer_done = False  # the user sent FIN (or went quiet): no lingering close
+        self.allowed: Allowed | None = None  # what the policy allowed this connection
 
     # ---------------------------------------------------------- llhttp callbacks
 
@@ -207,7 +209,11 @@ class UserConn:
         if refused is not None:
             await self.reply(*refused, close=True)
             return False
-        grant = await authorize(self.front, req, self.client_ip, self.sni, self.cert)
+        grant = authorize_known(self.front, req, self.client_ip, self.sni, self.allowed)
+        if grant is None:
+            grant, self.allowed = await authorize(
+                self.front, req, self.client_ip, self.sni, self.cert, self.allowed
+            )
         if isinstance(grant, Refusal):
             return await self.refuse(req, grant.status, grant.message, grant.challenge)
         route, lease, strip_auth = grant
