@@ -137,7 +137,7 @@ BENCH_POLICY = """
 [[rule]]
 name = "open"
 devices = ["*"]
-services = ["http", "bulk"]
+services = ["http", "bulk", "web"]
 routes = ["http", "https", "tcp"]
 public = true
 
@@ -595,6 +595,9 @@ class Hagate:
     https: int = field(default_factory=free_port)
     admin: int = field(default_factory=free_port)
     tcp: int = field(default_factory=free_port)
+    # dev1's web server as a raw TCP service: HTTP through two pipes, no HTTP work on the
+    # way (the floor of one TLS data connection per stream, Python on each hop)
+    tcp_web: int = field(default_factory=free_port)
     gw_pid: int = 0
     agent_pid: int = 0  # dev1's agent
     pool: int = 1
@@ -644,6 +647,7 @@ admin = "127.0.0.1:{self.admin}"
 listen = "127.0.0.1"
 [tcp.pinned]
 "dev1/bulk" = {self.tcp}
+"dev1/web" = {self.tcp_web}
 [policy]
 file = "policy.toml"
 [limits]
@@ -673,6 +677,10 @@ target = "127.0.0.1:{web}"
 name = "bulk"
 type = "tcp"
 target = "127.0.0.1:{sink}"
+[[service]]
+name = "web"
+type = "tcp"
+target = "127.0.0.1:{web}"
 """
         )
         (self.work / "agent2.toml").write_text(
@@ -692,6 +700,7 @@ target = "127.0.0.1:{sink}"
             agent = procs.start([*hagate, "agent", "-c", conf], cwd=self.work, env=env)
             self.agent_pid = self.agent_pid or agent.pid
         wait_port(self.tcp)
+        wait_port(self.tcp_web)
         for target in (Target(f"dev1.{DOMAIN}", HTTP_BODY), Target(f"dev2.{DOMAIN}", DEV2_BODY)):
             if why := wait_answer(self.http, target):
                 raise RuntimeError(why)
@@ -1318,6 +1327,7 @@ def run(args: argparse.Namespace) -> int:
             for port in (web, h.http) if quick else (web, h.http, fwd_http, fwd_http2):
                 m.warm(port, dev1)
             m.warm(h.https, dev1, h.user_tls(False))
+            m.warm(h.tcp_web, dev1)
             for conns in (1, 32) if "http" in parts else ():
                 d = m.load(web, (dev1,), conns)
 
@@ -1343,6 +1353,9 @@ def run(args: argparse.Namespace) -> int:
                     ssh_cpu = [spent[2] / s.answers * 1e6, spent[3] / s.answers * 1e6]
                 if not quick:
                     s2 = m.load(fwd_http2, (dev1,), conns)
+                # The same requests through dev1's raw TCP route: a pipe on each hop and no
+                # HTTP work, i.e. the most the HTTP front could reach on this path.
+                floor = m.load(h.tcp_web, (dev1,), conns)
                 rows.append(
                     Row(
                         f"HTTP keep-alive {conns} conn",
@@ -1369,6 +1382,7 @@ def run(args: argparse.Namespace) -> int:
                     rows.append(
                         Row("  agent CPU per request", "us", None, per[1], ssh_cpu[1], None, False)
                     )
+                rows.append(Row("  same via raw TCP route", "req/s", None, floor.rps, of(s, "rps")))
                 if g.errors:
                     notes.append(
                         f"HTTP keep-alive {conns} conn: {g.errors} errors ({g.first_error})"

@@ -37,6 +37,8 @@ def test_bench_tunnel_quick() -> None:
     for conns in (1, 32):
         rps = re.search(rf"HTTP keep-alive {conns} conn \(req/s\)\s+{NUM}\s+{NUM}", out)
         assert rps and number(rps.group(2)) > 50, out
+    floors = re.findall(r"^  same via raw TCP route \(req/s\)\s+-\s+([\d,.]+)", out, re.M)
+    assert len(floors) == 2 and all(number(f) > 50 for f in floors), out
     per_agent = re.search(r"gateway RSS per idle agent \(KiB\)\s+-\s+([\d.]+)", out)
     assert per_agent, out
     assert "50 idle agents connected" in out
