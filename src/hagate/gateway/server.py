@@ -395,7 +395,9 @@ class Gateway:
         try:
             if not self.rates.allow(key, loop_now):
                 raise StreamError(429, "rate", f"too many requests from {key}")
-            lease = self.streams.admit(device, service, route, principal, client_ip, rule, loop_now)
+            lease = self.streams.admit(
+                device, service, route, principal, client_ip, rule, loop_now, key
+            )
         except StreamError as exc:
             self.metrics.stream_failures[exc.reason] += 1
             raise
