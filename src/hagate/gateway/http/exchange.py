@@ -59,24 +59,26 @@ class Exchange(Framing):
         self.got_bytes = False  # from the device (a reused upstream that sent some is live)
         self.body_error: str | None = None
 
-    async def upstream(self, pooled: bool) -> tuple[Conn, bool]:
-        """A pooled upstream (reused: True) or a fresh one from the hub."""
+    async def fresh_upstream(self) -> Conn:
+        """A new upstream from the hub (none pooled, or the pooled one failed)."""
         front = self.user.front
-        conn = front.pool.take(self.key) if pooled else None
-        if conn is not None:
-            return conn, True
         front.pool.opened += 1
         route = self.route
-        return await front.hub.open_upstream(route.device, route.service, ServiceKind.HTTP), False
+        return await front.hub.open_upstream(route.device, route.service, ServiceKind.HTTP)
 
     async def run(self) -> bool:
         """Whether the user connection may carry another request."""
         user = self.user
         req = self.req
         head = request_head(req, user.forwarded, self.strip_auth)
+        pool = user.front.pool
         for attempt in (0, 1):
+            # A pooled upstream is taken without a coroutine: the keep-alive path.
+            conn = pool.take(self.key) if attempt == 0 else None
+            reused = conn is not None
             try:
-                conn, reused = await self.upstream(pooled=attempt == 0)
+                if conn is None:
+                    conn = await self.fresh_upstream()
             except StreamError as exc:
                 self.result = exc.reason
                 self.status = exc.code
@@ -100,7 +102,7 @@ class Exchange(Framing):
             if self.switched:
                 return False
             if self.reusable and self.done and self.body_sent and not conn.closed:
-                user.front.pool.put(self.key, conn)
+                pool.put(self.key, conn)
             else:
                 conn.close()
             return keep
