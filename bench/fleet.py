@@ -84,7 +84,12 @@ EVENTS = ("crash", "return", "sigterm")
 
 
 def run_cluster(
-    plan: ClusterPlan, fleet: FleetPlan, pki: Path, idle_s: float, events: tuple[str, ...] = EVENTS
+    plan: ClusterPlan,
+    fleet: FleetPlan,
+    pki: Path,
+    idle_s: float,
+    events: tuple[str, ...] = EVENTS,
+    logs: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     run = FleetRun(plan, fleet, prefix="hgf", pki_from=pki)
     try:
@@ -109,6 +114,10 @@ def run_cluster(
             rows.append(row)
         return rows, idle
     finally:
+        if logs is not None:  # the lab's logs and records (its tmpdir goes with close())
+            dest = logs / f"{plan.advert_int:g}-{run.recipe}-{fleet.schedule.value}"
+            shutil.copytree(run.cluster.lab.tmpdir, dest, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("pki", "*.sock"))  # fmt: skip
         run.close()
 
 
@@ -131,6 +140,7 @@ def main() -> int:
         default=10,
         help="nice of the agent processes (10: the gateway comes first, as on its own machine)",
     )
+    p.add_argument("--logs", type=Path, help="keep each cluster's logs and records here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if reason := unavailable_reason():
@@ -165,7 +175,7 @@ def main() -> int:
                     print(f"v{version} {advert:g} s {recipe} {schedule}: ...", file=log, flush=True)
                     try:
                         rows, idle = run_cluster(
-                            plan, fleet, pki, 3.0 if args.quick else 10.0, events
+                            plan, fleet, pki, 3.0 if args.quick else 10.0, events, args.logs
                         )
                     except LabError as exc:
                         print(f"  FAILED: {exc}", file=log)
