@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 
-from hagate.gateway.admission import Admission, Ticket, client_gone
+from hagate.gateway.admission import Admission, FairBudget, Ticket, client_gone
 
 
 def pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
@@ -56,5 +56,48 @@ def test_a_parked_connection_whose_client_left_is_skipped() -> None:
         assert isinstance(await asyncio.wait_for(stays, 1.0), Ticket)
         assert adm.abandoned == 1 and adm.parked_count() == 0 and adm.expired == 0
         assert adm.per_address["10.0.0.1"] == 1
+
+    asyncio.run(main())
+
+
+def test_tickets_just_woken_from_the_park_are_not_taken_for_a_slowloris() -> None:
+    async def main() -> None:
+        adm = Admission(max_total=100, max_per_address=1)
+        first = await adm.enter("10.0.0.1", lambda: None)
+        assert first is not None
+        adm.queued(first)
+        parked = asyncio.ensure_future(adm.enter("10.0.0.1", lambda: None))
+        await asyncio.sleep(0)
+        adm.release(first)  # wakes the parked one; its task has not run a step yet
+        newcomer = asyncio.ensure_future(adm.enter("10.0.0.1", lambda: None))
+        woken = await asyncio.wait_for(parked, 1.0)
+        assert isinstance(woken, Ticket) and woken.woken
+        await asyncio.sleep(0)
+        assert not newcomer.done() and adm.refused == 0  # parked behind it, not refused
+        woken.paced(FairBudget(4))  # it started, and still no hello: suspect again
+        assert await adm.enter("10.0.0.1", lambda: None) is None and adm.refused == 1
+        adm.release(woken)
+        assert isinstance(await asyncio.wait_for(newcomer, 1.0), Ticket)
+
+    asyncio.run(main())
+
+
+def test_a_full_table_does_not_evict_a_ticket_just_woken() -> None:
+    async def main() -> None:
+        adm = Admission(max_total=1, max_per_address=5)
+        log: list[str] = []
+        first = await adm.enter("10.0.0.1", lambda: log.append("first"))
+        assert first is not None
+        adm.queued(first)
+        parked = asyncio.ensure_future(adm.enter("10.0.0.2", lambda: log.append("woken")))
+        await asyncio.sleep(0)
+        adm.release(first)
+        woken = await asyncio.wait_for(parked, 1.0)
+        assert isinstance(woken, Ticket) and woken.woken
+        third = asyncio.ensure_future(adm.enter("10.0.0.3", lambda: log.append("third")))
+        await asyncio.sleep(0)
+        assert log == [] and not third.done()  # parked: the woken one is not a victim
+        adm.release(woken)
+        assert isinstance(await asyncio.wait_for(third, 1.0), Ticket)
 
     asyncio.run(main())

@@ -142,16 +142,27 @@ class Ticket:
     on_peer: bool = True
     since: float = 0.0
     tls: ssl.SSLSocket | None = None
+    # Admitted from the park and not started yet (its task resumes in a later loop turn):
+    # it has not had a chance to read its hello, which says nothing about its client.
+    woken: bool = False
 
     def paced(self, budget: FairBudget, tls: ssl.SSLSocket | None = None) -> _TicketBudget:
         """The budget for ``Conn.handshake``, telling the admission where this one waits."""
         self.tls = tls
+        self.woken = False
         return _TicketBudget(budget, self)
 
     def progressed(self) -> bool:
         """The client's hello came and we answered it (a cipher is chosen): a client that
         is slow (or far) is still a client, unlike a connection that never said hello."""
         return self.tls is not None and self.tls.cipher() is not None
+
+    def unproven(self) -> bool:
+        """Not (yet) known to be a client: started, and no hello answered. A ticket just
+        woken from the park is not suspect: a storm's slots are full of those right after
+        a wake, and reading them as hello-less once refused newcomers of a fleet's address
+        and evicted work the gateway was about to do (the agents paid a redial each)."""
+        return not self.woken and not self.progressed()
 
 
 @dataclass(slots=True)
@@ -265,14 +276,14 @@ class Admission:
         mine = self.stalled_of.get(peer)
         if not mine:
             return False
-        return any(t.progressed() for t in islice(reversed(mine.values()), SCAN))
+        return any(not t.unproven() for t in islice(reversed(mine.values()), SCAN))
 
     def _victim(self, now: float) -> Ticket | None:
         """The oldest stalled handshake without a hello, or one stalled past the grace."""
         oldest: Ticket | None = None
         for t in islice(self.stalled.values(), SCAN):
             oldest = oldest or t
-            if not t.progressed():
+            if t.unproven():
                 return t
         if oldest is not None and now - oldest.since >= self.stall_grace:
             return oldest
@@ -408,7 +419,9 @@ class Admission:
                 self.refused += 1
                 entry.future.set_result(None)  # closed by the caller; nothing to undo here
                 continue
-            entry.future.set_result(self._admit(peer, entry.close))
+            ticket = self._admit(peer, entry.close)
+            ticket.woken = True
+            entry.future.set_result(ticket)
 
     def parked_count(self) -> int:
         return self.parked_now
