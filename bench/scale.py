@@ -453,6 +453,93 @@ def etcd_writes(n: int) -> dict[str, float]:
     return result
 
 
+def etcd_fanout(keys: int, watchers: int) -> dict[str, Any]:
+    """A reconnect storm's registry load at cluster scale, on one TLS etcd on loopback:
+    ``watchers`` clients watch the registry prefix (every node of a cluster does), one writes
+    ``keys`` device records in 128-key transactions under one lease (the survivors' writes
+    after a crash), then the lease is revoked (the dead node's records going at once, as its
+    expiry does). Measured: each phase's time until every watcher has every event, and the
+    CPU etcd spent (its /proc stat). The watchers' own decoding runs in this one process, so
+    the delivery times are an upper bound; etcd's CPU is the figure to scale."""
+    import asyncio
+    import tempfile
+
+    from hagate.cluster.config import EtcdSecurity
+    from hagate.cluster.etcd import MAX_TXN_OPS, Etcd, WatchEvent, WatchLost
+    from hagate.lab import etcd as etcdproc
+    from hagate.pki.ca import Role, init_ca, issue
+
+    value = b'{"sid":"0123456789abcdef","services":[{"name":"web","kind":"http"}]}'
+    root = b"/fanout/devices/"
+
+    async def measure(port: int, security: EtcdSecurity, pid: int) -> dict[str, Any]:
+        db = Etcd([("127.0.0.1", port)], 10.0, security)
+        clients = [Etcd([("127.0.0.1", port)], 10.0, security) for _ in range(watchers)]
+        queues: list[asyncio.Queue[WatchEvent | WatchLost]] = [asyncio.Queue() for _ in clients]
+        _, rev = await db.get_prefix(root)
+        cancels = [await c.watch(root, rev + 1, q) for c, q in zip(clients, queues, strict=True)]
+        seen = [0] * watchers
+
+        async def drain(k: int, want: int) -> None:
+            while seen[k] < want:
+                ev = await queues[k].get()
+                if isinstance(ev, WatchLost):
+                    raise LabError(f"watch {k} lost: {ev.reason}")
+                seen[k] += 1
+
+        out: dict[str, Any] = {"keys": keys, "watchers": watchers, "etcd_client": "TLS"}
+        lease = await db.grant(600)
+        names = [root + f"d{i}/n1".encode() for i in range(keys)]
+        for phase, want in (("puts", keys), ("revoke", 2 * keys)):
+            cpu0, t0 = cpu_s(pid), time.perf_counter()
+            waiting = asyncio.gather(*(drain(k, want) for k in range(watchers)))
+            if phase == "puts":
+                for k in range(0, keys, MAX_TXN_OPS):
+                    batch = [(key, value) for key in names[k : k + MAX_TXN_OPS]]
+                    await db.write_many(batch, [], lease)
+                written = time.perf_counter() - t0
+            else:
+                await db.revoke(lease)
+                written = time.perf_counter() - t0
+            await waiting
+            wall = time.perf_counter() - t0
+            out[phase] = {
+                "written_s": round(written, 2),
+                "all_watchers_had_all_s": round(wall, 2),
+                "etcd_cpu_s": round(cpu_s(pid) - cpu0, 2),
+                "etcd_cpu_us_per_event_delivered": round(
+                    (cpu_s(pid) - cpu0) / (keys * watchers) * 1e6, 2
+                ),
+            }
+        for cancel in cancels:
+            await cancel()
+        for c in [db, *clients]:
+            await c.close()
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="hagate-etcd-") as tmp:
+        pki = Path(tmp) / "pki"
+        init_ca(pki, "fanout CA", days=1)
+        issue(pki, Role.SERVER, "etcd", days=1, ips=["127.0.0.1"])
+        issue(pki, Role.NODE, "n1", days=1, ips=["127.0.0.1"])
+        server = pki / "issued" / "server" / "etcd"
+        node = pki / "issued" / "node" / "n1"
+        tls = etcdproc.ServerTLS(server / "cert.pem", server / "key.pem", pki / "ca.crt")
+        client, peer = etcdproc.free_loopback_ports(2)
+        member = etcdproc.Member("fanout", "127.0.0.1", client, peer, tls=tls)
+        argv = etcdproc.argv(member, [member], Path(tmp) / "data", "fanout", 100, 1000)
+        security = EtcdSecurity(
+            tls=True, ca=pki / "ca.crt", cert=node / "cert.pem", key=node / "key.pem"
+        )
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            etcdproc.wait_ready("127.0.0.1", client)
+            return asyncio.run(measure(client, security, proc.pid))
+        finally:
+            proc.kill()
+            proc.wait(5)
+
+
 def _peak(samples: list[tuple[float, int]], window: float = 1.0) -> float:
     best = 0.0
     for k, (t, w) in enumerate(samples):
@@ -485,8 +572,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--etcd-writes", type=int, metavar="N", help="only: N registry writes to a loopback etcd"
     )
+    p.add_argument(
+        "--etcd-fanout",
+        type=int,
+        metavar="KEYS",
+        help="only: KEYS registry writes and a lease revoke, watched by --watchers clients",
+    )
+    p.add_argument("--watchers", type=int, default=30, help="for --etcd-fanout (default 30)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.etcd_fanout:
+        print(json.dumps(etcd_fanout(args.etcd_fanout, args.watchers), indent=2))
+        return 0
     if args.etcd_writes:
         print(json.dumps(etcd_writes(args.etcd_writes)))
         return 0
