@@ -137,8 +137,8 @@ def main() -> int:
     p.add_argument(
         "--agents-nice",
         type=int,
-        default=10,
-        help="nice of the agent processes (10: the gateway comes first, as on its own machine)",
+        default=0,
+        help="nice of the agent processes (e.g. 10: the gateway first, as on its own machine)",
     )
     p.add_argument("--logs", type=Path, help="keep each cluster's logs and records here")
     p.add_argument("--json", action="store_true")
