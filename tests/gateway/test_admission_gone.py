@@ -101,3 +101,31 @@ def test_a_full_table_does_not_evict_a_ticket_just_woken() -> None:
         assert isinstance(await asyncio.wait_for(third, 1.0), Ticket)
 
     asyncio.run(main())
+
+
+def test_only_handshakes_waiting_for_our_cpu_hold_newcomers_back() -> None:
+    """Slow clients do not fill the limit: it counts what waits for our CPU."""
+
+    async def main() -> None:
+        adm = Admission(max_total=100, max_per_address=100, min_inflight=4)
+        waiting_for_clients = [await adm.enter("A", lambda: None) for _ in range(10)]
+        assert all(t is not None for t in waiting_for_clients)  # 10 > limit 4: all admitted
+        cpu = [await adm.enter("B", lambda: None) for _ in range(4)]
+        for t in cpu:
+            assert t is not None
+            adm.queued(t)  # four wait for our CPU: the limit
+        assert adm.cpu_queue() == 4 and len(adm.inflight) == 14
+        parked = asyncio.ensure_future(adm.enter("C", lambda: None))
+        await asyncio.sleep(0)
+        assert not parked.done()
+        first = cpu[0]
+        assert first is not None
+        adm.on_peer(first)  # its step ran: the CPU queue is shorter, the parked one starts
+        woken = await asyncio.wait_for(parked, 1.0)
+        assert isinstance(woken, Ticket) and adm.cpu_queue() == 4  # 3 queued + 1 woken
+        woken.paced(FairBudget(4))
+        assert adm.woken_now == 0 and adm.cpu_queue() == 3
+        adm.release(woken)
+        assert len(adm.inflight) == 14
+
+    asyncio.run(main())

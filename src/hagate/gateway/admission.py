@@ -149,7 +149,10 @@ class Ticket:
     def paced(self, budget: FairBudget, tls: ssl.SSLSocket | None = None) -> _TicketBudget:
         """The budget for ``Conn.handshake``, telling the admission where this one waits."""
         self.tls = tls
-        self.woken = False
+        if self.woken:
+            self.woken = False
+            if self.admission is not None:
+                self.admission.woken_now -= 1
         return _TicketBudget(budget, self)
 
     def progressed(self) -> bool:
@@ -205,13 +208,15 @@ class Admission:
     # storm's agents are served once, in order, instead of expiring at 6 s by the thousand
     # and redialling behind everybody.
     max_park_s: float = 25.0
-    # Little's law: at most 2 x (handshakes completed per second) x target_s in progress,
-    # so an admitted handshake finishes within about 2 x target_s however hard the storm;
-    # the rest wait parked, costing nothing. (2,048 in progress at 250/s meant 8 s per
-    # handshake on a loaded node: clients with a 10 s timeout gave up on work the gateway
-    # then did anyway.) The factor 2 is the headroom that lets the limit grow while
-    # handshakes finish faster than that (rate x target_s alone would never grow: a
-    # limit that only sustains itself).
+    # Little's law on our CPU: at most 2 x (handshakes completed per second) x target_s
+    # handshakes *waiting for our CPU* (queued in the budget, or woken and about to be), so
+    # an admitted handshake's steps wait about 2 x target_s at most however hard the storm;
+    # the rest wait parked, costing nothing. (2,048 queued at 250/s meant 8 s per handshake
+    # on a loaded node: clients gave up on work the gateway then did anyway.) Handshakes
+    # that wait for their *client* are not counted (only ``max_total`` bounds them): when
+    # they were, a storm's agents, slow to answer on a loaded machine, held every slot and
+    # the new master idled at a third of a core with thousands parked. The factor 2 is the
+    # headroom that lets the limit grow while handshakes finish faster than that.
     target_s: float = 1.0
     min_inflight: int = 128
     rate: float = 0.0  # completed handshakes per second (per-second buckets, smoothed)
@@ -224,6 +229,8 @@ class Admission:
     stalled: OrderedDict[int, Ticket] = field(default_factory=OrderedDict)
     stalled_of: dict[str, OrderedDict[int, Ticket]] = field(default_factory=dict)
     busy_of: Counter[str] = field(default_factory=Counter)
+    busy_now: int = 0  # sum of busy_of
+    woken_now: int = 0  # tickets woken from the park whose task has not started yet
     parked: OrderedDict[str, deque[_Parked]] = field(default_factory=OrderedDict)
     parked_now: int = 0
     evicted: int = 0
@@ -254,12 +261,16 @@ class Admission:
             if victim is None:
                 return await self._park(peer, close, gone)
             self._evict(victim)
-        elif len(self.inflight) >= self.limit() and self.busy_of:
+        elif self.cpu_queue() >= self.limit():
             return await self._park(peer, close, gone)  # more would only wait longer for our CPU
         return self._admit(peer, close)
 
+    def cpu_queue(self) -> int:
+        """Handshakes whose next step waits for our CPU (or that are about to start)."""
+        return self.busy_now + self.woken_now
+
     def limit(self) -> int:
-        """Handshakes in progress before newcomers are parked (at most ``max_total``)."""
+        """Handshakes waiting for our CPU before newcomers are parked (<= ``max_total``)."""
         grown = int(2 * self.rate * self.target_s)
         return min(self.max_total, max(self.min_inflight, grown))
 
@@ -355,6 +366,7 @@ class Admission:
             ticket.on_peer = False
             self._unstall(ticket)
             self.busy_of[ticket.peer] += 1
+            self.busy_now += 1
 
     def on_peer(self, ticket: Ticket) -> None:
         """``ticket`` got its turn; after the step it waits for its client again."""
@@ -363,6 +375,8 @@ class Admission:
             ticket.since = time.monotonic()
             self._stall(ticket)
             self._not_busy(ticket.peer)
+            if self.parked:
+                self._wake()  # the CPU queue is one shorter: room for a parked one?
 
     def release(self, ticket: Ticket) -> None:
         if self.inflight.pop(id(ticket), None) is not None:
@@ -373,6 +387,7 @@ class Admission:
         self._wake()
 
     def _not_busy(self, peer: str) -> None:
+        self.busy_now -= 1
         self.busy_of[peer] -= 1
         if self.busy_of[peer] <= 0:
             del self.busy_of[peer]
@@ -380,6 +395,9 @@ class Admission:
     def _forget(self, ticket: Ticket) -> None:
         ticket.done = True
         ticket.tls = None
+        if ticket.woken:
+            ticket.woken = False
+            self.woken_now -= 1
         self.inflight.pop(id(ticket), None)
         self._unstall(ticket)
         if not ticket.on_peer:
@@ -395,7 +413,12 @@ class Admission:
         skipped = 0
         now = time.monotonic()
         room = self.limit()
-        while parked and len(self.inflight) < room and skipped < len(parked):
+        while (
+            parked
+            and len(self.inflight) < self.max_total
+            and self.cpu_queue() < room
+            and skipped < len(parked)
+        ):
             peer, queue = next(iter(parked.items()))
             if self.per_address[peer] >= self.max_per_address:
                 parked.move_to_end(peer)
@@ -421,6 +444,7 @@ class Admission:
                 continue
             ticket = self._admit(peer, entry.close)
             ticket.woken = True
+            self.woken_now += 1
             entry.future.set_result(ticket)
 
     def parked_count(self) -> int:
