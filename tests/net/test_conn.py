@@ -142,6 +142,38 @@ def test_recv_some_buffer_first_then_socket_then_eof() -> None:
     run(main())
 
 
+def test_recv_nowait_reads_what_is_there_and_never_waits(pki: Pki) -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        conn = Conn(a)
+        assert conn.recv_nowait() is None  # nothing yet: no wait, no reader registered
+        assert registered(conn.loop, a.fileno()) == (False, False)
+        b.send(b"line\nextra")
+        assert await conn.read_until(b"\n", 100) == b"line\n"
+        assert conn.recv_nowait() == b"extra"  # the buffer first
+        b.send(b"next request")
+        await asyncio.sleep(0.01)
+        assert conn.recv_nowait() == b"next request"
+        b.shutdown(socket.SHUT_WR)
+        assert conn.recv_nowait() == b""  # end of stream, as recv_some says it
+        conn.close()
+        with pytest.raises(ConnectionResetError):
+            conn.recv_nowait()
+        b.close()
+        # TLS: a record that has arrived is decrypted; none there is None, not an error.
+        client, server = tls_pair(pki)
+        await asyncio.gather(client.handshake(), server.handshake())
+        assert server.recv_nowait() is None
+        client.write(b"GET / HTTP/1.1\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert server.recv_nowait() == b"GET / HTTP/1.1\r\n\r\n"
+        assert server.recv_nowait() is None
+        client.close()
+        server.close()
+
+    run(main())
+
+
 def test_idle_reader_stops_watching_rather_than_spinning() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -148,6 +148,24 @@ class Conn:
             self.loop.add_reader(self.fd, self._on_readable)
             self._watching = True
 
+    def recv_nowait(self, n: int = 65536) -> bytes | None:
+        """What :meth:`recv_some` would give if it is there now; None if the read would
+        wait (then call ``recv_some``, which also handles a TLS read that must write first).
+
+        A keep-alive peer has usually sent its next request by the time the last answer is
+        done with: this reads it without a coroutine, a future or a deadline.
+        """
+        if self.rbuf:
+            data = bytes(self.rbuf)
+            self.rbuf.clear()
+            return data
+        if self.closed:
+            raise ConnectionResetError("connection closed")
+        try:
+            return self.sock.recv(n)
+        except WOULD_BLOCK:
+            return None
+
     async def recv_some(self, n: int = 65536, wait: bool = False) -> bytes:
         """Bytes from the buffer or the socket; b"" at end of stream.
 

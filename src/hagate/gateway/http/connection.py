@@ -184,7 +184,10 @@ class UserConn:
             if self.upgrade_tail is not None:
                 return None  # a refused upgrade: its connection is not HTTP any more
             try:
-                if self._in_head or first:
+                got = self.conn.recv_nowait(READ_SIZE)  # the next request is usually there
+                if got is not None:
+                    data = got
+                elif self._in_head or first:
                     data = await self.recv(front.head_timeout, Wait.HEAD)
                 else:
                     data = await self.recv(front.idle_timeout, Wait.IDLE)
