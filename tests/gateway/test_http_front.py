@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import socket
 import time
@@ -722,6 +723,35 @@ def test_each_request_of_a_keep_alive_connection_is_decided_and_leased() -> None
             ok = await c.get("dev2.gw.test", extra=creds)  # credentials: decided each time
             assert ok.status == 200 and hub.leases[-1].principal.name == "alice"
             assert (await c.get("dev2.gw.test")).status == 401  # and none again: anonymous
+
+    run(main)
+
+
+def test_pipelined_refusals_do_not_keep_the_event_loop() -> None:
+    """Requests the gateway answers itself never wait on a device: a client that pipelines
+    hundreds of them must still let the loop turn (others are served meanwhile)."""
+
+    async def main() -> None:
+        async with rig() as g:
+            c = await g.client()
+            n = 320
+            seen: list[int] = []
+            done = False
+
+            async def ticker() -> None:
+                while not done:
+                    seen.append(g.front.responses[404])
+                    await asyncio.sleep(0)
+
+            tick = asyncio.create_task(ticker())
+            c.send(b"GET / HTTP/1.1\r\nHost: nowhere.example\r\n\r\n" * n)
+            for _ in range(n):
+                assert (await read_response(c.r)).status == 404
+            done = True
+            await tick
+            assert seen[-1] == n
+            steps = [b - a for a, b in itertools.pairwise(seen)]
+            assert max(steps) <= 64, max(steps)  # answered a few dozen per loop turn at most
 
     run(main)
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 LINGER = 2.0  # after a last answer, how long unread input is drained before the close
 LINGER_BYTES = 1 << 20
 REPLY_TIMEOUT = 5.0  # for the user to take an answer of the gateway's own
+YIELD_EVERY = 32  # requests of one connection between two turns of the event loop at least
 
 
 class UserConn:
@@ -147,6 +148,7 @@ class UserConn:
 
     async def run(self) -> None:
         first = True
+        served = 0
         while True:
             req = await self.next_request(first)
             if req is None:
@@ -154,6 +156,11 @@ class UserConn:
             first = False
             if not await self.exchange(req):
                 return
+            served += 1
+            if not served % YIELD_EVERY:
+                # Requests that are there and answered by the gateway itself (refusals)
+                # never wait: a client pipelining them must not keep the loop to itself.
+                await asyncio.sleep(0)
 
     async def recv(self, delay: float, kind: Wait) -> bytes:
         """Bytes from the user (b"" at EOF) within ``delay`` seconds, else Deadline."""
