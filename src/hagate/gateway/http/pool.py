@@ -45,12 +45,9 @@ class UpstreamPool:
         while queue:
             conn, _ = queue.pop()
             if alive(conn):
-                if not queue:
-                    del self._idle[key]
                 self.reused += 1
-                return conn
+                return conn  # an emptied queue stays for the put that follows (expiry drops it)
             conn.close()
-        self._idle.pop(key, None)
         return None
 
     def put(self, key: Key, conn: Conn) -> None:
