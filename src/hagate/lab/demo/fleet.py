@@ -47,6 +47,11 @@ class FleetPlan:
     # their own. Measured (10,000 crash): it does not shorten the storm, the new master was
     # not starved but waiting for its agents (docs/fleet.md), so the default stays 0.
     nice: int = 0
+    # A refused attempt answers for the other agents of its process this long (ms; 0: each
+    # agent connects for itself): the lab's 10,000 devices share two cores with the
+    # gateway, and their own retries against the crashed node (40,000 connects a second)
+    # left the agent processes ~2.5 s behind when the VIP moved (hagate.agent.RefusalGate).
+    gate_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if self.devices < 1 or not 0 <= self.procs <= MAX_PROCS:
@@ -166,6 +171,7 @@ class Fleet:
             argv += ["--prefix", PREFIX, "--first", str(first), "--count", str(count)]
             argv += ["--target", f"127.0.0.1:{WEB_PORT}", "--schedule", self.plan.schedule.value]
             argv += ["--events", str(self.events_path(k)), "--nice", str(self.plan.nice)]
+            argv += ["--refusal-gate-ms", f"{self.plan.gate_ms:g}"]
             argv += ["--ramp-ms", f"{self.plan.processes * 1000 / START_RATE:g}"]
             self._spawn(f"fleet{k}", f"agents{k}", argv)
 
