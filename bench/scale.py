@@ -376,8 +376,8 @@ def run(
         ml.crash_node(1)
         deadline = t_crash + 60 + agents / 100
         pres = node_prefixes(plan, 1)
-        each = lost // len(pres)
-        probe = [f"{p}{k}" for p in pres for k in range(0, each, max(1, each // 10))][:20]
+        each, per = lost // len(pres), 20 // len(pres)  # 20 sampled devices of n1 in all
+        probe = [f"{p}{k}" for p in pres for k in range(0, each, max(1, each // per))][:20]
         reached: dict[int, set[str]] = {2: set(), 3: set()}
         while time.monotonic() < deadline:
             for i in (2, 3):
