@@ -727,6 +727,47 @@ def test_each_request_of_a_keep_alive_connection_is_decided_and_leased() -> None
     run(main)
 
 
+class TokenPolicy(FakePolicy):
+    """Bearer 'good' is bob's gateway token, known to the policy's cache until it expires."""
+
+    def __init__(self) -> None:
+        self.bob = Principal(PrincipalKind.TOKEN, "bob")
+        self.valid = True
+        self.asked = 0
+
+    def authenticate_cached(
+        self, authorization: str | None, cert: Identity | None, now: float
+    ) -> Principal | AuthFailure | None:
+        if authorization == "Bearer good":
+            self.asked += 1
+            return self.bob if self.valid else AuthFailure(401, "token expired", CHALLENGE)
+        return super().authenticate_cached(authorization, cert, now)
+
+    def is_gateway_credential(self, authorization: str | None) -> bool:
+        return authorization == "Bearer good" or super().is_gateway_credential(authorization)
+
+
+def test_a_remembered_credential_is_still_judged_by_the_policy_each_request() -> None:
+    async def main() -> None:
+        async with rig() as g:
+            policy = g.hub._policy = TokenPolicy()
+            c = await g.client()
+            token = "Authorization: Bearer good\r\n"
+            for _ in range(3):
+                ok = await c.get("dev2.gw.test", extra=token)
+                assert ok.status == 200 and "authorization" not in ok.json()["headers"]
+            assert policy.asked == 3  # the credential was checked by the policy every time
+            assert [lease.principal.name for lease in g.hub.leases] == ["bob"] * 3
+            assert (await c.get("dev2.gw.test")).status == 401  # no credential: anonymous
+            assert (await c.get("dev2.gw.test", extra=token)).status == 200
+            policy.valid = False  # it expired: the next request with it is refused
+            resp = await c.get("dev2.gw.test", extra=token)
+            assert resp.status == 401 and resp.body.startswith(b"token expired")
+            assert [st for _, st, _ in g.hub.refusals] == [401, 401]
+
+    run(main)
+
+
 def test_pipelined_refusals_do_not_keep_the_event_loop() -> None:
     """Requests the gateway answers itself never wait on a device: a client that pipelines
     hundreds of them must still let the loop turn (others are served meanwhile)."""

@@ -2,19 +2,21 @@
 policy, take a stream lease. A keep-alive connection that changes Host, credentials or device
 gets a fresh decision for each request, and every request takes its own lease (limits, rates).
 
-One thing is remembered per connection (:class:`Allowed`): for a request *without* an
-Authorization field, the principal and the allowed decisions, as long as the gateway's policy
-is the same object. Those inputs are the connection's own (its client address, its TLS
-certificate or none), and the policy gives the same answer for them until it is replaced
-(its own caches are per object and never expire for these), so the memo answers exactly as
-the policy would, without an authentication coroutine and a decision-cache lookup per request.
-Refusals are never remembered: each is decided, answered and logged anew.
+One thing is remembered per connection (:class:`Allowed`): under the gateway's current policy
+object, for the connection's last credential (its Authorization field, or none), the principal
+and the (device, service) pairs the policy allowed it. The policy answers the same for those
+inputs until it is replaced (its decision cache is per object and never expires), so the memo
+answers as the policy would. A credential is still checked on every request by the policy's
+own cache (``authenticate_cached``: its expiry, a token's ``exp``): the memo is used only when
+that gives back the very principal it was made for. Refusals are never remembered: each is
+decided, answered and logged anew.
 
 Refusals are the gateway's own answers (401/403/404/421/429/503), logged as refusals.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,27 +45,45 @@ Grant = tuple[Route, Lease, bool]  # the route, its lease, whether to strip Auth
 
 
 class Allowed:
-    """One connection's memo for requests without credentials: who it is under ``policy``,
-    and the (device, service) pairs that policy allowed it."""
+    """One connection's memo: who its credential ``auth`` (None: no Authorization field) is
+    under ``policy``, whether that credential is the gateway's (stripped), and the
+    (device, service) pairs that policy allowed it."""
 
-    __slots__ = ("decisions", "policy", "who")
+    __slots__ = ("auth", "decisions", "policy", "strip", "who")
 
-    def __init__(self, policy: AccessPolicy, who: Principal) -> None:
+    def __init__(
+        self, policy: AccessPolicy, auth: bytes | None, who: Principal, strip: bool
+    ) -> None:
         self.policy = policy
+        self.auth = auth
         self.who = who
+        self.strip = strip
         self.decisions: dict[tuple[str, str], Decision] = {}
 
 
 def authorize_known(
-    front: HttpFront, req: Request, client_ip: str, sni: str | None, allowed: Allowed | None
+    front: HttpFront,
+    req: Request,
+    client_ip: str,
+    sni: str | None,
+    cert: Identity | None,
+    allowed: Allowed | None,
 ) -> Grant | Refusal | None:
     """The answer for a request the connection's memo knows the policy allows, else None
     (then :func:`authorize` decides). The lease is taken as :func:`authorize` takes it."""
-    if allowed is None or req.authorization is not None:
+    if allowed is None:
         return None
     hub = front.hub
-    if hub.policy is not allowed.policy:
-        return None  # reloaded: decide afresh
+    policy = hub.policy
+    if policy is not allowed.policy or req.authorization != allowed.auth:
+        return None  # reloaded, or another credential: decide afresh
+    who = allowed.who
+    if req.authorization is not None:
+        # The credential is judged by the policy's cache each time (expiry, token exp);
+        # only the very principal the memo was made for is taken as known.
+        auth = req.authorization.decode("latin-1")
+        if policy.authenticate_cached(auth, cert, time.time()) is not who:
+            return None
     try:
         name, route = front.routes.route(req.host)
     except HostError:
@@ -75,27 +95,29 @@ def authorize_known(
     decision = allowed.decisions.get((device, service))
     if decision is None:
         return None
-    who = allowed.who
     kind = front.route_kind
     try:
         lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
     except StreamError as exc:
         hub.log_refusal(who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
         return Refusal(exc.code, exc.message)
-    return route, lease, False
+    return route, lease, allowed.strip
 
 
-def remember(
-    allowed: Allowed | None,
-    policy: AccessPolicy,
-    who: Principal,
-    device: str,
-    service: str,
-    decision: Decision,
-) -> Allowed:
-    """``allowed`` with one more allowed decision (a fresh memo if the policy changed)."""
-    if allowed is None or allowed.policy is not policy or allowed.who is not who:
-        allowed = Allowed(policy, who)
+Known = tuple["AccessPolicy", Principal, str, str, Decision]  # what an allowed grant rests on
+
+
+def remember(allowed: Allowed | None, req: Request, strip: bool, known: Known) -> Allowed:
+    """``allowed`` with one more allowed decision (a fresh memo if the policy, the
+    credential or the principal changed)."""
+    policy, who, device, service, decision = known
+    if (
+        allowed is None
+        or allowed.policy is not policy
+        or allowed.who is not who
+        or allowed.auth != req.authorization
+    ):
+        allowed = Allowed(policy, req.authorization, who, strip)
     elif len(allowed.decisions) >= ALLOWED_MAX:
         allowed.decisions.clear()
     allowed.decisions[device, service] = decision
@@ -110,17 +132,16 @@ async def authorize(
     cert: Identity | None,
     allowed: Allowed | None = None,
 ) -> tuple[Grant | Refusal, Allowed | None]:
-    """A lease for ``req``, or why not; and the connection's memo, updated if ``req`` has no
-    credentials and was allowed."""
+    """A lease for ``req``, or why not; and the connection's memo, updated if it was allowed."""
     grant = await _authorize(front, req, client_ip, sni, cert)
-    if isinstance(grant, tuple) and req.authorization is None:
-        return grant[0], remember(allowed, *grant[1])
-    return grant if isinstance(grant, Refusal) else grant[0], allowed
+    if isinstance(grant, Refusal):
+        return grant, allowed
+    return grant[0], remember(allowed, req, grant[0][2], grant[1])
 
 
 async def _authorize(
     front: HttpFront, req: Request, client_ip: str, sni: str | None, cert: Identity | None
-) -> tuple[Grant, tuple[AccessPolicy, Principal, str, str, Decision]] | Refusal:
+) -> tuple[Grant, Known] | Refusal:
     try:
         name, route = front.routes.route(req.host)
     except HostError as exc:

@@ -219,7 +219,7 @@ class UserConn:
         if refused is not None:
             await self.reply(*refused, close=True)
             return False
-        grant = authorize_known(self.front, req, self.client_ip, self.sni, self.allowed)
+        grant = authorize_known(self.front, req, self.client_ip, self.sni, self.cert, self.allowed)
         if grant is None:
             grant, self.allowed = await authorize(
                 self.front, req, self.client_ip, self.sni, self.cert, self.allowed
