@@ -451,6 +451,9 @@ class Admission:
         return self.parked_now
 
 
+ACCEPT_PAUSE_S = 1.0  # how long a listener rests after accept() ran out of resources
+
+
 class Acceptor:
     """Accepts on a listening socket and hands each connection to ``handler`` in a task."""
 
@@ -461,9 +464,15 @@ class Acceptor:
     ) -> None:
         self.loop = loop
         self.spawn = spawn
+        self.accept_pauses = 0  # times accept() failed and the listener paused
 
     def watch(self, lsock: socket.socket, handler: Handler) -> None:
         loop = self.loop
+        fd = lsock.fileno()
+
+        def resume() -> None:
+            if lsock.fileno() == fd:  # not closed (unwatched) meanwhile
+                loop.add_reader(fd, on_accept)
 
         def on_accept() -> None:
             for _ in range(256):
@@ -471,13 +480,24 @@ class Acceptor:
                     sock, addr = lsock.accept()
                 except (BlockingIOError, InterruptedError):
                     return
-                except OSError as exc:  # EMFILE and friends: log, keep serving
-                    log.warning("accept failed: %s", exc)
+                except OSError as exc:
+                    # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+                    # pending connection stays queued and the socket stays readable, so
+                    # retrying at once spins a core and floods the log (a 30,000-agent lab
+                    # run: 1.3 cores, 5 million lines in 3 minutes, /healthz unanswered).
+                    # Pause this listener as asyncio's own servers do; one line per pause.
+                    self.accept_pauses += 1
+                    log.warning(
+                        "accept failed: %s; not accepting on %s for %.0f s",
+                        exc, lsock.getsockname(), ACCEPT_PAUSE_S,
+                    )  # fmt: skip
+                    loop.remove_reader(fd)
+                    loop.call_later(ACCEPT_PAUSE_S, resume)
                     return
                 sock.setblocking(False)
                 self.spawn(handler(sock, (str(addr[0]), int(addr[1]))))
 
-        loop.add_reader(lsock.fileno(), on_accept)
+        loop.add_reader(fd, on_accept)
 
     def unwatch(self, lsock: socket.socket) -> None:
         if lsock.fileno() >= 0:
