@@ -25,6 +25,7 @@ from hagate.gateway.protocol import ServiceKind
 from hagate.gateway.session import StreamError
 from hagate.net.conn import Conn
 from hagate.net.tls import Identity
+from hagate.pki.ca import Role
 from hagate.policy.model import (
     ANONYMOUS,
     AuthFailure,
@@ -245,6 +246,7 @@ class FakeHub:
         self.opened = 0
         self.full: set[str] = set()
         self.refusals: list[tuple[str, int, str]] = []
+        self.revoked: frozenset[int] = frozenset()
         self._policy = FakePolicy()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -764,6 +766,30 @@ def test_a_remembered_credential_is_still_judged_by_the_policy_each_request() ->
             resp = await c.get("dev2.gw.test", extra=token)
             assert resp.status == 401 and resp.body.startswith(b"token expired")
             assert [st for _, st, _ in g.hub.refusals] == [401, 401]
+
+    run(main)
+
+
+def test_a_certificate_revoked_after_the_handshake_is_refused_on_its_next_request() -> None:
+    """The CRL is the gateway's current one on every request, not the handshake's: a user
+    certificate revoked meanwhile gets 403 on a keep-alive connection and on a new one."""
+
+    async def main() -> None:
+        async with rig(route_kind=RouteKind.HTTPS, port=443) as g:
+            alice = Identity(Role.USER, "alice", 7)
+            c = await g.client(sni="dev1.gw.test", cert=alice)
+            for _ in range(2):
+                assert (await c.get("dev1.gw.test")).status == 200
+            g.hub.revoked = frozenset({7})
+            resp = await c.get("dev1.gw.test")
+            assert resp.status == 403 and resp.body.startswith(b"certificate revoked")
+            c2 = await g.client(sni="dev1.gw.test", cert=alice)
+            assert (await c2.get("dev1.gw.test")).status == 403
+            bob = await g.client(sni="dev1.gw.test", cert=Identity(Role.USER, "bob", 8))
+            assert (await bob.get("dev1.gw.test")).status == 200
+            assert len(g.hub.leases) == 3
+            assert [(d, st) for d, st, _ in g.hub.refusals] == [("dev1", 403)] * 2
+            assert "user:alice revoked" in g.hub.refusals[0][2]
 
     run(main)
 

@@ -77,6 +77,8 @@ def authorize_known(
     policy = hub.policy
     if policy is not allowed.policy or req.authorization != allowed.auth:
         return None  # reloaded, or another credential: decide afresh
+    if cert is not None and cert.serial in hub.revoked:
+        return None  # authorize refuses it
     who = allowed.who
     if req.authorization is not None:
         # The credential is judged by the policy's cache each time (expiry, token exp);
@@ -151,6 +153,14 @@ async def _authorize(
     if sni is not None and name != sni:
         return Refusal(421, "TLS server name and Host differ")
     hub = front.hub
+    kind = front.route_kind
+    if cert is not None and cert.serial in hub.revoked:
+        # The CRL changed since this connection's handshake: its certificate is no one now.
+        device = route.device
+        service = hub.service_name(device, route.service)
+        why = f"certificate of {cert.role.value}:{cert.name} revoked"
+        hub.log_refusal(ANONYMOUS, client_ip, device, service, kind, "", 403, why)
+        return Refusal(403, "certificate revoked")
     policy = hub.policy
     auth = req.authorization.decode("latin-1") if req.authorization is not None else None
     # A password seen for the first time is checked with argon2 off the event loop, a few at
@@ -158,7 +168,6 @@ async def _authorize(
     who = await hub.authenticate(policy, auth, cert, client_ip)
     device = route.device
     service = hub.service_name(device, route.service)
-    kind = front.route_kind
     if isinstance(who, AuthFailure):
         hub.log_refusal(ANONYMOUS, client_ip, device, service, kind, "", who.status, who.reason)
         return Refusal(who.status, who.reason, who.challenge)

@@ -46,6 +46,8 @@ class Lease(Protocol):
 class Hub(Protocol):
     """The gateway as the front sees it (gateway/server.py provides it)."""
 
+    revoked: frozenset[int]  # serials of the CRL now in force (a user certificate's too)
+
     async def authenticate(
         self,
         policy: AccessPolicy,
