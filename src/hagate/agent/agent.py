@@ -75,9 +75,6 @@ HINT_JITTER = 0.1  # wait up to 10% longer than a retry_after hint, never shorte
 TICKET_KEEP_S = 3600.0
 
 
-QUICK_ANSWER_S = 1.0  # a failed connect this fast was an answer (refused), not silence
-
-
 class RedialGate(Protocol):
     """What the agents of one fleet process share about the gateway's address (bench only).
 
@@ -93,7 +90,7 @@ class RedialGate(Protocol):
         ...
 
     def refused(self, now: float) -> None:
-        """An attempt was refused (answered quickly without reaching a gateway)."""
+        """An attempt failed without reaching a gateway (refused, or silent)."""
         ...
 
 
@@ -264,7 +261,6 @@ class Agent:
                 await asyncio.sleep(schedule.delay(attempt, now - lost_at, random.random()))
                 raise_if_cancelled()
                 continue
-            started = loop.time()
             hint = 0.0
             keep_failures = False  # a superseded session is no success
             refused = False
@@ -290,8 +286,9 @@ class Agent:
                 level = logging.INFO if attempt <= 1 or self._established else logging.DEBUG
                 c = self.cfg.client
                 log.log(level, "gateway %s:%s: %s", c.host, c.port, str(exc) or type(exc).__name__)
-                quick = loop.time() - started < QUICK_ANSWER_S
-                if gate is not None and quick and not self._reached and not self._established:
+                # Not by its duration: a fleet process's loop, seconds behind in a storm, made
+                # every refusal look slow. A silent attempt (5 s) recorded is harmless too.
+                if gate is not None and not self._reached and not self._established:
                     gate.refused(loop.time())
             finally:
                 self._end_session()
