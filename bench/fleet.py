@@ -143,7 +143,7 @@ def main() -> int:
     p.add_argument(
         "--refusal-gate-ms",
         type=float,
-        default=100.0,
+        default=0.0,
         help="a refused attempt answers for its agent process's siblings this long (0: off)",
     )
     p.add_argument("--logs", type=Path, help="keep each cluster's logs and records here")

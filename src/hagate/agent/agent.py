@@ -261,6 +261,7 @@ class Agent:
                 await asyncio.sleep(schedule.delay(attempt, now - lost_at, random.random()))
                 raise_if_cancelled()
                 continue
+            started = loop.time()
             hint = 0.0
             keep_failures = False  # a superseded session is no success
             refused = False
@@ -286,10 +287,12 @@ class Agent:
                 level = logging.INFO if attempt <= 1 or self._established else logging.DEBUG
                 c = self.cfg.client
                 log.log(level, "gateway %s:%s: %s", c.host, c.port, str(exc) or type(exc).__name__)
-                # Not by its duration: a fleet process's loop, seconds behind in a storm, made
-                # every refusal look slow. A silent attempt (5 s) recorded is harmless too.
+                # Dated by when the attempt started (its SYN), not by when a loop seconds
+                # behind in a storm read the answer: a late answer must not close the gate
+                # on siblings after the VIP has moved. Nor judged by its duration (late
+                # answers looked slow); a silent attempt (5 s) recorded is harmless.
                 if gate is not None and not self._reached and not self._established:
-                    gate.refused(loop.time())
+                    gate.refused(started)
             finally:
                 self._end_session()
             raise_if_cancelled()
