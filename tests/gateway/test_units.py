@@ -14,8 +14,8 @@ from hagate.gateway.http import HostError, Route, check_host, route_for
 from hagate.gateway.http.fields import connection_tokens, forwarded_fields
 from hagate.gateway.http.request import Request, parse_refusal, refusal, request_head
 from hagate.gateway.metrics import Metrics
-from hagate.gateway.server import event_loop_factory
 from hagate.net.conn import parse_hostport
+from hagate.net.loop import event_loop_factory
 
 FULL = """
 domain = "gw.example.com"

@@ -60,11 +60,13 @@ def _agent(args: argparse.Namespace) -> int:
     from hagate.agent.agent import run_agent
     from hagate.agent.config import load_agent_config
     from hagate.gateway.config import ConfigError
+    from hagate.net.loop import event_loop_factory
 
     _logging(args.verbose)
     try:
         cfg = load_agent_config(args.config)
-        asyncio.run(run_agent(cfg))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_agent(cfg))
     except ConfigError as exc:
         print(f"hagate agent: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from hagate.gateway import http
@@ -36,6 +36,7 @@ from hagate.gateway.tcp_front import TcpFront
 from hagate.gateway.tunnel_front import TunnelFront
 from hagate.net.backend import KERNEL, Backend
 from hagate.net.conn import Conn, set_nodelay
+from hagate.net.loop import event_loop_factory
 from hagate.net.pipe import Pipe
 from hagate.net.tls import (
     Identity,
@@ -588,24 +589,6 @@ def run(cfg: GatewayConfig) -> int:
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(main())
     return 0
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed, else asyncio's own (None).
-
-    The gateway's per-request HTTP work is loop turns, timers and reader callbacks; on
-    uvloop the gateway spends about a third less CPU per proxied request (bench/tunnel.py,
-    docs/gateway.md). ``HAGATE_LOOP=asyncio`` keeps asyncio's loop.
-    """
-    import os
-
-    if os.environ.get("HAGATE_LOOP", "").lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def raise_nofile_limit(want: int = 1 << 20) -> int:
