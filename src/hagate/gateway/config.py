@@ -14,6 +14,8 @@ from typing import Any
 from hagate.cluster.config import ClusterConfig, parse_cluster_section
 from hagate.net.conn import parse_hostport
 
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used (message names the file and the key)."""
@@ -68,6 +70,8 @@ class GatewayConfig:
     admin_token_file: Path | None = None  # [listen] admin_token_file: bearer token of /api/*
     admin_tls: bool = False  # [listen] admin_tls: /api/* over TLS with [tls] cert/key
     admin_insecure: bool = False  # [listen] admin_insecure: off loopback in clear, on purpose
+    # [listen] trusted_proxies: peers whose X-Forwarded-For names the client (http/clientip.py)
+    trusted_proxies: Networks = ()
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -154,6 +158,7 @@ def parse_gateway_config(
             line = Locator(text).line("listen", key=bad) if text is not None else None
             at = f"{name}:{line}" if line is not None else name
             raise ConfigError(f"{at}: [listen] {bad}: {why}")
+    trusted_proxies = _trusted_proxies(listen, name, text)
     tcp = _get(data, "tcp", dict, f"{name}: ", {})
     w = f"{name}: [tcp] "
     tcp_host = _get(tcp, "listen", str, w, "0.0.0.0")
@@ -225,6 +230,7 @@ def parse_gateway_config(
         admin_token_file=admin_token_file,
         admin_tls=admin_tls,
         admin_insecure=admin_insecure,
+        trusted_proxies=trusted_proxies,
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
@@ -233,6 +239,27 @@ def parse_gateway_config(
     if cfg.dead_after_ms < 2 * cfg.heartbeat_ms:
         raise ConfigError(f"{w}dead_after_ms must be at least twice heartbeat_ms")
     return cfg
+
+
+def _trusted_proxies(listen: dict[str, Any], name: str, text: str | None) -> Networks:
+    """``[listen] trusted_proxies = ["10.0.0.0/24", "::1"]``: a bad entry names its line."""
+    raw = listen.get("trusted_proxies", [])
+    try:
+        if not isinstance(raw, list) or not all(isinstance(e, str) for e in raw):
+            raise ValueError(f"expected a list of CIDR strings, got {raw!r}")
+        out = []
+        for entry in raw:
+            try:
+                out.append(ipaddress.ip_network(entry.strip()))
+            except ValueError as exc:
+                raise ValueError(f"{entry!r}: {exc}") from None
+        return tuple(out)
+    except ValueError as exc:
+        from hagate.policy.locate import Locator  # only here: `gateway check` starts fast
+
+        line = Locator(text).line("listen", key="trusted_proxies") if text is not None else None
+        at = f"{name}:{line}" if line is not None else name
+        raise ConfigError(f"{at}: [listen] trusted_proxies: {exc}") from None
 
 
 def is_loopback(host: str) -> bool:

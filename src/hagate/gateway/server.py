@@ -198,6 +198,7 @@ class Gateway:
             self.cfg.header_bytes,
             HEAD_TIMEOUT,
             pool=UpstreamPool(32, 15.0),
+            trusted_proxies=self.cfg.trusted_proxies,
         )
         self.fronts.append(front)
         return front

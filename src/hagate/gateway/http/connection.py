@@ -17,6 +17,7 @@ import httptools
 
 from hagate.gateway.http.access import Allowed, Refusal, authorize, authorize_known
 from hagate.gateway.http.answers import error_response
+from hagate.gateway.http.clientip import forwarded_chain, is_trusted
 from hagate.gateway.http.deadline import Deadline, Deadlines, Wait
 from hagate.gateway.http.exchange import READ_SIZE, Exchange
 from hagate.gateway.http.fields import forwarded_fields
@@ -53,8 +54,10 @@ class UserConn:
         "forwarded",
         "front",
         "parser",
+        "peer",
         "peer_done",
         "pipe",
+        "proxied",
         "sni",
         "upgrade_tail",
         "upstream",
@@ -70,7 +73,12 @@ class UserConn:
     ) -> None:
         self.front = front
         self.conn = conn
-        self.client_ip = str(client[0])
+        self.peer = str(client[0])  # the TCP peer
+        # Behind a trusted proxy the client is each request's own (one upstream keep-alive
+        # connection of nginx carries many users): client_ip and forwarded are set per
+        # request by via_proxy. Else they are the peer's, once for the connection.
+        self.proxied = is_trusted(self.peer, front.trusted_proxies)
+        self.client_ip = self.peer
         self.sni = sni
         self.cert = cert
         self.deadlines = Deadlines(conn.loop)
@@ -219,6 +227,8 @@ class UserConn:
         if refused is not None:
             await self.reply(*refused, close=True)
             return False
+        if self.proxied:
+            self.via_proxy(req)
         grant = authorize_known(self.front, req, self.client_ip, self.sni, self.cert, self.allowed)
         if grant is None:
             grant, self.allowed = await authorize(
@@ -235,6 +245,24 @@ class UserConn:
             self.upstream = None
             if self.pipe is None:
                 lease.end(ex.result, ex.status)
+
+    def via_proxy(self, req: Request) -> None:
+        """The request's own client, named by the trusted proxy that sent it (clientip.py),
+        and the Forwarded fields the device gets for it. The memo of allowed decisions was
+        made for one client (the policy's address rules): another client starts a new one."""
+        xff: list[str] = []
+        fwd: list[str] = []
+        for lname, _name, value in req.headers:
+            if lname == b"x-forwarded-for":
+                xff.append(value.decode("latin-1"))
+            elif lname == b"forwarded":
+                fwd.append(value.decode("latin-1"))
+        chain = forwarded_chain(self.peer, xff, fwd, self.front.trusted_proxies)
+        client = chain[0]
+        if client != self.client_ip:
+            self.allowed = None
+            self.client_ip = client
+        self.forwarded = forwarded_fields(client, self.front.proto, tuple(chain[1:]))
 
     async def refuse(
         self, req: Request, status: int, message: str, challenge: str | None = None

@@ -58,10 +58,19 @@ def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
 
 
-def forwarded_fields(client_ip: str, proto: str) -> bytes:
-    """X-Forwarded-For/-Proto and RFC 7239 Forwarded for one client connection."""
-    node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+def forwarded_fields(client_ip: str, proto: str, proxies: tuple[str, ...] = ()) -> bytes:
+    """X-Forwarded-For/-Proto and RFC 7239 Forwarded for one client: written from
+    ``client_ip`` and, behind trusted proxies, the proxies it came through (``proxies``, the
+    gateway's TCP peer last), as nginx appends each hop; ``proto`` is the gateway's own."""
+    if not proxies:
+        node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+        return (
+            f"X-Forwarded-For: {client_ip}\r\nX-Forwarded-Proto: {proto}\r\n"
+            f"Forwarded: for={node};proto={proto}\r\n"
+        ).encode("latin-1")
+    hops = (client_ip, *proxies)
+    nodes = ", ".join(f'for="[{h}]"' if ":" in h else f"for={h}" for h in hops)
     return (
-        f"X-Forwarded-For: {client_ip}\r\nX-Forwarded-Proto: {proto}\r\n"
-        f"Forwarded: for={node};proto={proto}\r\n"
+        f"X-Forwarded-For: {', '.join(hops)}\r\nX-Forwarded-Proto: {proto}\r\n"
+        f"Forwarded: {nodes};proto={proto}\r\n"
     ).encode("latin-1")

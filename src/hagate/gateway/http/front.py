@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections import Counter
 
+from hagate.gateway.http.clientip import Networks
 from hagate.gateway.http.connection import UserConn
 from hagate.gateway.http.deadline import Deadline
 from hagate.gateway.http.host import Routes
@@ -34,6 +35,7 @@ class HttpFront:
         idle_timeout: float = 60.0,
         io_timeout: float = 60.0,
         pool: UpstreamPool | None = None,
+        trusted_proxies: Networks = (),
     ) -> None:
         self.hub = hub
         self.route_kind = route_kind
@@ -47,6 +49,8 @@ class HttpFront:
         self.pool = pool if pool is not None else UpstreamPool()
         self.proto = "https" if route_kind is RouteKind.HTTPS else "http"
         self.responses: Counter[int] = Counter()  # answers the front made itself, by status
+        # [listen] trusted_proxies: peers whose X-Forwarded-For names the client (clientip.py)
+        self.trusted_proxies = trusted_proxies
 
     async def serve(
         self,

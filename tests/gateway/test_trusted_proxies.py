@@ -1,0 +1,307 @@
+"""``[listen] trusted_proxies``: the client of each request behind a reverse proxy.
+
+Pure tests of the walk (http/clientip.py), the config key, and the front on the fake hub of
+test_http_front (socketpairs, devices that echo what they got): the policy's address rules,
+the memo of allowed decisions and what the device receives in X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hagate.gateway.config import ConfigError, load_gateway_config, parse_gateway_config
+from hagate.gateway.http import HttpFront
+from hagate.gateway.http.clientip import MAX_HOPS, effective_client, forwarded_chain
+from hagate.gateway.http.fields import forwarded_fields
+from hagate.net.tls import Identity
+from hagate.policy.model import AuthFailure, Decision, Principal, RouteKind
+
+from .test_http_front import DOMAIN, Device, FakeHub, FakeLease, FakePolicy, Rig, run
+
+NETS = (
+    ipaddress.ip_network("10.0.0.0/24"),
+    ipaddress.ip_network("::1"),
+    ipaddress.ip_network("fd00::/64"),
+)
+PROXY = "10.0.0.5"
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+def test_untrusted_peer_is_the_client_whatever_it_claims() -> None:
+    assert effective_client("198.51.100.7", ["6.6.6.6"], ["for=6.6.6.6"], NETS) == "198.51.100.7"
+    assert effective_client("198.51.100.7", None, None, ()) == "198.51.100.7"
+    assert effective_client(PROXY, ["6.6.6.6"], None, ()) == PROXY  # nothing trusted
+
+
+def test_one_trusted_proxy_names_the_client() -> None:
+    assert effective_client(PROXY, ["203.0.113.9"], None, NETS) == "203.0.113.9"
+    assert effective_client(PROXY, [" 203.0.113.9:5123 "], None, NETS) == "203.0.113.9"
+    assert effective_client(PROXY, None, None, NETS) == PROXY  # it named no one
+    assert effective_client(PROXY, [], [], NETS) == PROXY
+
+
+def test_chained_proxies_are_skipped_from_the_right_and_the_left_is_not_believed() -> None:
+    # client-chosen junk, then the client, then two trusted proxies (one per field line)
+    xff = ["1.1.1.1, 203.0.113.9", "10.0.0.7"]
+    assert forwarded_chain(PROXY, xff, None, NETS) == ["203.0.113.9", "10.0.0.7", PROXY]
+    assert effective_client(PROXY, xff, None, NETS) == "203.0.113.9"
+    # every hop trusted: the leftmost one is the client
+    assert effective_client(PROXY, ["10.0.0.8, 10.0.0.7"], None, NETS) == "10.0.0.8"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["unknown", "", "not-an-ip", "<script>", "203.0.113.9:x", "[::1", "[1.2.3.4]", "fe80::1%eth0"],
+)
+def test_garbage_stops_the_walk_at_the_last_good_hop(junk: str) -> None:
+    assert effective_client(PROXY, [junk], None, NETS) == PROXY
+    assert effective_client(PROXY, [f"{junk}, 10.0.0.7"], None, NETS) == "10.0.0.7"
+    assert effective_client(PROXY, [f"203.0.113.9, {junk}"], None, NETS) == PROXY
+
+
+def test_too_many_hops_stop_the_walk() -> None:
+    hops = ["203.0.113.9"] + ["10.0.0.7"] * (MAX_HOPS + 5)
+    assert effective_client(PROXY, [", ".join(hops)], None, NETS) == "10.0.0.7"
+    hops = ["203.0.113.9"] + ["10.0.0.7"] * (MAX_HOPS - 1)
+    assert effective_client(PROXY, [", ".join(hops)], None, NETS) == "203.0.113.9"
+
+
+def test_ipv6_and_the_forwarded_field() -> None:
+    assert effective_client("::1", ["2001:db8::9"], None, NETS) == "2001:db8::9"
+    assert effective_client("::1", ["[2001:DB8::9]:443"], None, NETS) == "2001:db8::9"
+    assert effective_client("::ffff:10.0.0.5", ["203.0.113.9"], None, NETS) == "203.0.113.9"
+    fwd = ['for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"']
+    assert effective_client("::1", None, fwd, NETS) == "2001:db8:cafe::17"
+    chain = forwarded_chain("::1", None, ['for="[2001:db8::9]", For="[fd00::2]"'], NETS)
+    assert chain == ["2001:db8::9", "fd00::2", "::1"]
+    assert effective_client("::1", None, ["for=unknown"], NETS) == "::1"
+    assert effective_client("::1", None, ['for="_hidden", for=fd00::3'], NETS) == "fd00::3"
+    assert effective_client("::1", None, ["by=fd00::1"], NETS) == "::1"  # no for=
+    # X-Forwarded-For is read when both are there (what nginx writes)
+    assert effective_client(PROXY, ["203.0.113.9"], ["for=198.51.100.1"], NETS) == "203.0.113.9"
+
+
+def test_forwarded_fields_keep_the_proxy_chain() -> None:
+    assert forwarded_fields("203.0.113.9", "http", ("10.0.0.7", PROXY)) == (
+        b"X-Forwarded-For: 203.0.113.9, 10.0.0.7, 10.0.0.5\r\nX-Forwarded-Proto: http\r\n"
+        b"Forwarded: for=203.0.113.9, for=10.0.0.7, for=10.0.0.5;proto=http\r\n"
+    )
+    assert forwarded_fields("2001:db8::9", "https", ("::1",)).endswith(
+        b'Forwarded: for="[2001:db8::9]", for="[::1]";proto=https\r\n'
+    )
+
+
+# --------------------------------------------------------------------------- the config
+
+BASE = 'domain = "d"\n[tls]\nca="a"\ncert="b"\nkey="c"\n[listen]\n'
+
+
+def test_config_trusted_proxies() -> None:
+    assert parse_gateway_config(tomllib.loads(BASE), Path(".")).trusted_proxies == ()
+    text = BASE + 'trusted_proxies = ["10.0.0.0/24", "::1"]\n'
+    cfg = parse_gateway_config(tomllib.loads(text), Path("."))
+    assert cfg.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/24"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["10.0.0.0/33"]', "'10.0.0.0/33'"),
+        ('["nginx"]', "'nginx'"),
+        ('["10.0.0.1/24"]', "host bits"),
+        ('"10.0.0.0/24"', "expected a list"),
+        ("[1]", "expected a list"),
+    ],
+)
+def test_config_bad_trusted_proxies_name_file_line_and_key(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(BASE + 'http = "127.0.0.1:8080"\n' + f"trusted_proxies = {value}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_gateway_config(path)
+    assert str(err.value).startswith(f"{path}:8: [listen] trusted_proxies: ")
+
+
+# --------------------------------------------------------------------------- the front
+
+INSIDE = "203.0.113.9"  # admitted to dev1 by the address rule
+OUTSIDE = "198.51.100.66"
+
+
+class FencedPolicy(FakePolicy):
+    """FakePolicy, with dev1 open only from 203.0.113.0/24 (an IP allow-list)."""
+
+    decided: list[str]
+
+    def decide(
+        self, principal: Principal, device: str, service: str, route: RouteKind, client_ip: str
+    ) -> Decision:
+        self.decided.append(client_ip)
+        if device == "dev1" and ipaddress.ip_address(client_ip) not in NET_INSIDE:
+            return Decision(False, "fence", 403, f"not from {client_ip}")
+        return super().decide(principal, device, service, route, client_ip)
+
+
+NET_INSIDE = ipaddress.ip_network("203.0.113.0/24")
+
+
+class RecordingHub(FakeHub):
+    """FakeHub that keeps the client address of each lease and refusal."""
+
+    def __init__(self) -> None:
+        super().__init__({n: Device(n) for n in ("dev1", "dev2", "dev3")})
+        policy = FencedPolicy()
+        policy.decided = []
+        self._policy = policy
+        self.admitted: list[str] = []
+        self.refused: list[str] = []
+        self.authenticated: list[str] = []
+
+    async def authenticate(
+        self, policy: FakePolicy, authorization: str | None, cert: Identity | None, client_ip: str
+    ) -> Principal | AuthFailure:
+        self.authenticated.append(client_ip)
+        return await super().authenticate(policy, authorization, cert, client_ip)
+
+    def admit(
+        self,
+        device: str,
+        service: str,
+        route: RouteKind,
+        principal: Principal,
+        client_ip: str,
+        rule: str,
+    ) -> FakeLease:
+        self.admitted.append(client_ip)
+        return super().admit(device, service, route, principal, client_ip, rule)
+
+    def log_refusal(
+        self,
+        principal: Principal,
+        client_ip: str,
+        device: str,
+        service: str,
+        route: RouteKind,
+        rule: str,
+        status: int,
+        reason: str,
+    ) -> None:
+        self.refused.append(client_ip)
+        super().log_refusal(principal, client_ip, device, service, route, rule, status, reason)
+
+
+@contextlib.asynccontextmanager
+async def proxied_rig(trusted: tuple[str, ...] = ("10.0.0.0/24", "::1")) -> AsyncIterator[Rig]:
+    hub = RecordingHub()
+    nets = tuple(ipaddress.ip_network(t) for t in trusted)
+    front = HttpFront(hub, RouteKind.HTTP, 80, DOMAIN, trusted_proxies=nets)
+    rig = Rig(front, hub)
+    try:
+        yield rig
+    finally:
+        front.close()
+        for t in rig.serving:
+            t.cancel()
+        hub.stop()
+
+
+def hub_of(g: Rig) -> RecordingHub:
+    assert isinstance(g.hub, RecordingHub)
+    return g.hub
+
+
+def test_untrusted_peer_with_spoofed_fields_is_judged_by_its_own_address() -> None:
+    async def main() -> None:
+        async with proxied_rig() as g:
+            c = await g.client(ip=OUTSIDE)
+            spoof = f"X-Forwarded-For: {INSIDE}\r\nForwarded: for={INSIDE}\r\n"
+            assert (await c.get("dev1.gw.test", extra=spoof)).status == 403
+            resp = await c.get("dev2.gw.test", extra=spoof)
+            assert resp.status == 401  # dev2 needs credentials: the anonymous path
+            assert hub_of(g).refused == [OUTSIDE, OUTSIDE]
+            assert hub_of(g).authenticated == [OUTSIDE, OUTSIDE]
+
+    run(main)
+
+
+def test_two_clients_on_one_keep_alive_connection_of_a_trusted_proxy() -> None:
+    async def main() -> None:
+        async with proxied_rig() as g:
+            hub = hub_of(g)
+            c = await g.client(ip=PROXY)
+            seen = []
+            for client in (INSIDE, OUTSIDE, INSIDE, INSIDE, OUTSIDE, INSIDE):
+                resp = await c.get("dev1.gw.test", extra=f"X-Forwarded-For: {client}\r\n")
+                seen.append(resp.status)
+                if resp.status == 200:
+                    xff = resp.json()["headers"]["x-forwarded-for"]
+                    assert xff == [f"{client}, {PROXY}"]
+                    fwd = resp.json()["headers"]["forwarded"]
+                    assert fwd == [f"for={client}, for={PROXY};proto=http"]
+            assert seen == [200, 403, 200, 200, 403, 200]
+            assert hub.admitted == [INSIDE] * 4
+            assert hub.refused == [OUTSIDE] * 2
+            assert g.dev("dev1").connections == 1  # one upstream served every allowed one
+            # The memo served the second INSIDE in a row; every change of client decided anew.
+            assert hub._policy.decided == [INSIDE, OUTSIDE, INSIDE, OUTSIDE, INSIDE]  # type: ignore[attr-defined]
+
+    run(main)
+
+
+def test_chain_garbage_and_ipv6_through_the_front() -> None:
+    async def main() -> None:
+        async with proxied_rig() as g:
+            hub = hub_of(g)
+            c = await g.client(ip=PROXY)
+            xff = f"X-Forwarded-For: 6.6.6.6, {INSIDE}\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            resp = await c.get("dev1.gw.test", extra=xff)
+            assert resp.status == 200
+            assert resp.json()["headers"]["x-forwarded-for"] == [f"{INSIDE}, 10.0.0.7, {PROXY}"]
+            # garbage after the client: the walk stops at the proxy, who is not let in
+            resp = await c.get("dev1.gw.test", extra=f"X-Forwarded-For: {INSIDE}, bogus\r\n")
+            assert resp.status == 403
+            resp = await c.get("dev2.gw.test", extra="X-Forwarded-For: <script>\r\n")
+            assert resp.status == 401
+            assert hub.refused == [PROXY, PROXY]
+            c6 = await g.client(ip="::1")
+            fwd = 'Forwarded: for="[2001:db8::9]:4711";proto=https\r\n'
+            resp = await c6.get("dev2.gw.test", extra=fwd + "Authorization: Basic d3Jvbmc=\r\n")
+            assert resp.status == 401
+            assert hub.authenticated[-1] == "2001:db8::9"  # the rate limit's address
+            resp = await c6.get("dev3.gw.test", extra="X-Forwarded-For: 2001:db8::9\r\n")
+            assert resp.status == 403 and hub.refused[-1] == "2001:db8::9"
+            # no field at all: the proxy itself is the client
+            c7 = await g.client(ip="10.0.0.9")
+            resp = await c7.get("dev2.gw.test", extra="Authorization: Basic YWxpY2U6c2VjcmV0\r\n")
+            assert resp.status == 200
+            assert resp.json()["headers"]["x-forwarded-for"] == ["10.0.0.9"]
+            assert hub.admitted[-1] == "10.0.0.9"
+
+    run(main)
+
+
+def test_no_trusted_proxies_is_todays_behaviour() -> None:
+    async def main() -> None:
+        async with proxied_rig(trusted=()) as g:
+            c = await g.client(ip=PROXY)
+            resp = await c.get("dev2.gw.test", extra=f"X-Forwarded-For: {INSIDE}\r\n")
+            assert resp.status == 401 and hub_of(g).refused == [PROXY]
+            resp = await c.get(
+                "dev2.gw.test",
+                extra=f"X-Forwarded-For: {INSIDE}\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n",
+            )
+            assert resp.json()["headers"]["x-forwarded-for"] == [PROXY]
+
+    run(main)
