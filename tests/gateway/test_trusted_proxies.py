@@ -7,21 +7,36 @@ the memo of allowed decisions and what the device receives in X-Forwarded-For.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
+import json
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from hagate.gateway.accesslog import AccessEntry
 from hagate.gateway.config import ConfigError, load_gateway_config, parse_gateway_config
 from hagate.gateway.http import HttpFront
 from hagate.gateway.http.clientip import MAX_HOPS, effective_client, forwarded_chain
 from hagate.gateway.http.fields import forwarded_fields
+from hagate.net.backend import MemoryBackend
 from hagate.net.tls import Identity
 from hagate.policy.model import AuthFailure, Decision, Principal, RouteKind
 
+from .kit import Pki, agent_config
+from .memory_kit import (
+    USER_IP,
+    hello,
+    memory_agent,
+    memory_gateway,
+    memory_gateway_config,
+    memory_network,
+    serve,
+    user,
+)
 from .test_http_front import DOMAIN, Device, FakeHub, FakeLease, FakePolicy, Rig, run
 
 NETS = (
@@ -30,6 +45,11 @@ NETS = (
     ipaddress.ip_network("fd00::/64"),
 )
 PROXY = "10.0.0.5"
+
+
+@pytest.fixture
+def mem(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
+    return memory_network(monkeypatch)
 
 
 # --------------------------------------------------------------------------- the walk
@@ -168,6 +188,7 @@ class RecordingHub(FakeHub):
         self.admitted: list[str] = []
         self.refused: list[str] = []
         self.authenticated: list[str] = []
+        self.vias: list[str] = []  # per admit/refusal: the via the front gave ("" for none)
 
     async def authenticate(
         self, policy: FakePolicy, authorization: str | None, cert: Identity | None, client_ip: str
@@ -183,8 +204,10 @@ class RecordingHub(FakeHub):
         principal: Principal,
         client_ip: str,
         rule: str,
+        via: str = "",
     ) -> FakeLease:
         self.admitted.append(client_ip)
+        self.vias.append(via)
         return super().admit(device, service, route, principal, client_ip, rule)
 
     def log_refusal(
@@ -197,8 +220,10 @@ class RecordingHub(FakeHub):
         rule: str,
         status: int,
         reason: str,
+        via: str = "",
     ) -> None:
         self.refused.append(client_ip)
+        self.vias.append(via)
         super().log_refusal(principal, client_ip, device, service, route, rule, status, reason)
 
 
@@ -232,6 +257,12 @@ def test_untrusted_peer_with_spoofed_fields_is_judged_by_its_own_address() -> No
             assert resp.status == 401  # dev2 needs credentials: the anonymous path
             assert hub_of(g).refused == [OUTSIDE, OUTSIDE]
             assert hub_of(g).authenticated == [OUTSIDE, OUTSIDE]
+            assert hub_of(g).vias == ["", ""]
+            resp = await c.get(
+                "dev2.gw.test", extra=spoof + "Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
+            )
+            assert resp.json()["headers"]["x-forwarded-for"] == [OUTSIDE]
+            assert resp.json()["headers"]["forwarded"] == [f"for={OUTSIDE};proto=http"]
 
     run(main)
 
@@ -253,6 +284,7 @@ def test_two_clients_on_one_keep_alive_connection_of_a_trusted_proxy() -> None:
             assert seen == [200, 403, 200, 200, 403, 200]
             assert hub.admitted == [INSIDE] * 4
             assert hub.refused == [OUTSIDE] * 2
+            assert hub.vias == [PROXY] * 6
             assert g.dev("dev1").connections == 1  # one upstream served every allowed one
             # The memo served the second INSIDE in a row; every change of client decided anew.
             assert hub._policy.decided == [INSIDE, OUTSIDE, INSIDE, OUTSIDE, INSIDE]  # type: ignore[attr-defined]
@@ -288,6 +320,7 @@ def test_chain_garbage_and_ipv6_through_the_front() -> None:
             assert resp.status == 200
             assert resp.json()["headers"]["x-forwarded-for"] == ["10.0.0.9"]
             assert hub.admitted[-1] == "10.0.0.9"
+            assert hub.vias == [PROXY, "", "", "::1", "::1", ""]  # garbage: the peer itself
 
     run(main)
 
@@ -303,5 +336,77 @@ def test_no_trusted_proxies_is_todays_behaviour() -> None:
                 extra=f"X-Forwarded-For: {INSIDE}\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n",
             )
             assert resp.json()["headers"]["x-forwarded-for"] == [PROXY]
+            assert hub_of(g).vias == ["", ""]
 
     run(main)
+
+
+# --------------------------------------------------------------------------- a real gateway
+
+FENCED_POLICY = """
+[[rule]]
+name = "inside-only"
+devices = ["dev1"]
+services = ["*"]
+routes = ["http"]
+public = true
+from = ["203.0.113.0/24"]
+"""
+
+
+def test_real_gateway_policy_and_access_log_behind_a_trusted_proxy(
+    pki: Pki, mem: MemoryBackend
+) -> None:
+    """The node's own policy (address rule), its access log (client and via) and its
+    per-client rates, behind a proxy at the users' address (the memory network's)."""
+
+    async def main() -> None:
+        service = await serve(mem, 8080, hello("dev1"))
+        proxy = ipaddress.ip_network(USER_IP)
+        cfg = memory_gateway_config(pki, FENCED_POLICY, trusted_proxies=(proxy,))
+        async with memory_gateway(cfg, mem) as gw:
+            acfg = agent_config(pki, "dev1", gw.addresses["tunnel"][1], http=8080)
+            async with memory_agent(acfg, mem):
+                r, w = await user(mem, "127.0.0.1", gw.addresses["http"][1])
+                try:
+                    statuses = []
+                    for client in (INSIDE, OUTSIDE, INSIDE):
+                        w.write(
+                            f"GET /{client} HTTP/1.1\r\nHost: dev1.{DOMAIN}\r\n"
+                            f"X-Forwarded-For: {client}\r\n\r\n".encode()
+                        )
+                        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+                        size = next(
+                            int(line.split(b":")[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        )
+                        await r.readexactly(size)
+                        statuses.append(int(head.split(b" ")[1]))
+                    assert statuses == [200, 403, 200]
+                finally:
+                    w.close()
+                for _ in range(100):
+                    if sum(e.device == "dev1" for e in gw.access.recent) >= 3:
+                        break
+                    await asyncio.sleep(0.02)
+                got = [
+                    (e.client, e.via, e.result.split(":")[0])
+                    for e in gw.access.recent
+                    if e.device == "dev1"
+                ]
+                assert sorted(got) == sorted(
+                    [(INSIDE, USER_IP, "ok"), (INSIDE, USER_IP, "ok"), (OUTSIDE, USER_IP, "denied")]
+                )
+                entry = next(e for e in gw.access.recent if e.client == OUTSIDE)
+                assert json.loads(entry.json())["via"] == USER_IP
+                assert f"@{OUTSIDE} via {USER_IP} -> dev1/" in entry.text()
+        service.close()
+
+    asyncio.run(asyncio.wait_for(main(), 15))
+
+
+def test_access_entry_without_a_proxy_is_unchanged() -> None:
+    entry = AccessEntry(0.0, "n", "anonymous", "192.0.2.7", "dev1", "http", "http", "ok", "r")
+    assert "via" not in json.loads(entry.json())
+    assert "@192.0.2.7 -> dev1/http" in entry.text()

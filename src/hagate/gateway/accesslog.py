@@ -1,9 +1,10 @@
 """The access log: one line per user stream or refusal, JSON lines or a readable text form.
 
 Each line says who (identity, client address) reached what (device, service, route), the
-answer and the rule behind it, bytes each way and how long it lasted, on which node. A stream
-is logged when it ends; a refusal when it happens. Lines go to a file (``[log] access``) and to
-the ``hagate.access`` logger.
+answer and the rule behind it, bytes each way and how long it lasted, on which node; behind a
+trusted reverse proxy ([listen] trusted_proxies) ``via`` names the proxy that named the client.
+A stream is logged when it ends; a refusal when it happens. Lines go to a file (``[log] access``)
+and to the ``hagate.access`` logger.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class AccessEntry:
     bytes_in: int = 0  # user -> device
     bytes_out: int = 0  # device -> user
     duration: float = 0.0
+    via: str = ""  # the trusted proxy that named ``client`` ([listen] trusted_proxies), if any
 
     def json(self) -> str:
         # A plain dict, not dataclasses.asdict (a deep copy): this runs once per request.
@@ -55,13 +57,16 @@ class AccessEntry:
             "bytes_out": self.bytes_out,
             "duration": round(self.duration, 4),
         }
+        if self.via:  # a key only behind a trusted proxy: other lines stay as they were
+            d["via"] = self.via
         return json.dumps(d, separators=(",", ":"))
 
     def text(self) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time))
         status = f" {self.status}" if self.status is not None else ""
+        client = f"{self.client} via {self.via}" if self.via else self.client
         return (
-            f"{stamp}Z {self.node} {self.identity}@{self.client} -> {self.device}/{self.service}"
+            f"{stamp}Z {self.node} {self.identity}@{client} -> {self.device}/{self.service}"
             f" {self.route}: {self.result}{status} ({self.rule}) in={self.bytes_in}"
             f" out={self.bytes_out} {self.duration:.3f}s"
         )

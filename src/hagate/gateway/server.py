@@ -390,8 +390,10 @@ class Gateway:
         principal: Principal,
         client_ip: str,
         rule: str,
+        via: str = "",
     ) -> Lease:
-        """A lease for one stream (fair limits and rates); StreamError 429/503 when over."""
+        """A lease for one stream (fair limits and rates); StreamError 429/503 when over.
+        ``via``: the trusted proxy that named ``client_ip`` (the access log says so)."""
         loop_now = time.monotonic()
         key = principal_key(principal, client_ip)
         try:
@@ -400,6 +402,8 @@ class Gateway:
             lease = self.streams.admit(
                 device, service, route, principal, client_ip, rule, loop_now, key
             )
+            if via:
+                lease.via = via
         except StreamError as exc:
             self.metrics.stream_failures[exc.reason] += 1
             raise
@@ -454,6 +458,7 @@ class Gateway:
         rule: str,
         status: int,
         reason: str,
+        via: str = "",
     ) -> None:
         self.metrics.access[device, "denied"] += 1
         self.access.write(
@@ -468,6 +473,7 @@ class Gateway:
                 f"denied: {reason}",
                 rule,
                 status,
+                via=via,
             )
         )
 
@@ -493,6 +499,7 @@ class Gateway:
                 lease.bytes[0],
                 lease.bytes[1],
                 end - lease.started,
+                via=lease.via,
             )
         )
 

@@ -63,6 +63,7 @@ class Lease:
         "service",
         "started",
         "table",
+        "via",
     )
 
     def __init__(
@@ -93,6 +94,7 @@ class Lease:
         self.aborts: list[Callable[[], None]] = []
         self.ended = False
         self.cut_reason = ""
+        self.via = ""  # the trusted proxy that named client_ip (set by Gateway.admit), if any
 
     def __repr__(self) -> str:
         return f"Lease({self.id}, {self.device}/{self.service} {self.route.value} {self.key})"

@@ -12,6 +12,10 @@ that gives back the very principal it was made for. Refusals are never remembere
 decided, answered and logged anew.
 
 Refusals are the gateway's own answers (401/403/404/421/429/503), logged as refusals.
+
+``client_ip`` is the request's client: the TCP peer, or behind a trusted proxy the client it
+named (clientip.py); ``via`` is then that proxy, for the access log (None: no proxy, and the
+hub is called as it always was).
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ from hagate.gateway.http.hub import Lease
 from hagate.gateway.http.request import Request
 from hagate.gateway.session import StreamError
 from hagate.net.tls import Identity
-from hagate.policy.model import ANONYMOUS, AuthFailure, Decision, Principal
+from hagate.policy.model import ANONYMOUS, AuthFailure, Decision, Principal, RouteKind
 
 if TYPE_CHECKING:
     from hagate.gateway.http.front import HttpFront
-    from hagate.gateway.http.hub import AccessPolicy
+    from hagate.gateway.http.hub import AccessPolicy, Hub
 
 ALLOWED_MAX = 16  # (device, service) decisions one connection remembers
 
@@ -68,6 +72,7 @@ def authorize_known(
     sni: str | None,
     cert: Identity | None,
     allowed: Allowed | None,
+    via: str | None = None,
 ) -> Grant | Refusal | None:
     """The answer for a request the connection's memo knows the policy allows, else None
     (then :func:`authorize` decides). The lease is taken as :func:`authorize` takes it."""
@@ -99,11 +104,33 @@ def authorize_known(
         return None
     kind = front.route_kind
     try:
-        lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
+        if via is None:
+            lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
+        else:
+            lease = hub.admit(device, service, kind, who, client_ip, decision.rule, via=via)
     except StreamError as exc:
-        hub.log_refusal(who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
+        refused(hub, via, who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
         return Refusal(exc.code, exc.message)
     return route, lease, allowed.strip
+
+
+def refused(
+    hub: Hub,
+    via: str | None,
+    who: Principal,
+    client_ip: str,
+    device: str,
+    service: str,
+    kind: RouteKind,
+    rule: str,
+    status: int,
+    reason: str,
+) -> None:
+    """The hub logs a refusal (with the proxy it came through, if any)."""
+    if via is None:
+        hub.log_refusal(who, client_ip, device, service, kind, rule, status, reason)
+    else:
+        hub.log_refusal(who, client_ip, device, service, kind, rule, status, reason, via=via)
 
 
 Known = tuple["AccessPolicy", Principal, str, str, Decision]  # what an allowed grant rests on
@@ -133,16 +160,22 @@ async def authorize(
     sni: str | None,
     cert: Identity | None,
     allowed: Allowed | None = None,
+    via: str | None = None,
 ) -> tuple[Grant | Refusal, Allowed | None]:
     """A lease for ``req``, or why not; and the connection's memo, updated if it was allowed."""
-    grant = await _authorize(front, req, client_ip, sni, cert)
+    grant = await _authorize(front, req, client_ip, sni, cert, via)
     if isinstance(grant, Refusal):
         return grant, allowed
     return grant[0], remember(allowed, req, grant[0][2], grant[1])
 
 
 async def _authorize(
-    front: HttpFront, req: Request, client_ip: str, sni: str | None, cert: Identity | None
+    front: HttpFront,
+    req: Request,
+    client_ip: str,
+    sni: str | None,
+    cert: Identity | None,
+    via: str | None,
 ) -> tuple[Grant, Known] | Refusal:
     try:
         name, route = front.routes.route(req.host)
@@ -159,7 +192,7 @@ async def _authorize(
         device = route.device
         service = hub.service_name(device, route.service)
         why = f"certificate of {cert.role.value}:{cert.name} revoked"
-        hub.log_refusal(ANONYMOUS, client_ip, device, service, kind, "", 403, why)
+        refused(hub, via, ANONYMOUS, client_ip, device, service, kind, "", 403, why)
         return Refusal(403, "certificate revoked")
     policy = hub.policy
     auth = req.authorization.decode("latin-1") if req.authorization is not None else None
@@ -169,19 +202,22 @@ async def _authorize(
     device = route.device
     service = hub.service_name(device, route.service)
     if isinstance(who, AuthFailure):
-        hub.log_refusal(ANONYMOUS, client_ip, device, service, kind, "", who.status, who.reason)
+        refused(hub, via, ANONYMOUS, client_ip, device, service, kind, "", who.status, who.reason)
         return Refusal(who.status, who.reason, who.challenge)
     decision = policy.decide(who, device, service, kind, client_ip)
     if not decision.allowed:
         status = decision.status if decision.status in (401, 403) else 403
-        hub.log_refusal(
-            who, client_ip, device, service, kind, decision.rule, status, decision.reason
+        refused(
+            hub, via, who, client_ip, device, service, kind, decision.rule, status, decision.reason
         )
         return Refusal(status, decision.reason, decision.challenge)
     try:
-        lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
+        if via is None:
+            lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
+        else:
+            lease = hub.admit(device, service, kind, who, client_ip, decision.rule, via=via)
     except StreamError as exc:
-        hub.log_refusal(who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
+        refused(hub, via, who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
         return Refusal(exc.code, exc.message)
     # Credentials meant for the gateway stop here; a device's own auth passes through.
     grant = (route, lease, policy.is_gateway_credential(auth))

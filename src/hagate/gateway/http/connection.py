@@ -61,6 +61,7 @@ class UserConn:
         "sni",
         "upgrade_tail",
         "upstream",
+        "via",
     )
 
     def __init__(
@@ -79,6 +80,7 @@ class UserConn:
         # request by via_proxy. Else they are the peer's, once for the connection.
         self.proxied = is_trusted(self.peer, front.trusted_proxies)
         self.client_ip = self.peer
+        self.via: str | None = None  # the proxy that named client_ip (for the access log)
         self.sni = sni
         self.cert = cert
         self.deadlines = Deadlines(conn.loop)
@@ -229,10 +231,12 @@ class UserConn:
             return False
         if self.proxied:
             self.via_proxy(req)
-        grant = authorize_known(self.front, req, self.client_ip, self.sni, self.cert, self.allowed)
+        grant = authorize_known(
+            self.front, req, self.client_ip, self.sni, self.cert, self.allowed, self.via
+        )
         if grant is None:
             grant, self.allowed = await authorize(
-                self.front, req, self.client_ip, self.sni, self.cert, self.allowed
+                self.front, req, self.client_ip, self.sni, self.cert, self.allowed, self.via
             )
         if isinstance(grant, Refusal):
             return await self.refuse(req, grant.status, grant.message, grant.challenge)
@@ -262,6 +266,7 @@ class UserConn:
         if client != self.client_ip:
             self.allowed = None
             self.client_ip = client
+            self.via = None if client == self.peer else self.peer
         self.forwarded = forwarded_fields(client, self.front.proto, tuple(chain[1:]))
 
     async def refuse(

@@ -44,7 +44,8 @@ class Lease(Protocol):
 
 
 class Hub(Protocol):
-    """The gateway as the front sees it (gateway/server.py provides it)."""
+    """The gateway as the front sees it (gateway/server.py provides it). ``via`` (admit,
+    log_refusal) is given only behind a trusted proxy: the proxy, for the access log."""
 
     revoked: frozenset[int]  # serials of the CRL now in force (a user certificate's too)
 
@@ -73,6 +74,7 @@ class Hub(Protocol):
         principal: Principal,
         client_ip: str,
         rule: str,
+        via: str = "",
     ) -> Lease: ...
 
     def log_refusal(
@@ -85,4 +87,5 @@ class Hub(Protocol):
         rule: str,
         status: int,
         reason: str,
+        via: str = "",
     ) -> None: ...
