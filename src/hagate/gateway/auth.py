@@ -5,6 +5,10 @@ for the first time needs argon2 (~50-160 ms of CPU by design): that runs in a wo
 at most ``MAX_SLOW`` at once, and each client address gets ``SLOW_BURST`` such checks and then
 ``SLOW_RATE`` per second; beyond that it is told 429 instead of making the node hash for it.
 A wrong password is never cached, so this is also the brake on password guessing.
+
+The client address is the request's client as the HTTP front sees it: behind a reverse proxy
+in ``[listen] trusted_proxies`` the user the proxy named (so one guesser behind nginx does not
+use up every user's checks, and every user is not one address), else the TCP peer.
 """
 
 from __future__ import annotations
