@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import subprocess
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +27,15 @@ from hagate.net.backend import MemoryBackend
 from hagate.net.tls import Identity
 from hagate.policy.model import AuthFailure, Decision, Principal, RouteKind
 
-from .kit import Pki, agent_config
+from .kit import (
+    Pki,
+    agent_config,
+    free_port,
+    gateway_config,
+    http_service,
+    running_agent,
+    running_gateway,
+)
 from .memory_kit import (
     USER_IP,
     hello,
@@ -38,6 +47,7 @@ from .memory_kit import (
     user,
 )
 from .test_http_front import DOMAIN, Device, FakeHub, FakeLease, FakePolicy, Rig, run
+from .test_nginx import NGINX, wait_port
 
 NETS = (
     ipaddress.ip_network("10.0.0.0/24"),
@@ -410,3 +420,110 @@ def test_access_entry_without_a_proxy_is_unchanged() -> None:
     entry = AccessEntry(0.0, "n", "anonymous", "192.0.2.7", "dev1", "http", "http", "ok", "r")
     assert "via" not in json.loads(entry.json())
     assert "@192.0.2.7 -> dev1/http" in entry.text()
+
+
+# --------------------------------------------------------------------------- real nginx
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream gateway {{
+        server 127.0.0.1:{gateway};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://gateway;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+LOOPBACK_POLICY = """
+[[rule]]
+name = "from-127.0.0.2"
+devices = ["dev1"]
+services = ["*"]
+routes = ["http"]
+public = true
+from = ["127.0.0.2/32"]
+"""
+
+
+@pytest.mark.skipif(NGINX is None, reason="needs Debian's nginx (apt-get install nginx-light)")
+def test_nginx_in_front_with_users_on_two_loopback_addresses(pki: Pki, tmp_path: Path) -> None:
+    """nginx (trusted, 127.0.0.1) carries users from 127.0.0.2 (let in by the policy) and
+    127.0.0.3 (not, even when it claims 127.0.0.2) over one upstream keep-alive connection."""
+
+    async def main() -> None:
+        web, web_port = await http_service("dev1")
+        cfg = gateway_config(
+            pki, LOOPBACK_POLICY, trusted_proxies=(ipaddress.ip_network("127.0.0.1"),)
+        )
+        async with running_gateway(cfg) as gw:
+            tport = gw.addresses["tunnel"][1]
+            async with running_agent(agent_config(pki, "dev1", tport, http=web_port)):
+                port = free_port()
+                conf = tmp_path / "nginx.conf"
+                gateway = gw.addresses["http"][1]
+                conf.write_text(NGINX_CONF.format(tmp=tmp_path, gateway=gateway, port=port))
+                assert NGINX is not None
+                proc = subprocess.Popen(
+                    [NGINX, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "e.log")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    await wait_port(port)
+                    got = []
+                    for source, spoof in (
+                        ("127.0.0.2", ""),
+                        ("127.0.0.3", ""),
+                        ("127.0.0.3", "X-Forwarded-For: 127.0.0.2\r\n"),
+                        ("127.0.0.2", ""),
+                    ):
+                        r, w = await asyncio.open_connection(
+                            "127.0.0.1", port, local_addr=(source, 0)
+                        )
+                        w.write(
+                            f"GET / HTTP/1.1\r\nHost: dev1.{DOMAIN}\r\n{spoof}"
+                            "Connection: close\r\n\r\n".encode()
+                        )
+                        reply = await asyncio.wait_for(r.read(), 5)
+                        w.close()
+                        got.append(int(reply.split(b" ")[1]))
+                    assert got == [200, 403, 403, 200]
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                for _ in range(100):
+                    if len([e for e in gw.access.recent if e.device == "dev1"]) >= 4:
+                        break
+                    await asyncio.sleep(0.02)
+                seen = [(e.client, e.via) for e in gw.access.recent if e.device == "dev1"]
+                assert sorted(seen) == sorted(
+                    [("127.0.0.2", "127.0.0.1")] * 2 + [("127.0.0.3", "127.0.0.1")] * 2
+                )
+        web.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
