@@ -44,6 +44,7 @@ class UserConn:
         "_headers",
         "_in_head",
         "_url",
+        "_via_key",
         "allowed",
         "cert",
         "client_ip",
@@ -81,6 +82,7 @@ class UserConn:
         self.proxied = is_trusted(self.peer, front.trusted_proxies)
         self.client_ip = self.peer
         self.via: str | None = None  # the proxy that named client_ip (for the access log)
+        self._via_key: tuple[list[bytes], list[bytes]] | None = None  # the fields last read
         self.sni = sni
         self.cert = cert
         self.deadlines = Deadlines(conn.loop)
@@ -253,15 +255,25 @@ class UserConn:
     def via_proxy(self, req: Request) -> None:
         """The request's own client, named by the trusted proxy that sent it (clientip.py),
         and the Forwarded fields the device gets for it. The memo of allowed decisions was
-        made for one client (the policy's address rules): another client starts a new one."""
-        xff: list[str] = []
-        fwd: list[str] = []
+        made for one client (the policy's address rules): another client starts a new one.
+        Fields equal to the previous request's give the same answer, kept from then."""
+        xff: list[bytes] = []
+        fwd: list[bytes] = []
         for lname, _name, value in req.headers:
             if lname == b"x-forwarded-for":
-                xff.append(value.decode("latin-1"))
+                xff.append(value)
             elif lname == b"forwarded":
-                fwd.append(value.decode("latin-1"))
-        chain = forwarded_chain(self.peer, xff, fwd, self.front.trusted_proxies)
+                fwd.append(value)
+        key = (xff, fwd)
+        if key == self._via_key:
+            return  # the same user's next request (the walk costs ~6 us): as decided
+        self._via_key = key
+        chain = forwarded_chain(
+            self.peer,
+            [v.decode("latin-1") for v in xff],
+            [v.decode("latin-1") for v in fwd],
+            self.front.trusted_proxies,
+        )
         client = chain[0]
         if client != self.client_ip:
             self.allowed = None
