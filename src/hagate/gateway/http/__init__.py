@@ -22,6 +22,7 @@ answers         the gateway's own responses (refusals, timeouts)
 request         a parsed request head, what is refused before routing, the head sent on
 response        a device's response re-framed for the user, upstream reuse rules
 access          the per-request decision: route, authenticate, policy, stream lease
+clientip        who a request's client is behind trusted reverse proxies (X-Forwarded-For)
 deadline        one lazy deadline per connection
 pool            idle upstream connections per (device, service)
 exchange        one request forwarded and its response brought back (I/O, flow control)
