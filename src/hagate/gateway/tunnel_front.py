@@ -79,14 +79,15 @@ class TunnelFront:
             return
         conn, ssock = accepted
         self.handshakes[1 if ssock.session_reused else 0] += 1
-        ident = peer_identity(ssock)
+        cert = ssock.getpeercert()  # decoded once for both checks below
+        ident = peer_identity(ssock, cert)
         tc = TunnelConnection(Side.GATEWAY)
         try:
             if ident is None:
                 raise Refused("bad_certificate", "certificate has no hagate role")
             if ident.serial in gw.revoked:
                 raise Refused("revoked", "certificate revoked")
-            if session_expired(ssock, time.time()):  # resumed: its ticket outlived the cert
+            if session_expired(ssock, time.time(), cert):  # resumed: its ticket outlived the cert
                 raise Refused("expired", "certificate expired")
             event = await asyncio.wait_for(read_event(conn, tc), gw.cfg.handshake_timeout)
             if isinstance(event, ProtocolViolation):

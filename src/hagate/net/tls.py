@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from hagate.pki.ca import Role
+
+PeerCert: TypeAlias = dict[str, Any]  # what SSLSocket.getpeercert() returns
 
 log = logging.getLogger("hagate.net")
 
@@ -89,28 +93,41 @@ def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     return _load(ctx, cert, key, ca)
 
 
-def session_expired(sock: ssl.SSLSocket | ssl.SSLObject, now: float) -> bool:
+def session_expired(
+    sock: ssl.SSLSocket | ssl.SSLObject, now: float, cert: PeerCert | None = None
+) -> bool:
     """A resumed session whose client certificate has expired since its full handshake.
 
     A resumption does not verify the certificate again (it is the one from the ticket), so
     the gateway checks its notAfter itself; the CRL and the policy are checked on every
-    connection anyway.
+    connection anyway. ``cert``: the ``getpeercert()`` already read for this connection
+    (decoding it again costs tens of microseconds per reconnection in a storm).
     """
     if not sock.session_reused:
         return False
-    cert = sock.getpeercert()
+    if cert is None:
+        cert = sock.getpeercert()
     not_after = cert.get("notAfter") if cert else None
     if not isinstance(not_after, str):
         return True
     try:
-        return now >= ssl.cert_time_to_seconds(not_after)
+        return now >= _not_after_seconds(not_after)
     except ValueError:
         return True
 
 
-def peer_identity(sock: ssl.SSLSocket | ssl.SSLObject) -> Identity | None:
+@functools.lru_cache(maxsize=65536)
+def _not_after_seconds(not_after: str) -> float:
+    """``ssl.cert_time_to_seconds`` (a strptime, ~6 us), once per distinct certificate time."""
+    return float(ssl.cert_time_to_seconds(not_after))
+
+
+def peer_identity(
+    sock: ssl.SSLSocket | ssl.SSLObject, cert: PeerCert | None = None
+) -> Identity | None:
     """Role (subject OU), name (CN) and serial of a verified client certificate."""
-    cert = sock.getpeercert()
+    if cert is None:
+        cert = sock.getpeercert()
     if not cert:
         return None
     fields = {str(item[0]): str(item[1]) for rdn in cert.get("subject", ()) for item in rdn}
