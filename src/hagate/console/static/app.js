@@ -268,7 +268,7 @@ async function loadAccess() {
   const rows = data.entries.slice().reverse().map((e) => el("tr",
     {class: e.result === "ok" || e.result === "upgraded" ? "" : "denied"},
     el("td", {}, clock(e.time)), el("td", {}, e.node), el("td", {}, e.identity),
-    el("td", {}, e.client), el("td", {}, e.device + "/" + e.service), el("td", {}, e.route),
+    el("td", {}, e.via ? e.client + " via " + e.via : e.client), el("td", {}, e.device + "/" + e.service), el("td", {}, e.route),
     el("td", {}, e.result + (e.status ? " " + e.status : "")), el("td", {}, e.rule),
     el("td", {}, bytes(e.bytes_in) + " / " + bytes(e.bytes_out))));
   $("#access tbody").replaceChildren(...rows);
