@@ -289,6 +289,7 @@ class FakeHub:
         rule: str,
         status: int,
         reason: str,
+        via: str = "",
     ) -> None:
         self.refusals.append((device, status, reason))
 
@@ -300,6 +301,7 @@ class FakeHub:
         principal: Principal,
         client_ip: str,
         rule: str,
+        via: str = "",
     ) -> FakeLease:
         if device in self.full:
             raise StreamError(429, "principal_limit", f"too many open streams to {device}")

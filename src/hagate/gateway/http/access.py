@@ -103,14 +103,9 @@ def authorize_known(
     if decision is None:
         return None
     kind = front.route_kind
-    try:
-        if via is None:
-            lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
-        else:
-            lease = hub.admit(device, service, kind, who, client_ip, decision.rule, via=via)
-    except StreamError as exc:
-        refused(hub, via, who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
-        return Refusal(exc.code, exc.message)
+    lease = take_lease(hub, via, who, client_ip, device, service, kind, decision.rule)
+    if isinstance(lease, Refusal):
+        return lease
     return route, lease, allowed.strip
 
 
@@ -127,10 +122,25 @@ def refused(
     reason: str,
 ) -> None:
     """The hub logs a refusal (with the proxy it came through, if any)."""
-    if via is None:
-        hub.log_refusal(who, client_ip, device, service, kind, rule, status, reason)
-    else:
-        hub.log_refusal(who, client_ip, device, service, kind, rule, status, reason, via=via)
+    hub.log_refusal(who, client_ip, device, service, kind, rule, status, reason, via=via or "")
+
+
+def take_lease(
+    hub: Hub,
+    via: str | None,
+    who: Principal,
+    client_ip: str,
+    device: str,
+    service: str,
+    kind: RouteKind,
+    rule: str,
+) -> Lease | Refusal:
+    """The request's own stream lease, or the refusal (logged) when a limit says no."""
+    try:
+        return hub.admit(device, service, kind, who, client_ip, rule, via=via or "")
+    except StreamError as exc:
+        refused(hub, via, who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
+        return Refusal(exc.code, exc.message)
 
 
 Known = tuple["AccessPolicy", Principal, str, str, Decision]  # what an allowed grant rests on
@@ -211,14 +221,9 @@ async def _authorize(
             hub, via, who, client_ip, device, service, kind, decision.rule, status, decision.reason
         )
         return Refusal(status, decision.reason, decision.challenge)
-    try:
-        if via is None:
-            lease = hub.admit(device, service, kind, who, client_ip, decision.rule)
-        else:
-            lease = hub.admit(device, service, kind, who, client_ip, decision.rule, via=via)
-    except StreamError as exc:
-        refused(hub, via, who, client_ip, device, service, kind, exc.reason, exc.code, exc.message)
-        return Refusal(exc.code, exc.message)
+    lease = take_lease(hub, via, who, client_ip, device, service, kind, decision.rule)
+    if isinstance(lease, Refusal):
+        return lease
     # Credentials meant for the gateway stop here; a device's own auth passes through.
     grant = (route, lease, policy.is_gateway_credential(auth))
     return grant, (policy, who, device, service, decision)
