@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import subprocess
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +29,6 @@ from hagate.policy.model import AuthFailure, Decision, Principal, RouteKind
 from .kit import (
     Pki,
     agent_config,
-    free_port,
     gateway_config,
     http_service,
     running_agent,
@@ -47,7 +45,7 @@ from .memory_kit import (
     user,
 )
 from .test_http_front import DOMAIN, Device, FakeHub, FakeLease, FakePolicy, Rig, run
-from .test_nginx import NGINX, wait_port
+from .test_nginx import NGINX, XFF, running_nginx
 
 NETS = (
     ipaddress.ip_network("10.0.0.0/24"),
@@ -424,37 +422,6 @@ def test_access_entry_without_a_proxy_is_unchanged() -> None:
 
 # --------------------------------------------------------------------------- real nginx
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream gateway {{
-        server 127.0.0.1:{gateway};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://gateway;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-    }}
-}}
-"""
-
 LOOPBACK_POLICY = """
 [[rule]]
 name = "from-127.0.0.2"
@@ -479,18 +446,8 @@ def test_nginx_in_front_with_users_on_two_loopback_addresses(pki: Pki, tmp_path:
         async with running_gateway(cfg) as gw:
             tport = gw.addresses["tunnel"][1]
             async with running_agent(agent_config(pki, "dev1", tport, http=web_port)):
-                port = free_port()
-                conf = tmp_path / "nginx.conf"
                 gateway = gw.addresses["http"][1]
-                conf.write_text(NGINX_CONF.format(tmp=tmp_path, gateway=gateway, port=port))
-                assert NGINX is not None
-                proc = subprocess.Popen(
-                    [NGINX, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "e.log")],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                try:
-                    await wait_port(port)
+                async with running_nginx(tmp_path, gateway, XFF) as port:
                     got = []
                     for source, spoof in (
                         ("127.0.0.2", ""),
@@ -509,13 +466,6 @@ def test_nginx_in_front_with_users_on_two_loopback_addresses(pki: Pki, tmp_path:
                         w.close()
                         got.append(int(reply.split(b" ")[1]))
                     assert got == [200, 403, 403, 200]
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
                 for _ in range(100):
                     if len([e for e in gw.access.recent if e.device == "dev1"]) >= 4:
                         break
