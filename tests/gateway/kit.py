@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from hagate.gateway.protocol import ServiceKind, ServiceSpec
 from hagate.gateway.server import Gateway
 from hagate.net.backend import KERNEL, Backend
 from hagate.pki.ca import Role, init_ca, issue
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 DOMAIN = "gw.test"
 
@@ -147,7 +149,7 @@ async def running_agent(
             await task
 
 
-async def http_service(name: str) -> tuple[asyncio.Server, int]:
+def hello(name: str) -> Handler:
     """Answers every request with 'hello from NAME <path>' (keep-alive)."""
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -165,22 +167,30 @@ async def http_service(name: str) -> tuple[asyncio.Server, int]:
         finally:
             w.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return handle
+
+
+async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """Sends back what it reads until EOF."""
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except ConnectionError:
+        pass
+    finally:
+        w.close()
+
+
+async def http_service(name: str) -> tuple[asyncio.Server, int]:
+    """:func:`hello` on a free loopback port."""
+    server = await asyncio.start_server(hello(name), "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
 
 
 async def echo_service() -> tuple[asyncio.Server, int]:
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while data := await r.read(65536):
-                w.write(data)
-                await w.drain()
-        except ConnectionError:
-            pass
-        finally:
-            w.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    """:func:`echo` on a free loopback port."""
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,12 +24,17 @@ from hagate.gateway.config import GatewayConfig
 from hagate.gateway.server import Gateway
 from hagate.net.backend import MemoryBackend
 
-from .kit import OPEN_POLICY, Pki, gateway_config, running_agent, running_gateway
+from .kit import (
+    OPEN_POLICY,
+    Handler,
+    Pki,
+    gateway_config,
+    running_agent,
+    running_gateway,
+)
 
 DEVICE_IP = "192.0.2.10"  # where agents connect from
 USER_IP = "198.51.100.7"  # where users connect from
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def _no_ip(name: str) -> Callable[..., Any]:
@@ -72,36 +77,6 @@ def memory_agent(
 async def serve(mem: MemoryBackend, port: int, handle: Handler) -> asyncio.Server:
     """A device's local service on its 127.0.0.1:``port``."""
     return await asyncio.start_server(handle, sock=mem.listen("127.0.0.1", port))
-
-
-async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-    try:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-    except ConnectionError:
-        pass
-    finally:
-        w.close()
-
-
-def hello(name: str) -> Handler:
-    """Answers every request with 'hello from NAME <path>' (keep-alive)."""
-
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await r.readuntil(b"\r\n\r\n")
-                path = head.split(b" ")[1].decode()
-                body = f"hello from {name} {path}".encode()
-                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                await w.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            w.close()
-
-    return handle
 
 
 async def user(

@@ -19,13 +19,13 @@ from .kit import (
     Pki,
     agent_config,
     gateway_config,
+    hello,
     http_service,
     running_agent,
     running_gateway,
 )
 from .memory_kit import (
     Relay,
-    hello,
     memory_agent,
     memory_gateway,
     memory_gateway_config,

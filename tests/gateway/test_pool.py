@@ -11,9 +11,8 @@ import pytest
 
 from hagate.net.backend import MemoryBackend
 
-from .kit import Pki, agent_config
+from .kit import Pki, agent_config, echo
 from .memory_kit import (
-    echo,
     memory_agent,
     memory_gateway,
     memory_gateway_config,

@@ -18,6 +18,7 @@ from hagate.net.backend import MemoryBackend
 from .kit import (
     Pki,
     agent_config,
+    echo,
     echo_roundtrip,
     echo_service,
     free_port,
@@ -26,7 +27,6 @@ from .kit import (
     running_gateway,
 )
 from .memory_kit import (
-    echo,
     memory_agent,
     memory_gateway,
     memory_gateway_config,

@@ -30,13 +30,13 @@ from .kit import (
     Pki,
     agent_config,
     gateway_config,
+    hello,
     http_service,
     running_agent,
     running_gateway,
 )
 from .memory_kit import (
     USER_IP,
-    hello,
     memory_agent,
     memory_gateway,
     memory_gateway_config,
