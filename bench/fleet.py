@@ -140,12 +140,6 @@ def main() -> int:
         default=0,
         help="nice of the agent processes (e.g. 10: the gateway first, as on its own machine)",
     )
-    p.add_argument(
-        "--refusal-gate-ms",
-        type=float,
-        default=0.0,
-        help="a refused attempt answers for its agent process's siblings this long (0: off)",
-    )
     p.add_argument("--logs", type=Path, help="keep each cluster's logs and records here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -179,7 +173,6 @@ def main() -> int:
                         sample=args.sample,
                         schedule=schedule,
                         nice=args.agents_nice,
-                        gate_ms=args.refusal_gate_ms,
                     )
                     t = time.monotonic()
                     print(f"v{version} {advert:g} s {recipe} {schedule}: ...", file=log, flush=True)

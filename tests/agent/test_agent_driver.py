@@ -28,7 +28,6 @@ def _agent() -> Agent:
     agent.superseded = 0
     agent._sid = ""
     agent.on_change = None
-    agent.gate = None
     agent._reached = False
     return agent
 

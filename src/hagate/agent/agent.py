@@ -27,8 +27,6 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
 from hagate.net.backend import KERNEL, Backend
@@ -73,43 +71,6 @@ HINT_JITTER = 0.1  # wait up to 10% longer than a retry_after hint, never shorte
 # copies the session through DER (the peer certificate included), 7 % of an agent
 # process's CPU in a reconnection storm, for a ticket it already had.
 TICKET_KEEP_S = 3600.0
-
-
-class RedialGate(Protocol):
-    """What the agents of one fleet process share about the gateway's address (bench only).
-
-    In the lab thousands of devices share two cores with the gateway: each agent's own
-    retries against an address that refuses (4 a second each, 40,000 a second for 10,000)
-    saturated both cores and left the agent processes seconds behind when the VIP moved.
-    A real device pays nothing for its retries; a gate lets the agents of one process skip
-    an attempt that a sibling's attempt just answered (refused), on their own schedule.
-    """
-
-    def refusing(self, now: float) -> bool:
-        """A sibling's attempt was refused a moment ago: skip this one."""
-        ...
-
-    def refused(self, now: float) -> None:
-        """An attempt failed without reaching a gateway (refused, or silent)."""
-        ...
-
-
-@dataclass(slots=True)
-class RefusalGate:
-    """:class:`RedialGate`: an attempt refused within ``window`` s answers for all."""
-
-    window: float = 0.1
-    last: float = -1e9
-    skipped: int = 0
-
-    def refusing(self, now: float) -> bool:
-        if now - self.last < self.window:
-            self.skipped += 1
-            return True
-        return False
-
-    def refused(self, now: float) -> None:
-        self.last = max(self.last, now)
 
 
 class Refused(Exception):
@@ -243,7 +204,6 @@ class Agent:
         self._last_demand = 0.0
         # Called with True when a session is up, False when it ends (a fleet runner's tally).
         self.on_change: Callable[[Agent, bool], None] | None = None
-        self.gate: RedialGate | None = None  # shared by a fleet process's agents (bench)
 
     async def run(self) -> None:
         """Sessions forever; between them the wait that :mod:`hagate.agent.redial` says."""
@@ -253,15 +213,7 @@ class Agent:
         lost_at = loop.time()
         slow = False  # refused or superseded since the last good session
         busy = 0  # attempts in a row that reached a gateway and failed before the welcome
-        gate = self.gate
         while True:
-            if gate is not None and attempt and not slow and gate.refusing(loop.time()):
-                attempt += 1  # as if refused too: the same schedule, no socket
-                now = loop.time()
-                await asyncio.sleep(schedule.delay(attempt, now - lost_at, random.random()))
-                raise_if_cancelled()
-                continue
-            started = loop.time()
             hint = 0.0
             keep_failures = False  # a superseded session is no success
             refused = False
@@ -287,12 +239,6 @@ class Agent:
                 level = logging.INFO if attempt <= 1 or self._established else logging.DEBUG
                 c = self.cfg.client
                 log.log(level, "gateway %s:%s: %s", c.host, c.port, str(exc) or type(exc).__name__)
-                # Dated by when the attempt started (its SYN), not by when a loop seconds
-                # behind in a storm read the answer: a late answer must not close the gate
-                # on siblings after the VIP has moved. Nor judged by its duration (late
-                # answers looked slow); a silent attempt (5 s) recorded is harmless.
-                if gate is not None and not self._reached and not self._established:
-                    gate.refused(started)
             finally:
                 self._end_session()
             raise_if_cancelled()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from hagate.agent.agent import Agent, RefusalGate
+from hagate.agent.agent import Agent
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService, Reconnect
 from hagate.agent.redial import ScheduleKind
 from hagate.gateway.protocol import ServiceKind, ServiceSpec
@@ -54,11 +54,6 @@ class FleetSpec:
     # On a bench the fleet shares the gateway's machine; real devices have CPUs of their own.
     # A positive nice keeps thousands of agents from out-competing the gateway they dial.
     nice: int = 0
-    # The agents of this process share what an attempt learned for this long (ms; 0: off):
-    # one refused by the VIP's holder answers for its siblings (agent.RefusalGate), so
-    # 2,500 agents retrying 4 times a second cost the shared machine ~10 real connects a
-    # second, not 10,000, while each agent keeps its own schedule.
-    gate_ms: float = 0.0
 
     def name(self, index: int) -> str:
         return f"{self.prefix}{index}"
@@ -106,14 +101,12 @@ class EventLog:
 async def run_fleet(spec: FleetSpec, log: EventLog) -> None:
     """Start every agent on a ramp, then serve until cancelled."""
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(log.run())]
-    gate = RefusalGate(spec.gate_ms / 1000) if spec.gate_ms > 0 else None
     try:
         for index in range(spec.first, spec.first + spec.count):
             cfg = spec.config(index)
             ctx = client_context(cfg.client.cert, cfg.client.key, cfg.client.ca)
             agent = Agent(cfg, ctx)
             agent.on_change = lambda _a, up, i=index: log.note(i, up)
-            agent.gate = gate
             tasks.append(asyncio.create_task(agent.run()))
             if spec.ramp > 0:
                 await asyncio.sleep(spec.ramp)
@@ -139,12 +132,6 @@ def parse_args(argv: list[str]) -> tuple[FleetSpec, Path | None]:
     p.add_argument(
         "--nice", type=int, default=0, help="lower this process's CPU priority (os.nice)"
     )
-    p.add_argument(
-        "--refusal-gate-ms",
-        type=float,
-        default=0.0,
-        help="a refused attempt answers for this process's other agents this long (0: off)",
-    )
     args = p.parse_args(argv)
     host, port = parse_hostport(args.gateway)
     target = parse_hostport(args.target)
@@ -161,7 +148,6 @@ def parse_args(argv: list[str]) -> tuple[FleetSpec, Path | None]:
         reconnect=reconnect,
         ramp=args.ramp_ms / 1000,
         nice=args.nice,
-        gate_ms=args.refusal_gate_ms,
     )
     return spec, args.events
 

@@ -47,11 +47,6 @@ class FleetPlan:
     # their own. Measured (10,000 crash): it does not shorten the storm, the new master was
     # not starved but waiting for its agents (docs/fleet.md), so the default stays 0.
     nice: int = 0
-    # A refused attempt answers for the other agents of its process this long (ms; 0: each
-    # agent connects for itself; hagate.agent.RefusalGate). Off: measured at 100 ms it did
-    # not shorten the 10,000 crash (docs/fleet.md), the agent processes being seconds
-    # behind their schedules, so answers came too late to spare anything.
-    gate_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.devices < 1 or not 0 <= self.procs <= MAX_PROCS:
@@ -171,7 +166,6 @@ class Fleet:
             argv += ["--prefix", PREFIX, "--first", str(first), "--count", str(count)]
             argv += ["--target", f"127.0.0.1:{WEB_PORT}", "--schedule", self.plan.schedule.value]
             argv += ["--events", str(self.events_path(k)), "--nice", str(self.plan.nice)]
-            argv += ["--refusal-gate-ms", f"{self.plan.gate_ms:g}"]
             argv += ["--ramp-ms", f"{self.plan.processes * 1000 / START_RATE:g}"]
             self._spawn(f"fleet{k}", f"agents{k}", argv)
 
