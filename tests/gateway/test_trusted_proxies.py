@@ -20,7 +20,12 @@ import pytest
 from hagate.gateway.accesslog import AccessEntry
 from hagate.gateway.config import ConfigError, load_gateway_config, parse_gateway_config
 from hagate.gateway.http import HttpFront
-from hagate.gateway.http.clientip import MAX_HOPS, effective_client, forwarded_chain
+from hagate.gateway.http.clientip import (
+    MAX_HOPS,
+    effective_client,
+    forwarded_chain,
+    forwarded_proto,
+)
 from hagate.gateway.http.fields import forwarded_fields
 from hagate.net.backend import MemoryBackend
 from hagate.net.tls import Identity
@@ -477,3 +482,49 @@ def test_nginx_in_front_with_users_on_two_loopback_addresses(pki: Pki, tmp_path:
         web.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize(
+    ("xfp", "forwarded", "expected"),
+    [
+        (["https"], None, "https"),
+        (["HTTP"], None, "http"),
+        (["http, https"], None, "https"),  # the last entry: the nearest proxy's
+        (["https", "javascript"], None, None),
+        (["gopher"], None, None),
+        ([""], None, None),
+        (None, ["for=1.2.3.4;proto=https"], "https"),
+        (None, ['for=1.2.3.4;proto="https", for=10.0.0.7'], None),  # the last names none
+        (None, ["for=1.2.3.4"], None),
+        (None, None, None),
+    ],
+)
+def test_forwarded_proto_believes_only_the_nearest_plain_scheme(
+    xfp: list[str] | None, forwarded: list[str] | None, expected: str | None
+) -> None:
+    assert forwarded_proto(xfp, forwarded) == expected
+
+
+def test_a_trusted_tls_proxy_names_the_scheme_an_untrusted_peer_cannot() -> None:
+    async def main() -> None:
+        async with proxied_rig() as g:
+            auth = "Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
+            c = await g.client(ip=PROXY)
+            extra = f"X-Forwarded-For: {INSIDE}\r\nX-Forwarded-Proto: https\r\n"
+            headers = (await c.get("dev2.gw.test", extra=extra + auth)).json()["headers"]
+            assert headers["x-forwarded-proto"] == ["https"]
+            assert headers["forwarded"] == [f"for={INSIDE}, for={PROXY};proto=https"]
+            # the next user on the same connection came over plain http
+            extra = f"X-Forwarded-For: {OUTSIDE}\r\nX-Forwarded-Proto: http\r\n"
+            headers = (await c.get("dev2.gw.test", extra=extra + auth)).json()["headers"]
+            assert headers["x-forwarded-proto"] == ["http"]
+            # garbage: the listener's own scheme
+            extra = f"X-Forwarded-For: {OUTSIDE}\r\nX-Forwarded-Proto: evil\r\n"
+            headers = (await c.get("dev2.gw.test", extra=extra + auth)).json()["headers"]
+            assert headers["x-forwarded-proto"] == ["http"]
+            untrusted = await g.client(ip=OUTSIDE)
+            extra = "X-Forwarded-Proto: https\r\n"
+            headers = (await untrusted.get("dev2.gw.test", extra=extra + auth)).json()["headers"]
+            assert headers["x-forwarded-proto"] == ["http"]
+
+    run(main)

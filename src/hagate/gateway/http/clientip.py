@@ -10,6 +10,11 @@ The walk stops at the first entry that is not an IP address (``unknown``, an obf
 ``_node``, garbage) or after :data:`MAX_HOPS` entries, and answers the last hop that was an
 address a trusted proxy vouched for: the answer is always an IP address in canonical form,
 never a string an attacker chose. Pure: no sockets.
+
+The scheme the client used (``https`` when the proxy terminated TLS) is believed from a trusted
+peer too, by :func:`forwarded_proto`: the rightmost ``X-Forwarded-Proto`` entry, the one the
+nearest proxy wrote (or RFC 7239 ``proto=`` of the last forwarded-element), and only if it is
+exactly ``http`` or ``https``.
 """
 
 from __future__ import annotations
@@ -117,3 +122,36 @@ def effective_client(
 ) -> str:
     """The address the gateway treats as the request's client (see the module's doc)."""
     return forwarded_chain(peer, xff, forwarded, trusted)[0]
+
+
+PROTOS = {"http": "http", "https": "https"}
+
+
+def _forwarded_protos(values: list[str]) -> list[str]:
+    """The ``proto=`` of each RFC 7239 forwarded-element ("" where it names none)."""
+    out: list[str] = []
+    for value in values:
+        for element in value.split(","):
+            proto = ""
+            for pair in element.split(";"):
+                name, eq, val = pair.partition("=")
+                if eq and name.strip().lower() == "proto":
+                    proto = val.strip().strip('"')
+                    break
+            out.append(proto)
+    return out
+
+
+def forwarded_proto(xfp: list[str] | None, forwarded: list[str] | None) -> str | None:
+    """The scheme a trusted proxy says its client used, or None (then the listener's own).
+
+    Only the last entry is read: it is the one the nearest proxy wrote (nginx's
+    ``proxy_set_header X-Forwarded-Proto $scheme`` replaces the field, a load balancer that
+    appends writes it last); anything but ``http``/``https`` is not believed."""
+    if xfp:
+        entries = [part for value in xfp for part in value.split(",")]
+    elif forwarded:
+        entries = _forwarded_protos(forwarded)
+    else:
+        return None
+    return PROTOS.get(entries[-1].strip().lower()) if entries else None

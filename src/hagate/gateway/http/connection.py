@@ -17,7 +17,7 @@ import httptools
 
 from hagate.gateway.http.access import Allowed, Refusal, authorize, authorize_known
 from hagate.gateway.http.answers import error_response
-from hagate.gateway.http.clientip import forwarded_chain, is_trusted
+from hagate.gateway.http.clientip import forwarded_chain, forwarded_proto, is_trusted
 from hagate.gateway.http.deadline import Deadline, Deadlines, Wait
 from hagate.gateway.http.exchange import READ_SIZE, Exchange
 from hagate.gateway.http.fields import forwarded_fields
@@ -82,7 +82,9 @@ class UserConn:
         self.proxied = is_trusted(self.peer, front.trusted_proxies)
         self.client_ip = self.peer
         self.via: str | None = None  # the proxy that named client_ip (for the access log)
-        self._via_key: tuple[list[bytes], list[bytes]] | None = None  # the fields last read
+        self._via_key: tuple[list[bytes], list[bytes], list[bytes]] | None = (
+            None  # fields last read
+        )
         self.sni = sni
         self.cert = cert
         self.deadlines = Deadlines(conn.loop)
@@ -259,27 +261,30 @@ class UserConn:
         Fields equal to the previous request's give the same answer, kept from then."""
         xff: list[bytes] = []
         fwd: list[bytes] = []
+        xfp: list[bytes] = []
         for lname, _name, value in req.headers:
             if lname == b"x-forwarded-for":
                 xff.append(value)
             elif lname == b"forwarded":
                 fwd.append(value)
-        key = (xff, fwd)
+            elif lname == b"x-forwarded-proto":
+                xfp.append(value)
+        key = (xff, fwd, xfp)
         if key == self._via_key:
             return  # the same user's next request (the walk costs ~6 us): as decided
         self._via_key = key
+        fwd_text = [v.decode("latin-1") for v in fwd]
         chain = forwarded_chain(
-            self.peer,
-            [v.decode("latin-1") for v in xff],
-            [v.decode("latin-1") for v in fwd],
-            self.front.trusted_proxies,
+            self.peer, [v.decode("latin-1") for v in xff], fwd_text, self.front.trusted_proxies
         )
         client = chain[0]
         if client != self.client_ip:
             self.allowed = None
             self.client_ip = client
             self.via = None if client == self.peer else self.peer
-        self.forwarded = forwarded_fields(client, self.front.proto, tuple(chain[1:]))
+        # The scheme the proxy's client used (a TLS-terminating nginx: https), else ours.
+        proto = forwarded_proto([v.decode("latin-1") for v in xfp], fwd_text) or self.front.proto
+        self.forwarded = forwarded_fields(client, proto, tuple(chain[1:]))
 
     async def refuse(
         self, req: Request, status: int, message: str, challenge: str | None = None
