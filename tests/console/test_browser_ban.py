@@ -5,20 +5,17 @@ No namespaces: everything is on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.console.kit import PASSWORDS, Stack, stack
-from tests.console.test_browser import CHROMEDRIVER, CHROMIUM, browser, until
+from tests.console.test_browser import browser, require_browser, until
 
 
 @pytest.fixture
 def st(tmp_path: Path) -> Iterator[Stack]:
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    pytest.importorskip("selenium")
+    require_browser()
     with stack(tmp_path, token=True) as s:
         yield s
 
