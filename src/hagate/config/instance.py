@@ -468,6 +468,18 @@ def _complete(
         )
         f.pop("auth_type")
         f.pop("auth_pass", None)
+    elif f.get("auth_type") is AuthType.AH:
+        # keepalived 2.2.7 runs IPSEC-AH (RFC 2402 over VRRPv2); hagate does not, and its
+        # daemon refuses the instance (hagate.bridge): a hagate-only error, exit 1.
+        at = seen["authentication"]
+        v.r.error(
+            at.file,
+            at.line,
+            "auth_type",
+            f"({name}) auth_type AH is not supported by hagate (the daemon refuses to "
+            "start); use PASS or no authentication",
+            Impact.OTHER,
+        )
     elif f.get("auth_type") is AuthType.PASS and not f.get("auth_pass"):
         v.error(seen["authentication"], f"({name}) auth_type PASS needs an auth_pass")
     elif f.get("auth_type") is None and auth_at is not None:
