@@ -276,3 +276,53 @@ def test_reload_keeps_an_unchanged_fifo_and_moves_a_changed_one(tmp_path: Path) 
             n.close()
 
     asyncio.run(go())
+
+
+def test_config_notify_scripts_reach_the_plan_and_run_as_keepalived(tmp_path: Path) -> None:
+    """notify_stop, notify_master_rx_lower_pri and notify_deleted SCRIPT from a
+    keepalived.conf: the plan carries each; the lower-priority one runs with its own words
+    only (keepalived set_vrrp_notify_script(strvec, 0)) and writes MASTER_RX_LOWER_PRI to
+    the FIFO; STOP runs notify_stop then notify with four arguments."""
+    out = tmp_path / "out"
+    script = tmp_path / "n.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    script.chmod(0o755)
+    fifo = tmp_path / "f"
+    text = FIFO_CONF.format(fifo=fifo).replace(
+        "    notify_priority_changes\n",
+        f"    notify_stop '{script} stop'\n"
+        f"    notify_master_rx_lower_pri '{script} rx'\n"
+        f"    notify_deleted '{script} deleted'\n"
+        f"    notify {script}\n",
+    )
+    plan = _plan(tmp_path, text)[0]
+    spec = plan.notify
+    assert spec.stop is not None and spec.stop.argv == (str(script), "stop")
+    assert spec.master_rx_lower_pri is not None
+    assert spec.master_rx_lower_pri.argv == (str(script), "rx")
+    assert spec.deleted is not None and spec.deleted.argv == (str(script), "deleted")
+    assert spec.notify_deleted  # a notify_deleted script implies DELETED notifications
+
+    async def go() -> bytes:
+        n = Notifier()
+        n.open_fifos([FifoSpec(str(fifo))])
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            m = VrrpMachine(plan.params)
+            m.start(0.0)
+            m.actions()
+            lower = MasterRxLowerPri(IPv4Address("10.0.1.7"), 50)
+            n.on_action(lower, plan, m)
+            n.flush()
+            await n.drain()
+            n.notify(spec, plan.name, "STOP", 100)
+            await n.drain()
+            return os.read(reader, 4096)
+        finally:
+            os.close(reader)
+            n.close()
+
+    lines = asyncio.run(go())
+    assert lines == b'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 100\nINSTANCE "VI_1" STOP 100\n'
+    rx, *stop = out.read_text().splitlines()
+    assert rx == "rx" and sorted(stop) == ["INSTANCE VI_1 STOP 100", "stop"]  # run together
