@@ -438,3 +438,48 @@ def test_track_process_is_a_scenario_item(tmp_path: Path) -> None:
     assert becomes(result, "node1", State.FAULT) == [10.0]
     assert holders(result, 15.0) == {"10.1.1.100": "node2"}
     assert holders(result, 29.0) == {"10.1.1.100": "node1"}
+
+
+# ---- issue 12's knobs that change timing: the same core, so the same times ----------------
+
+
+def test_vrrp_startup_delay_holds_a_booting_nodes_down_timer(tmp_path: Path) -> None:
+    """global_defs vrrp_startup_delay: the down timer starts when the delay ends (as the
+    daemon's VrrpMachine.start), so a lone backup takes over 5 s later than without it."""
+    times = []
+    for delay in (0, 5):
+        head = f"global_defs {{\n    vrrp_startup_delay {delay}\n}}\n" if delay else ""
+        b = tmp_path / f"b{delay}.conf"
+        b.write_text(head + conf_text(priority=100, src="10.1.1.10"))
+        a = conf(tmp_path / "a.conf", priority=200, src="10.1.1.5")
+        result, _ = run([f"a={a}", f"b={b}"], "start a at 19s; end at 19s")
+        times.append(becomes(result, "b", State.MASTER))
+    mdi = master_down_interval(2, 100, 100)
+    assert times[0] == [pytest.approx(mdi, abs=1e-6)]
+    assert times[1] == [pytest.approx(5 + mdi, abs=1e-6)]
+
+
+def test_mcast_dst_ip_separates_instances_as_a_link_does(tmp_path: Path) -> None:
+    """Two nodes sending to different groups never hear each other: both are master."""
+    masters = []
+    for group_b in ("224.0.0.18", "224.0.0.99"):
+        a = conf(tmp_path / "a.conf", priority=200, src="10.1.1.5")
+        b = conf(
+            tmp_path / "b.conf", priority=100, src="10.1.1.10", extra=f"mcast_dst_ip {group_b}"
+        )
+        result, _ = run([f"a={a}", f"b={b}"], "end at 20s")
+        masters.append(sorted(h for h in ("a", "b") if becomes(result, h, State.MASTER)))
+    assert masters == [["a"], ["a", "b"]]
+
+
+def test_unicast_fault_no_peer_holds_fault_and_the_other_node_serves(tmp_path: Path) -> None:
+    a = conf(tmp_path / "a.conf", priority=200, src="10.1.1.5", peer="10.1.1.10")
+    b = tmp_path / "b.conf"
+    b.write_text(
+        conf_text(priority=250, src="10.1.1.10", peer="10.1.1.5").replace(
+            "unicast_peer {\n        10.1.1.5\n    }", "unicast_fault_no_peer"
+        )
+    )
+    result, _ = run([f"a={a}", f"b={b}"], "end at 20s")
+    assert becomes(result, "b", State.FAULT) == [0.0] and not becomes(result, "b", State.MASTER)
+    assert holders(result, 19.0) == {"10.1.1.100": "a"}
