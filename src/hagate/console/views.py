@@ -20,6 +20,7 @@ from hagate.gateway.bans import MAX_BAN_S
 from hagate.policy import Policy, PolicyError, RouteKind, empty_policy, load_policy
 
 MAX_PAGE = 500
+OFFLINE_SCAN_S = 1.0  # a status=offline page looks at most this long for offline devices
 
 
 class Views:
@@ -96,10 +97,47 @@ class Views:
         limit = _int(query, "limit", 50, MAX_PAGE)
         if status not in ("all", "online", "offline"):
             raise ValueError("status must be all, online or offline")
-        # Each node is asked for online and offline alike when status is offline: a device
-        # offline on node-1 but online on node-2 is online.
-        ask = "all" if status == "offline" else status
-        params = {"q": q, "status": ask, "after": after, "limit": limit}
+        if status != "offline":
+            rows, more, by_node, failed = self._merged(q, status, after, limit)
+            page = rows[:limit]
+            return {
+                "devices": page,
+                "next": page[-1]["name"] if more and page else None,
+                "nodes": by_node,
+                "errors": failed,
+            }
+        # Offline means offline on every node that knows it, so the nodes are asked for all
+        # their devices and the merged rows filtered here: a window of names at a time (the
+        # whole window is settled: each node gave every name of it), until the page is full,
+        # the names run out or OFFLINE_SCAN_S is spent; then ``next`` is the last name looked
+        # at, so that the page may be short (even empty) and still say where to go on.
+        found: list[dict[str, Any]] = []
+        cursor, more = after, True
+        errors: dict[str, str] = {}
+        counts: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + OFFLINE_SCAN_S
+        while more and len(found) < limit and time.monotonic() < deadline:
+            rows, more, counts, round_errors = self._merged(q, "all", cursor, MAX_PAGE)
+            errors |= round_errors
+            window = rows[:MAX_PAGE]
+            more = more or len(rows) > MAX_PAGE
+            if not window:
+                break
+            found += [d for d in window if not d.get("online")]
+            cursor = str(window[-1]["name"])
+        page = found[:limit]
+        if len(found) > limit:
+            nxt: str | None = str(page[-1]["name"])
+        else:
+            nxt = cursor if more else None
+        return {"devices": page, "next": nxt, "nodes": counts, "errors": errors}
+
+    def _merged(
+        self, q: str, status: str, after: str, limit: int
+    ) -> tuple[list[dict[str, Any]], bool, dict[str, dict[str, Any]], dict[str, str]]:
+        """One page from every node, merged by name (sorted): the rows, whether any node has
+        more, each node's counts, the nodes that did not answer."""
+        params = {"q": q, "status": status, "after": after, "limit": limit}
         answers, errors = self._fan_out("/api/devices", params)
         merged: dict[str, dict[str, Any]] = {}
         more = False
@@ -121,16 +159,7 @@ class Views:
                 elif have is not None:
                     have["also"] = sorted({*have.get("also", []), dev["node"]})
         rows = sorted(merged.values(), key=lambda d: str(d["name"]))
-        if status == "offline":
-            rows = [d for d in rows if not d.get("online")]
-        page = rows[:limit]
-        more = more or len(rows) > limit
-        return {
-            "devices": page,
-            "next": page[-1]["name"] if more and page else None,
-            "nodes": counts,
-            "errors": errors,
-        }
+        return rows, more or len(rows) > limit, counts, errors
 
     def access(self, query: dict[str, list[str]]) -> dict[str, Any]:
         limit = _int(query, "limit", 100, MAX_PAGE)
