@@ -92,9 +92,17 @@ def test_keepalived_rules_for_nopreempt_and_state() -> None:
     assert not make(nopreempt=True).preempt
     owner = make(priority=255)
     assert owner.preempt and owner.wants_master
-    delayed = make(nopreempt=True, preempt_delay=3)
-    assert delayed.effective_preempt_delay == 0.0 and len(delayed.warnings()) == 1
-    assert make(preempt_delay=3, strict_rfc=True).effective_preempt_delay == 0.0
+    assert make(preempt_delay=3).effective_preempt_delay == 3.0
+    strict = make(preempt_delay=3, strict_rfc=True)
+    assert strict.effective_preempt_delay == 0.0 and len(strict.warnings()) == 1
+    # what keepalived clears, the config model clears (one home): refused here, not cleared
+    for kw in (
+        {"nopreempt": True, "preempt_delay": 3},
+        {"nopreempt": True, "priority": 255},
+        {"nopreempt": True, "start_state": State.MASTER},
+    ):
+        with pytest.raises(ParamsError, match="keepalived clears it"):
+            make(**kw)
     with pytest.raises(ParamsError, match="VRRPv3 has no authentication"):
         make(version=3, auth_type=AuthType.PASS, auth_data=b"x")
     assert make(priority=255, start_state=State.BACKUP).wants_master is False

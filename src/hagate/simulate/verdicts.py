@@ -128,12 +128,9 @@ def _preempt_why(result: Result, winner: str, loser: str, views: dict[str, View]
         who = f"{winner} has priority {prio}"
         if lost is not None:
             who += f" > {lost}"
-    if params.nopreempt and params.is_owner:
-        how = "its nopreempt is ignored at priority 255"
-    elif params.nopreempt and params.wants_master:
-        how = "its nopreempt is ignored with state MASTER"
-    else:
-        how = "no nopreempt"
+    # A winner that preempts has no nopreempt in force: the config model cleared a void one
+    # (priority 255, state MASTER) with its finding, which hagate simulate prints.
+    how = "no nopreempt"
     text = f"{who} and {how}"
     base = result.instance(loser).params.priority
     if lost is not None and lost < base:

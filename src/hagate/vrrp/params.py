@@ -82,6 +82,15 @@ class VrrpParams:
                 raise bad(f"virtual address {vip} is not the same family as {self.primary_address}")
         if not 0 <= self.preempt_delay <= 1000:
             raise bad(f"preempt_delay {self.preempt_delay} outside 0..1000 s")
+        # keepalived clears these (vrrp_complete_instance); the clearing has one home, the
+        # config model's completion: a hand-made combination is refused, not cleared again.
+        if self.nopreempt and (self.is_owner or self.start_state is State.MASTER):
+            raise bad(
+                "nopreempt with priority 255 or state MASTER (keepalived clears it: "
+                "hagate.config.instance)"
+            )
+        if self.nopreempt and self.preempt_delay:
+            raise bad("preempt_delay with nopreempt (keepalived clears it: hagate.config.instance)")
         if self.startup_delay < 0:
             raise bad(f"vrrp_startup_delay {self.startup_delay} is negative")
         if not 1 <= self.down_timer_adverts <= 100:
@@ -129,8 +138,8 @@ class VrrpParams:
 
     @property
     def effective_preempt_delay(self) -> float:
-        """preempt_delay is void without preemption and in strict mode (the RFCs have none)."""
-        if self.strict_rfc or not self.preempt:
+        """preempt_delay is void in strict mode (the RFCs have none)."""
+        if self.strict_rfc:
             return 0.0
         return self.preempt_delay
 
@@ -167,7 +176,7 @@ class VrrpParams:
         """keepalived-style notes about settings that have no effect."""
         out: list[str] = []
         if self.preempt_delay and not self.effective_preempt_delay:
-            out.append("preempt_delay has no effect with nopreempt or in strict mode")
+            out.append("preempt_delay has no effect in strict mode")
         if self.strict_rfc and self.start_state is State.MASTER and not self.is_owner:
             out.append("strict mode: state MASTER needs priority 255; starting as BACKUP")
         return out
