@@ -416,3 +416,58 @@ def test_logout_ends_live_updates_at_once(st: Stack) -> None:
         assert time.monotonic() - start < 1.0
     finally:
         s.close()
+
+
+def test_one_user_cannot_take_every_live_stream(st: Stack) -> None:
+    """Four streams per session, eight per user: a viewer's many sessions stop at eight and
+    leave the others (an operator) their live updates."""
+    from hagate.console.web import STREAMS_PER_USER
+
+    sessions = [st.login("viv")[0] for _ in range(3)]
+    opened: list[socket.socket] = []
+    try:
+        for cookie in sessions:
+            for _ in range(4):
+                opened.append(_sse(st, cookie))
+        answers = [_read_until(s, b"\r\n", 3).split(b"\r\n")[0] for s in opened]
+        assert sum(b" 200 " in a for a in answers) == STREAMS_PER_USER
+        assert all(b" 429 " in a for a in answers[STREAMS_PER_USER:]), answers
+        ops, _ = st.login("ops")
+        opened.append(_sse(st, ops))
+        assert b" 200 " in _read_until(opened[-1], b"\r\n", 3)
+    finally:
+        for s in opened:
+            s.close()
+    wait_for(lambda: st.server.app.streams == 0, 3, "the streams counted closed")
+    assert st.server.app.user_streams == {}
+
+
+def test_one_network_address_cannot_take_every_connection(st: Stack) -> None:
+    from hagate.console.web import CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS
+
+    slots = st.server.slots
+    taken = [slots.take("198.51.100.7") for _ in range(CONNECTIONS_PER_ADDRESS + 1)]
+    try:
+        assert taken == [True] * CONNECTIONS_PER_ADDRESS + [False]
+        assert slots.take("198.51.100.8")  # another address still gets in
+        slots.give("198.51.100.8")
+        assert st.request("GET", "/")[0] == 200  # and loopback (shared by a proxy's users)
+    finally:
+        for _ in range(CONNECTIONS_PER_ADDRESS):
+            slots.give("198.51.100.7")
+    assert slots.total == MAX_CONNECTIONS
+
+
+def test_rate_limited_logins_are_logged_a_line_a_second(
+    st: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused guess costs a hash and is logged; once the address waits, its retries cost
+    nothing to send, so they are logged at most once a second, with a count."""
+    caplog.set_level("WARNING", logger="hagate.console")
+    guess = {"user": "ops", "password": "guess"}
+    statuses = [st.request("POST", "/api/login", guess, {"Origin": st.origin})[0]
+                for _ in range(40)]  # fmt: skip
+    assert statuses == [401] * 5 + [429] * 35
+    lines = [r.getMessage() for r in caplog.records if "login refused" in r.getMessage()]
+    assert len([line for line in lines if "too many" in line]) <= 2, lines
+    assert len(lines) <= 7

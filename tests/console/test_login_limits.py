@@ -5,6 +5,7 @@ address it logged in from before. Every table is bounded."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,14 @@ from hagate.console.auth import (
     FAILURES_PER_ADDRESS,
     FAILURES_PER_NAME,
     MAX_KNOWN,
+    SESSIONS_PER_USER,
     ConsoleAuth,
     FailureTable,
     LoginLimiter,
     LoginRefused,
     address_key,
 )
-from hagate.policy import Policy, load_policy
+from hagate.policy import Policy, Principal, load_policy
 
 OPS = PASSWORDS["ops"]
 VIV = PASSWORDS["viv"]
@@ -129,3 +131,24 @@ def test_a_success_forgets_the_address_failures_not_the_names() -> None:
     lim.check("ops", "192.0.2.1", 1.0)  # known pair, address cleared: let in
     with pytest.raises(LoginRefused, match="for this user name"):
         lim.check("ops", "192.0.2.2", 1.0)
+
+
+def test_one_user_logging_in_in_a_loop_ends_only_its_own_sessions(policy: Policy) -> None:
+    """The session table is bounded (MAX_SESSIONS, least recently used out): without a per-user
+    bound, a viewer's login loop would push every operator out of it."""
+    auth = ConsoleAuth()
+    ops = auth.login_password(policy, "ops", OPS, "192.0.2.1", 0.0)
+    viv = auth.login_password(policy, "viv", VIV, "192.0.2.2", 0.0)
+    found = load_principal(policy, "viv", VIV)
+    sessions = [auth._admit(found, "192.0.2.2", 1.0 + i) for i in range(3 * SESSIONS_PER_USER)]
+    assert auth.session(ops.sid, 2.0) is ops  # the operator's session is untouched
+    live = [s for s in sessions if auth.session(s.sid, 2.0) is not None]
+    assert live == sessions[-SESSIONS_PER_USER:]  # the viewer keeps its newest ones
+    assert auth.session(viv.sid, 2.0) is None
+
+
+def load_principal(policy: Policy, user: str, password: str) -> Principal:
+    header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    found = policy.authenticate(header, None, 0.0)
+    assert isinstance(found, Principal)
+    return found

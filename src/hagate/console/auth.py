@@ -11,7 +11,8 @@ at one name from many, delays that address or that name, never another operator 
 the hammered name's own operator from an address it logged in from before). Each check costs
 an argon2 hash: at most two run at a time, one per client address. A session is a random
 cookie (HttpOnly, SameSite=Strict) with a CSRF token of its own that every state-changing
-request must carry in a header.
+request must carry in a header; one user holds at most ``SESSIONS_PER_USER`` (a script that
+logs in in a loop ends its own oldest sessions, never another operator's).
 Pure apart from the argon2 check: ``now`` is passed in.
 """
 
@@ -31,6 +32,7 @@ from hagate.policy import Policy, Principal
 SESSION_IDLE = 1800.0  # s without a request
 SESSION_MAX = 12 * 3600.0
 MAX_SESSIONS = 1000
+SESSIONS_PER_USER = 16  # then that user's oldest goes: one login loop cannot evict the others
 FAILURES_PER_ADDRESS = 5  # within FAILURE_WINDOW, then that address waits
 FAILURES_PER_NAME = 10  # within FAILURE_WINDOW, from every address together, then that name waits
 FAILURE_WINDOW = 300.0
@@ -261,6 +263,9 @@ class ConsoleAuth:
             else:
                 self.limiter.by_address.clear(address_key(address))
             self._sessions[session.sid] = session
+            mine = [k for k, v in self._sessions.items() if v.user == session.user]
+            for sid in mine[: max(0, len(mine) - SESSIONS_PER_USER)]:
+                del self._sessions[sid]  # least recently used first (the table's order)
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
         return session

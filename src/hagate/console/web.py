@@ -1,9 +1,13 @@
 """The console's web server: the page, its JSON (docs/console.md) and its live updates (SSE).
 
-A thread per connection, at most ``MAX_CONNECTIONS`` at a time (more are closed at once), each
-with a read timeout, so a slow or silent client holds one thread for a bounded time. Nothing but
-the static page and ``POST /api/login`` answers without a session; live-update streams need a
-session too, at most ``STREAMS_PER_SESSION`` each and ``MAX_STREAMS`` overall.
+A thread per connection, at most ``MAX_CONNECTIONS`` at a time from the network and as many
+from loopback, ``CONNECTIONS_PER_ADDRESS`` from one network address (more are closed at once),
+each with a read timeout and a deadline for the whole request, so a slow or silent client holds
+one thread for a bounded time and one address cannot take every slot. Nothing but the static
+page and ``POST /api/login`` answers without a session; live-update streams need a session
+too, at most ``STREAMS_PER_SESSION`` each, ``STREAMS_PER_USER`` per user and ``MAX_STREAMS``
+overall. Refused logins are logged, the rate-limited ones (429, which cost nothing to send) at
+most once a second with a count.
 
 Every request's Host must be an address literal, ``localhost`` or a ``--public-name`` (a
 rebinding DNS name gets 421). A POST needs ``Content-Type: application/json`` and an Origin
@@ -17,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
@@ -32,19 +37,23 @@ from urllib.parse import parse_qs, urlsplit
 from hagate.console.auth import ConsoleAuth, ConsoleSession, LoginRefused, Role
 from hagate.console.poller import Cluster
 from hagate.console.views import Views
-from hagate.gateway.admin.auth import host_is_local
+from hagate.gateway.admin.auth import RefusalLog, host_is_local
+from hagate.gateway.admin.limits import PeerSlots
 from hagate.net.tls import peer_identity
 
 log = logging.getLogger("hagate.console")
 audit = logging.getLogger("hagate.console.audit")
 
 COOKIE = "hagate_console"
-MAX_CONNECTIONS = 128
+MAX_CONNECTIONS = 128  # from the network together, and from loopback together
+CONNECTIONS_PER_ADDRESS = 32  # from one network address (loopback's peers all look alike)
 MAX_STREAMS = 32
 STREAMS_PER_SESSION = 4
+STREAMS_PER_USER = 8  # one user's sessions together cannot take every stream
 READ_TIMEOUT = 10.0
 REQUEST_DEADLINE = 10.0  # s to send the whole request (head and body)
 KEEPALIVE_S = 15.0
+GONE_CHECK_S = 1.0  # a live-update stream looks this often whether its client hung up
 MAX_BODY = 8192
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -67,6 +76,8 @@ class ConsoleApp:
     public_names: frozenset[str] = frozenset()
     audit_file: Path | None = None
     streams: int = 0
+    user_streams: dict[str, int] = field(default_factory=dict)
+    throttled: RefusalLog = field(default_factory=RefusalLog)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _static: dict[str, bytes] = field(default_factory=dict)
 
@@ -103,16 +114,27 @@ class ConsoleApp:
 
     def open_stream(self, session: ConsoleSession) -> bool:
         with self._lock:
-            if self.streams >= MAX_STREAMS or session.streams >= STREAMS_PER_SESSION:
+            mine = self.user_streams.get(session.user, 0)
+            if (
+                self.streams >= MAX_STREAMS
+                or session.streams >= STREAMS_PER_SESSION
+                or mine >= STREAMS_PER_USER
+            ):
                 return False
             self.streams += 1
             session.streams += 1
+            self.user_streams[session.user] = mine + 1
             return True
 
     def close_stream(self, session: ConsoleSession) -> None:
         with self._lock:
             self.streams -= 1
             session.streams -= 1
+            left = self.user_streams.get(session.user, 0) - 1
+            if left > 0:
+                self.user_streams[session.user] = left
+            else:
+                self.user_streams.pop(session.user, None)
 
 
 class ConsoleServer(ThreadingHTTPServer):
@@ -125,7 +147,7 @@ class ConsoleServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
         self.tls = tls
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.slots = PeerSlots(MAX_CONNECTIONS, CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS)
         self.deadlines: dict[int, threading.Timer] = {}
         super().__init__(address, Handler)
 
@@ -134,13 +156,13 @@ class ConsoleServer(ThreadingHTTPServer):
         return "https" if self.tls is not None else "http"
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.take(client_address[0]):
             self.shutdown_request(request)  # full: close now rather than queue without bound
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            self.slots.give(client_address[0])
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -160,13 +182,23 @@ class ConsoleServer(ThreadingHTTPServer):
         finally:
             timer.cancel()
             self.deadlines.pop(threading.get_ident(), None)
-            self.slots.release()
+            self.slots.give(client_address[0])
 
     def arrived(self) -> None:
         """The request has been read in full: no deadline from now on (live updates)."""
         timer = self.deadlines.pop(threading.get_ident(), None)
         if timer is not None:
             timer.cancel()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether a live-update client has closed (or sent anything: it has nothing to send
+    after its request, so that too ends the stream)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _abort(sock: socket.socket) -> None:
@@ -318,17 +350,23 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.settimeout(READ_TIMEOUT)
             cluster = app.cluster
             sent = -1
+            wrote = time.monotonic()
             while app.auth.alive(session, time.time()):
                 with cluster.changed:
                     if cluster.revision == sent:
-                        cluster.changed.wait(KEEPALIVE_S)
+                        cluster.changed.wait(GONE_CHECK_S)
+                if _hung_up(self.connection):
+                    break  # the client left: its stream slot is free now, not at the next write
                 rev, shown = cluster.shown()
                 if rev != sent:
                     self.wfile.write(f"id: {rev}\nevent: cluster\ndata: {shown}\n\n".encode())
                     sent = rev
-                else:
+                elif time.monotonic() - wrote >= KEEPALIVE_S:
                     self.wfile.write(b": keep-alive\n\n")
+                else:
+                    continue
                 self.wfile.flush()
+                wrote = time.monotonic()
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -386,7 +424,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.app.views.policy(), user, password, address, time.time()
             )
         except LoginRefused as exc:
-            log.warning("console login refused for %r from %s: %s", user[:64], address, exc)
+            line = f"console login refused for {user[:64]!r} from {address}: {exc}"
+            if exc.status == 429:  # free to send again and again: a line a second at most
+                self.app.throttled.note(time.monotonic(), line, log)
+            else:  # bounded by the limiter (a wrong password costs a hash, then a wait)
+                log.warning("%s", line)
             extra = (
                 {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.status == 429 else {}
             )

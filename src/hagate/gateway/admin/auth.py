@@ -71,11 +71,17 @@ class RefusalLog:
     _last: float = float("-inf")
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note(self, now: float, line: str) -> None:
+    def note(self, now: float, line: str, to: logging.Logger | None = None) -> None:
+        """Count a refusal; log it (to ``to``, else as ``admin:`` here) unless one was logged
+        less than a second ago: the next logged line counts those."""
         with self._lock:
             self.refused += 1
             if now - self._last < 1.0:
                 self._unlogged += 1
                 return
             more, self._unlogged, self._last = self._unlogged, 0, now
-        log.warning("admin: %s%s", line, f" (and {more} more refused)" if more else "")
+        tail = f" (and {more} more refused)" if more else ""
+        if to is None:
+            log.warning("admin: %s%s", line, tail)
+        else:
+            to.warning("%s%s", line, tail)
