@@ -29,6 +29,12 @@ def _agent() -> Agent:
     agent._sid = ""
     agent.on_change = None
     agent._reached = False
+    agent._standby_tasks = {}
+    agent._parked = set()
+    agent._promotions = []
+    agent._standby_change = asyncio.Event()
+    agent._reader = None
+    agent._data_client = cfg.client
     return agent
 
 

@@ -17,6 +17,9 @@ A transcript drives one pure object on a virtual clock (times in seconds):
     at 0 attach dev1 serial=7                      (SessionRegistry.attach)
     at 5 detach dev1 s1 | expire-pool dev1 | ...   (see apply_registry)
 
+    standbys [max_addresses=64]                    (StandbyTable)
+    at 0 park dev1 sb1 10.1.1.100 | drop sb1 | promote 10.1.1.100 limit=2
+
 ``python tests/tunnel/transcript.py --regen [file ...]`` rewrites the expected lines after a
 deliberate change of behaviour: review the diff.
 """
@@ -44,6 +47,7 @@ from hagate.tunnel.registry import (
     BACKOFF_CAP_MS,
     TWIN_WINDOW_S,
     SessionRegistry,
+    StandbyTable,
 )
 from hagate.tunnel.wire import ServiceSpec, WireError, decode
 
@@ -75,7 +79,7 @@ def parse(text: str) -> Transcript:
             continue
         if line.startswith("#"):
             (pending if subject else header).append(line)
-        elif line.startswith(("conn", "registry")) and not subject:
+        elif line.startswith(("conn", "registry", "standbys")) and not subject:
             subject = line
         elif line.startswith("at "):
             steps.append(Step(pending, line))
@@ -214,6 +218,35 @@ def apply_registry(reg: SessionRegistry, line: str) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- standbys
+
+
+def make_standbys(subject: str) -> StandbyTable:
+    opts = dict(w.split("=", 1) for w in subject.split()[1:])
+    return StandbyTable(int(opts.get("max_addresses", "64")))
+
+
+def apply_standbys(table: StandbyTable, line: str) -> list[str]:
+    _, _when, verb, *args = line.split()
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    words = [a for a in args if "=" not in a]
+    out: list[str] = []
+    if verb == "park":
+        device, standby, address = words
+        out += [f"> {describe(a)}" for a in table.park(device, standby, address)]
+    elif verb == "drop":
+        out.append(f"> dropped {table.drop(words[0])}")
+    elif verb == "promote":
+        out += [f"> {describe(a)}" for a in table.promote(words[0], int(opts.get("limit", "99")))]
+    else:
+        raise ValueError(f"unknown input {verb!r}")
+    out.append(
+        f"= standbys {len(table)} addresses {','.join(table.addresses()) or '-'}"
+        f" replaced {table.replaced} promoted {table.promoted}"
+    )
+    return out
+
+
 # ---------------------------------------------------------------------------- replay
 
 
@@ -223,6 +256,10 @@ def replay(t: Transcript) -> list[Step]:
         conn = make_conn(t.subject)
         for step in t.steps:
             out.append(Step(step.comments, step.line, apply_conn(conn, step.line)))
+    elif t.subject.startswith("standbys"):
+        table = make_standbys(t.subject)
+        for step in t.steps:
+            out.append(Step(step.comments, step.line, apply_standbys(table, step.line)))
     else:
         reg = make_registry(t.subject)
         for step in t.steps:

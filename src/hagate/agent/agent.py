@@ -15,18 +15,29 @@ if the VIP has moved, the node that now holds it answers with a TCP reset at onc
 gateway is noticed within about a second); a live but busy gateway answers with a ping. Only
 ``dead_after_ms`` of silence (a frozen node that kept the VIP) counts as dead. A short
 timeout for that would make every agent drop a merely busy gateway at the same moment.
+
+Warm standby (v3, when the gateway's welcome lists the cluster's other nodes): the agent
+also holds one idle, authenticated connection to each other node's own address, parked
+there (no heartbeats: TCP keepalive only). The node that takes the VIP promotes it with a
+welcome: that connection becomes the session at once, without a TCP or TLS handshake, and
+the old session is dropped. After losing its session the agent waits up to
+``[standby] patience`` for that promotion before redialling the VIP as before; a standby is
+re-established afterwards to the node it left, on a slow jittered schedule (it may be dead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
 from hagate.net.backend import KERNEL, Backend
@@ -34,6 +45,7 @@ from hagate.net.conn import (
     WOULD_BLOCK,
     Conn,
     ProtocolError,
+    parse_hostport,
     set_keepalive,
     set_nodelay,
 )
@@ -45,6 +57,7 @@ from hagate.tunnel.connection import (
     Event,
     Kind,
     PeerDead,
+    Promoted,
     ProtocolViolation,
     Role,
     Sentinel,
@@ -80,6 +93,13 @@ class Refused(Exception):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after_ms / 1000
+
+
+class SwitchedOver(EOFError):
+    """A standby connection was promoted: the current session gives way to it."""
+
+    def __init__(self) -> None:
+        super().__init__("a standby connection was promoted to the session")
 
 
 class Superseded(Exception):
@@ -202,11 +222,30 @@ class Agent:
         self._tls_session: ssl.SSLSession | None = None
         self._spares = 0
         self._last_demand = 0.0
+        # Warm standby: endpoint -> its task; endpoints parked now; promotions to serve
+        self._vip = ""  # the address the session dialled (a standby names it)
+        self._standby_tasks: dict[str, asyncio.Task[None]] = {}
+        self._parked: set[str] = set()
+        self._promotions: list[tuple[Conn, TunnelConnection, wire.Welcome, ClientConfig]] = []
+        self._data_client = cfg.client  # where data connections go: the session's node
+        self._standby_change = asyncio.Event()
+        self._reader: _ControlReader | None = None
+        self.promoted = 0  # sessions that began as a promoted standby
         # Called with True when a session is up, False when it ends (a fleet runner's tally).
         self.on_change: Callable[[Agent, bool], None] | None = None
 
     async def run(self) -> None:
         """Sessions forever; between them the wait that :mod:`hagate.agent.redial` says."""
+        try:
+            await self._run()
+        finally:
+            for task in list(self._standby_tasks.values()):
+                task.cancel()
+            for conn, *_rest in self._promotions:
+                conn.close()
+            self._promotions.clear()
+
+    async def _run(self) -> None:
         schedule = self.cfg.reconnect.plan()
         loop = asyncio.get_running_loop()
         attempt = 0  # failed attempts of this outage
@@ -218,8 +257,13 @@ class Agent:
             keep_failures = False  # a superseded session is no success
             refused = False
             try:
-                await self._session()
+                if self._promotions:
+                    await self._serve_promoted(*self._promotions.pop(0))
+                else:
+                    await self._session()
                 self.last_error = "session lost"
+            except SwitchedOver as exc:
+                self.last_error = str(exc)
             except Superseded as exc:
                 self.superseded += 1
                 self.last_error = str(exc)
@@ -247,12 +291,39 @@ class Agent:
                 attempt, lost_at, slow, busy = 0, now, False, 0  # a new outage starts now
             elif refused:
                 slow = True
+            # A lost session (not a failed dial): wait for a standby's promotion, once.
+            lost = self._established and not refused
+            if lost and await self._promotion(self.cfg.standby.patience):
+                continue  # a standby took over: no dial, no handshake
             busy = busy + 1 if self._reached and not self._established else 0
             attempt += 1
             delay = schedule.delay(attempt, now - lost_at, random.random(), slow, busy)
             if hint > 0:  # the gateway knows best (it sees both twins): never earlier
                 delay = hint * random.uniform(1.0, 1.0 + HINT_JITTER)
-            await asyncio.sleep(delay)
+            if self._standby_tasks or self._promotions:
+                await self._promotion(delay, parked_only=False)  # a promotion cuts it short
+            else:
+                await asyncio.sleep(delay)
+
+    async def _promotion(self, timeout: float, parked_only: bool = True) -> bool:
+        """Wait up to ``timeout`` for a standby's promotion; True once one is ready.
+
+        ``parked_only``: give up at once when no standby is parked (it cannot be promoted:
+        today's redial). Otherwise the whole ``timeout`` is waited (the redial delay), only
+        cut short by a promotion.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._promotions:
+            if parked_only and not self._parked:
+                return False
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._standby_change.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._standby_change.wait(), left)
+        return True
 
     async def _session(self) -> None:
         self._established = False
@@ -274,13 +345,39 @@ class Agent:
     async def _serve(self, conn: Conn) -> None:
         tc = TunnelConnection(Role.AGENT, Kind.CONTROL)
         hello = wire.Hello(
-            tuple(s.spec for s in self.cfg.services), self.sessions, wire.VERSION, self.instance
+            tuple(s.spec for s in self.cfg.services),
+            self.sessions,
+            wire.VERSION,
+            self.instance,
+            standby=self.cfg.standby.enabled,
         )
         conn.write(tc.send(hello, conn.loop.time()))
         welcome = await asyncio.wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
         if not isinstance(welcome, wire.Welcome):
             raise_for(welcome)
             raise ProtocolError(f"expected welcome, got {type(welcome).__name__}")
+        for late, *_rest in self._promotions:  # promoted while we dialled (after our
+            late.close()  # patience ran out): the session just made is the newer one
+        self._promotions.clear()
+        self._vip = dialled_address(conn, self.cfg.client.host)
+        self._data_client = self.cfg.client
+        await self._serve_session(conn, tc, welcome, self.cfg.standby.first)
+
+    async def _serve_promoted(
+        self, conn: Conn, tc: TunnelConnection, welcome: wire.Welcome, client: ClientConfig
+    ) -> None:
+        self._established = False
+        self._data_client = client  # that node's own address: it holds the VIP too
+        self._reached = True
+        self.promoted += 1
+        try:
+            await self._serve_session(conn, tc, welcome, self.cfg.standby.after_promotion)
+        finally:
+            conn.close()
+
+    async def _serve_session(
+        self, conn: Conn, tc: TunnelConnection, welcome: wire.Welcome, standby_delay: float
+    ) -> None:
         self._sid = welcome.session
         self._pool_size = welcome.pool
         self.routes = dict(welcome.routes)
@@ -298,7 +395,96 @@ class Agent:
         set_keepalive(conn.sock)
         if welcome.pool_idle_s < 0:  # else spares open once streams are asked for
             self._top_up()
-        await _ControlReader(conn, tc, self._on_open).run()
+        if self.cfg.standby.enabled:
+            self._sync_standbys(welcome.standby, standby_delay)
+        self._reader = _ControlReader(conn, tc, self._on_open)
+        try:
+            await self._reader.run()
+        finally:
+            self._reader = None
+
+    # ------------------------------------------------------------ standbys
+
+    def _sync_standbys(self, endpoints: tuple[str, ...], delay: float) -> None:
+        """One standby task per endpoint the welcome named (the other nodes), none else."""
+        for endpoint, task in list(self._standby_tasks.items()):
+            if endpoint not in endpoints:
+                task.cancel()
+        for endpoint in endpoints:
+            if endpoint not in self._standby_tasks:
+                task = asyncio.create_task(self._standby(endpoint, delay))
+                self._standby_tasks[endpoint] = task
+                task.add_done_callback(functools.partial(self._standby_done, endpoint))
+
+    def _standby_done(self, endpoint: str, task: asyncio.Task[None]) -> None:
+        if self._standby_tasks.get(endpoint) is task:
+            del self._standby_tasks[endpoint]
+
+    async def _standby(self, endpoint: str, first: float) -> None:
+        """Hold a standby connection to ``endpoint`` until it is promoted (then hand it to
+        the session loop and end). Dials wait ``first`` (jittered), then back off doubling
+        up to ``max_delay``: a dead node costs one refused connect per wait."""
+        cfg = self.cfg.standby
+        try:
+            host, port = parse_hostport(endpoint)
+        except ValueError:
+            log.warning("gateway named a bad standby endpoint %r", endpoint)
+            return
+        client = replace(self.cfg.client, host=host, port=port)
+        failures = 0
+        delay = first * random.uniform(0.5, 1.5)
+        while True:
+            await asyncio.sleep(delay)
+            failures += 1
+            delay = min(cfg.max_delay, first * 2.0**failures) * random.uniform(0.5, 1.0)
+            if not self._vip:
+                continue
+            try:
+                conn = await dial(client, self.ctx, self._tls_session, self.backend)
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                log.debug("standby %s: %s", endpoint, exc)
+                continue
+            promoted = False
+            try:
+                promoted = await self._stand_by(endpoint, conn, client)
+                failures = 0 if not promoted else failures
+            except Refused as exc:
+                log.info("standby %s refused: %s", endpoint, exc)
+                delay = max(delay, exc.retry_after, cfg.max_delay / 2)
+            except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
+                log.debug("standby %s: %s", endpoint, exc)
+            except Superseded:
+                pass  # a newer standby of this device there (ours, or a twin's)
+            finally:
+                if not promoted:
+                    conn.close()
+            if promoted:
+                return
+
+    async def _stand_by(self, endpoint: str, conn: Conn, client: ClientConfig) -> bool:
+        """Park ``conn`` as a standby; True once promoted (queued for the session loop)."""
+        tc = TunnelConnection(Role.AGENT, Kind.CONTROL)
+        services = tuple(s.spec for s in self.cfg.services)
+        msg = wire.Standby(self._vip, services, self.sessions, wire.VERSION, self.instance)
+        conn.write(tc.send(msg, conn.loop.time()))
+        event = await asyncio.wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
+        if isinstance(event, wire.StandingBy):
+            set_keepalive(conn.sock)  # the only liveness check of a parked connection
+            self._parked.add(endpoint)
+            try:
+                event = await next_event(conn, tc)
+            finally:
+                self._parked.discard(endpoint)
+                self._standby_change.set()
+        if not isinstance(event, Promoted):
+            raise_for(event)
+            raise ProtocolError(f"standby: unexpected {type(event).__name__}")
+        log.info("standby at %s promoted to the session", endpoint)
+        self._promotions.append((conn, tc, event.welcome, client))
+        self._standby_change.set()
+        if self._reader is not None:
+            self._reader.switch()  # the old session gives way (its node lost the VIP)
+        return True
 
     def _hit(self) -> None:
         self._reached = True
@@ -339,7 +525,7 @@ class Agent:
         """One data connection: announce it, wait for a stream, connect locally, pipe."""
         task = asyncio.current_task()
         try:
-            conn = await dial(self.cfg.client, self.ctx, self._tls_session, self.backend)
+            conn = await dial(self._data_client, self.ctx, self._tls_session, self.backend)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("data connection failed: %s", exc)
             return
@@ -379,6 +565,16 @@ class Agent:
         except asyncio.CancelledError:
             conn.close()
             raise
+
+
+def dialled_address(conn: Conn, fallback: str) -> str:
+    """The IP address ``conn`` reached (the VIP), or ``fallback`` on a non-IP socket."""
+    try:
+        if conn.sock.family in (socket.AF_INET, socket.AF_INET6):
+            return str(conn.sock.getpeername()[0])
+    except OSError:
+        pass
+    return fallback
 
 
 async def run_agent(cfg: AgentConfig) -> None:
@@ -422,6 +618,10 @@ class _ControlReader:
     def _fail(self, exc: BaseException) -> None:
         if not self.lost.done():
             self.lost.set_exception(exc)
+
+    def switch(self) -> None:
+        """A standby was promoted: end this session (its connection is closed after)."""
+        self._fail(SwitchedOver())
 
     def _arm(self) -> None:
         when = self.tc.get_timer()

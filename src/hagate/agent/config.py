@@ -54,10 +54,30 @@ class Reconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class StandbyConfig:
+    """[standby]: warm standby connections to the cluster's other nodes (docs/fleet.md).
+
+    Used only when the gateway lists the other nodes' endpoints in its welcome (its
+    ``[tunnel] standby_endpoints``). ``patience``: after losing the session, how long to
+    wait for a standby's promotion before redialling the VIP as before. 5 s covers the
+    VRRP Master_Down_Interval at advert_int 1 s (3 x 1 s + skew: 3.2-4 s) plus the new
+    master's promotion of a large fleet; a loss that is no failover (the gateway process
+    restarted while its node kept the VIP) costs at most this much longer than before.
+    """
+
+    enabled: bool = True
+    patience: float = 5.0
+    first: float = 1.0  # first dial of a standby: uniform in [first / 2, 3 first / 2]
+    after_promotion: float = 4.0  # the node just left may be dead: start slower
+    max_delay: float = 30.0  # failed dials back off (doubling, jittered) up to this
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     client: ClientConfig
     services: list[LocalService]
     reconnect: Reconnect = field(default_factory=Reconnect)
+    standby: StandbyConfig = field(default_factory=StandbyConfig)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -154,7 +174,7 @@ def _service(raw: Any, where: str) -> LocalService:
 
 
 def parse_agent(data: dict[str, Any], base: Path, name: str = "agent.toml") -> AgentConfig:
-    unknown = set(data) - {"gateway", "server_name", "tls", "service", "reconnect"}
+    unknown = set(data) - {"gateway", "server_name", "tls", "service", "reconnect", "standby"}
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)}")
     client = parse_client(data, base, name)
@@ -190,7 +210,27 @@ def parse_agent(data: dict[str, Any], base: Path, name: str = "agent.toml") -> A
         raise ConfigError(
             f"{name}: [reconnect] values must be numbers (0 < period_ms <= max_delay_s)"
         ) from None
-    return AgentConfig(client, services, reconnect)
+    return AgentConfig(client, services, reconnect, _standby(data.get("standby", {}), name))
+
+
+def _standby(sb: Any, name: str) -> StandbyConfig:
+    """``[standby] enabled = true, patience_ms = 5000``."""
+    if not isinstance(sb, dict):
+        raise ConfigError(f"{name}: [standby] must be a table")
+    if set(sb) - {"enabled", "patience_ms"}:
+        raise ConfigError(
+            f"{name}: [standby]: unknown keys {sorted(set(sb) - {'enabled', 'patience_ms'})}"
+        )
+    enabled, patience = sb.get("enabled", True), sb.get("patience_ms", 5000)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{name}: [standby] enabled: true or false")
+    if (
+        isinstance(patience, bool)
+        or not isinstance(patience, (int, float))
+        or not 0 <= patience <= 60_000
+    ):
+        raise ConfigError(f"{name}: [standby] patience_ms: a number of ms in 0..60000")
+    return StandbyConfig(enabled=enabled, patience=float(patience) / 1000)
 
 
 def load_agent_config(path: Path) -> AgentConfig:

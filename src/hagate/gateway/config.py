@@ -72,6 +72,9 @@ class GatewayConfig:
     admin_insecure: bool = False  # [listen] admin_insecure: off loopback in clear, on purpose
     # [listen] trusted_proxies: peers whose X-Forwarded-For names the client (http/clientip.py)
     trusted_proxies: Networks = ()
+    # [tunnel] standby_endpoints: every node's own tunnel address (docs/fleet.md, warm
+    # standby); empty: no standby connections
+    standby_endpoints: tuple[Endpoint, ...] = ()
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
@@ -123,7 +126,8 @@ def parse_gateway_config(
             f"{name}: [users] is replaced by the access policy: name a policy file in "
             "[policy] file = ... (see docs/policy.md)"
         )
-    known = {"domain", "node", "tls", "listen", "tcp", "limits", "policy", "log", "cluster"}
+    known = {"domain", "node", "tls", "listen", "tunnel", "tcp", "limits", "policy", "log"}
+    known.add("cluster")
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -189,6 +193,7 @@ def parse_gateway_config(
         cluster = parse_cluster_section(data, base, name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    standby_endpoints = _standby_endpoints(_get(data, "tunnel", dict, f"{name}: ", {}), name)
     limits = _get(data, "limits", dict, f"{name}: ", {})
     w = f"{name}: [limits] "
     cfg = GatewayConfig(
@@ -231,6 +236,7 @@ def parse_gateway_config(
         admin_tls=admin_tls,
         admin_insecure=admin_insecure,
         trusted_proxies=trusted_proxies,
+        standby_endpoints=standby_endpoints,
     )
     if cfg.heartbeat_ms < 50 or cfg.pool < 0 or cfg.pool > 16 or cfg.header_bytes < 1024:
         raise ConfigError(f"{w}heartbeat_ms >= 50, 0 <= pool <= 16, header_bytes >= 1024")
@@ -239,6 +245,30 @@ def parse_gateway_config(
     if cfg.dead_after_ms < 2 * cfg.heartbeat_ms:
         raise ConfigError(f"{w}dead_after_ms must be at least twice heartbeat_ms")
     return cfg
+
+
+def _standby_endpoints(table: dict[str, Any], name: str) -> tuple[Endpoint, ...]:
+    """``[tunnel] standby_endpoints = ["10.0.0.1:7443", "10.0.0.2:7443"]``: IP:port each."""
+    w = f"{name}: [tunnel] "
+    if set(table) - {"standby_endpoints"}:
+        raise ConfigError(f"{w}unknown keys {sorted(set(table) - {'standby_endpoints'})}")
+    raw = table.get("standby_endpoints", [])
+    if not isinstance(raw, list) or not all(isinstance(e, str) for e in raw):
+        raise ConfigError(f'{w}standby_endpoints: a list of "IP:PORT" strings, got {raw!r}')
+    if len(raw) > 16:
+        raise ConfigError(f"{w}standby_endpoints: at most 16 nodes")
+    out: list[Endpoint] = []
+    for entry in raw:
+        ep = _endpoint(entry, f"{w}standby_endpoints {entry!r}")
+        try:
+            ipaddress.ip_address(ep.host if ep else "")
+        except ValueError:
+            raise ConfigError(
+                f"{w}standby_endpoints {entry!r}: a node's own IP address and the tunnel port"
+            ) from None
+        if ep is not None and ep not in out:
+            out.append(ep)
+    return tuple(out)
 
 
 def _trusted_proxies(listen: dict[str, Any], name: str, text: str | None) -> Networks:

@@ -27,6 +27,10 @@ class Metrics:
     tunnel_handshakes: list[int] = field(default_factory=lambda: [0, 0])
     handshakes_parked: int = 0  # connections held until a handshake slot freed (a storm)
     handshakes_refused: int = 0  # closed at once: their address's handshakes all stalled
+    # warm standby connections parked now, and promoted to sessions so far (the tunnel
+    # front keeps both up to date)
+    tunnel_standby: int = 0
+    tunnel_standby_promoted: int = 0
 
     def render(self, live_bytes: tuple[int, int] | None = None) -> str:
         """Prometheus text; ``live_bytes`` counts streams still running too."""
@@ -122,6 +126,18 @@ class Metrics:
             "counter",
             "Connections closed at once: their address was at its cap, its handshakes stalled.",
             [("", self.handshakes_refused)],
+        )
+        metric(
+            "tunnel_standby",
+            "gauge",
+            "Warm standby connections parked here (authenticated, not routable).",
+            [("", self.tunnel_standby)],
+        )
+        metric(
+            "tunnel_standby_promoted_total",
+            "counter",
+            "Standby connections promoted to sessions (this node took the address they dialled).",
+            [("", self.tunnel_standby_promoted)],
         )
         return "\n".join(lines) + "\n"
 

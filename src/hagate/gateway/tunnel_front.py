@@ -5,20 +5,31 @@ by :class:`~hagate.tunnel.connection.TunnelConnection` into a typed event (no su
 dispatch on raw JSON), peer garbage is a ``ProtocolViolation`` answered with one ``error``
 line, and who owns a device (supersede, twin back-off) is decided by the pure
 :class:`~hagate.tunnel.registry.SessionRegistry`. Heartbeats to every agent go out from here.
+
+Warm standby (``[tunnel] standby_endpoints``, docs/fleet.md): an agent attached elsewhere
+also holds an authenticated, idle connection to this node's own address. It is parked
+(:class:`~hagate.tunnel.registry.StandbyTable`: not a session, not routable, no pings, TCP
+keepalive only) until this node holds the address the agent's session dialled (the VIP);
+then it is promoted: attached as the device's session and sent its welcome, without any TCP
+or TLS handshake in the failover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
+import secrets
+import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hagate.gateway.bans import DeviceBans
 from hagate.gateway.session import Session, StreamError, address_is_local
 from hagate.net.conn import Conn, ProtocolError, set_keepalive, set_nodelay
-from hagate.net.tls import Identity, peer_identity, session_expired
+from hagate.net.tls import Identity, PeerCert, peer_identity, session_expired
 from hagate.pki.ca import Role
 from hagate.policy import AuthFailure, RouteKind
 from hagate.tunnel import wire
@@ -31,7 +42,15 @@ from hagate.tunnel.connection import (
     TunnelConnection,
 )
 from hagate.tunnel.connection import Role as Side
-from hagate.tunnel.registry import RefuseTwin, SessionRegistry, Supersede
+from hagate.tunnel.registry import (
+    Parked,
+    Promote,
+    RefuseStandby,
+    RefuseTwin,
+    SessionRegistry,
+    StandbyTable,
+    Supersede,
+)
 
 if TYPE_CHECKING:
     from hagate.gateway.server import Gateway
@@ -40,6 +59,9 @@ log = logging.getLogger("hagate.gateway")
 
 MAX_SPARES = 16  # spare data connections of one session (agents grow to this when busy)
 MAX_PING_BACKLOG = 64 * 1024
+PROMOTE_CHECK_S = 0.05  # how often a node with standbys checks the addresses they dialled
+PROMOTE_BATCH = 200  # welcomes written per loop turn when promoting (pings keep flowing)
+OWN_ENDPOINTS_TTL_S = 10.0  # which standby endpoints are this node's: re-checked this often
 
 
 class Refused(Exception):
@@ -50,6 +72,29 @@ class Refused(Exception):
         self.reason = reason
         self.message = message
         self.retry_after_ms = retry_after_ms
+
+
+class _Standby:
+    """A parked standby connection; ``session`` is set once it is promoted."""
+
+    __slots__ = ("cert", "conn", "ident", "msg", "session", "sid", "tc")
+
+    def __init__(
+        self,
+        sid: str,
+        ident: Identity,
+        cert: PeerCert | None,
+        conn: Conn,
+        tc: TunnelConnection,
+        msg: wire.Standby,
+    ) -> None:
+        self.sid = sid
+        self.ident = ident
+        self.cert = cert
+        self.conn = conn
+        self.tc = tc
+        self.msg = msg
+        self.session: Session | None = None
 
 
 async def read_event(conn: Conn, tc: TunnelConnection) -> Event | None:
@@ -71,6 +116,13 @@ class TunnelFront:
         self.handshakes = gw.metrics.tunnel_handshakes
         self.stale_dropped = 0  # sessions ended because their VIP left this node
         self.bans = DeviceBans()  # kicked with a ban by an operator (admin API, bans.py)
+        self.standbys = StandbyTable()
+        self._standby: dict[str, _Standby] = {}
+        self._checking = False  # the promotion check runs (only while standbys are parked)
+        # Whether this host holds a dialled address now (tests replace it to move a "VIP").
+        self.holds_address: Callable[[str], bool] = address_is_local
+        self._own_checked = -1e18
+        self._others: tuple[str, ...] = ()
 
     async def on_connection(self, sock: Any, client: tuple[str, int]) -> None:
         gw = self.gw
@@ -95,12 +147,14 @@ class TunnelFront:
                 raise Refused(code, event.reason)
             if isinstance(event, wire.Hello) and ident.role is Role.DEVICE:
                 await self._control(conn, tc, ident, event)
+            elif isinstance(event, wire.Standby) and ident.role is Role.DEVICE:
+                await self._standby_conn(conn, tc, ident, cert, event)
             elif isinstance(event, wire.Data) and ident.role is Role.DEVICE:
                 self._data(conn, tc, ident, event)
             elif isinstance(event, wire.Connect) and ident.role in (Role.USER, Role.DEVICE):
                 conn.rbuf += tc.trailing_data  # user bytes after the line go to the pipe
                 await self._connect(conn, tc, ident, event, client)
-            elif isinstance(event, (wire.Hello, wire.Data, wire.Connect)):
+            elif isinstance(event, (wire.Hello, wire.Standby, wire.Data, wire.Connect)):
                 what = type(event).__name__.lower()
                 raise Refused("wrong_role", f"a {ident.role.value} certificate cannot {what}")
             else:
@@ -121,18 +175,41 @@ class TunnelFront:
     async def _control(
         self, conn: Conn, tc: TunnelConnection, ident: Identity, hello: wire.Hello
     ) -> None:
+        loop = conn.loop
+        session = self._establish(
+            conn, tc, ident, hello.services, hello.instance, hello.reconnects, hello.standby
+        )
+        try:
+            await self._control_loop(conn, tc, session)
+        except (EOFError, ProtocolError, OSError):
+            pass
+        finally:
+            self.gw.end_session(session)
+            self.registry.detach(session.sid, loop.time())
+
+    def _establish(
+        self,
+        conn: Conn,
+        tc: TunnelConnection,
+        ident: Identity,
+        services: tuple[wire.ServiceSpec, ...],
+        instance: str,
+        reconnects: int,
+        standby: bool,
+    ) -> Session:
+        """Attach a session of ``ident`` (a hello, or a standby's promotion) and send its
+        welcome; :class:`Refused` (banned, twin) leaves everything as it was."""
         gw = self.gw
         loop = conn.loop
         banned_ms = self.bans.refusal_ms(ident.name, loop.time())
         if banned_ms:
             raise Refused("banned", "device banned by an operator", banned_ms)
-        session = Session(ident, conn, list(hello.services), max_pool=MAX_SPARES)
+        session = Session(ident, conn, list(services), max_pool=MAX_SPARES)
         session.tc = tc
         device = ident.name
         self._reconcile(device)
-        for action in self.registry.attach(
-            device, ident.serial, session.sid, loop.time(), hello.instance
-        ):
+        now = loop.time()
+        for action in self.registry.attach(device, ident.serial, session.sid, now, instance):
             if isinstance(action, RefuseTwin):
                 log.warning(
                     "device %s: another agent with this certificate came back early;"
@@ -148,10 +225,11 @@ class TunnelFront:
             if isinstance(action, Supersede):
                 self._supersede(action)
         routes, errors = gw.attach(session)
-        if hello.reconnects > 0:
+        if reconnects > 0:
             gw.metrics.reconnects_total += 1
         set_keepalive(conn.sock)
         cfg = gw.cfg
+        others = self.other_endpoints() if standby and tc.version >= wire.STANDBY_VERSION else ()
         welcome = wire.Welcome(
             session=session.sid,
             heartbeat_ms=cfg.heartbeat_ms,
@@ -161,19 +239,24 @@ class TunnelFront:
             routes=routes,
             errors=errors,
             version=tc.version,
+            standby=others,
         )
         conn.write(tc.send(welcome, loop.time()))
-        try:
-            await self._control_loop(conn, tc, session)
-        except (EOFError, ProtocolError, OSError):
-            pass
-        finally:
-            gw.end_session(session)
-            self.registry.detach(session.sid, loop.time())
+        return session
 
-    async def _control_loop(self, conn: Conn, tc: TunnelConnection, session: Session) -> None:
+    async def _control_loop(
+        self,
+        conn: Conn,
+        tc: TunnelConnection,
+        session: Session,
+        first: Event | None = None,
+        has_first: bool = False,
+    ) -> None:
         while not session.closed:
-            event = await read_event(conn, tc)
+            if has_first:
+                event, has_first = first, False  # read while it was a parked standby
+            else:
+                event = await read_event(conn, tc)
             if isinstance(event, wire.Probe):
                 conn.write(tc.send(wire.Ping(), conn.loop.time()))  # an agent that heard none
             elif isinstance(event, ProtocolViolation):
@@ -182,6 +265,147 @@ class TunnelFront:
                 return
             elif event is None or isinstance(event, (wire.Bye, Closed)):
                 return
+
+    # ------------------------------------------------------------ standbys
+
+    def other_endpoints(self) -> tuple[str, ...]:
+        """``[tunnel] standby_endpoints`` without this node's own (its address and port)."""
+        endpoints = self.gw.cfg.standby_endpoints
+        if not endpoints:
+            return ()
+        now = time.monotonic()
+        if now - self._own_checked >= OWN_ENDPOINTS_TTL_S:
+            port = self.gw.addresses.get("tunnel", ("", 0))[1]
+            self._others = tuple(
+                str(e) for e in endpoints if not (e.port == port and address_is_local(e.host))
+            )
+            self._own_checked = now
+        return self._others
+
+    async def _standby_conn(
+        self,
+        conn: Conn,
+        tc: TunnelConnection,
+        ident: Identity,
+        cert: PeerCert | None,
+        msg: wire.Standby,
+    ) -> None:
+        """Park a standby connection until its promotion (then serve it as a session)."""
+        gw = self.gw
+        loop = conn.loop
+        if not gw.cfg.standby_endpoints:
+            raise Refused("forbidden", "this gateway holds no standby connections")
+        banned_ms = self.bans.refusal_ms(ident.name, loop.time())
+        if banned_ms:
+            raise Refused("banned", "device banned by an operator", banned_ms)
+        try:
+            address = str(ipaddress.ip_address(msg.address))
+        except ValueError:
+            raise Refused("protocol", "standby: address must be an IP address") from None
+        sid = secrets.token_hex(8)
+        for action in self.standbys.park(ident.name, sid, address):
+            if isinstance(action, RefuseStandby):
+                raise Refused("limit", f"standby refused: {action.reason}")
+            if not isinstance(action, Parked) or action.replaced is None:
+                continue
+            replaced = self._standby.pop(action.replaced, None)
+            if replaced is not None:  # the newest standby of a device wins, as sessions do
+                replaced.conn.write(replaced.tc.send(wire.Superseded(), loop.time()))
+                replaced.conn.close()
+        entry = _Standby(sid, ident, cert, conn, tc, msg)
+        self._standby[sid] = entry
+        gw.metrics.tunnel_standby = len(self.standbys)
+        set_keepalive(conn.sock)  # its only liveness check: no pings on a parked connection
+        conn.write(tc.send(wire.StandingBy(tc.version), loop.time()))
+        if not self._checking:
+            self._checking = True
+            gw._spawn(self._promotions())
+        try:
+            event = await read_event(conn, tc)
+            if entry.session is not None:  # promoted meanwhile: a session from here on
+                await self._control_loop(conn, tc, entry.session, event, has_first=True)
+            elif isinstance(event, ProtocolViolation):
+                log.info("device %s standby: %s", ident.name, event.reason)
+                conn.write(tc.send(wire.Refused(event.reason, "protocol"), loop.time()))
+        except (EOFError, ProtocolError, OSError):
+            pass
+        finally:
+            if self._standby.get(sid) is entry:
+                del self._standby[sid]
+                self.standbys.drop(sid)
+                gw.metrics.tunnel_standby = len(self.standbys)
+            if entry.session is not None:
+                gw.end_session(entry.session)
+                self.registry.detach(entry.session.sid, loop.time())
+            conn.close()
+
+    async def _promotions(self) -> None:
+        """While standbys are parked: every PROMOTE_CHECK_S, one bind per distinct dialled
+        address; the standbys of an address this node now holds are promoted in batches."""
+        gw = self.gw
+        revoked = gw.revoked
+        try:
+            while len(self.standbys):
+                await asyncio.sleep(PROMOTE_CHECK_S)
+                if gw.revoked is not revoked:
+                    revoked = gw.revoked
+                    self._drop_revoked()
+                for address in self.standbys.addresses():
+                    if not self.holds_address(address):
+                        continue
+                    t0 = time.monotonic()
+                    n = 0
+                    while batch := self.standbys.promote(address, PROMOTE_BATCH):
+                        for action in batch:
+                            if isinstance(action, Promote):
+                                n += self._promote(action)
+                        gw.metrics.tunnel_standby = len(self.standbys)
+                        await asyncio.sleep(0)  # pings, streams and accepts in between
+                    log.info(
+                        "promoted %d standby connections to sessions: this node holds %s (%.0f ms)",
+                        n,
+                        address,
+                        (time.monotonic() - t0) * 1000,
+                    )
+        finally:
+            self._checking = False
+
+    def _promote(self, action: Promote) -> int:
+        """Attach one standby as its device's session and send the welcome; 1 if done."""
+        gw = self.gw
+        entry = self._standby.pop(action.standby, None)
+        if entry is None or entry.conn.closed:
+            return 0
+        conn, tc, ident = entry.conn, entry.tc, entry.ident
+        try:
+            if ident.serial in gw.revoked:
+                raise Refused("revoked", "certificate revoked")
+            sock = conn.sock
+            if isinstance(sock, ssl.SSLSocket) and session_expired(sock, time.time(), entry.cert):
+                raise Refused("expired", "certificate expired")
+            msg = entry.msg
+            session = self._establish(
+                conn, tc, ident, msg.services, msg.instance, msg.reconnects, True
+            )
+        except Refused as exc:
+            gw.metrics.auth_failures[exc.reason] += 1
+            log.info("standby of %s not promoted: %s", ident.name, exc.message)
+            refusal = wire.Refused(exc.message, exc.reason, exc.retry_after_ms)
+            conn.write(tc.send(refusal, conn.loop.time()))
+            conn.close()
+            return 0
+        session.local = action.address  # the VIP: the session is stale here once it moves
+        entry.session = session
+        gw.metrics.tunnel_standby_promoted += 1
+        return 1
+
+    def _drop_revoked(self) -> None:
+        revoked = self.gw.revoked
+        for entry in [e for e in self._standby.values() if e.ident.serial in revoked]:
+            log.warning("device %s: certificate revoked, closing its standby", entry.ident.name)
+            now = entry.conn.loop.time()
+            entry.conn.write(entry.tc.send(wire.Refused("certificate revoked", "revoked"), now))
+            entry.conn.close()  # its task drops it from the table
 
     def _reconcile(self, device: str) -> None:
         """Sessions ended elsewhere (revocation, backlog) leave the registry too."""

@@ -13,6 +13,12 @@ allow) raises :class:`LocalProtocolError`, which is a bug in the driver.
 
 Who sends what (see docs/tunnel-wire.md): the dialling side (``Role.AGENT``: an agent, or a
 user's ``connect``) speaks first; its first message fixes the connection's :class:`Kind`.
+
+A standby connection (v3) is a control connection that starts with ``standby`` instead of
+``hello``: the gateway answers ``standing_by`` and the connection rests in ``STANDBY`` (no
+heartbeat, no probe, no dead-peer timer: TCP keepalive is its liveness check) until the
+gateway promotes it with a ``welcome``; from then on it is a session like any other. The
+agent side reports the promotion as :class:`Promoted`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from hagate.tunnel.wire import (
     MAX_LINE,
     MIN_VERSION,
     PING_LINE,
+    STANDBY_VERSION,
     TOO_LONG,
     VERSION,
     Bye,
@@ -38,6 +45,8 @@ from hagate.tunnel.wire import (
     Ping,
     Probe,
     Refused,
+    Standby,
+    StandingBy,
     StreamOpen,
     StreamReady,
     StreamRefused,
@@ -67,6 +76,7 @@ class Kind(Enum):
 class State(Enum):
     START = "START"  # nothing exchanged yet
     HELLO = "HELLO"  # hello sent (agent) or received (gateway), welcome pending
+    STANDBY = "STANDBY"  # a parked standby connection (v3): a welcome promotes it
     ESTABLISHED = "ESTABLISHED"  # a control session
     IDLE = "IDLE"  # a data connection waiting for its stream
     OPENING = "OPENING"  # a stream asked for: one answer line pending
@@ -102,11 +112,22 @@ class ProtocolViolation:
 
 
 @dataclass(frozen=True, slots=True)
+class Promoted:
+    """Agent side: the gateway promoted this standby connection to the device's session.
+
+    The connection is ``ESTABLISHED`` now, with ``welcome``'s timers, exactly as after a
+    hello; the agent makes it its session (and drops the old one if it is still open).
+    """
+
+    welcome: Welcome
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The peer closed its side (end of stream) with no line pending."""
 
 
-Event = Message | PeerDead | ProtocolViolation | Closed
+Event = Message | PeerDead | ProtocolViolation | Promoted | Closed
 
 
 class LocalProtocolError(Exception):
@@ -129,6 +150,7 @@ class TunnelConnection:
         self._in_raw = False  # the peer's bytes from here on are stream bytes
         self._may_refuse = False  # after a violation: one Refused may still be sent
         self._hello_version = VERSION
+        self.standby = False  # a standby connection (v3), parked or promoted
         self._heard = 0.0
         self._probed = -math.inf
         self._next_ping = math.inf
@@ -205,6 +227,16 @@ class TunnelConnection:
                 self.kind, self.state = Kind.CONTROL, State.HELLO
                 self._hello_version = self.version = min(msg.version, VERSION)
                 return msg
+            if isinstance(msg, Standby) and self.kind in (None, Kind.CONTROL):
+                if msg.version < STANDBY_VERSION:
+                    return self._violation(
+                        f"a standby connection needs protocol version {STANDBY_VERSION}"
+                        f" or newer, got {msg.version}",
+                        BAD_VERSION,
+                    )
+                self.kind, self.state, self.standby = Kind.CONTROL, State.HELLO, True
+                self._hello_version = self.version = min(msg.version, VERSION)
+                return msg
             if isinstance(msg, Data) and self.kind in (None, Kind.DATA):
                 self.kind, self.state = Kind.DATA, State.IDLE
                 return msg
@@ -219,6 +251,9 @@ class TunnelConnection:
             if isinstance(msg, Bye):
                 self.state = State.CLOSED
             return msg
+        if state is State.STANDBY and isinstance(msg, Bye):  # a parked one never probes
+            self.state = State.CLOSED
+            return msg
         if state is State.OPENING and self.kind is Kind.DATA:
             if isinstance(msg, StreamReady):
                 self.state, self._in_raw = State.RAW, True
@@ -230,17 +265,33 @@ class TunnelConnection:
 
     def _agent_receives(self, msg: Message) -> Event:
         state = self.state
-        if state is State.HELLO and isinstance(msg, Welcome):
-            if not MIN_VERSION <= msg.version <= self._hello_version:
+        if state is State.HELLO and self.standby and isinstance(msg, StandingBy):
+            if not STANDBY_VERSION <= msg.version <= self._hello_version:
+                return self._violation(
+                    f"the gateway parked a standby at protocol version {msg.version}"
+                    f" (we asked for {self._hello_version})",
+                    BAD_VERSION,
+                )
+            self.version = msg.version
+            self.state = State.STANDBY
+            return msg
+        if isinstance(msg, Welcome) and (
+            (state is State.HELLO and not self.standby) or state is State.STANDBY
+        ):
+            low = STANDBY_VERSION if self.standby else MIN_VERSION
+            if not low <= msg.version <= self._hello_version:
                 return self._violation(
                     f"the gateway answered protocol version {msg.version}"
-                    f" (we asked for {self._hello_version}, accept {MIN_VERSION} or newer)",
+                    f" (we asked for {self._hello_version}, accept {low} or newer)",
                     BAD_VERSION,
                 )
             self.version = msg.version
             self.state = State.ESTABLISHED
             self.heartbeat = max(MIN_HEARTBEAT_S, msg.heartbeat_ms / 1000)
             self.dead_after = max(2 * self.heartbeat, msg.dead_after_ms / 1000)
+            return Promoted(msg) if self.standby else msg
+        if state is State.STANDBY and isinstance(msg, (Superseded, Bye)):
+            self.state = State.CLOSED  # a newer standby of this device, or the node stops
             return msg
         if state is State.ESTABLISHED:
             if isinstance(msg, (Ping, Open)):
@@ -289,7 +340,15 @@ class TunnelConnection:
 
     def _gateway_sends(self, msg: Message, now: float) -> bool:
         state = self.state
-        if state is State.HELLO and isinstance(msg, Welcome):
+        if state is State.HELLO and self.standby and isinstance(msg, StandingBy):
+            if msg.version != self.version:
+                raise LocalProtocolError(f"standing_by must carry the negotiated v{self.version}")
+            self.state = State.STANDBY  # no ping timer: a parked connection is not pinged
+            return True
+        if state is State.STANDBY and isinstance(msg, (Superseded, Bye)):
+            self.state = State.CLOSED
+            return True
+        if state in (State.HELLO, State.STANDBY) and isinstance(msg, Welcome):
             if msg.version != self.version:
                 raise LocalProtocolError(f"welcome must carry the negotiated v{self.version}")
             self.state = State.ESTABLISHED
@@ -325,6 +384,13 @@ class TunnelConnection:
                 self._hello_version = msg.version
                 self._heard = now
                 return True
+            if isinstance(msg, Standby) and self.kind in (None, Kind.CONTROL):
+                if msg.version < STANDBY_VERSION:
+                    raise LocalProtocolError(f"a standby needs v{STANDBY_VERSION} or newer")
+                self.kind, self.state, self.standby = Kind.CONTROL, State.HELLO, True
+                self._hello_version = msg.version
+                self._heard = now
+                return True
             if isinstance(msg, Data) and self.kind in (None, Kind.DATA):
                 self.kind, self.state = Kind.DATA, State.IDLE
                 return True
@@ -335,7 +401,7 @@ class TunnelConnection:
         if state is State.ESTABLISHED and isinstance(msg, Probe):
             self._probed = now
             return True
-        if state in (State.HELLO, State.ESTABLISHED) and isinstance(msg, Bye):
+        if state in (State.HELLO, State.STANDBY, State.ESTABLISHED) and isinstance(msg, Bye):
             self.state = State.CLOSED
             return True
         if state is State.OPENING and self.kind is Kind.DATA:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import islice
 
 TWIN_WINDOW_S = 120.0  # more than twice the cap: twins at the cap keep counting as twins
 BACKOFF_BASE_MS = 1000
@@ -172,3 +173,114 @@ class SessionRegistry:
     def remembered(self) -> int:
         """Devices with a session or a recent history (bounded by ``expire``)."""
         return len(self._devices)
+
+
+# ------------------------------------------------------------------------------ standbys
+
+
+MAX_STANDBY_ADDRESSES = 64  # distinct dialled addresses a node watches for (a bind each)
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """``standby`` of ``device`` is parked, waiting for this node to hold ``address``;
+    ``replaced`` is the device's previous standby here (close it: the newest wins)."""
+
+    device: str
+    standby: str
+    address: str
+    replaced: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseStandby:
+    """Refuse the standby (its ``address`` would be one too many to watch)."""
+
+    device: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Promote:
+    """This node now holds ``address``: promote ``standby`` (attach it as ``device``'s
+    session through :meth:`SessionRegistry.attach`, then send its welcome)."""
+
+    device: str
+    standby: str
+    address: str
+
+
+StandbyAction = Parked | RefuseStandby | Promote
+
+
+class StandbyTable:
+    """The standby connections a node holds, at most one per device (the newest wins).
+
+    Pure: the driver asks :meth:`addresses` which dialled addresses to check (one bind
+    each, however many standbys name it), and :meth:`promote` hands out the standbys of an
+    address this node now holds, oldest first, ``limit`` at a time (the driver writes one
+    batch of welcomes per loop turn). A standby is not a session: :class:`SessionRegistry`
+    knows nothing of it until its promotion.
+    """
+
+    def __init__(self, max_addresses: int = MAX_STANDBY_ADDRESSES) -> None:
+        self.max_addresses = max_addresses
+        self._of_device: dict[str, str] = {}  # device -> its standby here
+        self._entry: dict[str, tuple[str, str]] = {}  # standby -> (device, address)
+        self._at: dict[str, dict[str, None]] = {}  # address -> its standbys, oldest first
+        self.replaced = 0  # standbys closed because the device parked a newer one
+        self.promoted = 0
+
+    def __len__(self) -> int:
+        return len(self._entry)
+
+    def device_of(self, standby: str) -> str | None:
+        entry = self._entry.get(standby)
+        return entry[0] if entry is not None else None
+
+    def standby_of(self, device: str) -> str | None:
+        return self._of_device.get(device)
+
+    def addresses(self) -> list[str]:
+        """The distinct addresses the parked standbys dialled (the ones to check)."""
+        return list(self._at)
+
+    def park(self, device: str, standby: str, address: str) -> list[StandbyAction]:
+        if address not in self._at and len(self._at) >= self.max_addresses:
+            return [RefuseStandby(device, f"more than {self.max_addresses} dialled addresses")]
+        old = self._of_device.get(device)
+        if old is not None:
+            self.drop(old)
+            self.replaced += 1
+        self._of_device[device] = standby
+        self._entry[standby] = (device, address)
+        self._at.setdefault(address, {})[standby] = None
+        return [Parked(device, standby, address, old)]
+
+    def drop(self, standby: str) -> bool:
+        """``standby`` ended (closed, replaced, revoked); False if it was not parked."""
+        entry = self._entry.pop(standby, None)
+        if entry is None:
+            return False
+        device, address = entry
+        if self._of_device.get(device) == standby:
+            del self._of_device[device]
+        at = self._at[address]
+        del at[standby]
+        if not at:
+            del self._at[address]
+        return True
+
+    def promote(self, address: str, limit: int) -> list[StandbyAction]:
+        """Up to ``limit`` standbys of ``address`` (this node holds it now), oldest first;
+        they leave the table (the driver attaches each as a session)."""
+        at = self._at.get(address)
+        if not at:
+            return []
+        out: list[StandbyAction] = []
+        for standby in list(islice(at, max(0, limit))):
+            device = self._entry[standby][0]
+            self.drop(standby)
+            out.append(Promote(device, standby, address))
+        self.promoted += len(out)
+        return out

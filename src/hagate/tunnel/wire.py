@@ -7,8 +7,11 @@ checks every field's type and range, so a driver can trust a message's fields.
 Version 2 is a superset of version 1: it adds the ``retry_after_ms`` back-off hints to
 ``superseded`` and ``error``, a machine-readable ``code`` to ``error``, and an ``op`` on the
 stream answers (which still carry v1's ``ok``). A v1 peer ignores the fields it does not know,
-so a v2 gateway serves v1 agents and a v2 agent works with a v1 gateway. docs/tunnel-wire.md
-is the reference a third party can write an agent from.
+so a v2 gateway serves v1 agents and a v2 agent works with a v1 gateway. Version 3 adds warm
+standby connections: ``hello.standby`` (the agent can hold them), ``welcome.standby`` (the
+other nodes' endpoints), the ``standby`` first line and its answer ``standing_by``; a peer
+that did not say 3 never sees them. docs/tunnel-wire.md is the reference a third party can
+write an agent from.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from typing import Any, Final
 
 from hagate.net.conn import ProtocolError
 
-VERSION: Final = 2  # the newest version this code speaks
+VERSION: Final = 3  # the newest version this code speaks
 MIN_VERSION: Final = 1  # the oldest version it still accepts from a peer
 MAX_LINE: Final = 64 * 1024  # bytes in one line, newline included
 MAX_SERVICES: Final = 64
 MAX_TEXT: Final = 1024  # error texts are cut to this many characters when encoded
 MAX_ID: Final = 128  # session ids and tokens
 MAX_RETRY_MS: Final = 24 * 3600 * 1000
+STANDBY_VERSION: Final = 3  # the first version with standby connections
+MAX_ENDPOINTS: Final = 16  # standby endpoints in one welcome
+MAX_ADDRESS: Final = 64  # "host:port" or an IP address, as text
 SERVICE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 # Status hints: what an HTTP front would answer if the line had been a user's request.
@@ -102,6 +108,31 @@ class Hello:
     reconnects: int = 0  # sessions this agent process had before: 0 on a fresh start
     version: int = VERSION
     instance: str = ""  # v2: random per agent process, tells a reconnect from a twin
+    standby: bool = False  # v3: the agent can hold standby connections to the other nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Standby:
+    """Agent -> gateway (v3), first line of a standby connection to a node's own address.
+
+    Authenticated like a session (device certificate) but parked: not the device's session,
+    not routable, no heartbeats. ``address`` is the address the agent's session dialled (the
+    VIP): when this node holds it, the gateway promotes the connection with a ``welcome``.
+    The other fields are the hello's, so that the promotion needs nothing more.
+    """
+
+    address: str
+    services: tuple[ServiceSpec, ...]
+    reconnects: int = 0
+    version: int = VERSION
+    instance: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StandingBy:
+    """Gateway -> agent (v3): the standby connection is parked; a ``welcome`` may follow."""
+
+    version: int = VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +147,9 @@ class Welcome:
     routes: Mapping[str, str] = field(default_factory=dict)  # service -> host or "tcp:PORT"
     errors: Mapping[str, str] = field(default_factory=dict)  # service -> why it has no route
     version: int = VERSION  # the version the session speaks: min(agent's, gateway's)
+    # v3, only to an agent whose hello said ``standby``: the other nodes' own endpoints
+    # ("host:port") to hold a standby connection to
+    standby: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +232,8 @@ class Bye:
 
 Message = (
     Hello
+    | Standby
+    | StandingBy
     | Welcome
     | Ping
     | Probe
@@ -244,9 +280,21 @@ def to_json(msg: Message) -> dict[str, Any]:
             "services": [s.to_json() for s in msg.services],
             "reconnects": msg.reconnects,
             **({"instance": msg.instance} if msg.instance else {}),
+            **({"standby": True} if msg.standby else {}),
         }
-    if isinstance(msg, Welcome):
+    if isinstance(msg, Standby):
         return {
+            "op": "standby",
+            "v": msg.version,
+            "address": msg.address,
+            "services": [s.to_json() for s in msg.services],
+            "reconnects": msg.reconnects,
+            **({"instance": msg.instance} if msg.instance else {}),
+        }
+    if isinstance(msg, StandingBy):
+        return {"op": "standing_by", "v": msg.version}
+    if isinstance(msg, Welcome):
+        w: dict[str, Any] = {
             "op": "welcome",
             "v": msg.version,
             "session": msg.session,
@@ -257,6 +305,9 @@ def to_json(msg: Message) -> dict[str, Any]:
             "routes": dict(msg.routes),
             "errors": dict(msg.errors),
         }
+        if msg.standby:
+            w["standby"] = list(msg.standby)
+        return w
     if isinstance(msg, Open):
         return {"op": "open", "token": msg.token}
     if isinstance(msg, Data):
@@ -361,19 +412,51 @@ def _names(d: dict[str, Any], key: str) -> dict[str, str]:
     return dict(value)
 
 
-def _hello(d: dict[str, Any]) -> Hello:
+def _services(d: dict[str, Any]) -> tuple[ServiceSpec, ...]:
     raw = d.get("services")
     if not isinstance(raw, list) or len(raw) > MAX_SERVICES:
-        raise WireError(f"hello needs a list of at most {MAX_SERVICES} services")
+        raise WireError(f"{d.get('op')} needs a list of at most {MAX_SERVICES} services")
     services = tuple(ServiceSpec.from_json(s) for s in raw)
     if len({s.name for s in services}) != len(services):
         raise WireError("service names must be unique")
+    return services
+
+
+def _hello(d: dict[str, Any]) -> Hello:
+    standby = d.get("standby", False)
+    if not isinstance(standby, bool):
+        raise WireError("hello: standby must be true or false")
     return Hello(
-        services,
+        _services(d),
+        _int(d, "reconnects", 0, 0, 2**31 - 1),
+        _version(d),
+        _text(d, "instance", "", MAX_ID),
+        standby,
+    )
+
+
+def _standby(d: dict[str, Any]) -> Standby:
+    address = _text(d, "address", None, MAX_ADDRESS)
+    if not address:
+        raise WireError("standby: address is required")
+    return Standby(
+        address,
+        _services(d),
         _int(d, "reconnects", 0, 0, 2**31 - 1),
         _version(d),
         _text(d, "instance", "", MAX_ID),
     )
+
+
+def _endpoints(d: dict[str, Any]) -> tuple[str, ...]:
+    value = d.get("standby")
+    value = [] if value is None else value
+    if not isinstance(value, list) or len(value) > MAX_ENDPOINTS:
+        raise WireError(f"welcome: standby must be a list of at most {MAX_ENDPOINTS} endpoints")
+    for e in value:
+        if not isinstance(e, str) or not e or len(e) > MAX_ADDRESS:
+            raise WireError("welcome: standby endpoints must be host:port strings")
+    return tuple(value)
 
 
 def _welcome(d: dict[str, Any]) -> Welcome:
@@ -389,6 +472,7 @@ def _welcome(d: dict[str, Any]) -> Welcome:
         routes=_names(d, "routes"),
         errors=_names(d, "errors"),
         version=_version(d),
+        standby=_endpoints(d),
     )
 
 
@@ -415,6 +499,8 @@ def _error(d: dict[str, Any]) -> Refused:
 
 _PARSERS: Final[dict[str, Callable[[dict[str, Any]], Message]]] = {
     "hello": _hello,
+    "standby": _standby,
+    "standing_by": lambda d: StandingBy(_version(d)),
     "welcome": _welcome,
     "ping": lambda d: _PING,
     "probe": lambda d: Probe(),
