@@ -9,7 +9,8 @@ admin listener, which is on the node namespace's own loopback, through a relay t
 It checks what issue 15 asks: an unauthenticated browser gets the login and no data; after
 logging in the page shows node-1 MASTER; a device that connects appears; after node-1 is
 SIGKILLed the page shows node-2 MASTER and the failover in the timeline within 2 s of node-2's
-transition, without a reload. It writes a screenshot for a person to look at: into the
+transition, without a reload, and then that failover's device back on node-2 (the
+user-visible end of the outage). It writes a screenshot for a person to look at: into the
 test's own directory, and into docs/console.png (README's picture) when HAGATE_SCREENSHOT=1.
 """
 
@@ -266,6 +267,12 @@ def test_console_in_a_browser(cluster: DemoCluster, tmp_path: Path, record_prope
 
             driver.get(url + "#cluster")
             until(driver, f"!!{failover}", 5, "the timeline after navigating")
+            # the user-visible end of the outage: the device back on the new master
+            back = f"{failover}.querySelector('.back[data-back=\"true\"]')"
+            until(driver, f"!!{back}", 5, "the failover's device back on node-2")
+            back_text = driver.execute_script(f"return {back}.textContent")
+            assert "devices back 1/1 after" in back_text, back_text
+            record_property("devices_back", back_text.strip(" ,"))
             node2 = "document.querySelector('#nodes [data-node=\"node-2\"]').textContent"
             until(driver, f"{node2}.includes('1 device online')", 5, "node-2's device count")
             shot = tmp_path / "console.png"

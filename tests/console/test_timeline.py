@@ -170,3 +170,56 @@ def test_several_changes_between_two_polls_all_appear() -> None:
         ("FAULT", "BACKUP"),
         ("BACKUP", "MASTER"),
     ]
+
+
+def test_a_failover_follows_its_devices_back_to_the_new_master() -> None:
+    """The user-visible part after the VRRP gap: until the new master has as many devices
+    online as the old one last had, the failover says how many are back; then how long it
+    took from the outage's start."""
+    tl = Timeline()
+    t = 1000.0
+    tl.observe("node-1", snapshot("MASTER", 255, t - 50, "BACKUP", "address owner"), t)
+    tl.observe("node-2", snapshot("BACKUP", 200, t - 49, "INITIALIZE", "startup"), t)
+    tl.gateways({"node-1": 3, "node-2": 0}, t)
+    assert not tl.recovering()
+    tl.observe("node-1", None, t + 0.5, "stale status socket")  # SIGKILLed after t
+    tl.gateways({"node-1": None, "node-2": 0}, t + 0.5)  # its gateway is gone too
+    tl.observe("node-2", snapshot("MASTER", 200, t + 0.4, "BACKUP", "master down"), t + 0.75)
+    failover = tl.events[-1]
+    assert failover.kind is EventKind.FAILOVER and failover.outage_s == 0.4
+    assert (failover.devices_expected, failover.devices_back) == (3, 0)
+    assert tl.recovering() and failover.text.endswith("devices back 0/3")
+    tl.gateways({"node-1": None, "node-2": 2}, t + 1.5)
+    assert tl.events[-1].devices_back == 2 and tl.events[-1].devices_back_s is None
+    tl.gateways({"node-1": None, "node-2": 3}, t + 2.0)
+    done = tl.events[-1]
+    assert done.devices_back == 3 and done.devices_back_s == 2.0  # from t (last seen MASTER)
+    assert done.text == "failover node-1 -> node-2 (VI_1), outage 0.40 s, devices back 3/3 " \
+        "after 2.00 s"  # fmt: skip
+    assert done.as_json()["devices_back_s"] == 2.0
+    assert not tl.recovering()
+    tl.gateways({"node-1": None, "node-2": 4}, t + 3.0)  # later arrivals change nothing
+    assert tl.events[-1] == done
+
+
+def test_a_failover_with_no_devices_or_long_ago_is_not_followed() -> None:
+    from hagate.console.timeline import RECOVERY_WAIT_S
+
+    tl = Timeline()
+    t = 1000.0
+    tl.observe("node-1", snapshot("MASTER", 255, t - 50, "BACKUP", "address owner"), t)
+    tl.gateways({"node-1": 0}, t)
+    tl.observe("node-1", None, t + 0.5)
+    tl.observe("node-2", snapshot("MASTER", 200, t + 0.4, "BACKUP", "master down"), t + 0.75)
+    assert tl.events[-1].devices_expected is None and not tl.recovering()
+    assert "devices" not in tl.events[-1].text
+    # devices that never come back: followed RECOVERY_WAIT_S, then left as they got
+    tl = Timeline()
+    tl.observe("node-1", snapshot("MASTER", 255, t - 50, "BACKUP", "address owner"), t)
+    tl.gateways({"node-1": 5}, t)
+    tl.observe("node-1", None, t + 0.5)
+    tl.observe("node-2", snapshot("MASTER", 200, t + 0.4, "BACKUP", "master down"), t + 0.75)
+    tl.gateways({"node-2": 4}, t + 2)
+    tl.gateways({"node-2": 4}, t + RECOVERY_WAIT_S + 1)
+    assert not tl.recovering() and tl.events[-1].devices_back == 4
+    assert tl.events[-1].text.endswith("devices back 4/5")

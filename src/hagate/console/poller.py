@@ -3,7 +3,8 @@ moves when anything shown changes, and a condition the live-update streams wait 
 
 VRRP status sockets are read every ``interval`` (0.25 s: a failover reaches the page well
 within a second); the gateways' summaries every other round (each costs the node's loop an
-O(devices) pass).
+O(devices) pass; not more often while a failover's devices come back, when the new master's
+loop is busiest with their reconnections: the timeline dates their return to this poll).
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ class Cluster:
             summary, error = fut.result()
             view = self._nodes[name]
             view.gateway, view.gateway_error = summary, error
+        if gws:
+            online = {name: _count((self._nodes[name].gateway or {}).get("online")) for name in gws}
+            self.timeline.gateways(online, time.time())
         self._publish()
 
     def view(self) -> dict[str, Any]:
@@ -163,6 +167,10 @@ class Cluster:
         """(revision, the view's JSON) as last published."""
         with self.changed:
             return self.revision, self._shown
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _vrrp(client: NodeClient) -> tuple[dict[str, Any] | None, str]:

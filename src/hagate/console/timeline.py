@@ -11,6 +11,13 @@ crash's outage by at most that; the new master's ``heard_master`` (when it last 
 master's advert, its source matched to a node by that node's ``source``) narrows it to about
 one advert interval, and dates it for a console that was not watching.
 
+The VRRP gap is not all a user sees: the devices must also dial the new master. ``gateways``
+(each node's count of devices online, from its gateway's summary) follows each failover until
+the new master has as many devices online as the old one last had (the agents' reconnection,
+as the demo's "agent reconnected" and "100% of fleet devices reachable"): the event's
+``devices_back_s`` runs from the outage's start to the poll that saw them all back, so it is
+late by at most one poll; after ``RECOVERY_WAIT_S`` it stays what it got to.
+
 Each snapshot's ``history`` (the daemon's last 32 transitions) is replayed, so that several
 changes between two polls, and the failovers before the console started, are on the timeline
 too; a become-MASTER older than what the console knows is history (it does not make a master),
@@ -26,6 +33,7 @@ from enum import Enum
 from typing import Any
 
 MAX_EVENTS = 500
+RECOVERY_WAIT_S = 120.0  # a failover's devices are followed this long after it
 
 
 class EventKind(Enum):
@@ -48,6 +56,9 @@ class Event:
     reason: str = ""
     from_node: str = ""
     outage_s: float | None = None
+    devices_expected: int | None = None  # online on the old master before it
+    devices_back: int | None = None  # online on the new master since
+    devices_back_s: float | None = None  # from the outage's start until all were back
 
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -62,7 +73,20 @@ class Event:
             d.update(old=self.old, new=self.new, reason=self.reason)
         if self.kind is EventKind.FAILOVER:
             d.update(from_node=self.from_node, outage_s=self.outage_s)
+            d.update(devices_expected=self.devices_expected, devices_back=self.devices_back)
+            d.update(devices_back_s=self.devices_back_s)
         return d
+
+    def failover_text(self) -> str:
+        """``failover A -> B (VI_1), outage 0.38 s, devices back 10/10 after 2.10 s``."""
+        text = f"failover {self.from_node} -> {self.node} ({self.instance})"
+        if self.outage_s is not None:
+            text += f", outage {self.outage_s:.2f} s"
+        if self.devices_expected:
+            text += f", devices back {self.devices_back or 0}/{self.devices_expected}"
+            if self.devices_back_s is not None:
+                text += f" after {self.devices_back_s:.2f} s"
+        return text
 
 
 @dataclass(slots=True)
@@ -115,6 +139,48 @@ class Timeline:
     _since: dict[str, float] = field(default_factory=dict)
     # become-MASTER events with no known predecessor: seq -> what the new master last heard
     _orphans: dict[int, _Heard | None] = field(default_factory=dict)
+    _online: dict[str, int] = field(default_factory=dict)  # node -> devices online, last heard
+    _recovering: set[int] = field(default_factory=set)  # failovers whose devices are followed
+    _now: float = 0.0  # the latest observation's time
+
+    def recovering(self) -> bool:
+        """Whether a failover's devices are being followed."""
+        return bool(self._recovering)
+
+    def gateways(self, online: dict[str, int | None], now: float) -> None:
+        """Each node's devices online (None: its gateway did not answer), at ``now``."""
+        for node, count in online.items():
+            if count is not None:
+                self._online[node] = count
+        for i, e in enumerate(self.events):
+            if e.seq not in self._recovering:
+                continue
+            back = online.get(e.node)
+            start = e.at - (e.outage_s or 0.0)
+            expected = e.devices_expected or 0
+            done = back is not None and back >= expected
+            if back is not None and back != e.devices_back:
+                took = round(max(0.0, now - start), 3) if done else None
+                self._set(i, devices_back=back, devices_back_s=took)
+            if done or now - e.at > RECOVERY_WAIT_S:
+                self._recovering.discard(e.seq)
+
+    def _follow(self, event: Event) -> Event:
+        """A new failover: follow its devices, if the old master had any online (and it is
+        news: a failover replayed from a daemon's history long ago is not followed)."""
+        expected = self._online.get(event.from_node)
+        if not expected or self._now - event.at > RECOVERY_WAIT_S:
+            return event
+        self._recovering.add(event.seq)
+        return replace(event, devices_expected=expected, devices_back=0)
+
+    def _set(self, index: int, **changes: Any) -> None:
+        """Change the event at ``index`` in place (a failover's text follows its fields)."""
+        e = replace(self.events[index], **changes)
+        if e.kind is EventKind.FAILOVER:
+            e = self._follow(e) if e.devices_expected is None else e
+            e = replace(e, text=e.failover_text())
+        self.events[index] = e
 
     def _add(self, **kw: Any) -> Event:
         self.seq += 1
@@ -129,6 +195,7 @@ class Timeline:
     def observe(
         self, node: str, snapshot: dict[str, Any] | None, now: float, why: str = ""
     ) -> None:
+        self._now = max(self._now, now)
         was = self._reachable.get(node)
         if snapshot is None:
             if was is not False:
@@ -216,9 +283,7 @@ class Timeline:
             e = self.events[i]
             if e.kind is EventKind.FAILOVER and e.instance == name and e.from_node == node:
                 if left <= e.at + 1.0 and (e.outage_s is None or e.at - left < e.outage_s):
-                    outage = round(max(0.0, e.at - left), 3)
-                    text = f"failover {node} -> {e.node} ({name}), outage {outage:.2f} s"
-                    self.events[i] = replace(e, outage_s=outage, text=text)
+                    self._set(i, outage_s=round(max(0.0, e.at - left), 3))
                 return
 
     def _became_master(
@@ -269,19 +334,19 @@ class Timeline:
         elif heard is not None:
             lost = heard.at
         outage = None if lost is None else round(max(0.0, at - lost), 3)
-        outage_text = "" if outage is None else f", outage {outage:.2f} s"
         self._add(
             at=at,
             kind=EventKind.FAILOVER,
             node=node,
             instance=name,
-            text=f"failover {prev} -> {node} ({name}){outage_text}",
+            text="",
             old=old,
             new="MASTER",
             reason=reason,
             from_node=prev,
             outage_s=outage,
         )
+        self._set(len(self.events) - 1)
 
     def _node_with(self, name: str, source: str, other_than: str) -> str | None:
         for (n, i), seen in self._seen.items():
@@ -293,10 +358,7 @@ class Timeline:
         e = self.events[index]
         self._orphans.pop(e.seq, None)
         outage = round(max(0.0, e.at - lost), 3)
-        text = f"failover {from_node} -> {e.node} ({e.instance}), outage {outage:.2f} s"
-        self.events[index] = replace(
-            e, kind=EventKind.FAILOVER, text=text, from_node=from_node, outage_s=outage
-        )
+        self._set(index, kind=EventKind.FAILOVER, from_node=from_node, outage_s=outage)
 
     def _adopt(self, node: str, name: str, left: float) -> None:
         """``node`` left MASTER at ``left``: the first takeover after it, if nobody was known

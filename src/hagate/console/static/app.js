@@ -175,10 +175,18 @@ function renderCluster(view) {
   $("#nodes").replaceChildren(...cards);
   const items = view.timeline.map((e) => el("li", {class: "ev " + e.kind, "data-kind": e.kind,
       "data-node": e.node},
-    el("time", {}, clock(e.at)), " ", el("strong", {}, e.text),
-    e.reason ? el("span", {class: "reason"}, " \u2014 " + e.reason) : null,
+    el("time", {}, clock(e.at)), " ",
+    // a failover's heading, then its outage and its devices' return as highlights
+    el("strong", {}, e.kind === "failover" ?
+      "failover " + e.from_node + " -> " + e.node + " (" + e.instance + ")" : e.text),
     e.kind === "failover" && e.outage_s !== null ?
-      el("span", {class: "outage"}, " outage " + e.outage_s.toFixed(2) + " s") : null));
+      el("span", {class: "outage"}, ", outage " + e.outage_s.toFixed(2) + " s") : null,
+    e.kind === "failover" && e.devices_expected ?
+      el("span", {class: "outage back", "data-back": String(e.devices_back_s !== null)},
+        ", devices back " + e.devices_back + "/" + e.devices_expected +
+        (e.devices_back_s !== null ? " after " + e.devices_back_s.toFixed(2) + " s" : "\u2026"))
+      : null,
+    e.reason ? el("span", {class: "reason"}, " \u2014 " + e.reason) : null));
   $("#timeline").replaceChildren(...items);
 }
 
