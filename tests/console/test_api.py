@@ -228,13 +228,15 @@ def test_kick_needs_operator_csrf_and_is_logged(st: Stack) -> None:
         "dev1 reconnected",
     )
     audit = [json.loads(x) for x in (st.tmp / "audit.log").read_text().splitlines()]
-    assert [(a["user"], a["action"], a["ok"]) for a in audit] == [
-        ("password:viv", "kick", False),
-        ("password:ops", "kick", True),
+    assert [(a["user"], a["action"], a["ok"], a.get("refused")) for a in audit] == [
+        ("password:viv", "kick", False, "not an operator"),
+        ("password:ops", "kick", False, "missing or wrong X-CSRF-Token"),
+        ("password:ops", "kick", False, "missing or wrong X-CSRF-Token"),
+        ("password:ops", "kick", True, None),  # cross-origin: refused before any session
     ]
-    assert audit[1]["device"] == "dev1" and audit[1]["node"] == "node-1"
+    assert audit[3]["device"] == "dev1" and audit[3]["node"] == "node-1"
     actions = st.request("GET", "/api/actions", headers={"Cookie": viewer})[2]["actions"]
-    assert len(actions) == 2
+    assert len(actions) == 4
     assert kick(ops, ops_csrf) == 200  # the new session
     body["device"] = "nosuch"
     assert kick(ops, ops_csrf) == 404
@@ -244,12 +246,28 @@ def test_revoke_token(st: Stack) -> None:
     from hagate.policy import tokenfiles
 
     _token, claims = tokenfiles.issue(st.tmp / "pki", "carol", [], 600, time.time())
+    viewer, viewer_csrf = st.login("viv")
+    as_viewer = {"Cookie": viewer, "Origin": st.origin, "X-CSRF-Token": viewer_csrf}
+    body = {"jti": claims.jti}
+    assert st.request("POST", "/api/actions/revoke-token", body, as_viewer)[0] == 403
     ops, csrf = st.login("ops")
     headers = {"Cookie": ops, "Origin": st.origin, "X-CSRF-Token": csrf}
+    assert (
+        st.request("POST", "/api/actions/revoke-token", body, headers | {"X-CSRF-Token": "x"})[0]
+        == 403
+    )
     status, _, data = st.request("POST", "/api/actions/revoke-token", {"jti": claims.jti}, headers)
     assert status == 200 and data["revoked"] == [claims.jti]
     status, _, data = st.request("POST", "/api/actions/revoke-token", {"jti": claims.jti}, headers)
     assert status == 200 and data["already"] is True
+    audit = [json.loads(x) for x in (st.tmp / "audit.log").read_text().splitlines()]
+    assert [(a["user"], a["ok"], a.get("jti")) for a in audit] == [
+        ("password:viv", False, None),  # not an operator
+        ("password:ops", False, None),  # wrong CSRF token
+        ("password:ops", True, claims.jti),
+        ("password:ops", True, claims.jti),
+    ]
+    assert {a["action"] for a in audit} == {"revoke-token"}
 
 
 def test_logout_ends_session(st: Stack) -> None:

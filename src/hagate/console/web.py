@@ -395,6 +395,9 @@ class Handler(BaseHTTPRequestHandler):
             self._error(401, "log in first")
             return
         if not self.app.auth.csrf_ok(session, self.headers.get("X-CSRF-Token")):
+            if path.startswith("/api/actions/"):  # an attempted action: audited as refused
+                refused = {"refused": "missing or wrong X-CSRF-Token"}
+                self.app.record(session, path.rsplit("/", 1)[-1], refused, False)
             self._error(403, "missing or wrong X-CSRF-Token")
             return
         if path == "/api/logout":
