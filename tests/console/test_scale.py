@@ -158,3 +158,95 @@ def test_ten_thousand_devices_one_page_through_the_console(
         record_property(f"{key}_ms", round(value * 1e3, 1))
     # loose bounds for a loaded 2-core machine (each answer is two nodes' full pass)
     assert max(first, again, big, search) < 1.0 and offline < 3.0, figures
+
+
+def test_hammering_the_admin_listener_takes_at_most_a_fifth_of_the_loop(
+    record_property: Any,
+) -> None:
+    """8 clients asking as fast as they can (a console per client, or any local user when the
+    listener has no token) for 1.5 s: the device book's refreshes, which run in the gateway's
+    loop, stay near a fifth of its time, and an answer is never older than its question (a
+    session added just before a request is in its answer)."""
+    import http.client
+    import json
+
+    from hagate.gateway.admin.book import DeviceBook
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    gw = fake_gateway("node-1", loop, N)
+    admin = AdminServer("127.0.0.1", 0, gw.health, lambda: "", gateway=gw)
+    in_loop = [0.0]
+    refresh = DeviceBook.refresh
+
+    def timed_refresh(book: DeviceBook, g: Any, now: float) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return refresh(book, g, now)
+        finally:
+            in_loop[0] += time.perf_counter() - t0
+
+    admin.api.book.refresh = timed_refresh.__get__(admin.api.book)  # type: ignore[method-assign]
+    stop = threading.Event()
+    served = [0]
+    stale: list[str] = []
+
+    def get(path: str) -> Any:
+        conn = http.client.HTTPConnection(*admin.address, timeout=10)
+        try:
+            conn.request("GET", path)
+            res = conn.getresponse()
+            assert res.status == 200
+            return json.loads(res.read())
+        finally:
+            conn.close()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            get("/api/summary")
+            served[0] += 1
+
+    def probe() -> None:
+        for i in range(10):
+            name = f"new{i:02d}"
+            added = threading.Event()
+
+            def add(name: str = name, added: threading.Event = added) -> None:
+                gw.sessions[name] = FakeSession(name, name)
+                added.set()
+
+            loop.call_soon_threadsafe(add)
+            added.wait(5)
+            if get(f"/api/devices?q={name}")["matched"] != 1:
+                stale.append(name)
+            time.sleep(0.1)
+
+    try:
+        admin.start()
+        get("/api/summary")  # the first pass computes every route: not part of the figure
+        in_loop[0], before = 0.0, admin.api.refresh.refreshes
+        t0 = time.perf_counter()
+        workers = [threading.Thread(target=hammer) for _ in range(8)]
+        for w in workers:
+            w.start()
+        probe()
+        stop.wait(max(0.0, 1.5 - (time.perf_counter() - t0)))
+        stop.set()
+        for w in workers:
+            w.join(10)
+        took = time.perf_counter() - t0
+    finally:
+        stop.set()
+        admin.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    share = in_loop[0] / took
+    refreshes = admin.api.refresh.refreshes - before
+    record_property("admin_requests", served[0])
+    record_property("admin_refreshes", refreshes)
+    record_property("admin_loop_share", round(share, 3))
+    assert stale == []
+    assert refreshes < served[0]  # shared: fewer passes than answers
+    assert share < 0.3, (share, refreshes, served[0])

@@ -38,6 +38,7 @@ class AdminApi:
     def __init__(self, gateway: Gateway | None) -> None:
         self.gateway = gateway
         self.book = DeviceBook()
+        self.refresh = views.SharedRefresh()
 
     def get(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         gw = self.gateway
@@ -46,7 +47,7 @@ class AdminApi:
         node = gw.cfg.node
         try:
             if path == "/api/summary":
-                records, now, bans = views.records(gw, self.book)
+                records, now, bans = self.refresh.get(gw, self.book)
                 return 200, {
                     "node": node,
                     "now": round(now, 3),
@@ -60,13 +61,13 @@ class AdminApi:
                 }
             if path == "/api/devices":
                 dq = DeviceQuery.parse(query)
-                records, now, bans = views.records(gw, self.book)
+                records, now, bans = self.refresh.get(gw, self.book)
                 page = dq.page(records, node, now)
                 for row in page["devices"]:
                     row["banned"] = bans.get(row["name"])
                 return 200, page
             if path == "/api/bans":
-                _, now, bans = views.records(gw, self.book)
+                _, now, bans = self.refresh.get(gw, self.book)
                 rows = list(bans.values())
                 return 200, {"node": node, "now": round(now, 3), "bans": rows[:MAX_LIMIT]}
             if path == "/api/access":

@@ -4,11 +4,14 @@ unban, run *in* its event loop, one short call each, bounded by LOOP_TIMEOUT.
 The loop's dicts are never iterated from another thread: the loop hands over copies (the
 device book's records, the access log, the live bans) which the listener's thread then
 filters and pages (paging.py). A loop too busy to answer in time makes a 503, never a hang.
+The device book's refresh is shared by concurrent requests and spaced out (SharedRefresh), so
+that no rate of requests takes more than a fifth of the loop.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,6 +60,59 @@ def records(
 
     recs, bans = in_loop(gw, read)
     return recs, now, bans
+
+
+Records = tuple[list[DeviceRecord], float, dict[str, dict[str, Any]]]
+SHARE = 4.0  # a refresh that took d may be followed by the next one d * SHARE later at soonest
+MAX_GAP = 1.0  # s, whatever the last one took (a stalled loop's 2 s timeout included)
+
+
+class SharedRefresh:
+    """``records`` for every request of the listener's threads, at most one in the loop at a
+    time and at most a 1 / (1 + SHARE) share of the loop's time (20 %): whoever asks, how
+    often (a console, a script, any local user when there is no token), the device book's
+    O(devices) pass cannot take the event loop from the tunnels.
+
+    Never stale: a request gets a refresh that *started after it arrived*, its own or one that
+    another request's started meanwhile (so a session that existed when it asked is in it); it
+    may wait up to ``SHARE`` times the last refresh's length for it (~50 ms at 10,000 devices;
+    at most ``MAX_GAP``, so above ~50,000 devices the share may pass a fifth).
+    """
+
+    def __init__(self, share: float = SHARE) -> None:
+        self.share = share
+        self.refreshes = 0
+        self._cond = threading.Condition()
+        self._running = False
+        self._started = float("-inf")  # monotonic start of the last finished refresh
+        self._next = float("-inf")  # the soonest the next one may start
+        self._result: Records | None = None
+
+    def get(self, gw: Gateway, book: DeviceBook) -> Records:
+        arrived = time.monotonic()
+        with self._cond:
+            while True:
+                if self._result is not None and self._started >= arrived:
+                    return self._result
+                wait = self._next - time.monotonic()
+                if not self._running and wait <= 0:
+                    self._running = True
+                    break
+                self._cond.wait(None if self._running else wait)
+        start = time.monotonic()
+        result: Records | None = None
+        try:
+            result = records(gw, book)
+            return result
+        finally:
+            end = time.monotonic()
+            with self._cond:
+                self._running = False
+                self.refreshes += 1
+                if result is not None:
+                    self._result, self._started = result, start
+                self._next = end + min((end - start) * self.share, MAX_GAP)
+                self._cond.notify_all()
 
 
 def access(gw: Gateway) -> list[AccessEntry]:
