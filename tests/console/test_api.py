@@ -489,3 +489,25 @@ def test_rate_limited_logins_are_logged_a_line_a_second(
     lines = [r.getMessage() for r in caplog.records if "login refused" in r.getMessage()]
     assert len([line for line in lines if "too many" in line]) <= 2, lines
     assert len(lines) <= 7
+
+
+def test_the_page_is_self_contained() -> None:
+    """No build step, no CDN: the page is three files shipped in the package (package data),
+    which load nothing but each other; the CSP would refuse anything else in the browser."""
+    import re
+    import tomllib
+    from importlib import resources
+
+    from hagate.console.web import CSP, STATIC
+
+    static = resources.files("hagate.console").joinpath("static")
+    names = sorted(p.name for p in static.iterdir() if p.name[0] != ".")
+    assert names == sorted(name for name, _ in STATIC.values())
+    html = static.joinpath("index.html").read_text()
+    refs = [r for r in re.findall(r'(?:src|href)="([^"]*)"', html) if r[:1] != "#"]
+    assert refs and set(refs) <= {"/static/app.js", "/static/app.css"}, refs
+    for name in names:
+        assert not re.search(r"https?://|@import|url\(", static.joinpath(name).read_text()), name
+    assert "default-src 'none'" in CSP and "script-src 'self'" in CSP
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "console/static/*" in pyproject["tool"]["setuptools"]["package-data"]["hagate"]
