@@ -27,8 +27,9 @@ sync_group_tracking_init(); vrrp_track.c alloc_track_script()):
 * Multicast adverts go to ``mcast_dst_ip``, else the global vrrp_mcast_group4/6;
   ``unicast_ttl`` (unicast only) is the TTL/hop limit unicast adverts are sent with.
 * ``accept`` mode: default on, except with vrrp_strict (RFC 9568 §6.1 Accept_Mode false)
-  unless the address owner; strict VRRPv2 clears it (RFC 3768 has none). hagate installs
-  no firewall: with accept off the VIPs still answer (keepalived needs nftables for it).
+  unless the address owner; strict VRRPv2 clears it (RFC 3768 has none). With accept off a
+  non-owner master drops traffic to and from its VIPs with keepalived's nftables tables
+  (the daemon: hagate.daemon.firewall).
 * A received advert whose address list differs from ours is dropped (``AddressCheck.STRICT``;
   keepalived 2.2.7 has no log-and-accept mode, and hagate does not support
   ``skip_check_adv_addr``).
@@ -246,11 +247,6 @@ def _accept(inst: cfg.VrrpInstance, version: int, strict: bool, notes: list[str]
     if accept and not owner and strict and version == 2:
         notes.append(f"{label} accept mode for VRRP version 2 does not comply with RFC3768 - off")
         accept = False
-    if not accept and not owner:
-        notes.append(
-            f"{label} no_accept/strict: keepalived drops traffic to the VIPs with a firewall "
-            "rule; hagate adds none, so the VIPs still answer"
-        )
     return accept
 
 

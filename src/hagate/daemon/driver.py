@@ -30,6 +30,7 @@ from typing import Any
 from hagate.config import Impact, Severity, load
 from hagate.config import model as cfg
 from hagate.daemon import vmac
+from hagate.daemon.firewall import VipFirewall
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import (
     AddressGone,
@@ -200,7 +201,7 @@ def _same_identity(a: InstancePlan, b: InstancePlan) -> bool:
 def _same_plan(a: InstancePlan, b: InstancePlan) -> bool:
     keys = ("interface", "family", "source", "destinations", "multicast", "params", "receive",
             "vips", "excluded", "notify", "scripts", "interfaces", "sync_group",
-            "group_notify", "unicast_ttl", "routes", "rules")  # fmt: skip
+            "group_notify", "unicast_ttl", "routes", "rules", "block_vips")  # fmt: skip
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
@@ -275,6 +276,7 @@ class Daemon:
             Notifier(self._script_user),
             g.vrrp_garp_interval,
             g.vrrp_gna_interval,
+            VipFirewall(),  # runs nft only for a no_accept master
         )
         self._host.notifier.open_fifos(fifo_specs(config))
         self.links = await netlink.links()
@@ -737,6 +739,8 @@ class Daemon:
             runner.stop()
         await asyncio.gather(*(rt.stop() for rt in self.runtimes.values()))
         if self._host is not None:
+            if self._host.firewall is not None:
+                await self._host.firewall.close()  # keepalived deletes its tables at exit
             await self._host.notifier.drain()
         await self._drop_vmacs(set())
         await self._close()

@@ -75,6 +75,9 @@ class InstancePlan:
     # reload that only moves lines changes nothing)
     routes: tuple[cfg.VirtualRoute, ...] = ()
     rules: tuple[cfg.VirtualRule, ...] = ()
+    # no_accept (vrrp_strict's default) and not the address owner: while master its VIPs
+    # are blocked by nftables as keepalived's (hagate.daemon.firewall)
+    block_vips: bool = False
 
     @property
     def all_vips(self) -> tuple[Vip, ...]:
@@ -303,6 +306,7 @@ def plan_instance(
         unicast_ttl=mapped.unicast_ttl,
         routes=tuple(dataclasses.replace(r, where=cfg.NOWHERE) for r in inst.virtual_routes),
         rules=tuple(dataclasses.replace(r, where=cfg.NOWHERE) for r in inst.virtual_rules),
+        block_vips=not mapped.accept and not mapped.params.is_owner,
     )
 
 

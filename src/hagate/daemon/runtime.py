@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from hagate.config import model as cfg
+from hagate.daemon.firewall import VipFirewall
 from hagate.daemon.garp import GarpSender
 from hagate.daemon.netlink import Netlink, NetlinkFailure, Vip
 from hagate.daemon.notify import Notifier
@@ -88,12 +89,14 @@ class Host:
     notifier: Notifier
     garp_interval: float = 0.0
     gna_interval: float = 0.0
+    firewall: VipFirewall | None = None  # no_accept VIPs blocked while master
 
 
 # What a reload may change in place (the rest, VRID/interface/family, restarts).
 _PLAN_KEYS = (
     *("source", "destinations", "multicast", "params", "receive"),
     *("vips", "excluded", "notify", "scripts", "interfaces", "unicast_ttl", "routes", "rules"),
+    "block_vips",
 )
 
 
@@ -272,7 +275,7 @@ class InstanceRuntime:
             if new:
                 self._jobs.put_nowait(AddVips(()))  # adds every excluded VIP
                 self._jobs.put_nowait(SendGratuitous(new, plan.params.garp_master_repeat))
-        if (old.routes, old.rules) != (plan.routes, plan.rules):
+        if (old.routes, old.rules, old.block_vips) != (plan.routes, plan.rules, plan.block_vips):
             self._jobs.put_nowait(SyncRoutes())
         self.machine.reconfigure(self._loop.time(), plan.params)
         changed = [k for k in _PLAN_KEYS if getattr(old, k) != getattr(plan, k)]
@@ -408,6 +411,7 @@ class InstanceRuntime:
                 elif isinstance(job, RemoveVips):
                     await self._remove(job)
                 elif isinstance(job, SyncRoutes):
+                    await self._sync_firewall()
                     await self._sync_routes()
                 else:
                     await self._gratuitous(job)
@@ -421,7 +425,19 @@ class InstanceRuntime:
             vip = Vip(address, prefix, self.plan.interface)
         return vip
 
+    async def _sync_firewall(self, adding: tuple[IPAddr, ...] = ()) -> None:
+        """Block exactly the VIPs held (and about to be added) while master, if no_accept
+        (keepalived vrrp_handle_accept_mode: blocked before they are added, unblocked once
+        removed)."""
+        firewall = self.host.firewall
+        if firewall is None:
+            return
+        master = bool(adding) or self.machine.state is State.MASTER
+        want = (*self._held, *adding) if self.plan.block_vips and master else ()
+        await firewall.hold(self.name, want)
+
     async def _add(self, job: AddVips) -> None:
+        await self._sync_firewall((*job.addresses, *self._excluded))
         for address in (*job.addresses, *self._excluded):
             vip = self._vip(address)
             try:
@@ -478,6 +494,7 @@ class InstanceRuntime:
                 await self.host.netlink.remove_vip(self._held.pop(address, self._vip(address)))
             except NetlinkFailure as exc:
                 log.error("%s: %s", self.name, exc)
+        await self._sync_firewall()
 
     async def _gratuitous(self, job: SendGratuitous) -> None:
         if self.machine.state is not State.MASTER:
