@@ -13,7 +13,10 @@ reachable, the new master gateway's CPU and handshakes/s during the storm.
 
 Every configuration is run with the steady redial schedule (hagate.agent.redial, today's)
 and, for comparison in the same run, with the previous back-off (``--schedule`` to choose).
-The agents' idle CPU is measured in each run too (liveness checking must not cost more).
+``--standby off,on`` runs each configuration without and with warm standby connections
+(``[tunnel] standby_endpoints`` on both gateways: the new master promotes the connections the
+agents parked at it, no handshake in the failover; docs/fleet.md). The agents' idle CPU is
+measured in each run too (liveness checking must not cost more).
 
 Run as root:  .venv/bin/python bench/fleet.py [--quick] [--devices N] [--json]
 """
@@ -41,6 +44,7 @@ COLUMNS = [
     ("recipe", "recipe", "{}"),
     ("event", "event", "{}"),
     ("schedule", "redial", "{}"),
+    ("standby_label", "standby", "{}"),
     ("vip_moved_s", "VIP", "{:.2f}"),
     ("agents_moved", "moved", "{}"),
     ("agents_50_s", "50%", "{:.2f}"),
@@ -55,6 +59,7 @@ COLUMNS = [
     ("handshakes_full", "full", "{}"),
     ("handshakes_resumed", "resumed", "{}"),
     ("handshakes_parked", "parked", "{}"),
+    ("promoted", "promoted", "{}"),
 ]
 
 
@@ -77,7 +82,8 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         )
     for r in rows:
         if r["problems"]:
-            print(f"  ! {r['recipe']} {r['event']} {r['schedule']}: {'; '.join(r['problems'])}")
+            what = f"{r['recipe']} {r['event']} {r['schedule']} {r.get('standby_label', '')}"
+            print(f"  ! {what}: {'; '.join(r['problems'])}")
 
 
 EVENTS = ("crash", "return", "sigterm")
@@ -97,6 +103,7 @@ def run_cluster(
         agents_cpu, gw_cpu = run.idle_cpu(idle_s)
         idle = {
             "schedule": fleet.schedule.value,
+            "standby": fleet.standby,
             "recipe": run.recipe,
             "connect_s": round(run.connect_s, 2),
             "agents_idle_cpu_pct": round(agents_cpu, 2),
@@ -111,11 +118,13 @@ def run_cluster(
         for change in run.changes:
             row = change.row()
             row["schedule"] = fleet.schedule.value
+            row["standby_label"] = "on" if fleet.standby else "off"
             rows.append(row)
         return rows, idle
     finally:
         if logs is not None:  # the lab's logs and records (its tmpdir goes with close())
-            dest = logs / f"{plan.advert_int:g}-{run.recipe}-{fleet.schedule.value}"
+            sb = "-standby" if fleet.standby else ""
+            dest = logs / f"{plan.advert_int:g}-{run.recipe}-{fleet.schedule.value}{sb}"
             shutil.copytree(run.cluster.lab.tmpdir, dest, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("pki", "*.sock"))  # fmt: skip
         run.close()
@@ -128,6 +137,11 @@ def main() -> int:
     p.add_argument("--advert-int", default=None, help="comma list: 1 (VRRPv2), 0.1 (VRRPv3)")
     p.add_argument("--schedule", default=None, help="comma list: steady,backoff")
     p.add_argument("--recipes", default="seed,sticky", help="comma list: seed,sticky")
+    p.add_argument(
+        "--standby",
+        default="off",
+        help="comma list: off (today's redial), on (warm standby connections): off,on compares",
+    )
     p.add_argument("--sample", type=int, default=64, help="devices the users probe")
     p.add_argument(
         "--events",
@@ -149,6 +163,9 @@ def main() -> int:
     n = args.devices or (500 if args.quick else 10_000)
     adverts = [float(x) for x in (args.advert_int or ("1" if args.quick else "1,0.1")).split(",")]
     schedules = [ScheduleKind(s) for s in (args.schedule or "steady,backoff").split(",")]
+    standbys = [x.strip() for x in args.standby.split(",") if x.strip()]
+    if set(standbys) - {"off", "on"} or not standbys:
+        p.error("--standby: a comma list of off, on")
     recipes = args.recipes.split(",")
     events = tuple(e for e in args.events.split(",") if e)
     if unknown := set(events) - set(EVENTS):
@@ -166,16 +183,18 @@ def main() -> int:
         for advert in adverts:
             version = 2 if advert >= 1 and advert == int(advert) else 3
             for recipe in recipes:
-                for schedule in schedules:
+                for schedule, standby in [(x, y) for x in schedules for y in standbys]:
                     plan = ClusterPlan(advert, version, sticky=recipe == "sticky")
                     fleet = FleetPlan(
                         n,
                         sample=args.sample,
                         schedule=schedule,
                         nice=args.agents_nice,
+                        standby=standby == "on",
                     )
                     t = time.monotonic()
-                    print(f"v{version} {advert:g} s {recipe} {schedule}: ...", file=log, flush=True)
+                    what = f"v{version} {advert:g} s {recipe} {schedule} standby {standby}"
+                    print(f"{what}: ...", file=log, flush=True)
                     try:
                         rows, idle = run_cluster(
                             plan, fleet, pki, 3.0 if args.quick else 10.0, events, args.logs
@@ -184,7 +203,7 @@ def main() -> int:
                         print(f"  FAILED: {exc}", file=log)
                         results.append({"advert_int": advert, "version": version,
                                         "recipe": recipe, "schedule": schedule.value,
-                                        "error": str(exc)})  # fmt: skip
+                                        "standby": standby, "error": str(exc)})  # fmt: skip
                         continue
                     for row in rows:
                         row.update(advert_int=advert, version=version, devices=n)
@@ -207,7 +226,8 @@ def main() -> int:
             print_table(f"{title} (s from the signal; return: from the daemon's start)", rows)
         print("\nidle (all agents connected): CPU % of the agent processes, of the gateway")
         for i in idles:
-            print(f"  v{i['version']} {i['advert_int']:g} s {i['recipe']:6} {i['schedule']:7}"
+            sb = "standby" if i["standby"] else "       "
+            print(f"  v{i['version']} {i['advert_int']:g} s {i['recipe']:6} {i['schedule']:7} {sb}"
                   f" connect {i['connect_s']:6.1f} s  agents {i['agents_idle_cpu_pct']:6.1f} %"
                   f"  gateway {i['gateway_idle_cpu_pct']:6.1f} %")  # fmt: skip
         print("(machine loaded by other engineers: compare rows of the same run)")

@@ -13,6 +13,7 @@ import asyncio
 import ssl
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from hagate.agent.config import StandbyConfig
 from hagate.gateway.config import Endpoint, GatewayConfig
@@ -195,6 +196,29 @@ def test_the_newest_standby_of_a_device_wins_and_a_ban_stops_its_promotion(pki: 
     asyncio.run(main())
 
 
+def test_an_address_held_all_along_promotes_nothing_until_it_appears(pki: Pki) -> None:
+    """A node that merely has the address (its VRRP daemon was killed and left the VIP on
+    the interface) is not the master: only an address that appears promotes."""
+
+    async def main() -> None:
+        cfg_a, _cfg_b = _pair(pki)
+        async with running_gateway(cfg_a) as gw:
+            held = True
+            gw.tunnel.holds_address = lambda _a: held
+            reader, writer = await _open_standby(pki, "dev1", cfg_a.tunnel.port)
+            await asyncio.sleep(0.3)
+            assert "dev1" not in gw.sessions and gw.metrics.tunnel_standby == 1
+            held = False  # the VRRP daemon starts: removes the stale VIP ...
+            await asyncio.sleep(0.15)
+            held = True  # ... and adds it as the master
+            line = await asyncio.wait_for(reader.readline(), 5)
+            assert isinstance(wire.decode(line), wire.Welcome)
+            assert "dev1" in gw.sessions and gw.metrics.tunnel_standby_promoted == 1
+            writer.close()
+
+    asyncio.run(main())
+
+
 def _ctx(pki: Pki, role: str, name: str, port: int) -> ssl.SSLContext:
     c = client_config(pki, role, name, port)
     return client_context(c.cert, c.key, c.ca)
@@ -223,3 +247,46 @@ async def _raw_standby(
         return wire.decode(await asyncio.wait_for(r.readline(), 5))
     finally:
         w.close()
+
+
+def test_the_key_parses_and_bad_values_are_named(tmp_path: Path) -> None:
+    import tomllib
+
+    import pytest
+
+    from hagate.gateway.config import ConfigError, parse_gateway_config
+    from hagate.lab.demo.configs import gateway_toml, standby_endpoints
+
+    text = gateway_toml(tmp_path, 300, None, standby_endpoints())
+    cfg = parse_gateway_config(tomllib.loads(text), tmp_path)
+    assert [str(e) for e in cfg.standby_endpoints] == ["10.1.1.5:7443", "10.1.1.10:7443"]
+    off = parse_gateway_config(tomllib.loads(gateway_toml(tmp_path, 300)), tmp_path)
+    assert off.standby_endpoints == ()  # the default: no standby connections
+    for bad, why in [
+        ('standby_endpoints = "10.0.0.1:7443"', "a list"),
+        ('standby_endpoints = ["gw1.example:7443"]', "own IP address"),
+        ('standby_endpoints = ["10.0.0.1"]', "standby_endpoints"),
+        ('standby_nodes = ["10.0.0.1:7443"]', "unknown keys"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            plain = gateway_toml(tmp_path, 300)
+            parse_gateway_config(tomllib.loads(f"{plain}\n[tunnel]\n{bad}\n"), tmp_path)
+
+
+def test_agent_standby_keys(tmp_path: Path) -> None:
+    import pytest
+
+    from hagate.agent.config import parse_agent
+    from hagate.gateway.config import ConfigError
+
+    base = {
+        "gateway": "10.1.1.100:7443",
+        "tls": {"ca": "ca.crt", "cert": "c.pem", "key": "k.pem"},
+        "service": [{"name": "web", "type": "http", "target": "127.0.0.1:80"}],
+    }
+    assert parse_agent(base, tmp_path).standby == StandbyConfig()
+    cfg = parse_agent({**base, "standby": {"enabled": False, "patience_ms": 2500}}, tmp_path)
+    assert not cfg.standby.enabled and cfg.standby.patience == 2.5
+    for bad in ({"patience_ms": -1}, {"enabled": "yes"}, {"wait": 1}):
+        with pytest.raises(ConfigError, match="standby"):
+            parse_agent({**base, "standby": bad}, tmp_path)

@@ -103,6 +103,43 @@ def test_fleet_comes_back_after_a_crash_and_a_preemption() -> None:
 
 
 @pytest.mark.lab
+def test_fleet_with_standby_is_promoted_after_a_crash_and_a_preemption() -> None:
+    """Warm standby on: after the crash the new master promotes the standbys its agents
+    parked (no handshake), after node-1's return node-1 promotes the ones parked at it;
+    every agent back, none stuck, none left on the backup, none reachable at the wrong node."""
+    from hagate.lab.demo.fleetrun import FleetRun
+    from hagate.lab.demo.topology import NODE1
+
+    n = 240
+    plan = FleetPlan(n, procs=2, sample=24, standby=True)
+    run = FleetRun(ClusterPlan(0.1, 3), plan, prefix="hgfs")
+    try:
+        run.bring_up()
+        crash = run.crash(NODE1)
+        back = run.restore(NODE1)
+    finally:
+        left = run.close()
+    assert not left
+    for change in (crash, back):
+        st = change.storm
+        assert st is not None
+        assert not change.problems, (change.event, change.problems)
+        assert st.moved == n and st.stuck == 0 and st.unreached == 0, change.event
+        assert change.wrong_node == 0
+        assert change.standbys_before == n, change.row()
+        # every agent came back by promotion: no session from a hello (handshake) in the
+        # storm (the handshakes counted there are the probes' data connections)
+        assert change.handshakes.get("promoted") == n, change.row()
+        assert change.handshakes.get("sessions") == n, change.row()
+        print(change.event, change.row())
+    assert crash.attached["node-2"] >= n and back.attached["node-1"] >= n
+    assert back.attached["node-2"] == 0  # none left attached to the backup
+    for change in (crash, back):
+        assert change.vip_s is not None and change.storm is not None
+        assert (change.storm.agents_at(1.0) or 99) < change.vip_s + 1.5, change.row()
+
+
+@pytest.mark.lab
 def test_bench_smoke() -> None:
     args = ["--devices", "30", "--advert-int", "0.1", "--sample", "6", "--recipes", "sticky"]
     done = subprocess.run(

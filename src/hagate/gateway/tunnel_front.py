@@ -121,6 +121,11 @@ class TunnelFront:
         self._checking = False  # the promotion check runs (only while standbys are parked)
         # Whether this host holds a dialled address now (tests replace it to move a "VIP").
         self.holds_address: Callable[[str], bool] = address_is_local
+        # Dialled address -> whether this host held it at the last check. A standby is
+        # promoted when its address *appears* (not held, then held), never because it is
+        # merely there: a node whose VRRP daemon was killed keeps the VIP on its interface
+        # without being the master, and must not take every device from the real one.
+        self._held: dict[str, bool] = {}
         self._own_checked = -1e18
         self._others: tuple[str, ...] = ()
 
@@ -312,6 +317,8 @@ class TunnelFront:
             if replaced is not None:  # the newest standby of a device wins, as sessions do
                 replaced.conn.write(replaced.tc.send(wire.Superseded(), loop.time()))
                 replaced.conn.close()
+        if address not in self._held:  # its state when the first standby came (one bind)
+            self._held[address] = self.holds_address(address)
         entry = _Standby(sid, ident, cert, conn, tc, msg)
         self._standby[sid] = entry
         gw.metrics.tunnel_standby = len(self.standbys)
@@ -341,7 +348,8 @@ class TunnelFront:
 
     async def _promotions(self) -> None:
         """While standbys are parked: every PROMOTE_CHECK_S, one bind per distinct dialled
-        address; the standbys of an address this node now holds are promoted in batches."""
+        address; the standbys of an address this node has just gained are promoted in
+        batches."""
         gw = self.gw
         revoked = gw.revoked
         try:
@@ -350,8 +358,14 @@ class TunnelFront:
                 if gw.revoked is not revoked:
                     revoked = gw.revoked
                     self._drop_revoked()
-                for address in self.standbys.addresses():
-                    if not self.holds_address(address):
+                addresses = self.standbys.addresses()
+                for gone in set(self._held) - set(addresses):
+                    del self._held[gone]
+                for address in addresses:
+                    held = self.holds_address(address)
+                    was = self._held.get(address, held)
+                    self._held[address] = held
+                    if not held or was:
                         continue
                     t0 = time.monotonic()
                     n = 0
@@ -369,6 +383,7 @@ class TunnelFront:
                     )
         finally:
             self._checking = False
+            self._held.clear()
 
     def _promote(self, action: Promote) -> int:
         """Attach one standby as its device's session and send the welcome; 1 if done."""

@@ -120,7 +120,9 @@ class DemoCluster:
             policy += POLICY_RULE
             heartbeat, dead_after = fleet_liveness(self.fleet_plan.devices)
         gw = self.gateway_toml
-        gw.write_text(configs.gateway_toml(pki, heartbeat, dead_after))
+        standby = self.fleet_plan is not None and self.fleet_plan.standby
+        endpoints = configs.standby_endpoints() if standby else ()
+        gw.write_text(configs.gateway_toml(pki, heartbeat, dead_after, endpoints))
         (self.shared / "policy.toml").write_text(policy)
         self.agent_toml.write_text(configs.agent_toml(self.shared / "pki"))
         web = self.shared / "www"

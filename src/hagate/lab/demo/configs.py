@@ -143,9 +143,19 @@ def keepalived_conf(node: NodeSpec, plan: ClusterPlan, gateway_toml: Path) -> st
     return "\n".join(lines) + "\n"
 
 
-def gateway_toml(pki: Path, heartbeat_ms: int, dead_after_ms: int | None = None) -> str:
-    """gateway.toml, the same file on both nodes (listening on 0.0.0.0 follows the VIP)."""
+def gateway_toml(
+    pki: Path,
+    heartbeat_ms: int,
+    dead_after_ms: int | None = None,
+    standby_endpoints: tuple[str, ...] = (),
+) -> str:
+    """gateway.toml, the same file on both nodes (listening on 0.0.0.0 follows the VIP);
+    ``standby_endpoints``: every node's own tunnel address (warm standby, docs/fleet.md)."""
     server = pki / "issued" / "server" / "gateway"
+    standby = ""
+    if standby_endpoints:
+        listed = ", ".join(f'"{e}"' for e in standby_endpoints)
+        standby = f"[tunnel]\nstandby_endpoints = [{listed}]\n\n"
     return (
         f'domain = "{DOMAIN}"\n\n'
         "[tls]\n"
@@ -157,6 +167,7 @@ def gateway_toml(pki: Path, heartbeat_ms: int, dead_after_ms: int | None = None)
         f'tunnel = "0.0.0.0:{TUNNEL_PORT}"\n'
         f'http = "0.0.0.0:{HTTP_PORT}"\n'
         f'admin = "127.0.0.1:{ADMIN_PORT}"\n\n'
+        f"{standby}"
         "[policy]\n"
         f'file = "{pki.parent / "policy.toml"}"\n\n'
         "[limits]\n"
@@ -208,6 +219,11 @@ def make_pki(pki: Path) -> None:
     init_ca(pki, "hagate demo CA", days=2)
     issue(pki, PkiRole.SERVER, "gateway", days=2, dns=[DOMAIN, f"*.{DOMAIN}"], ips=[VIP])
     issue(pki, PkiRole.DEVICE, DEVICE_NAME, days=2)
+
+
+def standby_endpoints() -> tuple[str, ...]:
+    """Both gateway nodes' own tunnel addresses (the same list in both gateway.toml)."""
+    return tuple(f"{n.address}:{TUNNEL_PORT}" for n in (NODE1, NODE2))
 
 
 STICKY_RECIPE = """\

@@ -47,6 +47,9 @@ class FleetPlan:
     # their own. Measured (10,000 crash): it does not shorten the storm, the new master was
     # not starved but waiting for its agents (docs/fleet.md), so the default stays 0.
     nice: int = 0
+    # Warm standby ([tunnel] standby_endpoints on both gateways): every agent also parks an
+    # authenticated connection at the other node, promoted when that node takes the VIP.
+    standby: bool = False
 
     def __post_init__(self) -> None:
         if self.devices < 1 or not 0 <= self.procs <= MAX_PROCS:

@@ -31,11 +31,18 @@ from hagate.lab.demo.topology import (
     NODE2,
     USER,
     VIP,
+    VIP_PREFIX,
     NodeSpec,
 )
 from hagate.vrrp.timers import master_down_interval
 
 HAGATE_BOTH = {NODE1.key: VrrpImpl.HAGATE, NODE2.key: VrrpImpl.HAGATE}
+# How long a change waits for the fleet's standbys at the node that will take the VIP (plus
+# 1 s per 200 agents): agents redial a node they left dead up to 30 s apart (jittered).
+STANDBY_WAIT_S = 40.0
+# A probe sent to the old master just before the change may wait for its answer this long
+# (fleetprobe's 2 s answer timeout): its failure must be in the record before the end.
+PROBES_SETTLE_S = 2.5
 
 
 def cpu_seconds(pid: int) -> float:
@@ -65,6 +72,11 @@ class Change:
     # the new master's tunnel handshakes over the storm (its /metrics): full, resumed, and
     # connections parked (not reset) while every handshake slot of their address was taken
     handshakes: dict[str, int] = field(default_factory=dict)
+    standby: bool = False  # warm standby on (the fleet plan's)
+    # standbys parked at the new master when the change began, and how long the bench
+    # waited for them (a returning node gets its standbys before its VRRP daemon starts)
+    standbys_before: int | None = None
+    standby_wait_s: float | None = None
     problems: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, object]:
@@ -97,6 +109,10 @@ class Change:
             "handshakes_resumed": self.handshakes.get("resumed"),
             "handshakes_parked": self.handshakes.get("parked"),
             "handshakes_refused": self.handshakes.get("refused"),
+            "standby": self.standby,
+            "standbys_before": self.standbys_before,
+            "standby_wait_s": r(self.standby_wait_s),
+            "promoted": self.handshakes.get("promoted"),
             "problems": self.problems,
         }
 
@@ -169,30 +185,68 @@ class FleetRun:
 
     def crash(self, victim: NodeSpec) -> Change:
         survivor = self.cluster.other(victim)
+        parked, waited = self.wait_standbys(survivor)
         cpu0 = cpu_seconds(self.gateway_pid(survivor))
         t0 = self.cluster.crash(victim)
-        return self._watch(Change(self.recipe, "crash", survivor.label, t0), survivor, cpu0)
+        change = self._standby(Change(self.recipe, "crash", survivor.label, t0), parked, waited)
+        return self._watch(change, survivor, cpu0)
 
     def sigterm(self, victim: NodeSpec) -> Change:
         survivor = self.cluster.other(victim)
+        parked, waited = self.wait_standbys(survivor)
         cpu0 = cpu_seconds(self.gateway_pid(survivor))
         t0 = self.cluster.node(victim).terminate()
         for key in [k for k in self.cluster._procs if k.startswith(f"{victim.key}/")]:
             del self.cluster._procs[key]
-        return self._watch(Change(self.recipe, "sigterm", survivor.label, t0), survivor, cpu0)
+        change = Change(self.recipe, "sigterm", survivor.label, t0)
+        return self._watch(self._standby(change, parked, waited), survivor, cpu0)
 
     def restore(self, node: NodeSpec) -> Change:
-        """Start ``node``'s gateway, then its VRRP daemon (timed from the daemon's start)."""
+        """Start ``node``'s gateway, then its VRRP daemon (timed from the daemon's start).
+
+        With standby the daemon starts once the fleet has parked its standbys at the node
+        (the agents redial the node they left on a slow schedule, up to 30 s apart while it
+        was dead): the return then measures promotion, as an operator who starts VRRP
+        after the gateway has its standbys would see it.
+        """
         c = self.cluster
+        # The crashed node comes back as after a reboot: without the VIP its SIGKILLed VRRP
+        # daemon left on the interface (the daemon would remove it at its start anyway; a
+        # gateway with standbys must not see it as gained before then).
+        c.node(node).run(["ip", "addr", "del", f"{VIP}/{VIP_PREFIX}", "dev", "eth0"], check=False)
         c.start_gateway(node)
         c.wait_healthy(node)
+        parked, waited = self.wait_standbys(node) if not self.plan.sticky else (None, None)
         cpu0 = cpu_seconds(self.gateway_pid(node))
         t0 = time.monotonic()
         c.start_vrrp(node)
         if self.plan.sticky:
             change = Change(self.recipe, "return", c.other(node).label, t0)
             return self._watch(change, c.other(node), 0.0, expect_move=False)
-        return self._watch(Change(self.recipe, "return", node.label, t0), node, cpu0)
+        change = self._standby(Change(self.recipe, "return", node.label, t0), parked, waited)
+        return self._watch(change, node, cpu0)
+
+    def _standby(self, change: Change, parked: int | None, waited: float | None) -> Change:
+        change.standby = self.fleet_plan.standby
+        change.standbys_before, change.standby_wait_s = parked, waited
+        return change
+
+    def standbys(self, spec: NodeSpec) -> int:
+        return int(self.cluster.metrics(spec).get("hagate_tunnel_standby", 0))
+
+    def wait_standbys(self, spec: NodeSpec) -> tuple[int | None, float | None]:
+        """With standby: wait (bounded) until every agent has parked one at ``spec``;
+        (standbys parked, seconds waited). Without: (None, None)."""
+        if not self.fleet_plan.standby:
+            return None, None
+        n = self.fleet_plan.devices
+        t0 = time.monotonic()
+        timeout = STANDBY_WAIT_S + n / 200
+        parked = self.standbys(spec)
+        while parked < n and time.monotonic() - t0 < timeout:
+            time.sleep(0.25)
+            parked = self.standbys(spec)
+        return parked, time.monotonic() - t0
 
     def _counters(self, spec: NodeSpec) -> dict[str, int]:
         m = self.cluster.metrics(spec)
@@ -201,6 +255,8 @@ class FleetRun:
             "resumed": 'hagate_tunnel_handshakes_total{kind="resumed"}',
             "parked": "hagate_handshakes_parked_total",
             "refused": "hagate_handshakes_refused_total",
+            "promoted": "hagate_tunnel_standby_promoted_total",
+            "sessions": "hagate_sessions_total",
         }
         return {k: int(m[name]) for k, name in keys.items() if name in m}
 
@@ -230,7 +286,11 @@ class FleetRun:
             st = self.fleet.storm(t0, now)
             if expect_move:
                 done = vip is not None and now - vip > 0.5 and len(st.back) >= n
-                done = done and st.unreached == 0 and (st.reach_at(1.0) or 0) > 0
+                # every sampled device answered since its last failure (0.0: none failed, as
+                # when standbys are promoted before a user notices; it was `> 0`, which then
+                # waited for the timeout)
+                done = done and st.unreached == 0 and st.reach_at(1.0) is not None
+                done = done and now - t0 > PROBES_SETTLE_S
             else:
                 done = now - t0 > settle
             if vip is not None and vip_seen_at_cpu is None:
