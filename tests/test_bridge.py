@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -517,3 +518,23 @@ def test_track_process_and_track_file(tmp_path: Path) -> None:
     specs = {spec.name: spec for _, spec in plan.scripts}
     assert set(specs) == {"process:nginx", "process:strict", "file:maint", "file:scaled"}
     assert specs["process:strict"].probe is not None
+
+
+def test_one_home_for_each_name_and_rule() -> None:
+    """Issue 12's "one place for each keepalived rule", kept: one module named bridge, one
+    class named VrrpInstance (the config block; the core's is VrrpMachine), one RiseFall
+    (vrrp/tracking.py) that the daemon and the simulator both import."""
+    src = Path(__file__).parents[1] / "src" / "hagate"
+    files = sorted(src.rglob("*.py"))
+    assert [p.relative_to(src).as_posix() for p in files if p.stem == "bridge"] == ["bridge.py"]
+
+    def defining(name: str) -> list[str]:
+        pattern = re.compile(rf"^class {name}\b", re.M)
+        return [p.relative_to(src).as_posix() for p in files if pattern.search(p.read_text())]
+
+    assert defining("VrrpInstance") == ["config/model.py"]
+    assert defining("VrrpMachine") == ["vrrp/machine.py"]
+    assert defining("RiseFall") == ["vrrp/tracking.py"]
+    for user in ("daemon/scripts.py", "simulate/runner.py"):
+        assert "from hagate.vrrp.tracking import" in (src / user).read_text()
+        assert "RiseFall" in (src / user).read_text()
