@@ -352,9 +352,16 @@ class TunnelFront:
         batches."""
         gw = self.gw
         revoked = gw.revoked
+        frozen_at = 0
         try:
             while len(self.standbys):
                 await asyncio.sleep(PROMOTE_CHECK_S)
+                if len(self.standbys) > frozen_at * 1.1 + 100:
+                    # As the heartbeat does for sessions: a backup holding 10,000 standbys
+                    # (and no session) would otherwise walk them all in each full
+                    # collection, maybe right when it has to promote them.
+                    gc.freeze()
+                    frozen_at = len(self.standbys)
                 if gw.revoked is not revoked:
                     revoked = gw.revoked
                     self._drop_revoked()
