@@ -10,7 +10,7 @@ import pytest
 from hagate.simulate.cluster import ClusterError, load_cluster
 from hagate.simulate.presets import PRESETS, initial_master, preset
 from hagate.simulate.runner import Result, simulate
-from hagate.simulate.scenario import parse
+from hagate.simulate.scenario import ScenarioError, parse
 from hagate.simulate.verdicts import Verdict, segments, verdicts
 from hagate.vrrp.state import State
 from hagate.vrrp.timers import master_down_interval
@@ -483,3 +483,29 @@ def test_unicast_fault_no_peer_holds_fault_and_the_other_node_serves(tmp_path: P
     result, _ = run([f"a={a}", f"b={b}"], "end at 20s")
     assert becomes(result, "b", State.FAULT) == [0.0] and not becomes(result, "b", State.MASTER)
     assert holders(result, 19.0) == {"10.1.1.100": "a"}
+
+
+def test_weighted_track_file_written_in_the_scenario_moves_the_master(tmp_path: Path) -> None:
+    """'write N to FILE on NODE at T': number x weight goes into the priority (the core's
+    set_tracked_level, as the daemon's file probe); the number stays across a restart."""
+    top = "track_file level {\n    file /run/level\n    weight -10\n}\n"
+    track = "track_file {\n        level\n    }"
+    a = conf(tmp_path / "a.conf", priority=150, src="10.1.1.5", scripts=top, extra=track)
+    b = conf(tmp_path / "b.conf", priority=120, src="10.1.1.10")
+    result, _ = run(
+        [f"a={a}", f"b={b}"],
+        "write 4 to level on a at 10s; crash a at 20s; restart a at 25s; "
+        "write 0 to level on a at 30s; end at 40s",
+    )
+    assert holders(result, 9.0) == {"10.1.1.100": "a"}
+    assert holders(result, 19.0) == {"10.1.1.100": "b"}  # 150 - 40 = 110 < 120
+    assert holders(result, 29.0) == {"10.1.1.100": "b"}  # restarted, still 4 in the file
+    assert holders(result, 39.0) == {"10.1.1.100": "a"}
+    assert not becomes(result, "a", State.FAULT)  # a level, never a fault
+
+
+def test_write_is_checked_like_fail() -> None:
+    with pytest.raises(ScenarioError, match="expected a whole number"):
+        parse("write x to level on a at 1s", {"a": {"level"}})
+    with pytest.raises(ScenarioError, match="tracks no script or interface 'other'"):
+        parse("write 1 to other on a at 1s", {"a": {"level"}})

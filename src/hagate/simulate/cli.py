@@ -25,6 +25,8 @@ scenario language (statements separated by ';' or new lines, '#' comments):
   stop NODE at T                 graceful stop: priority 0 advert, VIPs released
   fail ITEM on NODE from T to T  a vrrp_script fails (rise/fall/interval apply) or an
                                  interface is down; also 'at T for D', or 'at T' (for good)
+  write N to FILE on NODE at T   a number into a track_file (weighted: N x weight moves the
+                                 priority; weight 0: down while N is not 0); it stays
   partition [A,B | C] at T for D nodes hear only their own group (default: each alone)
   heal at T                      end a partition
   loss P% [on NODE] from T to T  lose P% of adverts (of every node, or of NODE's)

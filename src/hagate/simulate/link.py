@@ -205,6 +205,19 @@ class Link:
 
         self.at(self._when(at), go)
 
+    def set_tracked_level(self, name: str, item: str, level: int, at: float | None = None) -> None:
+        """A weighted track_file's number (VrrpMachine.set_tracked_level, as the daemon)."""
+        node = self.node(name)
+
+        def go() -> None:
+            self._record(node, "event", f"tracked {item} value {level}")
+            if node.machine is None:
+                return
+            node.machine.set_tracked_level(self.now, item, level)
+            self._drain(node)
+
+        self.at(self._when(at), go)
+
     def partition(self, *groups: Iterable[str], at: float | None = None) -> None:
         """Split the link: nodes hear only nodes in their own group (others: group 0)."""
         resolved = [[self.node(n) for n in g] for g in groups]

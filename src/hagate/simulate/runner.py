@@ -35,6 +35,7 @@ from hagate.simulate.scenario import (
     Start,
     Step,
     Stop,
+    Write,
 )
 from hagate.vrrp.actions import StateChanged
 from hagate.vrrp.advert import Advert, IPAddress
@@ -104,6 +105,7 @@ class _HostRun:
     counters: dict[str, RiseFall] = field(default_factory=dict)
     groups: dict[str, SyncGroup] = field(default_factory=dict)  # fresh at every boot
     scripts: dict[str, ScriptModel] = field(default_factory=dict)  # as now configured
+    levels: dict[str, int] = field(default_factory=dict)  # track_file numbers written
 
     def __post_init__(self) -> None:
         self.scripts = dict(self.host.scripts)
@@ -176,7 +178,7 @@ class Simulation:
         """A ``fail`` on a node that reloads may name what only a reloaded config tracks
         (the parser cannot know); a name no config of the node tracks is an error."""
         for step in scenario.steps:
-            if not isinstance(step, Fail):
+            if not isinstance(step, Fail | Write):
                 continue
             host = self.hosts[step.node].host
             known = host.items()
@@ -201,6 +203,8 @@ class Simulation:
             self._at(step.at, lambda: self._down(step.node, crash=False))
         elif isinstance(step, Fail):
             self._fail(step)
+        elif isinstance(step, Write):
+            self._at(step.at, lambda: self._write(step))
         elif isinstance(step, Partition):
             groups = step.groups or tuple((h,) for h in self.hosts)
             keyed = [[k for h in g for k in self._keys(h)] for g in groups]
@@ -227,6 +231,26 @@ class Simulation:
         self._at(step.start, lambda: set_rate(step.rate))
         if step.end is not None:
             self._at(step.end, lambda: set_rate(0.0))
+
+    def _write(self, step: Write) -> None:
+        """A number written to a track_file: a weighted one moves the priority by number x
+        weight, a weight-0 one is down while non-zero (as the daemon's file probe)."""
+        run = self.hosts[step.node]
+        run.levels[step.item] = step.value
+        if run.running:
+            first = self._keys(step.node)[0]
+            self.link.note(first, f"scenario: {step.value} written to {step.item}")
+            self._apply_level(run, step.item, step.value)
+
+    def _apply_level(self, run: _HostRun, item: str, value: int) -> None:
+        for key in self._keys(run.host.name):
+            node = self.link.node(key)
+            if item not in self.sims[key].interfaces or node.machine is None:
+                continue
+            if node.machine.tracker.level(item) is not None:
+                self.link.set_tracked_level(key, item, value, at=self.link.now)
+            else:
+                self.link.set_tracked(key, item, value == 0, at=self.link.now)
 
     def _fail(self, step: Fail) -> None:
         run = self.hosts[step.node]
@@ -293,6 +317,15 @@ class Simulation:
         for item in inst.scripts:
             ok = run.counters[item].ok
             machine.set_tracked(now, item, bool(ok))
+        for item, value in run.levels.items():  # a written track_file keeps its number
+            if item not in inst.interfaces:
+                continue
+            if machine.tracker.level(item) is not None:
+                machine.set_tracked_level(now, item, value)
+            else:
+                machine.set_tracked(
+                    now, item, value == 0 and not self._is_failing(inst.host, item, now)
+                )
 
     def _is_failing(self, host: str, item: str, t: float) -> bool:
         return any(
@@ -435,7 +468,7 @@ def _names(step: Step, host: str) -> bool:
 
 
 def _start_time(step: Step) -> float:
-    if isinstance(step, Crash | Start | Stop | Reload | Heal):
+    if isinstance(step, Crash | Start | Stop | Reload | Heal | Write):
         return step.at
     return step.start
 

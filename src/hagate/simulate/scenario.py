@@ -22,7 +22,7 @@ _TIME_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|min|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
 KEYWORDS = (
     *("crash", "start", "restart", "stop", "reload", "fail", "partition", "heal", "loss"),
-    "end",
+    *("write", "end"),
 )
 
 
@@ -94,6 +94,16 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class Write:
+    """A number written to a track_file at ``at`` (it stays there, across restarts too)."""
+
+    value: int
+    item: str
+    node: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Partition:
     """``groups`` hear only each other; empty: every node alone."""
 
@@ -117,7 +127,7 @@ class Loss:
     end: float | None
 
 
-Step = Crash | Start | Stop | Reload | Fail | Partition | Heal | Loss
+Step = Crash | Start | Stop | Reload | Fail | Write | Partition | Heal | Loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +139,7 @@ class Scenario:
     def last_time(self) -> float:
         times = [0.0]
         for step in self.steps:
-            if isinstance(step, Crash | Start | Stop | Reload | Heal):
+            if isinstance(step, Crash | Start | Stop | Reload | Heal | Write):
                 times.append(step.at)
             else:
                 times.append(step.start if step.end is None else step.end)
@@ -279,19 +289,18 @@ class _Parser:
         if verb == "heal":
             self.keyword("at")
             return Heal(self.time())
+        if verb == "write":
+            tok = self.word("a number such as 2")
+            if re.fullmatch(r"-?\d+", tok.text) is None:
+                raise self.error(f"expected a whole number to write, got {tok.text!r}", tok)
+            self.keyword("to")
+            item, node = self.item_on_node("a track_file name")
+            self.keyword("at")
+            return Write(int(tok.text), item, node, self.time())
         if verb == "fail":
-            item_tok = self.word("a script or interface name")
-            self.keyword("on")
-            node = self.node()
-            checked = self.names is not None and node not in self.reloaded
-            if checked and self.names is not None and item_tok.text not in self.names[node]:
-                known = ", ".join(sorted(self.names[node])) or "none"
-                raise self.error(
-                    f"{node} tracks no script or interface {item_tok.text!r} (tracked: {known})",
-                    item_tok,
-                )
+            item, node = self.item_on_node("a script or interface name")
             start, stop = self.window()
-            return Fail(item_tok.text, node, start, stop)
+            return Fail(item, node, start, stop)
         if verb == "partition":
             groups = self.groups()
             start, stop = self.window()
@@ -307,6 +316,20 @@ class _Parser:
             sender = self.node()
         start, stop = self.window()
         return Loss(float(m.group(1)) / 100, sender, start, stop)
+
+    def item_on_node(self, what: str) -> tuple[str, str]:
+        """``ITEM on NODE``, the item checked against what the node tracks."""
+        item_tok = self.word(what)
+        self.keyword("on")
+        node = self.node()
+        checked = self.names is not None and node not in self.reloaded
+        if checked and self.names is not None and item_tok.text not in self.names[node]:
+            known = ", ".join(sorted(self.names[node])) or "none"
+            raise self.error(
+                f"{node} tracks no script or interface {item_tok.text!r} (tracked: {known})",
+                item_tok,
+            )
+        return item_tok.text, node
 
     def groups(self) -> tuple[tuple[str, ...], ...]:
         if self.at_word("at", "from"):
