@@ -5,7 +5,9 @@
   (keepalived vrrp_sync_fault: both members send priority 0), and both come back.
 * notify FIFO lines are byte-equal to keepalived's for the same transitions: start-up,
   the group's two-step way to MASTER (vrrp_sync_can_goto_master), a member's FAULT
-  dragging the other, recovery, SIGTERM.
+  dragging the other, recovery, SIGTERM; priority changes; a master hearing a
+  lower-priority advert (MASTER_RX_LOWER_PRI, and notify_master_rx_lower_pri run with the
+  same arguments).
 
 Fast timers: VRRPv3, advert_int 0.1 s.
 """
@@ -14,13 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 
 import pytest
 
 import hagate.lab.shell as shell
 from hagate.lab import Lab, Node
+from hagate.vrrp.advert import Advert
+from hagate.vrrp.packet import encode
 
 from .labkit import holders, start, wait_ready
 
@@ -252,4 +258,90 @@ def test_notify_fifo_priority_changes_are_byte_equal_to_keepalived(lab: Lab) -> 
         b'INSTANCE "VI_1" MASTER_PRIORITY 200\n'
         b'INSTANCE "VI_1" STOP 200\n'
     ), f"keepalived wrote:\n{theirs.decode()}"
+    assert ours == theirs
+
+
+def send_lower_advert(node: Node, src: str, priority: int = 100) -> None:
+    """One VRRPv3 advert for VRID 51 / VIP1 from ``src`` at ``priority`` (TTL 255, to
+    224.0.0.18): what a split brain's other master sends when the link heals."""
+    advert = Advert(3, 51, priority, 10, (IPv4Address(VIP1),))
+    data = encode(advert, IPv4Address(src), IPv4Address("224.0.0.18"))
+    sock = node.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.bind((src, 0))
+        sock.sendto(data, ("224.0.0.18", 0))
+    finally:
+        sock.close()
+
+
+def lower_prio_run(lab: Lab, node: Node, peer: Node, hagate: bool) -> tuple[bytes, str]:
+    """A master (200) hears one lower-priority advert: its FIFO lines and what its
+    notify_master_rx_lower_pri script was given."""
+    tag = "hagate" if hagate else "keepalived"
+    fifo = lab.node_dir(node) / f"rx-{tag}.fifo"
+    out = lab.node_dir(node) / f"rx-{tag}.out"
+    script = lab.node_dir(node) / f"rx-{tag}.sh"
+    script.write_text(f'#!/bin/sh\necho "rx $*" >> {out}\n')
+    script.chmod(0o755)
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    lines: list[bytes] = []
+
+    def until(count: int, what: str) -> None:
+        def got() -> bool:
+            lines.extend(read_fifo(fd).splitlines(keepends=True))
+            return len(lines) >= count
+
+        lab.wait_until(got, 5, what=f"{what} ({b''.join(lines)!r})")
+
+    text = "\n".join(
+        [
+            "global_defs {",
+            f"    vrrp_notify_fifo {fifo}",
+            "    script_user root",
+            "}",
+            "vrrp_instance VI_1 {",
+            "    state BACKUP",
+            "    interface eth0",
+            "    virtual_router_id 51",
+            "    priority 200",
+            "    advert_int 0.1",
+            "    version 3",
+            f"    notify_master_rx_lower_pri {script}",
+            "    virtual_ipaddress {",
+            f"        {VIP1}/24",
+            "    }",
+            "}",
+            "",
+        ]
+    )
+    try:
+        launch(lab, node, hagate, text)
+        until(2, "BACKUP, MASTER")
+        send_lower_advert(peer, N2)
+        until(3, "MASTER_RX_LOWER_PRI")
+        lab.wait_until(out.exists, 5, what="notify_master_rx_lower_pri ran")
+        node.terminate()
+        until(4, "STOP")
+        time.sleep(0.2)
+        lines.extend(read_fifo(fd).splitlines(keepends=True))
+        return b"".join(lines), out.read_text()
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            fifo.unlink()
+
+
+def test_notify_master_rx_lower_pri_is_keepaliveds(lab: Lab) -> None:
+    node, peer = lab.node("n1"), lab.node("n2")
+    theirs = lower_prio_run(lab, node, peer, hagate=False)
+    ours = lower_prio_run(lab, node, peer, hagate=True)
+    assert theirs[0] == (
+        b'INSTANCE "VI_1" BACKUP 200\n'
+        b'INSTANCE "VI_1" MASTER 200\n'
+        b'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 200\n'
+        b'INSTANCE "VI_1" STOP 200\n'
+    ), f"keepalived wrote:\n{theirs[0].decode()}"
     assert ours == theirs
