@@ -35,12 +35,16 @@ def _agent() -> Agent:
     agent._standby_change = asyncio.Event()
     agent._reader = None
     agent._data_client = cfg.client
+    agent._version = 0
     return agent
 
 
-def _delays(outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def _delays(
+    outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatch, version: int = 0
+) -> list[float]:
     """Run the agent through ``outcomes`` (None: an established session that was lost)."""
     agent = _agent()
+    agent._version = version
     script: Iterator[BaseException | None] = iter(outcomes)
     delays: list[float] = []
 
@@ -69,6 +73,18 @@ def _delays(outcomes: list[BaseException | None], monkeypatch: pytest.MonkeyPatc
 def test_a_lost_session_is_retried_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = _delays([None, None, None], monkeypatch)
     assert all(d <= 0.05 for d in delays)
+
+
+def test_superseded_by_our_own_newer_connection_is_no_twin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A v2+ gateway's hint 0 means this agent's own newer session won (a standby promoted
+    across a redial): redial fast, count no supersession. From a v1 gateway (no hints) it
+    is still the slow wait."""
+
+    assert all(d <= 0.05 for d in _delays([Superseded(0), None], monkeypatch, version=3))
+    slow = _delays([Superseded(0), None], monkeypatch, version=1)
+    assert slow[0] >= 15
 
 
 def test_failed_redials_keep_a_steady_pace(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,6 +84,9 @@ HINT_JITTER = 0.1  # wait up to 10% longer than a retry_after hint, never shorte
 # copies the session through DER (the peer certificate included), 7 % of an agent
 # process's CPU in a reconnection storm, for a ticket it already had.
 TICKET_KEEP_S = 3600.0
+# A standby that stood by this long before it ended starts its dials afresh; one that ended
+# sooner (superseded by a twin's, refused, reset) keeps backing off up to max_delay.
+STANDBY_SETTLED_S = 60.0
 
 
 class Refused(Exception):
@@ -231,6 +234,7 @@ class Agent:
         self._standby_change = asyncio.Event()
         self._reader: _ControlReader | None = None
         self.promoted = 0  # sessions that began as a promoted standby
+        self._version = 0  # the protocol version of the last session
         # Called with True when a session is up, False when it ends (a fleet runner's tally).
         self.on_change: Callable[[Agent, bool], None] | None = None
 
@@ -265,10 +269,15 @@ class Agent:
             except SwitchedOver as exc:
                 self.last_error = str(exc)
             except Superseded as exc:
-                self.superseded += 1
-                self.last_error = str(exc)
-                log.warning("%s; is this device's agent running twice?", self.last_error)
-                hint, keep_failures, refused = exc.retry_after, True, True
+                if exc.retry_after == 0 and self._version >= 2:
+                    # A v2+ gateway hints 0 only when the newer session is this agent's own
+                    # (same instance): a standby promoted across a redial, not a twin.
+                    self.last_error = "replaced by this agent's newer connection"
+                else:
+                    self.superseded += 1
+                    self.last_error = str(exc)
+                    log.warning("%s; is this device's agent running twice?", self.last_error)
+                    hint, keep_failures, refused = exc.retry_after, True, True
             except Refused as exc:
                 self.last_error = f"refused: {exc}"
                 log.error("gateway refused us: %s", exc)
@@ -356,9 +365,9 @@ class Agent:
         if not isinstance(welcome, wire.Welcome):
             raise_for(welcome)
             raise ProtocolError(f"expected welcome, got {type(welcome).__name__}")
-        for late, *_rest in self._promotions:  # promoted while we dialled (after our
-            late.close()  # patience ran out): the session just made is the newer one
-        self._promotions.clear()
+        # A promotion that came while we dialled (our patience ran out) stays queued: if the
+        # gateway attached it after this session, this one is superseded (hint 0) and the
+        # promoted one is served at once; if before, it was superseded there and ends soon.
         self._vip = dialled_address(conn, self.cfg.client.host)
         self._data_client = self.cfg.client
         await self._serve_session(conn, tc, welcome, self.cfg.standby.first)
@@ -388,11 +397,13 @@ class Agent:
         if isinstance(conn.sock, ssl.SSLSocket):
             self._tls_session = fresh_ticket(self._tls_session, conn.sock, time.time())
         self.sessions += 1
+        self._version = tc.version
         self.connected.set()
         if self.on_change is not None:
             self.on_change(self, True)
         log.info("session %s up (v%d); routes %s", self._sid, tc.version, self.routes)
-        set_keepalive(conn.sock)
+        if not tc.standby:  # a promoted standby has had its keepalive since it parked
+            set_keepalive(conn.sock)
         if welcome.pool_idle_s < 0:  # else spares open once streams are asked for
             self._top_up()
         if self.cfg.standby.enabled:
@@ -445,9 +456,9 @@ class Agent:
                 log.debug("standby %s: %s", endpoint, exc)
                 continue
             promoted = False
+            since = time.monotonic()
             try:
                 promoted = await self._stand_by(endpoint, conn, client)
-                failures = 0 if not promoted else failures
             except Refused as exc:
                 log.info("standby %s refused: %s", endpoint, exc)
                 delay = max(delay, exc.retry_after, cfg.max_delay / 2)
@@ -460,6 +471,9 @@ class Agent:
                     conn.close()
             if promoted:
                 return
+            if time.monotonic() - since >= STANDBY_SETTLED_S:
+                failures = 0  # it stood by for long: its end is news (e.g. the node died)
+                delay = first * random.uniform(0.5, 1.5)
 
     async def _stand_by(self, endpoint: str, conn: Conn, client: ClientConfig) -> bool:
         """Park ``conn`` as a standby; True once promoted (queued for the session loop)."""
@@ -479,7 +493,7 @@ class Agent:
         if not isinstance(event, Promoted):
             raise_for(event)
             raise ProtocolError(f"standby: unexpected {type(event).__name__}")
-        log.info("standby at %s promoted to the session", endpoint)
+        log.debug("standby at %s promoted to the session", endpoint)
         self._promotions.append((conn, tc, event.welcome, client))
         self._standby_change.set()
         if self._reader is not None:

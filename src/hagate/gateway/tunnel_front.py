@@ -232,7 +232,8 @@ class TunnelFront:
         routes, errors = gw.attach(session)
         if reconnects > 0:
             gw.metrics.reconnects_total += 1
-        set_keepalive(conn.sock)
+        if not tc.standby:  # a promoted standby has had its keepalive since it parked
+            set_keepalive(conn.sock)
         cfg = gw.cfg
         others = self.other_endpoints() if standby and tc.version >= wire.STANDBY_VERSION else ()
         welcome = wire.Welcome(
