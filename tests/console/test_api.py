@@ -448,8 +448,9 @@ def test_one_user_cannot_take_every_live_stream(st: Stack) -> None:
             for _ in range(4):
                 opened.append(_sse(st, cookie))
         answers = [_read_until(s, b"\r\n", 3).split(b"\r\n")[0] for s in opened]
-        assert sum(b" 200 " in a for a in answers) == STREAMS_PER_USER
-        assert all(b" 429 " in a for a in answers[STREAMS_PER_USER:]), answers
+        # (the server's threads take them in any order: count, do not look at which)
+        assert sum(b" 200 " in a for a in answers) == STREAMS_PER_USER, answers
+        assert sum(b" 429 " in a for a in answers) == 12 - STREAMS_PER_USER, answers
         ops, _ = st.login("ops")
         opened.append(_sse(st, ops))
         assert b" 200 " in _read_until(opened[-1], b"\r\n", 3)

@@ -28,6 +28,7 @@ from hagate.console.poller import Cluster
 from hagate.console.views import Views
 from hagate.console.web import ConsoleApp, ConsoleServer
 from hagate.gateway.admin.listener import AdminServer
+from hagate.gateway.admin.views import MAX_GAP
 from hagate.gateway.bans import DeviceBans
 from hagate.pki.ca import init_ca
 
@@ -78,6 +79,7 @@ def console(tmp_path: Path) -> Iterator[tuple[ConsoleServer, dict[str, Any]]]:
         loop.call_soon_threadsafe(gateways["node-2"].sessions.clear)
         # and one of them is offline everywhere
         loop.call_soon_threadsafe(gateways["node-1"].sessions.pop, "dev07777")
+        time.sleep(MAX_GAP)  # the next refresh may start now (SharedRefresh's spacing)
         clients = [NodeClient(NodeTarget(name, a.address, None)) for name, a in admins.items()]
         cluster = Cluster(clients)
         views = Views(cluster, tmp_path / "policy.toml")

@@ -64,7 +64,8 @@ def records(
 
 Records = tuple[list[DeviceRecord], float, dict[str, dict[str, Any]]]
 SHARE = 4.0  # a refresh that took d may be followed by the next one d * SHARE later at soonest
-MAX_GAP = 1.0  # s, whatever the last one took (a stalled loop's 2 s timeout included)
+MAX_GAP = 0.5  # s, whatever the last one took (a stalled loop's 2 s timeout included): the
+# console's 1 s summary timeout must never be spent waiting here
 
 
 class SharedRefresh:
@@ -76,7 +77,8 @@ class SharedRefresh:
     Never stale: a request gets a refresh that *started after it arrived*, its own or one that
     another request's started meanwhile (so a session that existed when it asked is in it); it
     may wait up to ``SHARE`` times the last refresh's length for it (~50 ms at 10,000 devices;
-    at most ``MAX_GAP``, so above ~50,000 devices the share may pass a fifth).
+    at most ``MAX_GAP``, so above ~25,000 devices the share may pass a fifth: a third at
+    200,000).
     """
 
     def __init__(self, share: float = SHARE) -> None:
