@@ -219,6 +219,22 @@ def test_an_address_held_all_along_promotes_nothing_until_it_appears(pki: Pki) -
     asyncio.run(main())
 
 
+def test_a_revoked_device_loses_its_standby(pki: Pki) -> None:
+    async def main() -> None:
+        cfg_a, _cfg_b = _pair(pki)
+        async with running_gateway(cfg_a) as gw:
+            gw.tunnel.holds_address = lambda _a: False
+            reader, writer = await _open_standby(pki, "dev2", cfg_a.tunnel.port)
+            serial = next(iter(gw.tunnel._standby.values())).ident.serial
+            gw.revoked = frozenset({serial})  # what the CRL reload does (revocation.py)
+            msg = wire.decode(await asyncio.wait_for(reader.readline(), 5))
+            assert isinstance(msg, wire.Refused) and msg.code == "revoked"
+            await _until(lambda: gw.metrics.tunnel_standby == 0, 2, "standby dropped")
+            writer.close()
+
+    asyncio.run(main())
+
+
 def _ctx(pki: Pki, role: str, name: str, port: int) -> ssl.SSLContext:
     c = client_config(pki, role, name, port)
     return client_context(c.cert, c.key, c.ca)
