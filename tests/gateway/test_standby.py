@@ -306,3 +306,13 @@ def test_agent_standby_keys(tmp_path: Path) -> None:
     for bad in ({"patience_ms": -1}, {"enabled": "yes"}, {"wait": 1}):
         with pytest.raises(ConfigError, match="standby"):
             parse_agent({**base, "standby": bad}, tmp_path)
+
+
+def test_a_parked_certificate_that_expired_is_not_promoted() -> None:
+    from hagate.gateway.tunnel_front import _expired
+
+    cert = {"notAfter": "Jan  1 00:00:00 2030 GMT"}
+    assert not _expired(cert, 1_800_000_000.0)  # 2027
+    assert _expired(cert, 1_900_000_000.0)  # 2030
+    assert _expired({"notAfter": "garbage"}, 0.0)
+    assert not _expired(None, 0.0)

@@ -461,7 +461,9 @@ class Agent:
                 promoted = await self._stand_by(endpoint, conn, client)
             except Refused as exc:
                 log.info("standby %s refused: %s", endpoint, exc)
-                delay = max(delay, exc.retry_after, cfg.max_delay / 2)
+                if exc.retry_after <= 0:
+                    return  # e.g. a gateway without standbys: not again in this session
+                delay = max(delay, exc.retry_after)
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError) as exc:
                 log.debug("standby %s: %s", endpoint, exc)
             except Superseded:

@@ -74,6 +74,16 @@ class Refused(Exception):
         self.retry_after_ms = retry_after_ms
 
 
+def _expired(cert: PeerCert | None, now: float) -> bool:
+    not_after = cert.get("notAfter") if cert else None
+    if not isinstance(not_after, str):
+        return False  # no certificate time to go by (tests' memory sockets)
+    try:
+        return now >= ssl.cert_time_to_seconds(not_after)
+    except ValueError:
+        return True
+
+
 class _Standby:
     """A parked standby connection; ``session`` is set once it is promoted."""
 
@@ -320,7 +330,10 @@ class TunnelFront:
                 replaced.conn.close()
         if address not in self._held:  # its state when the first standby came (one bind)
             self._held[address] = self.holds_address(address)
-        entry = _Standby(sid, ident, cert, conn, tc, msg)
+        # Only notAfter is needed at the promotion (the whole decoded certificate is ~2 KB
+        # per standby): a resumed handshake's certificate may expire while it is parked.
+        expiry = {"notAfter": cert.get("notAfter")} if cert else None
+        entry = _Standby(sid, ident, expiry, conn, tc, msg)
         self._standby[sid] = entry
         gw.metrics.tunnel_standby = len(self.standbys)
         set_keepalive(conn.sock)  # its only liveness check: no pings on a parked connection
@@ -403,8 +416,7 @@ class TunnelFront:
         try:
             if ident.serial in gw.revoked:
                 raise Refused("revoked", "certificate revoked")
-            sock = conn.sock
-            if isinstance(sock, ssl.SSLSocket) and session_expired(sock, time.time(), entry.cert):
+            if _expired(entry.cert, time.time()):  # parked for long: it may have expired since
                 raise Refused("expired", "certificate expired")
             msg = entry.msg
             session = self._establish(
