@@ -7,12 +7,15 @@ each subcommand sets ``func`` (taking the parsed namespace, returning an exit co
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from hagate import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 # Order is the order in `hagate --help`.
 _SUBCOMMAND_MODULES = (
@@ -34,6 +37,8 @@ _ALONE = {"vrrp": "hagate.daemon.cli"}
 
 
 def build_parser(modules: Sequence[str] = _SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
+    import argparse  # not on `hagate vrrp`'s start path (see _fast_args)
+
     parser = argparse.ArgumentParser(
         prog="hagate",
         description=(
@@ -56,15 +61,26 @@ def build_parser(modules: Sequence[str] = _SUBCOMMAND_MODULES) -> argparse.Argum
     return parser
 
 
+def _fast_args(module: str | None, argv: Sequence[str]) -> Any:
+    """``hagate vrrp``'s own argv reading when it needs no argparse (None: use argparse)."""
+    if module != "hagate.daemon.cli":
+        return None
+    from hagate.daemon.cli import fast_args
+
+    return fast_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     alone = _ALONE.get(argv[0]) if argv else None
-    parser = build_parser((alone,) if alone else _SUBCOMMAND_MODULES)
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+    args = _fast_args(alone, argv[1:])
+    if args is None:
+        parser = build_parser((alone,) if alone else _SUBCOMMAND_MODULES)
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+    func = args.func
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

@@ -153,6 +153,8 @@ def _first_brace(text: str) -> tuple[int, int, list[str]] | None:
 
 @dataclass(frozen=True, slots=True)
 class Matches:
+    """The files one include pattern names, or why it was refused."""
+
     paths: list[str]
     problem: str = ""  # set when the pattern is refused
     magic: bool = False  # had wildcards (no match is then not an error for plain include)

@@ -26,6 +26,8 @@ class Impact(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One finding of a config check: where, which keyword, how severe, and what."""
+
     severity: Severity
     file: str
     line: int

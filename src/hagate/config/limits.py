@@ -15,6 +15,8 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """Bounds on what one config load may read and keep (files, bytes, nesting, findings)."""
+
     max_file_bytes: int = 16 * MiB  # one file (main or included)
     max_total_bytes: int = 64 * MiB  # every file read for one config
     max_files: int = 1024  # files read for one config

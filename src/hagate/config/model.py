@@ -49,6 +49,8 @@ class AuthType(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Location:
+    """Where a statement came from: file and line."""
+
     file: str
     line: int
 
@@ -150,6 +152,8 @@ class VirtualRule:
 
 @dataclass(frozen=True, slots=True)
 class UnicastPeer:
+    """A unicast_peer entry: the address and its optional min_ttl / max_ttl."""
+
     address: IPAddress
     min_ttl: int | None = None
     max_ttl: int | None = None
@@ -200,6 +204,8 @@ class NotifyFifo:
 
 @dataclass(frozen=True, slots=True)
 class VrrpScript:
+    """A vrrp_script block: the command, how often it runs and what it changes."""
+
     name: str
     script: str
     interval: float = D.SCRIPT_INTERVAL
@@ -251,6 +257,8 @@ class VrrpTrackFile:
 
 @dataclass(frozen=True, slots=True)
 class GlobalDefs:
+    """The global_defs block (the keys hagate reads)."""
+
     router_id: str | None = None
     script_user: str | None = None
     script_group: str | None = None
@@ -288,6 +296,8 @@ class GlobalDefs:
 
 @dataclass(frozen=True, slots=True)
 class VrrpInstance:
+    """A vrrp_instance block, with keepalived 2.2.7's defaults."""
+
     name: str
     virtual_router_id: int
     state: State = State.BACKUP
@@ -383,6 +393,8 @@ class VrrpInstance:
 
 @dataclass(frozen=True, slots=True)
 class VrrpSyncGroup:
+    """A vrrp_sync_group block: instances that change state together."""
+
     name: str
     group: tuple[str, ...] = ()
     track_scripts: tuple[TrackScript, ...] = ()

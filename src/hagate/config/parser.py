@@ -19,6 +19,8 @@ from hagate.config.limits import DEFAULT_LIMITS, Limits
 
 @dataclass(slots=True)
 class Statement:
+    """One keyword and its arguments, with the file and line it came from."""
+
     keyword: str
     args: list[Token]
     file: str

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
@@ -109,12 +108,16 @@ class ReceiveParams:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
+    """An advert that passed the receiver checks, with notes on what was tolerated."""
+
     advert: Advert
     notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Discarded:
+    """An advert the receiver checks dropped, and why."""
+
     reason: DiscardReason
     detail: str
 
@@ -216,6 +219,8 @@ def _check_v2(params: ReceiveParams, advert: Advert) -> None:
             f"auth type {advert.auth_type.name}, ours {params.auth_type.name}",
         )
     if params.auth_type is AuthType.PASS:
+        import hmac  # only for auth PASS: hashlib/OpenSSL off the start path
+
         expected = params.auth_pass.ljust(AUTH_LEN, b"\x00")
         if not hmac.compare_digest(advert.auth_data, expected):
             raise PacketError(DiscardReason.AUTH_PASSWORD_MISMATCH, "wrong password")
