@@ -32,7 +32,7 @@ def _agent() -> Agent:
     agent._standby_tasks = {}
     agent._parked = set()
     agent._promotions = []
-    agent._standby_change = asyncio.Event()
+    agent._waiter = None
     agent._reader = None
     agent._data_client = cfg.client
     agent._version = 0

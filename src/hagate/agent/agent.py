@@ -231,7 +231,8 @@ class Agent:
         self._parked: set[str] = set()
         self._promotions: list[tuple[Conn, TunnelConnection, wire.Welcome, ClientConfig]] = []
         self._data_client = cfg.client  # where data connections go: the session's node
-        self._standby_change = asyncio.Event()
+        # the session loop waiting for a promotion (or for a parked standby's end)
+        self._waiter: asyncio.Future[None] | None = None
         self._reader: _ControlReader | None = None
         self.promoted = 0  # sessions that began as a promoted standby
         self._version = 0  # the protocol version of the last session
@@ -329,9 +330,17 @@ class Agent:
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            self._standby_change.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._standby_change.wait(), left)
+            # A future and a timer, not wait_for: this is also every redial's delay while
+            # standbys run (thousands of agents, four waits a second each in an outage).
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiter = fut
+            timer = loop.call_later(left, _settle, fut)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                if self._waiter is fut:
+                    self._waiter = None
         return True
 
     async def _session(self) -> None:
@@ -416,6 +425,11 @@ class Agent:
 
     # ------------------------------------------------------------ standbys
 
+    def _standby_changed(self) -> None:
+        """A promotion is queued or a parked standby ended: wake the session loop."""
+        if self._waiter is not None:
+            _settle(self._waiter)
+
     def _sync_standbys(self, endpoints: tuple[str, ...], delay: float) -> None:
         """One standby task per endpoint the welcome named (the other nodes), none else."""
         for endpoint, task in list(self._standby_tasks.items()):
@@ -491,13 +505,13 @@ class Agent:
                 event = await next_event(conn, tc)
             finally:
                 self._parked.discard(endpoint)
-                self._standby_change.set()
+                self._standby_changed()
         if not isinstance(event, Promoted):
             raise_for(event)
             raise ProtocolError(f"standby: unexpected {type(event).__name__}")
         log.debug("standby at %s promoted to the session", endpoint)
         self._promotions.append((conn, tc, event.welcome, client))
-        self._standby_change.set()
+        self._standby_changed()
         if self._reader is not None:
             self._reader.switch()  # the old session gives way (its node lost the VIP)
         return True
@@ -581,6 +595,11 @@ class Agent:
         except asyncio.CancelledError:
             conn.close()
             raise
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def dialled_address(conn: Conn, fallback: str) -> str:
