@@ -78,13 +78,16 @@ def test_a_lost_session_is_retried_fast(monkeypatch: pytest.MonkeyPatch) -> None
 def test_superseded_by_our_own_newer_connection_is_no_twin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A v2+ gateway's hint 0 means this agent's own newer session won (a standby promoted
-    across a redial): redial fast, count no supersession. From a v1 gateway (no hints) it
-    is still the slow wait."""
+    """``same_instance`` means this agent's own newer session won (a standby promoted
+    across a redial): redial fast, count no supersession. Without it, hint 0 (a v1 gateway,
+    or a cluster peer's newer session of this device) is still the slow wait, whatever the
+    version."""
 
-    assert all(d <= 0.05 for d in _delays([Superseded(0), None], monkeypatch, version=3))
-    slow = _delays([Superseded(0), None], monkeypatch, version=1)
-    assert slow[0] >= 15
+    own = [Superseded(0, same_instance=True), None]
+    assert all(d <= 0.05 for d in _delays(own, monkeypatch, version=3))
+    for version in (1, 3):
+        slow = _delays([Superseded(0), None], monkeypatch, version=version)
+        assert slow[0] >= 15, version
 
 
 def test_failed_redials_keep_a_steady_pace(monkeypatch: pytest.MonkeyPatch) -> None:

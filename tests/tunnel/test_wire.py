@@ -56,6 +56,7 @@ EVERY_MESSAGE: list[Message] = [
     StreamRefused("web: connection refused", "device_error"),
     Connect("dev1", "ssh"),
     Superseded(4000),
+    Superseded(0, same_instance=True),
     Refused("certificate revoked", "revoked", 0),
     Bye(),
 ]

@@ -108,9 +108,10 @@ class SwitchedOver(EOFError):
 class Superseded(Exception):
     """A newer session of this device took over: another agent runs with our identity."""
 
-    def __init__(self, retry_after_ms: int = 0) -> None:
+    def __init__(self, retry_after_ms: int = 0, same_instance: bool = False) -> None:
         super().__init__("superseded by a newer session of this device")
         self.retry_after = retry_after_ms / 1000
+        self.same_instance = same_instance
 
 
 async def dial(
@@ -186,7 +187,7 @@ def raise_for(event: Event | None) -> None:
     if isinstance(event, wire.Refused):
         raise Refused(event.error, event.code, event.retry_after_ms)
     if isinstance(event, wire.Superseded):
-        raise Superseded(event.retry_after_ms)
+        raise Superseded(event.retry_after_ms, event.same_instance)
     if isinstance(event, ProtocolViolation):
         raise ProtocolError(event.reason)
     if isinstance(event, PeerDead):
@@ -270,9 +271,9 @@ class Agent:
             except SwitchedOver as exc:
                 self.last_error = str(exc)
             except Superseded as exc:
-                if exc.retry_after == 0 and self._version >= 2:
-                    # A v2+ gateway hints 0 only when the newer session is this agent's own
-                    # (same instance): a standby promoted across a redial, not a twin.
+                if exc.same_instance:
+                    # The newer session is this agent's own (a standby promoted across a
+                    # redial), not a twin. A hint-less supersede from a cluster peer is one.
                     self.last_error = "replaced by this agent's newer connection"
                 else:
                     self.superseded += 1

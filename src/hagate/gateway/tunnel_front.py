@@ -462,7 +462,7 @@ class TunnelFront:
                 action.retry_after_ms / 1000,
             )
         # Closed here with the hint; gw.attach then finds it closed and only does the rest.
-        old.close(wire.encode(wire.Superseded(action.retry_after_ms)))
+        old.close(wire.encode(wire.Superseded(action.retry_after_ms, action.same_instance)))
 
     def _data(self, conn: Conn, tc: TunnelConnection, ident: Identity, msg: wire.Data) -> None:
         session = self.gw.sessions.get(ident.name)

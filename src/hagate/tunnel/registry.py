@@ -48,6 +48,7 @@ class Supersede:
     retry_after_ms: int
     repeats: int  # supersedes of this device in a row within the window; >= 2: twins
     same_certificate: bool
+    same_instance: bool = False  # the holder's own agent process reconnected: no twin
 
     @property
     def twins(self) -> bool:
@@ -132,7 +133,7 @@ class SessionRegistry:
             # The holder itself reconnecting (its old connection is half-open): no twin.
             del self._owner[old]
             self.superseded += 1
-            actions.append(Supersede(device, old, 0, 0, d.serial == serial))
+            actions.append(Supersede(device, old, 0, 0, d.serial == serial, True))
         elif old is not None:
             if d.repeats >= 2 and now < d.hold_until:
                 self.twins_refused += 1

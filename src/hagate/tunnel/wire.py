@@ -214,6 +214,9 @@ class Superseded:
     """Gateway -> agent: a newer session of this device took over; wait, then redial."""
 
     retry_after_ms: int = 0  # 0: no hint (v1), use the agent's own back-off
+    # v3: the newer session is this agent's own (same hello instance, e.g. its standby was
+    # promoted while it redialled): no twin, no back-off. Sent only when true.
+    same_instance: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,8 @@ def to_json(msg: Message) -> dict[str, Any]:
     if isinstance(msg, Connect):
         return {"op": "connect", "device": msg.device, "service": msg.service}
     if isinstance(msg, Superseded):
+        if msg.same_instance:
+            return {"op": "superseded", "retry_after_ms": msg.retry_after_ms, "same_instance": True}
         return {"op": "superseded", "retry_after_ms": msg.retry_after_ms}
     # Refused, the only one left
     return {
@@ -513,6 +518,8 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any]], Message]]] = {
     "connect": lambda d: Connect(
         _text(d, "device", None, MAX_ID), _text(d, "service", None, MAX_ID)
     ),
-    "superseded": lambda d: Superseded(_int(d, "retry_after_ms", 0, 0, MAX_RETRY_MS)),
+    "superseded": lambda d: Superseded(
+        _int(d, "retry_after_ms", 0, 0, MAX_RETRY_MS), d.get("same_instance") is True
+    ),
     "error": _error,
 }
