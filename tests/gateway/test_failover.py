@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+from hagate.agent.agent import Agent
 from hagate.gateway.config import Endpoint
 
 from .kit import (
@@ -24,12 +25,13 @@ from .kit import (
 )
 
 
-async def _wait(cond: object, timeout: float) -> float:
-    """Seconds until ``cond()`` is true (fails after ``timeout``)."""
+async def _wait(cond: object, timeout: float, why: object = None) -> float:
+    """Seconds until ``cond()`` is true (fails after ``timeout``, saying ``why()``)."""
     t0 = time.monotonic()
     while not cond():  # type: ignore[operator]
         if time.monotonic() - t0 > timeout:
-            raise AssertionError("condition not met in time")
+            said = why() if callable(why) else ""
+            raise AssertionError(f"condition not met in time {said}")
         await asyncio.sleep(0.01)
     return time.monotonic() - t0
 
@@ -173,6 +175,19 @@ def test_busy_gateway_is_not_dropped(pki: Pki) -> None:
     asyncio.run(main())
 
 
+def _reader(agent: Agent) -> str:
+    """What the agent's control reader knows (CI once saw no loss in 3 s: not reproduced)."""
+    r = agent._reader
+    if r is None:
+        return f"no reader; sessions {agent.sessions}, last error {agent.last_error!r}"
+    tc, now = r.tc, r.loop.time()
+    return (
+        f"sessions {agent.sessions}; tc {tc.state.name} heard {now - tc._heard:.3f} s ago,"
+        f" dead_after {tc.dead_after}, timer in {(tc.get_timer() or now) - now:.3f} s,"
+        f" armed {r.timer is not None}, lost {r.lost.done()}"
+    )
+
+
 def test_silent_gateway_is_left_after_dead_after(pki: Pki) -> None:
     async def main() -> None:
         cfg = gateway_config(pki, heartbeat_ms=100, dead_after_ms=800)
@@ -180,7 +195,7 @@ def test_silent_gateway_is_left_after_dead_after(pki: Pki) -> None:
             vip = await Relay(gw.addresses["tunnel"][1]).start()
             async with running_agent(agent_config(pki, "dev1", vip.port, http=free_port())) as a:
                 vip.freeze()  # a frozen node that kept the VIP: no reset, no answer
-                lost = await _wait(lambda: not a.connected.is_set(), 3)
+                lost = await _wait(lambda: not a.connected.is_set(), 3, lambda: _reader(a))
                 assert 0.6 < lost < 1.5
             vip.close()
 
