@@ -148,3 +148,22 @@ def test_the_gateway_hint_is_obeyed_and_never_shortened(monkeypatch: pytest.Monk
 def test_a_good_session_after_superseded_resets(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = _delays([Superseded(2000), None], monkeypatch)
     assert delays[0] >= 2.0 and delays[1] <= 0.15
+
+
+def test_a_cancel_as_the_awaited_step_completes_is_not_swallowed() -> None:
+    """CPython gh-86296 (3.11): ``asyncio.wait_for`` returns the result when the task is
+    cancelled in the loop turn its inner future completes. A dial that swallowed it went
+    on to a session that never ended (the console's teardown waited 10 s on the task)."""
+    from hagate.agent.agent import wait_for
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inner: asyncio.Future[int] = loop.create_future()
+        task = asyncio.create_task(wait_for(inner, 10))
+        await asyncio.sleep(0)  # the task waits on inner
+        inner.set_result(1)
+        task.cancel()  # same turn: the plain wait_for would return 1
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())

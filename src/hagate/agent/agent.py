@@ -36,8 +36,9 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from hagate.agent.config import AgentConfig, ClientConfig, LocalService
 from hagate.net.backend import KERNEL, Backend
@@ -65,6 +66,8 @@ from hagate.tunnel.connection import (
 )
 
 log = logging.getLogger("hagate.agent")
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
@@ -141,7 +144,7 @@ async def dial(
     )
     conn = Conn(ssock)
     try:
-        await asyncio.wait_for(conn.handshake(), timeout)
+        await wait_for(conn.handshake(), timeout)
     except BaseException:
         conn.close()
         raise
@@ -158,6 +161,17 @@ async def next_event(conn: Conn, tc: TunnelConnection) -> Event | None:
             return event
         data = await conn.recv_some()
         tc.receive_data(data, conn.loop.time())
+
+
+async def wait_for(aw: Awaitable[T], timeout: float) -> T:
+    """``asyncio.wait_for`` that never swallows this task's cancellation (see below).
+
+    A swallowed cancel during a dial let the session that followed run for good: the task
+    was cancelled, yet its agent stayed connected (a console test's teardown waited 10 s).
+    """
+    result = await asyncio.wait_for(aw, timeout)
+    raise_if_cancelled()
+    return result
 
 
 def raise_if_cancelled() -> None:
@@ -371,7 +385,7 @@ class Agent:
             standby=self.cfg.standby.enabled,
         )
         conn.write(tc.send(hello, conn.loop.time()))
-        welcome = await asyncio.wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
+        welcome = await wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
         if not isinstance(welcome, wire.Welcome):
             raise_for(welcome)
             raise ProtocolError(f"expected welcome, got {type(welcome).__name__}")
@@ -498,7 +512,7 @@ class Agent:
         services = tuple(s.spec for s in self.cfg.services)
         msg = wire.Standby(self._vip, services, self.sessions, wire.VERSION, self.instance)
         conn.write(tc.send(msg, conn.loop.time()))
-        event = await asyncio.wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
+        event = await wait_for(next_event(conn, tc), HANDSHAKE_TIMEOUT)
         if isinstance(event, wire.StandingBy):
             set_keepalive(conn.sock)  # the only liveness check of a parked connection
             self._parked.add(endpoint)
@@ -584,7 +598,7 @@ class Agent:
             except (ConnectionError, OSError) as exc:
                 refusal = wire.StreamRefused(f"{svc.spec.name}: {exc}", "device_error")
                 conn.write(tc.send(refusal, conn.loop.time()))
-                await asyncio.wait_for(conn.drain(), 2.0)
+                await wait_for(conn.drain(), 2.0)
                 conn.close()
                 return
             set_nodelay(local)

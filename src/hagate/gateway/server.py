@@ -26,6 +26,7 @@ from hagate.gateway.admission import Acceptor, Admission, FairBudget, Handler, c
 from hagate.gateway.auth import Authenticator
 from hagate.gateway.config import GatewayConfig
 from hagate.gateway.http import AccessPolicy, HttpFront, UpstreamPool
+from hagate.gateway.logbudget import LogBudget
 from hagate.gateway.metrics import Metrics
 from hagate.gateway.protocol import ServiceKind, encode, read_message
 from hagate.gateway.ratelimit import RateLimiter
@@ -63,6 +64,7 @@ class Gateway:
         """``backend`` makes the listening sockets (tests may pass a MemoryBackend)."""
         self.cfg = cfg
         self.backend = backend
+        self.session_log = LogBudget(log, "session")  # a failover's storm: one summary
         self.tunnel_ctx = tunnel_server_context(
             cfg.cert,
             cfg.key,
@@ -308,7 +310,9 @@ class Gateway:
         self.metrics.sessions_total += 1
         if old is not None:
             self.metrics.superseded_total += 1
-            log.info("device %s: new session %s replaces %s", device, session.sid, old.sid)
+            self.session_log.info(
+                "device %s: new session %s replaces %s", device, session.sid, old.sid
+            )
             old.close(encode(op="superseded"))
             for front in self.fronts:
                 front.drop_device(device)  # idle upstreams belong to the old session's agent
@@ -335,7 +339,7 @@ class Gateway:
                         f"port {svc.port} is not this service's port in the gateway's "
                         "inventory ([tcp.pinned]); reach it with `hagate connect`"
                     )
-        log.info("device %s: session %s up, routes %s", device, session.sid, routes)
+        self.session_log.info("device %s: session %s up, routes %s", device, session.sid, routes)
         if self.cluster is not None:
             self.cluster.attached(session)
         return routes, errors
@@ -350,7 +354,7 @@ class Gateway:
             self.streams.cut_where(
                 lambda lease: f"device {device} went away" if lease.device == device else None
             )
-            log.info("device %s: session %s ended", session.device, session.sid)
+            self.session_log.info("device %s: session %s ended", session.device, session.sid)
             if self.cluster is not None:
                 self.cluster.detached(session)
 
