@@ -210,6 +210,7 @@ class Daemon:
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        self.on_started: Callable[[], None] | None = None  # once start-up ended, either way
         self.config: cfg.Config | None = None
         self.runtimes: dict[str, InstanceRuntime] = {}
         self.sockets: dict[SockKey, VrrpSocket] = {}
@@ -242,6 +243,9 @@ class Daemon:
         except StartError:
             await self._close()
             raise
+        finally:
+            if self.on_started is not None:
+                self.on_started()
         log.info(
             "hagate vrrp running: %d instance(s), config %s, run directory %s",
             len(self.runtimes),
